@@ -1,0 +1,43 @@
+package schemas
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// RecordKey returns a record's Kafka key: the primary key as text, or for a composite
+// key a JSON array of its values in key-field order (["GDP","330100","2024Q3"]).
+func (d *Dataset) RecordKey(rec map[string]any) (string, error) {
+	if len(d.Key) == 1 {
+		v := rec[d.Key[0]]
+		if v == nil {
+			return "", fmt.Errorf("%s: key field %s is missing", d.ID, d.Key[0])
+		}
+		return stringOf(v), nil
+	}
+	vals := make([]any, len(d.Key))
+	for i, k := range d.Key {
+		if rec[k] == nil {
+			return "", fmt.Errorf("%s: key field %s is missing", d.ID, k)
+		}
+		vals[i] = rec[k]
+	}
+	b, err := json.Marshal(vals)
+	return string(b), err
+}
+
+// ParseKey splits a key produced by RecordKey into its field values (as strings).
+func (d *Dataset) ParseKey(key string) ([]string, error) {
+	if len(d.Key) == 1 {
+		return []string{key}, nil
+	}
+	var vals []any
+	if err := json.Unmarshal([]byte(key), &vals); err != nil || len(vals) != len(d.Key) {
+		return nil, fmt.Errorf("%s: key must be a JSON array of %d values (%v)", d.ID, len(d.Key), d.Key)
+	}
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i] = stringOf(v)
+	}
+	return out, nil
+}

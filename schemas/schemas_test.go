@@ -1,0 +1,251 @@
+package schemas
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"govx/schemas/ident"
+)
+
+func citizenID(t testing.TB, body17 string) string {
+	t.Helper()
+	c, err := ident.CitizenIDCheckChar(body17)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body17 + string(c)
+}
+
+func uscc(t testing.TB, body17 string) string {
+	t.Helper()
+	c, err := ident.USCCCheckChar(body17)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body17 + string(c)
+}
+
+func TestLoadShippedDefinitions(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"economy.indicator", "legal_entity.organization", "population.person", "resource.land_parcel"}
+	got := []string{}
+	for _, d := range c.Datasets() {
+		got = append(got, d.ID)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("datasets = %v, want %v", got, want)
+	}
+	p, _ := c.Dataset("population.person")
+	for _, name := range []string{"id_number", "name", "gender", "birth_date", "ethnicity", "household_region", "address", "phone", "status", "updated_at"} {
+		if _, ok := p.Field(name); !ok {
+			t.Errorf("population.person lacks field %s", name)
+		}
+	}
+	id, _ := p.Field("id_number")
+	if id.Sensitivity != SensitivePersonal || id.Mask != "id_card" || id.Title.Zh != "公民身份号码" {
+		t.Errorf("id_number = %+v", id)
+	}
+	ind, _ := c.Dataset("economy.indicator")
+	if strings.Join(ind.Key, ",") != "indicator_code,region_code,period" {
+		t.Errorf("indicator key = %v", ind.Key)
+	}
+}
+
+func TestLoadIsStrict(t *testing.T) {
+	good := `dataset: x.y
+version: 1
+register: x
+title: {zh: 甲, en: A}
+provider: {code: p}
+key: [k]
+fields:
+  - name: k
+    type: string
+    sensitivity: public
+    mask: "null"
+    title: {zh: 键, en: Key}
+`
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", good + "colour: red\n", "x.yaml: yaml: unmarshal errors:\n  line 13: field colour not found"},
+		{"unknown field key", strings.Replace(good, "    mask:", "    masc: x\n    mask:", 1), "line 11: field masc not found"},
+		{"bad type of version", strings.Replace(good, "version: 1", "version: one", 1), "line 2: cannot unmarshal !!str `one` into int"},
+		{"unknown field type", strings.Replace(good, "type: string", "type: text", 1), `field "k": unknown type "text"`},
+		{"unknown sensitivity", strings.Replace(good, "sensitivity: public", "sensitivity: secret", 1), `sensitivity "secret" is not one of`},
+		{"unknown mask", strings.Replace(good, `mask: "null"`, "mask: blur", 1), `mask "blur" is not one of`},
+		{"unknown check", strings.Replace(good, `mask: "null"`, "mask: \"null\"\n    check: vin", 1), `check "vin" is not a known validator`},
+		{"key names unknown field", strings.Replace(good, "key: [k]", "key: [id]", 1), `key names unknown field "id"`},
+		{"missing title", strings.Replace(good, "    title: {zh: 键, en: Key}\n", "", 1), `field "k": title needs both zh and en`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadFS(fstest.MapFS{"defs/x.yaml": {Data: []byte(tt.yaml)}}, "defs")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), "x.yaml") {
+				t.Fatalf("error %v does not name the file", err)
+			}
+		})
+	}
+	if _, err := LoadFS(fstest.MapFS{"defs/x.yaml": {Data: []byte(good)}}, "defs"); err != nil {
+		t.Fatalf("the good definition fails: %v", err)
+	}
+}
+
+func validPerson(t testing.TB) map[string]any {
+	return map[string]any{
+		"id_number":        citizenID(t, "33010619900307123"),
+		"name":             "张三",
+		"gender":           "1",
+		"birth_date":       "1990-03-07",
+		"ethnicity":        "01",
+		"household_region": "330106",
+		"address":          "浙江省杭州市西湖区文三路1号",
+		"phone":            "13812345678",
+		"status":           "alive",
+		"updated_at":       "2026-11-26T04:00:00Z",
+	}
+}
+
+func TestValidate(t *testing.T) {
+	c := MustLoad()
+	person, _ := c.Dataset("population.person")
+	org, _ := c.Dataset("legal_entity.organization")
+	parcel, _ := c.Dataset("resource.land_parcel")
+
+	if errs := person.Validate(validPerson(t)); len(errs) != 0 {
+		t.Fatalf("valid person rejected: %v", errs)
+	}
+	goodID := citizenID(t, "33010619900307123")
+	wrongCheck := goodID[:17] + string("0123456789X"[(strings.IndexByte("0123456789X", goodID[17])+1)%11])
+	tests := []struct {
+		name   string
+		change map[string]any
+		want   map[string]string // field -> code
+	}{
+		{"wrong check char", map[string]any{"id_number": wrongCheck}, map[string]string{"id_number": "check_char"}},
+		{"impossible date in id", map[string]any{"id_number": citizenID(t, "33010619900230123")}, map[string]string{"id_number": "date"}},
+		{"unknown province prefix", map[string]any{"id_number": citizenID(t, "99010619900307123"), "household_region": "990106"},
+			map[string]string{"id_number": "province", "household_region": "province"}},
+		{"impossible birth date", map[string]any{"birth_date": "2023-02-29"}, map[string]string{"birth_date": "date"}},
+		{"wrong type", map[string]any{"gender": 1.0, "updated_at": 17}, map[string]string{"gender": "type", "updated_at": "type"}},
+		{"missing key", map[string]any{"id_number": nil}, map[string]string{"id_number": "required"}},
+		{"not in enum", map[string]any{"status": "dead"}, map[string]string{"status": "enum"}},
+		{"bad pattern", map[string]any{"ethnicity": "57", "phone": "12345"}, map[string]string{"ethnicity": "pattern", "phone": "pattern"}},
+		{"unknown field", map[string]any{"blood_type": "A"}, map[string]string{"blood_type": "unknown_field"}},
+		{"nullable may be absent", map[string]any{"phone": nil, "address": nil}, map[string]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := validPerson(t)
+			for k, v := range tt.change {
+				rec[k] = v
+			}
+			got := map[string]string{}
+			for _, e := range person.Validate(rec) {
+				got[e.Field] = e.Code
+				if e.Message == "" {
+					t.Errorf("%s: empty message", e.Field)
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("errors = %v, want %v", got, tt.want)
+			}
+			for f, code := range tt.want {
+				if got[f] != code {
+					t.Errorf("%s: code %q, want %q (all: %v)", f, got[f], code, got)
+				}
+			}
+		})
+	}
+
+	orgRec := map[string]any{
+		"uscc": uscc(t, "91330106MA2AXXXX0"), "name": "杭州某某科技有限公司", "org_type": "enterprise",
+		"legal_rep_id_number": goodID, "legal_rep_name": "张三", "registered_capital": "100.0000",
+		"established_on": "2015-06-01", "status": "active", "region_code": "330106",
+		"industry_code": "I6513", "updated_at": "2026-01-01T00:00:00Z",
+	}
+	if errs := org.Validate(orgRec); len(errs) != 0 {
+		t.Fatalf("valid organization rejected: %v", errs)
+	}
+	orgRec["uscc"] = "91330106MA2AXXXX0I" // I is not in the USCC alphabet
+	orgRec["registered_capital"] = "1.23456"
+	codes := map[string]string{}
+	for _, e := range org.Validate(orgRec) {
+		codes[e.Field] = e.Code
+	}
+	if codes["uscc"] != "charset" || codes["registered_capital"] != "decimal" {
+		t.Fatalf("bad USCC characters / decimal: %v", codes)
+	}
+
+	parcelRec := map[string]any{
+		"parcel_code": "330106001002GB00001", "region_code": "330106", "land_use": "0701",
+		"area_m2": "120.50", "right_type": "use_right", "holder_id_number": goodID,
+		"longitude": 120.1, "latitude": 30.2, "registered_on": "2010-01-01", "updated_at": "2026-01-01T00:00:00Z",
+	}
+	if errs := parcel.Validate(parcelRec); len(errs) != 0 {
+		t.Fatalf("valid parcel rejected: %v", errs)
+	}
+	parcelRec["holder_uscc"] = orgRec["uscc"]
+	parcelRec["latitude"] = 60.0
+	codes = map[string]string{}
+	for _, e := range parcel.Validate(parcelRec) {
+		codes[e.Field] = e.Code
+	}
+	if codes["holder_uscc|holder_id_number"] != "exactly_one_of" || codes["latitude"] != "range" {
+		t.Fatalf("two holders / latitude out of China: %v", codes)
+	}
+}
+
+func TestRecordKey(t *testing.T) {
+	c := MustLoad()
+	ind, _ := c.Dataset("economy.indicator")
+	k, err := ind.RecordKey(map[string]any{"indicator_code": "GDP", "region_code": "330100", "period": "2024Q3"})
+	if err != nil || k != `["GDP","330100","2024Q3"]` {
+		t.Fatalf("composite key = %q, %v", k, err)
+	}
+	parts, err := ind.ParseKey(k)
+	if err != nil || strings.Join(parts, "|") != "GDP|330100|2024Q3" {
+		t.Fatalf("ParseKey = %v, %v", parts, err)
+	}
+	person, _ := c.Dataset("population.person")
+	if k, _ := person.RecordKey(map[string]any{"id_number": "11010519491231002X"}); k != "11010519491231002X" {
+		t.Fatalf("single key = %q", k)
+	}
+	if _, err := person.RecordKey(map[string]any{}); err == nil {
+		t.Fatal("missing key accepted")
+	}
+}
+
+func TestArrowSchemaCarriesMetadata(t *testing.T) {
+	person, _ := MustLoad().Dataset("population.person")
+	s := person.ArrowSchema()
+	if s.NumFields() != len(person.Fields) {
+		t.Fatalf("%d arrow fields for %d dataset fields", s.NumFields(), len(person.Fields))
+	}
+	f, _ := s.FieldsByName("id_number")
+	md := f[0].Metadata
+	get := func(k string) string {
+		i := md.FindKey(k)
+		if i < 0 {
+			return ""
+		}
+		return md.Values()[i]
+	}
+	if get(MetaSensitivity) != "sensitive_personal" || get(MetaTitleZh) != "公民身份号码" || get(MetaKey) != "true" {
+		t.Fatalf("id_number metadata = %v", md)
+	}
+	b, _ := s.FieldsByName("birth_date")
+	if b[0].Type.ID().String() != "DATE32" {
+		t.Fatalf("birth_date type = %v", b[0].Type)
+	}
+	if i := s.Metadata().FindKey(MetaDataset); i < 0 || s.Metadata().Values()[i] != "population.person" {
+		t.Fatalf("schema metadata = %v", s.Metadata())
+	}
+}
