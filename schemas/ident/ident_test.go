@@ -2,6 +2,10 @@ package ident
 
 import (
 	"errors"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -261,6 +265,30 @@ func TestDemoCounties(t *testing.T) {
 	for code := range demoDivisions {
 		if _, ok := LookupRegion(code); !ok {
 			t.Errorf("table entry %s is not found by LookupRegion", code)
+		}
+	}
+}
+
+// TestImportsNothingOfOurs keeps ident at the bottom of govx's import graph: schemas,
+// connectors and the exchange all import it, so it must import none of them.
+func TestImportsNothingOfOurs(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			if path := strings.Trim(imp.Path.Value, `"`); strings.Contains(path, ".") || strings.HasPrefix(path, "govx") {
+				t.Errorf("%s imports %s; ident may import only the standard library", name, path)
+			}
 		}
 	}
 }
