@@ -1,0 +1,371 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"govx/exchange/audit"
+)
+
+// auditFlags are shared by the auditor's subcommands.
+type auditFlags struct {
+	clickhouse, database, table, user string
+	spool                             string
+	tz                                string
+	since, until                      string
+	filter                            audit.Filter
+}
+
+func (a *auditFlags) register(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.StringVar(&a.clickhouse, "clickhouse", "", "ClickHouse native address host:port (default: read the local spool); password from $GOVX_CLICKHOUSE_PASSWORD")
+	f.StringVar(&a.database, "database", "govx", "ClickHouse database of the audit table")
+	f.StringVar(&a.table, "table", "access_log", "ClickHouse audit table")
+	f.StringVar(&a.user, "user", "default", "ClickHouse user")
+	f.StringVar(&a.spool, "spool", audit.DefaultSpoolDir, "local audit spool directory, read when --clickhouse is not given")
+	f.StringVar(&a.tz, "tz", "Asia/Shanghai", "time zone for times shown and for dates given without one")
+}
+
+func (a *auditFlags) registerFilters(cmd *cobra.Command, keyFlag bool) {
+	f := cmd.Flags()
+	f.StringVar(&a.since, "since", "", "from this time: RFC 3339, YYYY-MM-DD, 'YYYY-MM-DD HH:MM', or a duration back from now (24h, 7d)")
+	f.StringVar(&a.until, "until", "", "before this time (same forms as --since)")
+	f.StringVar(&a.filter.Department, "department", "", "department code, e.g. mz-3301")
+	f.StringVar(&a.filter.System, "system", "", "department system, e.g. dibao-review")
+	f.StringVar(&a.filter.Dataset, "dataset", "", "dataset id, e.g. population.person")
+	f.StringVar(&a.filter.Action, "action", "", "read | changes | lookup | verify | discover")
+	f.StringVar(&a.filter.Decision, "decision", "", "allow | deny (decision events only)")
+	f.StringVar(&a.filter.Purpose, "purpose", "", "declared purpose")
+	f.StringVar(&a.filter.Agreement, "agreement", "", "sharing agreement id")
+	f.StringVar(&a.filter.CaseRef, "case", "", "case reference (办件编号)")
+	f.StringVar(&a.filter.RequestID, "request", "", "request id (a decision and its complete)")
+	if keyFlag {
+		f.StringVar(&a.filter.Key, "key", "", "a record key a lookup or verify touched (e.g. a citizen ID number)")
+	}
+}
+
+func (a *auditFlags) location() (*time.Location, error) {
+	loc, err := time.LoadLocation(a.tz)
+	if err != nil {
+		return nil, fmt.Errorf("--tz %q: %w", a.tz, err)
+	}
+	return loc, nil
+}
+
+// parseWhen accepts an absolute time or a duration back from now ("7d", "36h").
+func parseWhen(s string, loc *time.Location, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		if _, err := fmt.Sscanf(d, "%d", &n); err == nil && n > 0 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: use RFC 3339, YYYY-MM-DD, 'YYYY-MM-DD HH:MM', or a duration such as 24h or 7d", s)
+}
+
+func (a *auditFlags) resolve() (*time.Location, error) {
+	loc, err := a.location()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if a.filter.Since, err = parseWhen(a.since, loc, now); err != nil {
+		return nil, fmt.Errorf("--since: %w", err)
+	}
+	if a.filter.Until, err = parseWhen(a.until, loc, now); err != nil {
+		return nil, fmt.Errorf("--until: %w", err)
+	}
+	if d := a.filter.Decision; d != "" && d != audit.Allow && d != audit.Deny {
+		return nil, fmt.Errorf("--decision %q: use allow or deny", d)
+	}
+	return loc, nil
+}
+
+// open returns the store to read: ClickHouse when --clickhouse is given, else the spool.
+func (a *auditFlags) open() (audit.Store, bool, error) {
+	if a.clickhouse == "" {
+		st, err := audit.OpenSpoolStore(a.spool)
+		return st, true, err
+	}
+	st, err := audit.NewClickHouse(audit.ClickHouseConfig{Addr: a.clickhouse, Database: a.database,
+		Table: a.table, Username: a.user, Password: os.Getenv("GOVX_CLICKHOUSE_PASSWORD")})
+	return st, false, err
+}
+
+func newAuditCmd() *cobra.Command {
+	a := &auditFlags{}
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "The auditor's tools: query, report, subject, verify, keygen",
+		Long: `Read the tamper-evident access log: every request to the exchange, allowed or denied
+(a "decision" event), and for data-bearing requests how it ended (a "complete" event).
+
+The log is read from ClickHouse with --clickhouse host:port, or else from the local
+audit spool (--spool, default ` + audit.DefaultSpoolDir + `), which holds everything when
+the exchange runs without ClickHouse and the events not yet shipped when it runs with it.`,
+	}
+	a.register(cmd)
+	cmd.AddCommand(auditQueryCmd(a), auditReportCmd(a), auditSubjectCmd(a), auditVerifyCmd(a), auditKeygenCmd())
+	return cmd
+}
+
+func init() { rootCmd.AddCommand(newAuditCmd()) }
+
+func auditQueryCmd(a *auditFlags) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "query",
+		Short: "List audit events matching filters",
+		Example: `  govx audit query --clickhouse 127.0.0.1:9000 --since 2026-03-01 --until 2026-04-01 --department mz-3301
+  govx audit query --dataset population.person --decision deny --since 7d
+  govx audit query --case 330106-2026-000123 --format jsonl
+  govx audit query --since 24h --format csv > today.csv`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runQuery(cmd, a, format)
+		},
+	}
+	a.registerFilters(cmd, true)
+	cmd.Flags().StringVar(&format, "format", "table", "table | csv | jsonl")
+	return cmd
+}
+
+func runQuery(cmd *cobra.Command, a *auditFlags, format string) error {
+	loc, err := a.resolve()
+	if err != nil {
+		return err
+	}
+	st, _, err := a.open()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	it, err := st.Events(cmd.Context(), a.filter)
+	if err != nil {
+		return err
+	}
+	n, err := audit.WriteEvents(cmd.OutOrStdout(), it, format, loc)
+	if err != nil {
+		return err
+	}
+	if format == "table" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d events\n", n)
+	}
+	return nil
+}
+
+func auditSubjectCmd(a *auditFlags) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "subject --key ID",
+		Short: "Every access that touched one record (by its key, e.g. a citizen ID number)",
+		Long: `List every lookup or verify that named one record's key: who asked, when, why, under
+which agreement, and whether it was allowed. Bulk reads are selected by filter, not by key,
+and are found with 'govx audit query --dataset …'.`,
+		Example: `  govx audit subject --key 330106199001011234
+  govx audit subject --clickhouse 127.0.0.1:9000 --key 91330106MA2B3C4D5E --since 2026-01-01 --format jsonl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if a.filter.Key == "" {
+				return errors.New("give the record's key with --key")
+			}
+			return runQuery(cmd, a, format)
+		},
+	}
+	a.registerFilters(cmd, true)
+	cmd.Flags().StringVar(&format, "format", "table", "table | csv | jsonl")
+	return cmd
+}
+
+func auditReportCmd(a *auditFlags) *cobra.Command {
+	var (
+		format, workHours, agreements string
+		opt                           audit.ReportOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "report",
+		Short: "Sum use per department and dataset and flag anomalies",
+		Long: `Sum requests, rows, bytes, denials and unfinished streams (allowed reads whose
+response never completed) per department and dataset, and flag:
+
+  off-hours          a burst of requests by one system outside working hours (weekends too)
+  volume             a day whose rows are far above the department's own median day
+  deny-burst         many denials of one system within minutes: probing the policy
+  enumeration        many distinct keys looked up or verified by one system in an hour
+  agreement-expiry   use of an agreement close to (or after) its end (needs --agreements)
+
+Working hours are local to --tz (default Asia/Shanghai).`,
+		Example: `  govx audit report --since 2026-03-01 --until 2026-04-01
+  govx audit report --clickhouse 127.0.0.1:9000 --since 30d --work-hours 08:30-18:00 --agreements policies/data/agreements.yaml
+  govx audit report --since 7d --format json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			loc, err := a.resolve()
+			if err != nil {
+				return err
+			}
+			opt.Location = loc
+			if opt.WorkStart, opt.WorkEnd, err = audit.ParseWorkHours(workHours); err != nil {
+				return fmt.Errorf("--work-hours: %w", err)
+			}
+			if agreements != "" {
+				if opt.Agreements, err = audit.LoadAgreements(agreements); err != nil {
+					return err
+				}
+			}
+			st, _, err := a.open()
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			it, err := st.Events(cmd.Context(), a.filter)
+			if err != nil {
+				return err
+			}
+			rep, err := audit.BuildReport(cmd.Context(), it, opt)
+			if err != nil {
+				return err
+			}
+			switch format {
+			case "json":
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			case "text":
+				return rep.WriteText(cmd.OutOrStdout(), loc)
+			}
+			return fmt.Errorf("--format %q: use text or json", format)
+		},
+	}
+	a.registerFilters(cmd, false)
+	f := cmd.Flags()
+	f.StringVar(&format, "format", "text", "text | json")
+	f.StringVar(&workHours, "work-hours", "08:30-18:00", "working hours on weekdays, HH:MM-HH:MM")
+	f.StringVar(&agreements, "agreements", "", "YAML/JSON file of agreements with id and valid_until, to flag use near expiry")
+	f.IntVar(&opt.OffHoursMin, "off-hours-min", 20, "requests by one system in one off-hours stretch that make a finding")
+	f.IntVar(&opt.EnumMin, "enum-min", 200, "distinct keys per system per hour that make an enumeration finding")
+	f.Float64Var(&opt.EnumFactor, "enum-factor", 5, "… and how many times the system's median hour")
+	f.IntVar(&opt.DenyBurst, "deny-burst", 20, "denials of one system within --deny-window that make a finding")
+	f.DurationVar(&opt.DenyWindow, "deny-window", 10*time.Minute, "window for --deny-burst")
+	f.Float64Var(&opt.VolumeFactor, "volume-factor", 5, "a department's day above this many times its median day is flagged")
+	f.Uint64Var(&opt.VolumeMinRows, "volume-min-rows", 10000, "… when it is at least this many rows")
+	f.DurationVar(&opt.ExpiryWarn, "expiry-warn", 30*24*time.Hour, "flag use of an agreement this close to its end")
+	return cmd
+}
+
+func auditVerifyCmd(a *auditFlags) *cobra.Command {
+	var ckpts, pubkey, format string
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Prove the audit log was not altered: check its hash chains against signed checkpoints",
+		Long: `Walk every instance's hash chain (ordered by instance and seq, duplicates from
+at-least-once delivery removed), recompute each event's hash, and check the chain heads
+against the signed checkpoints, which the exchange writes apart from ClickHouse. Names the
+first event that was changed, removed or inserted, and a tail cut off after the last
+checkpoint. Exits 2 when the log fails verification.`,
+		Example: `  govx audit verify --clickhouse 127.0.0.1:9000 --checkpoints /var/lib/govx/audit/checkpoints.jsonl --pubkey audit-signing.key.pub
+  govx audit verify        # the local spool, default checkpoints and key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, spool, err := a.open()
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			opt := audit.VerifyOptions{TrimmedStart: spool}
+			if ckpts == "" && fileExists(audit.DefaultCheckpointFile) {
+				ckpts = audit.DefaultCheckpointFile
+			}
+			if pubkey == "" && fileExists(audit.DefaultKeyFile+".pub") {
+				pubkey = audit.DefaultKeyFile + ".pub"
+			}
+			if ckpts != "" {
+				if pubkey == "" {
+					return errors.New("checkpoints need the public key that signed them: give --pubkey")
+				}
+				if opt.Checkpoints, err = audit.ReadCheckpoints(ckpts); err != nil {
+					return err
+				}
+				if opt.PublicKey, err = audit.LoadPublicKey(pubkey); err != nil {
+					return err
+				}
+			}
+			it, err := st.Chain(cmd.Context())
+			if err != nil {
+				return err
+			}
+			res, err := audit.Verify(cmd.Context(), it, opt)
+			if err != nil {
+				return err
+			}
+			switch format {
+			case "json":
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(res); err != nil {
+					return err
+				}
+			case "text":
+				fmt.Fprint(cmd.OutOrStdout(), res.Summary())
+			default:
+				return fmt.Errorf("--format %q: use text or json", format)
+			}
+			if !res.OK() {
+				return &exitError{code: 2, err: fmt.Errorf("audit log failed verification: %s", res.Problems[0])}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&ckpts, "checkpoints", "", "signed checkpoint file (default "+audit.DefaultCheckpointFile+" if present)")
+	cmd.Flags().StringVar(&pubkey, "pubkey", "", "public key of the checkpoints (default "+audit.DefaultKeyFile+".pub if present)")
+	cmd.Flags().StringVar(&format, "format", "text", "text | json")
+	return cmd
+}
+
+func auditKeygenCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "keygen",
+		Short: "Create the Ed25519 key that signs audit checkpoints",
+		Long: `Write a new Ed25519 private key (PKCS #8 PEM, mode 0600) for the exchange to sign
+audit checkpoints with, and its public key next to it (FILE.pub) for auditors. Refuses to
+overwrite an existing key: checkpoints signed with it could no longer be verified.`,
+		Example: `  govx audit keygen
+  govx audit keygen --out /etc/govx/audit-signing.key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := audit.GenerateKey(out, out+".pub"); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (keep it secret, readable by the exchange only) and %s (give it to auditors)\n", out, out+".pub")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", audit.DefaultKeyFile, "private key file to write")
+	return cmd
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -1,0 +1,320 @@
+package audit
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind is the kind of an audit event.
+type Kind string
+
+// The two kinds of event, linked by RequestID.
+const (
+	// KindDecision is written for every request, allowed or denied, before any data
+	// leaves.
+	KindDecision Kind = "decision"
+	// KindComplete is written after a data-bearing response ends.
+	KindComplete Kind = "complete"
+)
+
+// Decision values of a decision event.
+const (
+	Allow = "allow"
+	Deny  = "deny"
+)
+
+// Status values of a complete event.
+const (
+	StatusOK      = "ok"
+	StatusAborted = "aborted"
+	StatusError   = "error"
+)
+
+// Event is one audit record. The exchange fills the request fields; [Spool.Append]
+// fills EventID and Time when empty, and always Instance, Seq, PrevHash and Hash.
+// A complete event repeats the subject, action and dataset of its decision so that it
+// can be read on its own.
+type Event struct {
+	EventID        string    `json:"event_id"`
+	Kind           Kind      `json:"kind"`
+	Time           time.Time `json:"event_time"` // millisecond precision
+	Instance       string    `json:"instance"`
+	Seq            uint64    `json:"seq"`
+	RequestID      string    `json:"request_id"`
+	Department     string    `json:"department"`
+	System         string    `json:"system"`
+	ClientAddr     string    `json:"client_addr"`
+	Action         string    `json:"action"`
+	Dataset        string    `json:"dataset"`
+	Columns        []string  `json:"columns"`
+	Filter         string    `json:"filter"` // JSON text of the caller's row filter
+	Purpose        string    `json:"purpose"`
+	CaseRef        string    `json:"case_ref"`
+	Keys           []string  `json:"keys"` // the keys of a lookup or verify
+	Decision       string    `json:"decision"`
+	Reasons        []string  `json:"reasons"`
+	Agreement      string    `json:"agreement"`
+	PolicyRevision string    `json:"policy_revision"`
+	Rows           uint64    `json:"rows"`
+	Bytes          uint64    `json:"bytes"`
+	DurationMS     uint64    `json:"duration_ms"`
+	Status         string    `json:"status"`
+	Error          string    `json:"error"`
+	PrevHash       string    `json:"prev_hash"` // hex SHA-256
+	Hash           string    `json:"hash"`      // hex SHA-256
+}
+
+// canonicalVersion starts every canonical encoding, so a future change of the encoding
+// can never produce the same bytes as this one.
+const canonicalVersion = "govx-audit-v1"
+
+// GenesisHash is the prev_hash of the first event of an instance's chain.
+var GenesisHash = hex.EncodeToString(make([]byte, sha256.Size))
+
+// Canonical returns the canonical encoding of the event, the bytes the hash chain covers.
+// Every field except PrevHash and Hash is encoded, in this fixed order:
+//
+//	event_id, kind, event_time (Unix milliseconds), instance, seq, request_id,
+//	department, system, client_addr, action, dataset, columns, filter, purpose,
+//	case_ref, keys, decision, reasons, agreement, policy_revision, rows, bytes,
+//	duration_ms, status, error
+//
+// after the text "govx-audit-v1". A string is its UTF-8 bytes preceded by their length
+// as an unsigned varint; a list of strings is its length as a varint followed by each
+// string; a number (and the time) is 8 bytes big-endian. The encoding is unambiguous:
+// no two different events share it.
+func (e *Event) Canonical() []byte {
+	return e.appendCanonical(make([]byte, 0, 256))
+}
+
+func (e *Event) appendCanonical(b []byte) []byte {
+	b = appendString(b, canonicalVersion)
+	b = appendString(b, e.EventID)
+	b = appendString(b, string(e.Kind))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixMilli()))
+	b = appendString(b, e.Instance)
+	b = binary.BigEndian.AppendUint64(b, e.Seq)
+	b = appendString(b, e.RequestID)
+	b = appendString(b, e.Department)
+	b = appendString(b, e.System)
+	b = appendString(b, e.ClientAddr)
+	b = appendString(b, e.Action)
+	b = appendString(b, e.Dataset)
+	b = appendStrings(b, e.Columns)
+	b = appendString(b, e.Filter)
+	b = appendString(b, e.Purpose)
+	b = appendString(b, e.CaseRef)
+	b = appendStrings(b, e.Keys)
+	b = appendString(b, e.Decision)
+	b = appendStrings(b, e.Reasons)
+	b = appendString(b, e.Agreement)
+	b = appendString(b, e.PolicyRevision)
+	b = binary.BigEndian.AppendUint64(b, e.Rows)
+	b = binary.BigEndian.AppendUint64(b, e.Bytes)
+	b = binary.BigEndian.AppendUint64(b, e.DurationMS)
+	b = appendString(b, e.Status)
+	b = appendString(b, e.Error)
+	return b
+}
+
+// ComputeHash returns the hex SHA-256 of the event's PrevHash (as raw bytes) followed by
+// its canonical encoding: the value Hash must have.
+func (e *Event) ComputeHash() string {
+	prev, err := hex.DecodeString(e.PrevHash)
+	if err != nil || len(prev) != sha256.Size {
+		// A malformed prev_hash still hashes deterministically, and can never match a
+		// well-formed chain, so verification reports the event instead of crashing.
+		prev = []byte(e.PrevHash)
+	}
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(e.Canonical())
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+// Spool record payload: the canonical encoding followed by the raw prev_hash and hash.
+// Decoding it back gives exactly the event that was hashed.
+
+func (e *Event) marshalRecord(b []byte) ([]byte, error) {
+	prev, err := hex.DecodeString(e.PrevHash)
+	if err != nil || len(prev) != sha256.Size {
+		return nil, fmt.Errorf("audit: event %s has a malformed prev_hash", e.EventID)
+	}
+	hash, err := hex.DecodeString(e.Hash)
+	if err != nil || len(hash) != sha256.Size {
+		return nil, fmt.Errorf("audit: event %s has a malformed hash", e.EventID)
+	}
+	b = e.appendCanonical(b)
+	b = append(b, prev...)
+	return append(b, hash...), nil
+}
+
+var errBadRecord = errors.New("malformed audit record")
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errBadRecord
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errBadRecord
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) strings() []string {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) { // each string takes at least one byte
+		d.err = errBadRecord
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = d.string()
+	}
+	return out
+}
+
+func (d *decoder) u64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.err = errBadRecord
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) raw(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if len(d.b) < n {
+		d.err = errBadRecord
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func unmarshalRecord(b []byte) (*Event, error) {
+	d := &decoder{b: b}
+	if d.string() != canonicalVersion {
+		return nil, errBadRecord
+	}
+	e := &Event{}
+	e.EventID = d.string()
+	e.Kind = Kind(d.string())
+	e.Time = time.UnixMilli(int64(d.u64())).UTC()
+	e.Instance = d.string()
+	e.Seq = d.u64()
+	e.RequestID = d.string()
+	e.Department = d.string()
+	e.System = d.string()
+	e.ClientAddr = d.string()
+	e.Action = d.string()
+	e.Dataset = d.string()
+	e.Columns = d.strings()
+	e.Filter = d.string()
+	e.Purpose = d.string()
+	e.CaseRef = d.string()
+	e.Keys = d.strings()
+	e.Decision = d.string()
+	e.Reasons = d.strings()
+	e.Agreement = d.string()
+	e.PolicyRevision = d.string()
+	e.Rows = d.u64()
+	e.Bytes = d.u64()
+	e.DurationMS = d.u64()
+	e.Status = d.string()
+	e.Error = d.string()
+	e.PrevHash = hex.EncodeToString(d.raw(sha256.Size))
+	e.Hash = hex.EncodeToString(d.raw(sha256.Size))
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(d.b) != 0 {
+		return nil, errBadRecord
+	}
+	return e, nil
+}
+
+// NewEventID returns a random version-4 UUID in its usual text form.
+func NewEventID() string {
+	var u [16]byte
+	if _, err := rand.Read(u[:]); err != nil {
+		panic("audit: no randomness: " + err.Error()) // crypto/rand does not fail on supported systems
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], u[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], u[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], u[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], u[10:])
+	return string(s[:])
+}
+
+// dataBearing reports whether an action returns data and so is followed by a complete
+// event. A verify answers only match/no-match and a discover only the catalog.
+func dataBearing(action string) bool {
+	switch action {
+	case "read", "changes", "lookup":
+		return true
+	}
+	return false
+}

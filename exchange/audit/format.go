@@ -1,0 +1,137 @@
+package audit
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Formats of WriteEvents.
+var Formats = []string{"table", "csv", "jsonl"}
+
+// WriteEvents writes the events of it to w as "table" (aligned columns for a
+// terminal, times in loc), "csv" (every field, a header line) or "jsonl" (one JSON
+// object a line, every field). It returns how many events it wrote.
+func WriteEvents(w io.Writer, it Iterator, format string, loc *time.Location) (int, error) {
+	defer it.Close()
+	if loc == nil {
+		loc = shanghai()
+	}
+	bw := bufio.NewWriter(w)
+	n := 0
+	switch format {
+	case "jsonl":
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false)
+		for it.Next() {
+			if err := enc.Encode(it.Event()); err != nil {
+				return n, err
+			}
+			n++
+		}
+	case "csv":
+		cw := csv.NewWriter(bw)
+		cw.Write(csvHeader)
+		for it.Next() {
+			if err := cw.Write(csvRecord(it.Event())); err != nil {
+				return n, err
+			}
+			n++
+		}
+		cw.Flush()
+		if err := cw.Error(); err != nil {
+			return n, err
+		}
+	case "table", "":
+		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tKIND\tDEPARTMENT\tSYSTEM\tACTION\tDATASET\tDECISION\tROWS\tPURPOSE\tCASE\tKEYS\tREQUEST")
+		for it.Next() {
+			e := it.Event()
+			dec, rows := e.Decision, ""
+			if e.Kind == KindComplete {
+				dec = e.Status
+				rows = strconv.FormatUint(e.Rows, 10)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+				e.Time.In(loc).Format("2006-01-02 15:04:05.000"), e.Kind, cell(e.Department), cell(e.System),
+				cell(e.Action), cell(e.Dataset), cell(dec), rows, cell(e.Purpose), cell(e.CaseRef),
+				cell(strings.Join(e.Keys, ",")), e.RequestID)
+			n++
+		}
+		tw.Flush()
+	default:
+		return 0, fmt.Errorf("unknown format %q: use one of %s", format, strings.Join(Formats, ", "))
+	}
+	if err := it.Err(); err != nil {
+		bw.Flush()
+		return n, err
+	}
+	return n, bw.Flush()
+}
+
+// cell keeps a table cell on one line: tabs and newlines in a value would break columns.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+var csvHeader = []string{"event_id", "kind", "event_time", "instance", "seq", "request_id", "department",
+	"system", "client_addr", "action", "dataset", "columns", "filter", "purpose", "case_ref", "keys",
+	"decision", "reasons", "agreement", "policy_revision", "rows", "bytes", "duration_ms", "status",
+	"error", "prev_hash", "hash"}
+
+func csvRecord(e *Event) []string {
+	js := func(v []string) string {
+		if v == nil {
+			v = []string{}
+		}
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	return []string{e.EventID, string(e.Kind), e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Instance,
+		u(e.Seq), e.RequestID, e.Department, e.System, e.ClientAddr, e.Action, e.Dataset, js(e.Columns),
+		e.Filter, e.Purpose, e.CaseRef, js(e.Keys), e.Decision, js(e.Reasons), e.Agreement, e.PolicyRevision,
+		u(e.Rows), u(e.Bytes), u(e.DurationMS), e.Status, e.Error, e.PrevHash, e.Hash}
+}
+
+// WriteText writes the report for a terminal, times in loc.
+func (r *Report) WriteText(w io.Writer, loc *time.Location) error {
+	if loc == nil {
+		loc = shanghai()
+	}
+	bw := bufio.NewWriter(w)
+	if r.Events == 0 {
+		fmt.Fprintln(bw, "no audit events in the selected range")
+	} else {
+		fmt.Fprintf(bw, "%d events from %s to %s (%s)\n\n", r.Events,
+			r.First.In(loc).Format("2006-01-02 15:04"), r.Last.In(loc).Format("2006-01-02 15:04"), loc)
+	}
+	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "DEPARTMENT\tDATASET\tREQUESTS\tDENIED\tUNFINISHED\tROWS\tBYTES\t")
+	for _, x := range r.Rows {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n", cell(x.Department), cell(x.Dataset), x.Requests, x.Denied, x.Unfinished, x.Rows, x.Bytes)
+	}
+	tw.Flush()
+	fmt.Fprintln(bw)
+	if len(r.Findings) == 0 {
+		fmt.Fprintln(bw, "findings: none")
+	} else {
+		fmt.Fprintf(bw, "findings (%d):\n", len(r.Findings))
+		for _, f := range r.Findings {
+			fmt.Fprintf(bw, "  [%s] %s\n", f.Kind, f.Message)
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(bw, "note: %s\n", n)
+	}
+	return bw.Flush()
+}

@@ -1,0 +1,544 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Finding kinds of a report.
+const (
+	FindingOffHours      = "off-hours"         // a burst of requests outside working hours
+	FindingVolume        = "volume"            // a day's rows far above the department's own baseline
+	FindingDenyBurst     = "deny-burst"        // many denials in a short window: probing the policy
+	FindingEnumeration   = "enumeration"       // many lookups/verifies from one system in an hour
+	FindingNearExpiry    = "agreement-expiry"  // use of an agreement close to its end
+	FindingExpiredUse    = "expired-agreement" // use of an agreement after its end
+	FindingUnknownAgreem = "unknown-agreement" // an agreement the validity file does not know
+)
+
+// ReportOptions tunes the report. Zero fields take the defaults of DefaultReportOptions.
+type ReportOptions struct {
+	Location    *time.Location // working hours are local to it (default Asia/Shanghai)
+	WorkStart   time.Duration  // since midnight (default 08:30)
+	WorkEnd     time.Duration  // since midnight (default 18:00); weekends are off hours
+	OffHoursMin int            // requests by one system in one off-hours stretch (default 20)
+
+	VolumeFactor  float64 // a day above this × the department's median day (default 5)
+	VolumeMinRows uint64  // … and at least this many rows (default 10000)
+
+	DenyBurst  int           // denials of one system … (default 20)
+	DenyWindow time.Duration // … within this window (default 10 min)
+
+	EnumMin    int     // distinct keys looked up or verified by one system in an hour (default 200)
+	EnumFactor float64 // … and this × that system's median hour (default 5)
+
+	// Agreements gives validity periods; nil means expiry is not checked (a note says so).
+	Agreements []AgreementValidity
+	ExpiryWarn time.Duration // use within this of the end is flagged (default 30 days)
+}
+
+// AgreementValidity is the validity period of one sharing agreement.
+type AgreementValidity struct {
+	ID         string
+	ValidFrom  time.Time
+	ValidUntil time.Time
+}
+
+func (o ReportOptions) withDefaults() ReportOptions {
+	if o.Location == nil {
+		o.Location = shanghai()
+	}
+	if o.WorkStart == 0 && o.WorkEnd == 0 {
+		o.WorkStart, o.WorkEnd = 8*time.Hour+30*time.Minute, 18*time.Hour
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.OffHoursMin, 20)
+	def(&o.DenyBurst, 20)
+	def(&o.EnumMin, 200)
+	if o.VolumeFactor == 0 {
+		o.VolumeFactor = 5
+	}
+	if o.VolumeMinRows == 0 {
+		o.VolumeMinRows = 10000
+	}
+	if o.DenyWindow == 0 {
+		o.DenyWindow = 10 * time.Minute
+	}
+	if o.EnumFactor == 0 {
+		o.EnumFactor = 5
+	}
+	if o.ExpiryWarn == 0 {
+		o.ExpiryWarn = 30 * 24 * time.Hour
+	}
+	return o
+}
+
+func shanghai() *time.Location {
+	if loc, err := time.LoadLocation("Asia/Shanghai"); err == nil {
+		return loc
+	}
+	return time.FixedZone("CST", 8*3600) // no tzdata: China has had no DST since 1991
+}
+
+// ParseWorkHours parses "08:30-18:00".
+func ParseWorkHours(s string) (start, end time.Duration, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("working hours %q: want HH:MM-HH:MM, e.g. 08:30-18:00", s)
+	}
+	p := func(x string) (time.Duration, error) {
+		t, err := time.Parse("15:04", strings.TrimSpace(x))
+		if err != nil {
+			return 0, fmt.Errorf("working hours %q: %q is not HH:MM", s, x)
+		}
+		return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
+	}
+	if start, err = p(a); err != nil {
+		return
+	}
+	if end, err = p(b); err != nil {
+		return
+	}
+	if end <= start {
+		return 0, 0, fmt.Errorf("working hours %q: the end must be after the start", s)
+	}
+	return start, end, nil
+}
+
+// LoadAgreements reads agreement validity from a YAML or JSON file: a list of
+// agreements, or an object with an "agreements" list, each with "id" and "valid_until"
+// (and optionally "valid_from"), dates as YYYY-MM-DD or RFC 3339. Other fields are
+// ignored, so the policy data file of the sharing agreements can be given as it is.
+func LoadAgreements(path string) ([]AgreementValidity, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit: cannot read agreements: %w", err)
+	}
+	type item struct {
+		ID         string `yaml:"id"`
+		ValidFrom  string `yaml:"valid_from"`
+		ValidUntil string `yaml:"valid_until"`
+	}
+	var list []item
+	if err := yaml.Unmarshal(b, &list); err != nil {
+		var wrap struct {
+			Agreements []item `yaml:"agreements"`
+		}
+		if err2 := yaml.Unmarshal(b, &wrap); err2 != nil {
+			return nil, fmt.Errorf("audit: %s: want a list of agreements with id and valid_until: %w", path, err)
+		}
+		list = wrap.Agreements
+	}
+	parse := func(s string) (time.Time, error) {
+		if s == "" {
+			return time.Time{}, nil
+		}
+		if t, err := time.Parse(time.RFC3339, s); err == nil {
+			return t, nil
+		}
+		t, err := time.ParseInLocation("2006-01-02", s, shanghai())
+		if err != nil {
+			return t, err
+		}
+		return t.AddDate(0, 0, 1), nil // valid through the whole last day
+	}
+	var out []AgreementValidity
+	for i, it := range list {
+		if it.ID == "" || it.ValidUntil == "" {
+			return nil, fmt.Errorf("audit: %s: agreement %d needs an id and a valid_until", path, i+1)
+		}
+		a := AgreementValidity{ID: it.ID}
+		if a.ValidUntil, err = parse(it.ValidUntil); err != nil {
+			return nil, fmt.Errorf("audit: %s: agreement %s: valid_until %q is not a date", path, it.ID, it.ValidUntil)
+		}
+		if it.ValidFrom != "" {
+			if a.ValidFrom, err = time.Parse(time.RFC3339, it.ValidFrom); err != nil {
+				if a.ValidFrom, err = time.ParseInLocation("2006-01-02", it.ValidFrom, shanghai()); err != nil {
+					return nil, fmt.Errorf("audit: %s: agreement %s: valid_from %q is not a date", path, it.ID, it.ValidFrom)
+				}
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// ReportRow sums one department's use of one dataset.
+type ReportRow struct {
+	Department string `json:"department"`
+	Dataset    string `json:"dataset"`
+	Requests   int    `json:"requests"`
+	Denied     int    `json:"denied"`
+	Unfinished int    `json:"unfinished"` // allowed data-bearing requests without a complete
+	Rows       uint64 `json:"rows"`
+	Bytes      uint64 `json:"bytes"`
+}
+
+// Finding is one anomaly worth an auditor's look.
+type Finding struct {
+	Kind       string    `json:"kind"`
+	Department string    `json:"department"`
+	System     string    `json:"system,omitempty"`
+	Dataset    string    `json:"dataset,omitempty"`
+	Agreement  string    `json:"agreement,omitempty"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	Count      int       `json:"count"`
+	Message    string    `json:"message"`
+}
+
+// Report is the outcome of BuildReport.
+type Report struct {
+	Events   int         `json:"events"`
+	First    time.Time   `json:"first"`
+	Last     time.Time   `json:"last"`
+	Rows     []ReportRow `json:"rows"`
+	Findings []Finding   `json:"findings"`
+	Notes    []string    `json:"notes"`
+}
+
+type reqInfo struct {
+	ev       *Event
+	complete bool
+}
+
+// BuildReport reads the events of it (any order) and sums them per department and
+// dataset, then looks for the anomalies described by ReportOptions.
+func BuildReport(ctx context.Context, it Iterator, opt ReportOptions) (*Report, error) {
+	defer it.Close()
+	o := opt.withDefaults()
+	rep := &Report{}
+	decisions := map[string]*reqInfo{}
+	completes := map[string]*Event{}
+	var evs []*Event
+	for it.Next() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		e := it.Event()
+		rep.Events++
+		if rep.First.IsZero() || e.Time.Before(rep.First) {
+			rep.First = e.Time
+		}
+		if e.Time.After(rep.Last) {
+			rep.Last = e.Time
+		}
+		switch e.Kind {
+		case KindDecision:
+			decisions[e.RequestID] = &reqInfo{ev: e}
+			evs = append(evs, e)
+		case KindComplete:
+			completes[e.RequestID] = e
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(evs, func(a, b *Event) int { return a.Time.Compare(b.Time) })
+
+	// Per department × dataset.
+	type dk struct{ dep, ds string }
+	rows := map[dk]*ReportRow{}
+	row := func(dep, ds string) *ReportRow {
+		k := dk{dep, ds}
+		if rows[k] == nil {
+			rows[k] = &ReportRow{Department: dep, Dataset: ds}
+		}
+		return rows[k]
+	}
+	for _, e := range evs {
+		r := row(e.Department, e.Dataset)
+		r.Requests++
+		if e.Decision != Allow {
+			r.Denied++
+		} else if dataBearing(e.Action) && completes[e.RequestID] == nil {
+			r.Unfinished++
+		}
+	}
+	daily := map[string]map[string]uint64{} // department -> local date -> rows
+	for id, c := range completes {
+		dep, ds := c.Department, c.Dataset
+		if d := decisions[id]; d != nil {
+			dep, ds = d.ev.Department, d.ev.Dataset
+		}
+		r := row(dep, ds)
+		r.Rows += c.Rows
+		r.Bytes += c.Bytes
+		if daily[dep] == nil {
+			daily[dep] = map[string]uint64{}
+		}
+		daily[dep][c.Time.In(o.Location).Format("2006-01-02")] += c.Rows
+	}
+	for _, r := range rows {
+		rep.Rows = append(rep.Rows, *r)
+	}
+	sort.Slice(rep.Rows, func(i, j int) bool {
+		a, b := rep.Rows[i], rep.Rows[j]
+		if a.Department != b.Department {
+			return a.Department < b.Department
+		}
+		return a.Dataset < b.Dataset
+	})
+
+	rep.Findings = append(rep.Findings, offHours(evs, o)...)
+	rep.Findings = append(rep.Findings, volume(daily, o)...)
+	rep.Findings = append(rep.Findings, denyBursts(evs, o)...)
+	rep.Findings = append(rep.Findings, enumeration(evs, o)...)
+	if o.Agreements == nil {
+		rep.Notes = append(rep.Notes, "agreement expiry not checked: give the agreements' validity with --agreements FILE")
+	} else {
+		rep.Findings = append(rep.Findings, expiry(evs, o)...)
+	}
+	sort.SliceStable(rep.Findings, func(i, j int) bool {
+		a, b := rep.Findings[i], rep.Findings[j]
+		if !a.Start.Equal(b.Start) {
+			return a.Start.Before(b.Start)
+		}
+		return a.Kind < b.Kind
+	})
+	return rep, nil
+}
+
+type sysKey struct{ dep, sys string }
+
+func offHours(evs []*Event, o ReportOptions) []Finding {
+	type wk struct {
+		sysKey
+		window string
+	}
+	groups := map[wk][]*Event{}
+	var order []wk
+	for _, e := range evs {
+		lt := e.Time.In(o.Location)
+		tod := time.Duration(lt.Hour())*time.Hour + time.Duration(lt.Minute())*time.Minute + time.Duration(lt.Second())*time.Second
+		weekend := lt.Weekday() == time.Saturday || lt.Weekday() == time.Sunday
+		if !weekend && tod >= o.WorkStart && tod < o.WorkEnd {
+			continue
+		}
+		// One night is one stretch: shift so that stretches start at the end of work.
+		k := wk{sysKey{e.Department, e.System}, lt.Add(-o.WorkEnd).Format("2006-01-02")}
+		if groups[k] == nil {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], e)
+	}
+	var out []Finding
+	for _, k := range order {
+		g := groups[k]
+		if len(g) < o.OffHoursMin {
+			continue
+		}
+		sets := map[string]bool{}
+		for _, e := range g {
+			sets[e.Dataset] = true
+		}
+		out = append(out, Finding{Kind: FindingOffHours, Department: k.dep, System: k.sys,
+			Dataset: joinKeys(sets), Start: g[0].Time, End: g[len(g)-1].Time, Count: len(g),
+			Message: fmt.Sprintf("%s/%s made %d requests outside working hours (%s–%s %s)", k.dep, k.sys, len(g),
+				g[0].Time.In(o.Location).Format("Mon 01-02 15:04"), g[len(g)-1].Time.In(o.Location).Format("Mon 01-02 15:04"), o.Location)})
+	}
+	return out
+}
+
+func volume(daily map[string]map[string]uint64, o ReportOptions) []Finding {
+	var out []Finding
+	deps := make([]string, 0, len(daily))
+	for d := range daily {
+		deps = append(deps, d)
+	}
+	sort.Strings(deps)
+	for _, dep := range deps {
+		days := daily[dep]
+		dates := make([]string, 0, len(days))
+		for d := range days {
+			dates = append(dates, d)
+		}
+		sort.Strings(dates)
+		for _, day := range dates {
+			var others []uint64
+			for _, d := range dates {
+				if d != day {
+					others = append(others, days[d])
+				}
+			}
+			if len(others) < 3 {
+				continue
+			}
+			med := medianU(others)
+			v := days[day]
+			if v >= o.VolumeMinRows && float64(v) > o.VolumeFactor*float64(med) {
+				start, _ := time.ParseInLocation("2006-01-02", day, o.Location)
+				out = append(out, Finding{Kind: FindingVolume, Department: dep, Start: start, End: start.AddDate(0, 0, 1),
+					Count: int(v), Message: fmt.Sprintf("%s read %d rows on %s, %.1f× its median day (%d rows)", dep, v, day, float64(v)/float64(max(med, 1)), med)})
+			}
+		}
+	}
+	return out
+}
+
+func denyBursts(evs []*Event, o ReportOptions) []Finding {
+	denies := map[sysKey][]*Event{}
+	var order []sysKey
+	for _, e := range evs {
+		if e.Decision != Deny {
+			continue
+		}
+		k := sysKey{e.Department, e.System}
+		if denies[k] == nil {
+			order = append(order, k)
+		}
+		denies[k] = append(denies[k], e)
+	}
+	var out []Finding
+	for _, k := range order {
+		d := denies[k]
+		for i := 0; i < len(d); {
+			j := i
+			for j < len(d) && d[j].Time.Sub(d[i].Time) < o.DenyWindow {
+				j++
+			}
+			if j-i >= o.DenyBurst {
+				// Extend over everything that keeps the burst going.
+				for j < len(d) && d[j].Time.Sub(d[j-1].Time) < o.DenyWindow {
+					j++
+				}
+				out = append(out, Finding{Kind: FindingDenyBurst, Department: k.dep, System: k.sys,
+					Start: d[i].Time, End: d[j-1].Time, Count: j - i,
+					Message: fmt.Sprintf("%s/%s was denied %d times between %s and %s: probing the policy?", k.dep, k.sys, j-i,
+						d[i].Time.In(o.Location).Format("01-02 15:04"), d[j-1].Time.In(o.Location).Format("01-02 15:04"))})
+				i = j
+				continue
+			}
+			i++
+		}
+	}
+	return out
+}
+
+func enumeration(evs []*Event, o ReportOptions) []Finding {
+	type hk struct {
+		sysKey
+		hour time.Time
+	}
+	keys := map[hk]map[string]bool{}
+	actions := map[hk]map[string]bool{}
+	perSys := map[sysKey][]hk{}
+	var order []sysKey
+	for _, e := range evs {
+		if e.Action != "lookup" && e.Action != "verify" {
+			continue
+		}
+		k := hk{sysKey{e.Department, e.System}, e.Time.Truncate(time.Hour)}
+		if keys[k] == nil {
+			keys[k], actions[k] = map[string]bool{}, map[string]bool{}
+			if perSys[k.sysKey] == nil {
+				order = append(order, k.sysKey)
+			}
+			perSys[k.sysKey] = append(perSys[k.sysKey], k)
+		}
+		actions[k][e.Action] = true
+		if len(e.Keys) == 0 {
+			keys[k][e.RequestID] = true // count the request when no key was recorded
+		}
+		for _, key := range e.Keys {
+			keys[k][key] = true
+		}
+	}
+	var out []Finding
+	for _, s := range order {
+		hours := perSys[s]
+		counts := make([]uint64, len(hours))
+		for i, h := range hours {
+			counts[i] = uint64(len(keys[h]))
+		}
+		med := medianU(counts)
+		for i, h := range hours {
+			n := counts[i]
+			if n >= uint64(o.EnumMin) && float64(n) >= o.EnumFactor*float64(med) {
+				out = append(out, Finding{Kind: FindingEnumeration, Department: s.dep, System: s.sys,
+					Start: h.hour, End: h.hour.Add(time.Hour), Count: int(n),
+					Message: fmt.Sprintf("%s/%s looked up or verified %d distinct keys (%s) in the hour from %s, %.0f× its median hour (%d)",
+						s.dep, s.sys, n, joinKeys(actions[h]), h.hour.In(o.Location).Format("01-02 15:04"), float64(n)/float64(max(med, 1)), med)})
+			}
+		}
+	}
+	return out
+}
+
+func expiry(evs []*Event, o ReportOptions) []Finding {
+	valid := map[string]AgreementValidity{}
+	for _, a := range o.Agreements {
+		valid[a.ID] = a
+	}
+	type ak struct {
+		kind, dep, agr string
+	}
+	groups := map[ak][]*Event{}
+	var order []ak
+	for _, e := range evs {
+		if e.Decision != Allow || e.Agreement == "" {
+			continue
+		}
+		a, ok := valid[e.Agreement]
+		var kind string
+		switch {
+		case !ok:
+			kind = FindingUnknownAgreem
+		case !e.Time.Before(a.ValidUntil):
+			kind = FindingExpiredUse
+		case a.ValidUntil.Sub(e.Time) <= o.ExpiryWarn:
+			kind = FindingNearExpiry
+		default:
+			continue
+		}
+		k := ak{kind, e.Department, e.Agreement}
+		if groups[k] == nil {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], e)
+	}
+	var out []Finding
+	for _, k := range order {
+		g := groups[k]
+		var msg string
+		switch k.kind {
+		case FindingUnknownAgreem:
+			msg = fmt.Sprintf("%s used agreement %s %d times, which the agreements file does not list", k.dep, k.agr, len(g))
+		case FindingExpiredUse:
+			msg = fmt.Sprintf("%s used agreement %s %d times after it ended on %s: check the policy data", k.dep, k.agr, len(g), valid[k.agr].ValidUntil.In(o.Location).Format("2006-01-02"))
+		default:
+			msg = fmt.Sprintf("%s used agreement %s %d times within %d days of its end (%s): renew or wind down", k.dep, k.agr, len(g), int(o.ExpiryWarn.Hours()/24), valid[k.agr].ValidUntil.In(o.Location).Format("2006-01-02"))
+		}
+		out = append(out, Finding{Kind: k.kind, Department: k.dep, Agreement: k.agr, Start: g[0].Time, End: g[len(g)-1].Time, Count: len(g), Message: msg})
+	}
+	return out
+}
+
+func medianU(v []uint64) uint64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func joinKeys(m map[string]bool) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ",")
+}
