@@ -7,10 +7,10 @@ import (
 
 func TestNormalizeText(t *testing.T) {
 	for in, want := range map[string]string{
-		"  张三 ":                 "张三",
+		"  张三 ": "张三",
 		"３３０１０６１９９００３０７１２３ｘ": "33010619900307123x",
-		"\u3000浙江省\u3000":        "浙江省",
-		"ＡＢＣ－１":                 "ABC-1",
+		"\u3000浙江省\u3000":    "浙江省",
+		"ＡＢＣ－１":              "ABC-1",
 	} {
 		if got := NormalizeText(in); got != want {
 			t.Errorf("NormalizeText(%q) = %q, want %q", in, got, want)

@@ -1,0 +1,55 @@
+# govx — build, lint and test. `make test` is what CI runs (.ci/run): it starts the real
+# services (deploy/local/up.sh), vets, runs every test against them, and stops what it
+# started, keeping the test run's exit status.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+export GOFLAGS := -count=1
+
+GO ?= go
+PKGS ?= ./...
+TEST_TIMEOUT ?= 20m
+# KEEP_SERVICES=1 leaves the services running after `make test`, even those it started.
+KEEP_SERVICES ?=
+STARTED := .local/make-test.started
+SUMMARY := .local/make-test.summary
+
+.PHONY: test build lint bench services-up services-down
+
+# The closing "N passed, N failed, N skipped" line is printed again after the services
+# stop, so that it stays the last line of the run.
+test:
+	@mkdir -p .local; rm -f $(SUMMARY); status=0; \
+	deploy/local/up.sh --record $(STARTED) || status=$$?; \
+	if [ $$status -eq 0 ]; then \
+		( . .local/env.sh && \
+		  $(GO) build -o .local/testcheck ./deploy/local/testcheck && \
+		  echo "go vet $(PKGS)" && $(GO) vet $(PKGS) && \
+		  echo "go test $(PKGS)" && \
+		  $(GO) test -json -timeout $(TEST_TIMEOUT) $(PKGS) | .local/testcheck -summary $(SUMMARY) \
+		) || status=$$?; \
+	else \
+		echo "make test: the services did not start (see the FAILED line above); no test was run"; \
+	fi; \
+	if [ -z "$(KEEP_SERVICES)" ]; then deploy/local/down.sh --from $(STARTED) || true; fi; \
+	if [ -f $(SUMMARY) ]; then cat $(SUMMARY); fi; \
+	exit $$status
+
+build:
+	$(GO) build -o bin/govx ./cmd/govx
+
+lint:
+	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go') </dev/null)"; \
+	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+bench:
+	@if [ -x bench/run.sh ]; then bench/run.sh; \
+	elif [ -f bench/run.sh ]; then bash bench/run.sh; \
+	else echo "bench/run.sh does not exist yet: nothing to run"; fi
+
+services-up:
+	deploy/local/up.sh
+
+services-down:
+	deploy/local/down.sh

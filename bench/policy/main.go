@@ -1,0 +1,414 @@
+// Command policy measures sharing decisions: it generates 1,000 agreements among 100
+// departments, decides a Zipf mix of requests (over departments, datasets and purposes)
+// through exchange/policy with and without the exact decision cache, and compares a
+// hard-coded Go check of the same rules, the floor no policy engine can beat. It prints
+// markdown rows for docs/BENCHMARKS.md.
+//
+//	go run ./bench/policy [-n 500000] [-uncached 20000] [-seed 1]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"govx/exchange"
+	"govx/exchange/policy"
+	"govx/policies"
+	"govx/schemas"
+)
+
+func main() {
+	n := flag.Int("n", 500_000, "requests decided through the cached engine")
+	nUncached := flag.Int("uncached", 20_000, "requests decided without the cache")
+	nAgreements := flag.Int("agreements", 1000, "agreements to generate")
+	nDepts := flag.Int("departments", 100, "departments to generate")
+	seed := flag.Uint64("seed", 1, "random seed")
+	flag.Parse()
+
+	cat, err := schemas.Load()
+	if err != nil {
+		log.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(*seed, 42))
+	dir, err := os.MkdirTemp("", "govx-bench-policy-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	world := generate(rng, cat, *nDepts, *nAgreements)
+	if err := world.write(dir); err != nil {
+		log.Fatal(err)
+	}
+	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer eng.Close()
+	floor := newFloor(eng.Bundle(), cat)
+
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	mix := newMix(rng, world, cat, now)
+	ctx := context.Background()
+
+	// Sanity: the floor decides as the policy does, or its numbers mean nothing.
+	same := 0
+	const sample = 5000
+	for range sample {
+		r := mix.next()
+		if eng.DecideUncached(ctx, r).Allow == floor.decide(r).Allow {
+			same++
+		}
+	}
+	if same != sample {
+		log.Fatalf("the Go floor agrees with the policy on %d of %d requests; fix the floor", same, sample)
+	}
+
+	uncached := measure(*nUncached, mix, func(r exchange.Request) { eng.DecideUncached(ctx, r) })
+	h0 := eng.Stats().CacheHits
+	cold := measure(*n, mix, func(r exchange.Request) { eng.Decide(ctx, r) })
+	h1 := eng.Stats().CacheHits
+	warm := measure(*n, mix, func(r exchange.Request) { eng.Decide(ctx, r) })
+	h2 := eng.Stats().CacheHits
+	fl := measure(*n, mix, func(r exchange.Request) { floor.decide(r) })
+
+	allowed := 0
+	for range 10000 {
+		if eng.Decide(ctx, mix.next()).Allow {
+			allowed++
+		}
+	}
+	fmt.Printf("`go run ./bench/policy -n %d -uncached %d -agreements %d -departments %d -seed %d` — %d agreements, %d departments, Zipf mix, %.0f%% of requests allowed, %d cores\n\n",
+		*n, *nUncached, *nAgreements, *nDepts, *seed, *nAgreements, *nDepts, float64(allowed)/100, runtime.NumCPU())
+	fmt.Println("| decision path | requests | p50 | p99 | cache hit rate |")
+	fmt.Println("|---|---:|---:|---:|---:|")
+	row := func(name string, l latencies, hit string) {
+		fmt.Printf("| %s | %d | %s | %s | %s |\n", name, len(l), us(l.pct(50)), us(l.pct(99)), hit)
+	}
+	row("Rego, prepared query, no cache", uncached, "—")
+	row("Rego + exact cache, from empty", cold, fmt.Sprintf("%.2f%%", 100*float64(h1-h0)/float64(*n)))
+	row("Rego + exact cache, warm", warm, fmt.Sprintf("%.2f%%", 100*float64(h2-h1)/float64(*n)))
+	row("hard-coded Go check (floor)", fl, "—")
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
+
+type latencies []time.Duration
+
+func (l latencies) pct(p float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	return l[min(len(l)-1, int(float64(len(l))*p/100))]
+}
+
+// measure times f on n requests drawn beforehand, so that drawing is not timed.
+func measure(n int, m *mix, f func(exchange.Request)) latencies {
+	reqs := make([]exchange.Request, n)
+	for i := range reqs {
+		reqs[i] = m.next()
+	}
+	runtime.GC()
+	out := make(latencies, n)
+	for i, r := range reqs {
+		t0 := time.Now()
+		f(r)
+		out[i] = time.Since(t0)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// --- the generated world --------------------------------------------------------------
+
+type world struct {
+	cat         []policies.CatalogEntry
+	depts       []policies.Department
+	agreements  []policies.Agreement
+	modules     []policies.Module
+	byDeptDS    map[string][]*policies.Agreement
+	datasetIDs  []string
+	purposePool []string
+}
+
+var regions = []struct{ code, level string }{
+	{"330000", "province"}, {"320000", "province"},
+	{"330100", "city"}, {"330200", "city"}, {"320100", "city"}, {"320500", "city"},
+	{"330102", "county"}, {"330106", "county"}, {"330108", "county"}, {"330212", "county"},
+	{"320102", "county"}, {"320506", "county"},
+}
+
+func generate(rng *rand.Rand, cat *schemas.Catalog, nDepts, nAgreements int) *world {
+	shipped, err := policies.Embedded()
+	if err != nil {
+		log.Fatal(err)
+	}
+	w := &world{cat: shipped.Datasets, modules: shipped.PolicyModules(), byDeptDS: map[string][]*policies.Agreement{}}
+	for _, e := range shipped.Datasets {
+		if e.Share != policies.ShareNone {
+			w.datasetIDs = append(w.datasetIDs, e.Dataset)
+		}
+	}
+	for i := range 20 {
+		w.purposePool = append(w.purposePool, fmt.Sprintf("purpose-%02d", i))
+	}
+	w.depts = append(w.depts, shipped.Departments...)
+	for i := len(w.depts); i < nDepts; i++ {
+		r := regions[rng.IntN(len(regions))]
+		w.depts = append(w.depts, policies.Department{Code: fmt.Sprintf("d-%03d", i), Name: fmt.Sprintf("部门%03d", i), Region: r.code, Level: r.level})
+	}
+	// Agreements go to departments and datasets by a Zipf law too: a few departments
+	// hold many.
+	zd := rand.NewZipf(rng, 1.1, 1, uint64(len(w.depts)-1))
+	zs := rand.NewZipf(rng, 1.2, 1, uint64(len(w.datasetIDs)-1))
+	for i := range nAgreements {
+		d := w.depts[zd.Uint64()]
+		dsID := w.datasetIDs[zs.Uint64()]
+		ds, _ := cat.Dataset(dsID)
+		names := ds.FieldNames()
+		rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+		cols := names[:3+rng.IntN(len(names)-2)]
+		var unmasked []string
+		for _, c := range cols {
+			if rng.IntN(3) == 0 {
+				unmasked = append(unmasked, c)
+			}
+		}
+		a := policies.Agreement{
+			ID: fmt.Sprintf("AGR-B-%04d", i), Title: "bench", Consumer: d.Code, Dataset: dsID,
+			Purposes: []string{w.purposePool[rng.IntN(len(w.purposePool))]},
+			Columns:  slices.Clone(cols), Unmasked: unmasked,
+			Actions: []string{"read", "lookup", "changes"},
+			MaxRows: int64(1000 * (1 + rng.IntN(100))), ValidFrom: "2026-01-01", ValidUntil: "2027-12-31",
+			Approval: fmt.Sprintf("bench〔2026〕%d号", i),
+		}
+		switch p := rng.IntN(100); {
+		case p < 5:
+			a.ValidFrom, a.ValidUntil = "2025-01-01", "2025-12-31"
+		case p < 8:
+			a.ValidFrom, a.ValidUntil = "2027-01-01", "2027-12-31"
+		case p < 15:
+			a.Actions = []string{"verify"}
+		case p < 25:
+			a.Region = "000000"
+		}
+		if rng.IntN(10) == 0 {
+			a.System = "sys-a"
+		}
+		w.agreements = append(w.agreements, a)
+	}
+	for i := range w.agreements {
+		a := &w.agreements[i]
+		k := a.Consumer + "\x00" + a.Dataset
+		w.byDeptDS[k] = append(w.byDeptDS[k], a)
+	}
+	return w
+}
+
+func (w *world) write(dir string) error {
+	for _, m := range w.modules {
+		if err := os.WriteFile(filepath.Join(dir, m.File), []byte(m.Source), 0o644); err != nil {
+			return err
+		}
+	}
+	files := map[string]any{
+		"catalog.yaml":     map[string]any{"datasets": w.cat},
+		"departments.yaml": map[string]any{"departments": w.depts},
+		"agreements.yaml":  map[string]any{"agreements": w.agreements},
+	}
+	for name, doc := range files {
+		raw, err := yaml.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), raw, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// --- the request mix ------------------------------------------------------------------
+
+type mix struct {
+	rng     *rand.Rand
+	w       *world
+	cat     *schemas.Catalog
+	now     time.Time
+	zDept   *rand.Zipf
+	zDS     *rand.Zipf
+	zAgr    *rand.Zipf
+	actions []exchange.Action
+}
+
+func newMix(rng *rand.Rand, w *world, cat *schemas.Catalog, now time.Time) *mix {
+	return &mix{
+		rng: rng, w: w, cat: cat, now: now,
+		zDept: rand.NewZipf(rng, 1.1, 1, uint64(len(w.depts)-1)),
+		zDS:   rand.NewZipf(rng, 1.2, 1, uint64(len(w.datasetIDs)-1)),
+		zAgr:  rand.NewZipf(rng, 1.3, 1, 15),
+		actions: []exchange.Action{
+			exchange.ActionRead, exchange.ActionRead, exchange.ActionRead, exchange.ActionRead, exchange.ActionRead,
+			exchange.ActionRead, exchange.ActionLookup, exchange.ActionChanges, exchange.ActionVerify, exchange.ActionDiscover,
+		},
+	}
+}
+
+// next draws a request: a department and dataset by Zipf; mostly a purpose, system and
+// columns from one of that pair's agreements (picked by Zipf), sometimes a stray one.
+func (m *mix) next() exchange.Request {
+	d := m.w.depts[m.zDept.Uint64()]
+	dsID := m.w.datasetIDs[m.zDS.Uint64()]
+	r := exchange.Request{
+		Subject: exchange.Subject{Department: d.Code},
+		Action:  m.actions[m.rng.IntN(len(m.actions))], Dataset: dsID,
+		Time: m.now.Add(time.Duration(m.rng.IntN(3600)) * time.Second),
+	}
+	agrs := m.w.byDeptDS[d.Code+"\x00"+dsID]
+	if len(agrs) == 0 || m.rng.IntN(20) == 0 {
+		r.Purpose = m.w.purposePool[m.zAgr.Uint64()%uint64(len(m.w.purposePool))]
+		return r
+	}
+	a := agrs[m.zAgr.Uint64()%uint64(len(agrs))]
+	r.Purpose = a.Purposes[0]
+	r.System = a.System
+	// A department system asks for every granted column or for its usual projection.
+	if m.rng.IntN(2) == 0 {
+		r.Columns = a.Columns[:min(len(a.Columns), 3)]
+	}
+	return r
+}
+
+// --- the floor: the same rules, hard-coded in Go ----------------------------------------
+
+type floor struct {
+	depts   map[string]*policies.Department
+	catalog map[string]*policies.CatalogEntry
+	byKey   map[string][]*policies.Agreement // sorted by id
+	cat     *schemas.Catalog
+}
+
+func newFloor(b *policies.Bundle, cat *schemas.Catalog) *floor {
+	f := &floor{depts: map[string]*policies.Department{}, catalog: map[string]*policies.CatalogEntry{}, byKey: map[string][]*policies.Agreement{}, cat: cat}
+	for i := range b.Departments {
+		f.depts[b.Departments[i].Code] = &b.Departments[i]
+	}
+	for i := range b.Datasets {
+		f.catalog[b.Datasets[i].Dataset] = &b.Datasets[i]
+	}
+	for i := range b.Agreements {
+		a := &b.Agreements[i]
+		k := a.Consumer + "\x00" + a.Dataset
+		f.byKey[k] = append(f.byKey[k], a)
+	}
+	for _, as := range f.byKey {
+		sort.Slice(as, func(i, j int) bool { return as[i].ID < as[j].ID })
+	}
+	return f
+}
+
+func prefixOf(code string) string {
+	switch {
+	case code == "" || code == "000000":
+		return ""
+	case strings.HasSuffix(code, "0000"):
+		return code[:2]
+	case strings.HasSuffix(code, "00"):
+		return code[:4]
+	}
+	return code
+}
+
+func (f *floor) decide(r exchange.Request) exchange.Decision {
+	deny := func(code string) exchange.Decision {
+		return exchange.Decision{Reasons: []exchange.Reason{{Code: code}}}
+	}
+	if !r.Action.Valid() {
+		return deny("unknown_action")
+	}
+	dept, ok := f.depts[r.Department]
+	if !ok {
+		return deny("unknown_department")
+	}
+	e, ok := f.catalog[r.Dataset]
+	if !ok {
+		return deny("unknown_dataset")
+	}
+	if e.Share == policies.ShareNone {
+		return deny("not_shared")
+	}
+	ds, _ := f.cat.Dataset(r.Dataset)
+	for _, c := range r.Columns {
+		if _, ok := ds.Field(c); !ok {
+			return deny("unknown_column")
+		}
+	}
+	t := r.Time
+	var agr *policies.Agreement
+	for _, a := range f.byKey[r.Department+"\x00"+r.Dataset] {
+		if a.System != "" && a.System != r.System || t.Before(a.From) || !t.Before(a.Until) {
+			continue
+		}
+		if r.Action != exchange.ActionDiscover && (!slices.Contains(a.Purposes, r.Purpose) || !slices.Contains(a.Actions, string(r.Action))) {
+			continue
+		}
+		if e.Share == policies.ShareConditional {
+			covered := true
+			for _, c := range r.Columns {
+				covered = covered && slices.Contains(a.Columns, c)
+			}
+			if !covered {
+				continue
+			}
+		}
+		agr = a
+		break
+	}
+	if e.Share == policies.ShareConditional && agr == nil {
+		return deny("no_grant")
+	}
+	d := exchange.Decision{Allow: true, Columns: r.Columns, Masks: map[string]string{}, MaxRows: e.MaxRows}
+	scope := dept.Region
+	if agr != nil {
+		d.Agreement = agr.ID
+		if len(d.Columns) == 0 && e.Share == policies.ShareConditional {
+			d.Columns = agr.Columns
+		}
+		if agr.Region != "" {
+			scope = agr.Region
+		}
+		if agr.MaxRows > 0 {
+			d.MaxRows = agr.MaxRows
+		}
+	}
+	if len(d.Columns) == 0 {
+		d.Columns = ds.FieldNames()
+	}
+	for _, c := range d.Columns {
+		if agr != nil && slices.Contains(agr.Unmasked, c) {
+			continue
+		}
+		if agr != nil && agr.Masks[c] != "" {
+			d.Masks[c] = agr.Masks[c]
+			continue
+		}
+		if fl, _ := ds.Field(c); fl.Sensitivity == schemas.Personal || fl.Sensitivity == schemas.SensitivePersonal {
+			d.Masks[c] = fl.Mask
+		}
+	}
+	if p := prefixOf(scope); p != "" {
+		d.RowFilter = []exchange.Filter{{Column: e.RegionColumn, Op: exchange.OpPrefix, Value: p}}
+	}
+	return d
+}

@@ -1,0 +1,492 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/segmentio/kafka-go"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"golang.org/x/term"
+
+	"govx/connectors"
+	"govx/connectors/examples"
+	"govx/connectors/synth"
+	"govx/exchange"
+	"govx/exchange/auth"
+	"govx/exchange/server"
+	"govx/exchange/store"
+	"govx/policies"
+	"govx/schemas"
+)
+
+type demoOptions struct {
+	dir        string
+	scale      int
+	seed       uint64
+	kafka      string
+	clickhouse string
+	flightAddr string
+	httpAddr   string
+}
+
+func init() {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole exchange in one process on embedded defaults",
+		Long: `Run everything in one process: generate the four providing departments' databases
+(SQLite, once), start an in-process Kafka-protocol broker (or use --kafka), run the four
+connectors, start the exchange (Flight and HTTP on 127.0.0.1) with the shipped policies,
+issue tokens for the consumer departments, and audit to a local spool (or ClickHouse with
+--clickhouse). When everything is ready it prints what to try next. Ctrl-C stops it.
+
+A second run reuses the generated databases and starts everything else afresh.`,
+		Example: "  go run ./cmd/govx demo\n  govx demo --dir /tmp/govx-demo --scale 1000000\n  govx demo --kafka 127.0.0.1:9092 --clickhouse 127.0.0.1:9000",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDemo(ctx, o, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.dir, "dir", "govx-demo", "where the demo keeps its databases, tokens, profiles, store and audit spool")
+	fl.IntVar(&o.scale, "scale", 5000, "persons to generate (organizations, parcels and indicators scale from it)")
+	fl.Uint64Var(&o.seed, "seed", 1, "seed of the generated data")
+	fl.StringVar(&o.kafka, "kafka", "", "use this Kafka cluster (host:port,…) instead of the in-process broker")
+	fl.StringVar(&o.clickhouse, "clickhouse", "", "ship the audit log to this ClickHouse (host:port of its native protocol)")
+	fl.StringVar(&o.flightAddr, "flight", "127.0.0.1:8815", "the exchange's Flight address")
+	fl.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "the exchange's HTTP address")
+	rootCmd.AddCommand(cmd)
+}
+
+func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
+	started := time.Now()
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "demo.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	log := slog.New(slog.NewJSONHandler(logFile, nil))
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	say("govx demo in %s (logs: %s)", dir, logFile.Name())
+
+	sources := filepath.Join(dir, "sources")
+	if err := ensureSources(ctx, sources, o, out); err != nil {
+		return err
+	}
+
+	brokers, prefix := o.kafka, "govx."
+	if brokers == "" {
+		cluster, err := startBroker()
+		if err != nil {
+			return err
+		}
+		defer cluster.Close()
+		brokers = strings.Join(cluster.ListenAddrs(), ",")
+		say("kafka: in-process broker at %s (try: kcat -b %s -L)", brokers, brokers)
+	} else {
+		// A real cluster keeps topics between runs: use the demo's own topics and start
+		// them empty, so nothing stale is served.
+		prefix = "govxdemo."
+		if err := deleteTopics(ctx, brokers, prefix); err != nil {
+			return fmt.Errorf("kafka %s: %w", brokers, err)
+		}
+		say("kafka: %s (topics %s*)", brokers, prefix)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	conns, connErr, err := startConnectors(runCtx, sources, brokers, prefix, log)
+	if err != nil {
+		return err
+	}
+	if err := waitConnectors(ctx, conns, connErr, out); err != nil {
+		return err
+	}
+
+	xdir := filepath.Join(dir, "exchange")
+	if err := os.RemoveAll(xdir); err != nil {
+		return err
+	}
+	cfg := server.Defaults(xdir)
+	cfg.Kafka.Brokers = strings.Split(brokers, ",")
+	cfg.Kafka.TopicPrefix = prefix
+	cfg.FlightAddr, cfg.HTTPAddr = o.flightAddr, o.httpAddr
+	cfg.SnapshotInterval = 10 * time.Second
+	// The demo's policies live in DIR/policies, so a steward's edit there takes effect on
+	// the running exchange; each run starts from the shipped ones.
+	cfg.PoliciesDir = filepath.Join(dir, "policies")
+	if err := os.RemoveAll(cfg.PoliciesDir); err != nil {
+		return err
+	}
+	if err := policies.CopyEmbedded(cfg.PoliciesDir); err != nil {
+		return err
+	}
+	if o.clickhouse != "" {
+		cfg.Audit.ClickHouse.Addr = o.clickhouse
+	}
+	x, err := server.Start(ctx, cfg, server.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer x.Close()
+	select {
+	case <-x.Ready():
+	case <-ctx.Done():
+		return nil
+	case <-time.After(10 * time.Minute):
+		return errors.New("the exchange did not catch up with Kafka within 10 minutes; see " + logFile.Name())
+	}
+	profiles, err := issueDemoTokens(dir, cfg, x)
+	if err != nil {
+		return err
+	}
+	ready := time.Since(started)
+	say("ready in %.1fs: Flight grpc://%s, HTTP http://%s, audit %s", ready.Seconds(), x.FlightAddr(), x.HTTPAddr(), auditWhere(cfg))
+	if err := printTryNext(out, dir, cfg, x, profiles); err != nil {
+		return err
+	}
+	os.WriteFile(filepath.Join(dir, "ready"), []byte(fmt.Sprintf("%.3f\n", ready.Seconds())), 0o644)
+	select {
+	case <-ctx.Done():
+	case err := <-connErr:
+		if err != nil {
+			return fmt.Errorf("a connector stopped: %w", err)
+		}
+	}
+	say("stopping")
+	os.Remove(filepath.Join(dir, "ready"))
+	return nil
+}
+
+func auditWhere(cfg *server.Config) string {
+	if cfg.Audit.ClickHouse.Addr != "" {
+		return "ClickHouse " + cfg.Audit.ClickHouse.Addr
+	}
+	return "spool " + cfg.Audit.SpoolDir
+}
+
+// ensureSources generates the SQLite databases unless the ones in dir were generated
+// with the same scale and seed.
+func ensureSources(ctx context.Context, dir string, o demoOptions, out io.Writer) error {
+	marker := filepath.Join(dir, "generated.json")
+	want, _ := json.Marshal(map[string]any{"scale": o.scale, "seed": o.seed})
+	if have, err := os.ReadFile(marker); err == nil && string(have) == string(want) {
+		fmt.Fprintf(out, "sources: reusing the databases in %s\n", dir)
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "sources: generating %d persons into %s\n", o.scale, dir)
+	if err := runGen(ctx, synth.DefaultOptions(o.scale, o.seed), "sqlite:"+dir, io.Discard, os.Stderr); err != nil {
+		return err
+	}
+	return os.WriteFile(marker, want, 0o644)
+}
+
+func startBroker() (*kfake.Cluster, error) {
+	// The usual Kafka port when it is free, so `kcat -b 127.0.0.1:9092` just works.
+	port := 9092
+	if ln, err := net.Listen("tcp", "127.0.0.1:9092"); err != nil {
+		port = 0
+	} else {
+		ln.Close()
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
+	if err != nil {
+		return nil, fmt.Errorf("in-process kafka broker: %w", err)
+	}
+	return c, nil
+}
+
+func deleteTopics(ctx context.Context, brokers, prefix string) error {
+	c := &kafka.Client{Addr: kafka.TCP(strings.Split(brokers, ",")...), Timeout: 10 * time.Second}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, t := range md.Topics {
+		if strings.HasPrefix(t.Name, prefix) {
+			names = append(names, t.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	_, err = c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
+	if err != nil {
+		return err
+	}
+	// Deletion is asynchronous: wait until the topics are gone before recreating them.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		gone := err == nil
+		if err == nil {
+			for _, t := range md.Topics {
+				if t.Error == nil {
+					gone = false
+				}
+			}
+		}
+		if gone {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("topics %v were not deleted within 30s", names)
+}
+
+func startConnectors(ctx context.Context, sources, brokers, prefix string, log *slog.Logger) ([]*connectors.Connector, <-chan error, error) {
+	os.Setenv("GOVX_DATA_DIR", sources)
+	os.Setenv("GOVX_KAFKA_BROKERS", brokers)
+	var conns []*connectors.Connector
+	for _, dept := range synth.Departments() {
+		name := dept + ".sqlite.yaml"
+		data, err := examples.FS.ReadFile(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg, err := connectors.ParseConfig(name, data)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Kafka.Brokers = strings.Split(brokers, ",")
+		c, err := connectors.New(cfg, connectors.WithLogger(log.With("connector", dept)), connectors.WithTopicPrefix(prefix))
+		if err != nil {
+			return nil, nil, err
+		}
+		conns = append(conns, c)
+	}
+	errc := make(chan error, len(conns))
+	for _, c := range conns {
+		go func() {
+			err := c.Run(ctx)
+			if errors.Is(err, context.Canceled) {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+	return conns, errc, nil
+}
+
+func waitConnectors(ctx context.Context, conns []*connectors.Connector, errc <-chan error, out io.Writer) error {
+	tty := false
+	if f, ok := out.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for i := range conns {
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case err := <-errc:
+				if err == nil {
+					err = errors.New("stopped early")
+				}
+				return fmt.Errorf("connector: %w", err)
+			case <-conns[i].Ready():
+			case <-tick.C:
+				if tty {
+					var parts []string
+					for _, c := range conns {
+						p := c.Progress()
+						parts = append(parts, fmt.Sprintf("%s %d rows", c.Config().Department, p.Published))
+					}
+					fmt.Fprintf(out, "\rconnectors: %s   ", strings.Join(parts, ", "))
+				}
+				continue
+			}
+			break
+		}
+	}
+	if tty {
+		fmt.Fprintln(out)
+	}
+	var parts []string
+	for _, c := range conns {
+		p := c.Progress()
+		parts = append(parts, fmt.Sprintf("%s→%s %d published, %d invalid to the DLQ", c.Config().Department, c.Config().Dataset, p.Published, p.Invalid))
+	}
+	fmt.Fprintf(out, "connectors: snapshots done: %s\n", strings.Join(parts, "; "))
+	return nil
+}
+
+// issueDemoTokens issues a token for each consumer department's "demo" system and
+// writes its token file and client profile.
+func issueDemoTokens(dir string, cfg *server.Config, x *server.Exchange) (map[string]string, error) {
+	b := x.Policy().Bundle()
+	cat, err := schemas.Load()
+	if err != nil {
+		return nil, err
+	}
+	providers := map[string]bool{}
+	for _, d := range cat.Datasets() {
+		providers[d.Provider.Code] = true
+	}
+	tokens := auth.OpenTokens(cfg.TokensFile)
+	profiles := map[string]string{}
+	for _, sub := range []string{"tokens", "profiles"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	// A department's demo system is the one its agreements name, if any, so the printed
+	// commands run as the system an agreement actually grants.
+	systems := map[string]string{}
+	for _, a := range b.Agreements {
+		if a.System != "" && systems[a.Consumer] == "" {
+			systems[a.Consumer] = a.System
+		}
+	}
+	for _, d := range b.Departments {
+		if providers[d.Code] {
+			continue
+		}
+		system := systems[d.Code]
+		if system == "" {
+			system = "demo"
+		}
+		tok, _, err := tokens.Issue(exchange.Subject{Department: d.Code, System: system}, "govx demo")
+		if err != nil {
+			return nil, err
+		}
+		tf := filepath.Join(dir, "tokens", d.Code+".token")
+		if err := os.WriteFile(tf, []byte(tok+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		pf := filepath.Join(dir, "profiles", d.Code+".yaml")
+		prof := fmt.Sprintf("# %s (%s), system %s\nflight: %s\nhttp: http://%s\ntoken: %s\n", d.Name, d.Code, system, x.FlightAddr(), x.HTTPAddr(), tok)
+		if err := os.WriteFile(pf, []byte(prof), 0o600); err != nil {
+			return nil, err
+		}
+		profiles[d.Code] = pf
+	}
+	return profiles, nil
+}
+
+// samplePerson returns the id_number, name and birth date of a live person whose
+// household region starts with prefix, read from the exchange's store.
+func samplePerson(x *server.Exchange, prefix string) (id, name, birth string, err error) {
+	t, ok := x.Tables()["population.person"]
+	if !ok {
+		return "", "", "", errors.New("population.person is not served")
+	}
+	snap := t.Snapshot()
+	defer snap.Release()
+	spec := store.Spec{Columns: []string{"id_number", "name", "birth_date"}, Filter: []exchange.Filter{
+		{Column: "household_region", Op: exchange.OpPrefix, Value: prefix}, {Column: "status", Op: exchange.OpEq, Value: "alive"}}}
+	errFound := errors.New("found")
+	err = snap.Scan(context.Background(), spec, func(rec arrow.Record) error {
+		if rec.NumRows() == 0 {
+			return nil
+		}
+		id = rec.Column(0).(*array.String).Value(0)
+		name = rec.Column(1).(*array.String).Value(0)
+		birth = rec.Column(2).(*array.Date32).Value(0).FormattedString()
+		return errFound
+	})
+	if errors.Is(err, errFound) {
+		return id, name, birth, nil
+	}
+	if err == nil {
+		err = fmt.Errorf("no person in region %s*", prefix)
+	}
+	return "", "", "", err
+}
+
+func printTryNext(out io.Writer, dir string, cfg *server.Config, x *server.Exchange, profiles map[string]string) error {
+	hzID, _, _, err := samplePerson(x, "3301")
+	if err != nil {
+		return err
+	}
+	nbID, nbName, nbBirth, err := samplePerson(x, "3302")
+	if err != nil {
+		return err
+	}
+	purpose := "minimum-living-allowance-review"
+	// The README's walkthroughs read this key, so they work whatever the seed.
+	if err := os.WriteFile(filepath.Join(dir, "sample-person"), []byte(hzID+"\n"), 0o644); err != nil {
+		return err
+	}
+	tokenFile := filepath.Join(dir, "tokens", "mz-3301.token")
+	script := filepath.Join(dir, "pull.py")
+	py := fmt.Sprintf(`import json, pyarrow.flight as flight
+client = flight.connect("grpc://%s", generic_options=[("grpc.max_receive_message_length", -1)])
+opts = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer " + open(%q).read().strip().encode())])
+info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"dataset": "population.person", "purpose": %q})), opts)
+print(client.do_get(info.endpoints[0].ticket, opts).read_all().slice(0, 5).to_pylist())
+`, x.FlightAddr(), tokenFile, purpose)
+	if err := os.WriteFile(script, []byte(py), 0o644); err != nil {
+		return err
+	}
+	p := func(dept string) string { return profiles[dept] }
+	lines := []string{
+		"",
+		"Try next (each line starting with $ is a command; `go run ./cmd/govx` works wherever it says govx):",
+		"",
+		"# The catalog the Hangzhou civil affairs bureau (mz-3301) may see:",
+		"  $ govx catalog --profile " + p("mz-3301"),
+		"# Granted: persons of Hangzhou only, names and ID numbers masked by the agreement:",
+		fmt.Sprintf("  $ govx pull population.person --purpose %s --limit 5 --profile %s", purpose, p("mz-3301")),
+		"# Denied: the Suzhou housing bureau (zj-3205) has no agreement for population data:",
+		fmt.Sprintf("  $ govx pull population.person --purpose %s --profile %s", purpose, p("zj-3205")),
+		"# One record by key (the key travels in the body, not the URL):",
+		fmt.Sprintf("  $ govx lookup population.person %s --purpose %s --profile %s", hzID, purpose, p("mz-3301")),
+		"# Verify (核验): Ningbo health (wj-3302) learns only true/false, never the values:",
+		fmt.Sprintf("  $ govx verify population.person %s --claim name=%s --claim birth_date=%s --purpose birth-certificate-issuance --profile %s", nbID, nbName, nbBirth, p("wj-3302")),
+		"# The same pull over HTTP, as CSV:",
+		fmt.Sprintf(`  $ curl -s -H "Authorization: Bearer $(cat %s)" -H "Accept: text/csv" -d '{"purpose":"%s","limit":5}' http://%s/v1/datasets/population.person/pull`, tokenFile, purpose, x.HTTPAddr()),
+		"# A department system in Python (pyarrow.flight), the script is:",
+	}
+	for _, l := range strings.Split(strings.TrimSpace(py), "\n") {
+		lines = append(lines, "#   "+l)
+	}
+	auditFlags := "--spool " + cfg.Audit.SpoolDir
+	if cfg.Audit.ClickHouse.Addr != "" {
+		auditFlags = "--clickhouse " + cfg.Audit.ClickHouse.Addr
+	}
+	lines = append(lines,
+		"  $ python3 "+script,
+		"# Why a decision came out as it did:",
+		fmt.Sprintf("  $ govx policy explain --policies %s --as mz-3301/dibao-review --dataset population.person --action read --purpose %s", cfg.PoliciesDir, purpose),
+		"# Who accessed what, from the audit log:",
+		"  $ govx audit query "+auditFlags+" --department mz-3301",
+		"",
+		"Tokens: "+filepath.Join(dir, "tokens")+"/<department>.token, profiles: "+filepath.Join(dir, "profiles")+"/<department>.yaml",
+		"Press Ctrl-C to stop.",
+	)
+	_, err = fmt.Fprintln(out, strings.Join(lines, "\n"))
+	return err
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"govx/exchange/server"
+)
+
+func init() {
+	var cfgPath string
+	var check bool
+	cmd := &cobra.Command{
+		Use:   "exchange",
+		Short: "Run the exchange",
+	}
+	serve := &cobra.Command{
+		Use:   "serve -c FILE",
+		Short: "Serve the registers over Arrow Flight and HTTP, every request decided and audited",
+		Long: `Run the exchange: materialize the govx.<dataset> Kafka topics, serve Arrow Flight and
+HTTP on loopback (unless the config names other addresses), decide every request with the
+sharing policies and write every access to the audit log. See deploy/exchange.example.yaml
+for every setting. --check validates the config and exits.`,
+		Example: "  govx exchange serve -c deploy/exchange.example.yaml\n  govx exchange serve -c exchange.yaml --check",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := server.LoadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			if check {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", cfgPath)
+				return nil
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+			x, err := server.Start(ctx, cfg, server.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+			case <-x.Ready():
+				log.Info("exchange ready")
+				<-ctx.Done()
+			}
+			log.Info("stopping")
+			return x.Close()
+		},
+	}
+	serve.Flags().StringVarP(&cfgPath, "config", "c", "", "the exchange's config file (YAML)")
+	serve.Flags().BoolVar(&check, "check", false, "validate the config and exit")
+	serve.MarkFlagRequired("config")
+	cmd.AddCommand(serve)
+	rootCmd.AddCommand(cmd)
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/csv"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/parquet"
+	"github.com/apache/arrow/go/v17/parquet/compress"
+	"github.com/apache/arrow/go/v17/parquet/pqarrow"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"govx/exchange"
+	"govx/exchange/client"
+)
+
+func init() {
+	var cf consumerFlags
+	var columns, purpose, caseRef, since, format, out string
+	var where []string
+	var limit int64
+	cmd := &cobra.Command{
+		Use:   "pull DATASET --purpose P [flags]",
+		Short: "Pull a dataset (or its changes since a cursor) over Arrow Flight",
+		Long: `Pull the rows of DATASET that your sharing agreement grants, over Arrow Flight. Columns,
+row scope and masks are decided by the exchange's policy; a request naming a column outside
+your grant is refused as a whole. --where conditions (ANDed) narrow the rows:
+
+  COLUMN OP VALUE   with OP one of = != in prefix < <= > >= is_null ('in' takes a comma list)
+
+When the pull ends, the cursor of the version you received is printed to standard error:
+pass it as --since to get only the changes made after it.`,
+		Example: `  govx pull population.person --purpose minimum-living-allowance-review --profile demo/profiles/mz-3301.yaml
+  govx pull population.person --purpose minimum-living-allowance-review --where 'household_region prefix 330106' --format csv -o persons.csv
+  govx pull population.person --purpose minimum-living-allowance-review --since CURSOR`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			pc := exchange.PullCmd{Dataset: args[0], Purpose: purpose, CaseRef: caseRef, Since: since, Limit: limit}
+			if columns != "" {
+				pc.Columns = strings.Split(columns, ",")
+			}
+			if len(where) > 0 {
+				typeOf := fieldTypes(cmd, c, args[0])
+				for _, w := range where {
+					f, err := client.ParseWhere(w, typeOf)
+					if err != nil {
+						return err
+					}
+					pc.Filter = append(pc.Filter, f)
+				}
+			}
+			var w io.Writer = cmd.OutOrStdout()
+			if out != "" && out != "-" {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			sink, err := newPullSink(format, w)
+			if err != nil {
+				return err
+			}
+			bar := pullProgress()
+			var bytes int64
+			res, err := c.Pull(cmd.Context(), pc, sink.begin, func(rec arrow.Record) error {
+				for _, col := range rec.Columns() {
+					for _, b := range col.Data().Buffers() {
+						if b != nil {
+							bytes += int64(b.Len())
+						}
+					}
+				}
+				if bar != nil {
+					bar.Describe(fmt.Sprintf("pulling %s (%.1f MB)", args[0], float64(bytes)/1e6))
+					bar.Add64(rec.NumRows())
+				}
+				return sink.write(rec)
+			})
+			if bar != nil {
+				bar.Finish()
+				fmt.Fprintln(os.Stderr)
+			}
+			if err != nil {
+				return err
+			}
+			if err := sink.close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%d rows of %s\ncursor: %s\n", res.Rows, args[0], res.Cursor)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&purpose, "purpose", "", "why you need the data, as your sharing agreement names it (required)")
+	fl.StringVar(&caseRef, "case", "", "the case (办件编号) this pull serves, for the audit log")
+	fl.StringVar(&columns, "columns", "", "comma-separated columns (default: every granted column)")
+	fl.StringArrayVar(&where, "where", nil, "a row condition 'COLUMN OP VALUE' (repeatable, ANDed)")
+	fl.StringVar(&since, "since", "", "a cursor from an earlier pull: return only the changes after it")
+	fl.Int64Var(&limit, "limit", 0, "return at most this many rows (0: all)")
+	fl.StringVar(&format, "format", "table", "output format: arrow (IPC stream), parquet, csv, jsonl or table")
+	fl.StringVarP(&out, "output", "o", "", "write to FILE instead of standard output")
+	cmd.MarkFlagRequired("purpose")
+	rootCmd.AddCommand(cmd)
+}
+
+// fieldTypes looks the dataset up in the caller's catalog so --where values are sent
+// with the column's type; if it cannot, values go as text and the exchange says which
+// is wrong.
+func fieldTypes(cmd *cobra.Command, c *client.Client, dataset string) func(string) string {
+	types := map[string]string{}
+	if list, err := c.Catalog(cmd.Context()); err == nil {
+		for _, d := range list {
+			if d.ID == dataset {
+				for _, f := range d.Fields {
+					types[f.Name] = f.Type
+				}
+			}
+		}
+	}
+	return func(col string) string { return types[col] }
+}
+
+func pullProgress() *progressbar.ProgressBar {
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
+	}
+	return progressbar.NewOptions64(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(), progressbar.OptionSetItsString("rows"), progressbar.OptionSpinnerType(14),
+		progressbar.OptionThrottle(100_000_000), progressbar.OptionSetDescription("pulling"))
+}
+
+// pullSink writes a pull's batches in one output format.
+type pullSink struct {
+	begin func(*arrow.Schema) error
+	write func(arrow.Record) error
+	close func() error
+}
+
+func newPullSink(format string, w io.Writer) (*pullSink, error) {
+	s := &pullSink{close: func() error { return nil }}
+	switch format {
+	case "arrow":
+		var iw *ipc.Writer
+		s.begin = func(sc *arrow.Schema) error { iw = ipc.NewWriter(w, ipc.WithSchema(sc)); return nil }
+		s.write = func(r arrow.Record) error { return iw.Write(r) }
+		s.close = func() error {
+			if iw == nil {
+				return nil
+			}
+			return iw.Close()
+		}
+	case "parquet":
+		var pw *pqarrow.FileWriter
+		s.begin = func(sc *arrow.Schema) (err error) {
+			pw, err = pqarrow.NewFileWriter(sc, w, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy)), pqarrow.DefaultWriterProps())
+			return err
+		}
+		s.write = func(r arrow.Record) error { return pw.WriteBuffered(r) }
+		s.close = func() error {
+			if pw == nil {
+				return nil
+			}
+			return pw.Close()
+		}
+	case "csv":
+		var cw *csv.Writer
+		s.begin = func(sc *arrow.Schema) error {
+			cw = csv.NewWriter(w, sc, csv.WithHeader(true), csv.WithNullWriter(""))
+			return nil
+		}
+		s.write = func(r arrow.Record) error { return cw.Write(r) }
+		s.close = func() error {
+			if cw == nil {
+				return nil
+			}
+			cw.Flush()
+			return cw.Error()
+		}
+	case "jsonl":
+		s.begin = func(*arrow.Schema) error { return nil }
+		s.write = func(r arrow.Record) error { return array.RecordToJSON(r, w) }
+	case "table":
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		s.begin = func(sc *arrow.Schema) error {
+			names := make([]string, sc.NumFields())
+			for i, f := range sc.Fields() {
+				names[i] = strings.ToUpper(f.Name)
+			}
+			_, err := fmt.Fprintln(tw, strings.Join(names, "\t"))
+			return err
+		}
+		s.write = func(r arrow.Record) error {
+			for i := 0; i < int(r.NumRows()); i++ {
+				cells := make([]string, r.NumCols())
+				for j, col := range r.Columns() {
+					if col.IsNull(i) {
+						cells[j] = "-"
+					} else {
+						cells[j] = col.ValueStr(i)
+					}
+				}
+				if _, err := fmt.Fprintln(tw, strings.Join(cells, "\t")); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		s.close = tw.Flush
+	default:
+		return nil, fmt.Errorf("--format %q: use arrow, parquet, csv, jsonl or table", format)
+	}
+	return s, nil
+}

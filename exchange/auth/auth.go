@@ -1,0 +1,59 @@
+// Package auth authenticates the callers of the exchange and signs what the exchange
+// hands out. A caller is a department system holding a bearer token (256 random bits,
+// stored by the exchange only as a SHA-256 hash, revocable without a restart) or a
+// client certificate; both yield the same exchange.Subject. Tickets and cursors are
+// signed with the exchange's secret so they can be neither forged nor moved to another
+// caller, and stay valid across restarts and replicas that share the secret.
+//
+// The exchange's edges (Flight, HTTP) and the `govx token` command import it.
+package auth
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"govx/exchange"
+)
+
+// ErrUnauthenticated is returned for a missing, unknown or revoked credential. Its
+// message never echoes the credential.
+var ErrUnauthenticated = &exchange.Error{Kind: exchange.Unauthenticated, Code: "unauthenticated",
+	Message: "missing, unknown or revoked credential: send `authorization: Bearer <token>` issued by `govx token issue`, or a client certificate"}
+
+var (
+	deptPattern   = regexp.MustCompile(`^[a-z][a-z0-9]*(-[0-9a-z]+)*$`)
+	systemPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+)
+
+// ParseSubject parses "DEPT" or "DEPT/SYSTEM" as the CLI's --as flag and certificate
+// common names write a subject.
+func ParseSubject(s string) (exchange.Subject, error) {
+	dept, system, slash := strings.Cut(s, "/")
+	if slash && system == "" {
+		return exchange.Subject{}, fmt.Errorf("subject %q: a system name must follow the '/'", s)
+	}
+	if !deptPattern.MatchString(dept) {
+		return exchange.Subject{}, fmt.Errorf("department %q: use a department code such as mz-3301", dept)
+	}
+	if system != "" && !systemPattern.MatchString(system) {
+		return exchange.Subject{}, fmt.Errorf("system %q: use lower-case letters, digits, '.', '_' or '-'", system)
+	}
+	return exchange.Subject{Department: dept, System: system}, nil
+}
+
+// CertSubject maps a verified client certificate to a subject: the certificate's
+// common name is "DEPT/SYSTEM" (or "DEPT"). The TLS layer has already verified the chain
+// against the exchange's client CA; this only reads the identity.
+func CertSubject(cert *x509.Certificate) (exchange.Subject, error) {
+	if cert == nil {
+		return exchange.Subject{}, errors.New("no client certificate")
+	}
+	subj, err := ParseSubject(cert.Subject.CommonName)
+	if err != nil {
+		return exchange.Subject{}, fmt.Errorf("client certificate common name: %w", err)
+	}
+	return subj, nil
+}

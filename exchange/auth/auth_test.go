@@ -1,0 +1,145 @@
+package auth
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"govx/exchange"
+)
+
+func TestTokensIssueAuthenticateRevoke(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	admin := OpenTokens(path)        // `govx token …`
+	exchangeView := OpenTokens(path) // a running exchange reading the same file
+	subj := exchange.Subject{Department: "mz-3301", System: "dibao-review"}
+
+	token, rec, err := admin.Issue(subj, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(token, "govx_") || len(token) < 40 {
+		t.Fatalf("token %q", token)
+	}
+	data, _ := os.ReadFile(path)
+	if strings.Contains(string(data), token) || strings.Contains(string(data), strings.TrimPrefix(token, "govx_")) {
+		t.Fatal("the token file holds the token itself, not only its hash")
+	}
+	if got, err := exchangeView.Authenticate(token); err != nil || got != subj {
+		t.Fatalf("Authenticate = %v, %v", got, err)
+	}
+	other, _, _ := admin.Issue(exchange.Subject{Department: "rs-33"}, "")
+	if got, _ := exchangeView.Authenticate(other); got.Department != "rs-33" {
+		t.Fatalf("second token authenticates as %v", got)
+	}
+	for _, bad := range []string{"", "govx_", token + "x", "Bearer " + token, strings.ToUpper(token)} {
+		if _, err := exchangeView.Authenticate(bad); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("Authenticate(%q) = %v, want unauthenticated", bad, err)
+		}
+	}
+	if _, err := admin.Revoke(rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	// No restart and no wait: the next request already fails.
+	if _, err := exchangeView.Authenticate(token); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("revoked token still authenticates: %v", err)
+	}
+	if _, err := exchangeView.Authenticate(other); err != nil {
+		t.Fatalf("revoking one token broke another: %v", err)
+	}
+	if _, err := admin.Revoke("tok-nope"); err == nil || !strings.Contains(err.Error(), "govx token list") {
+		t.Fatalf("revoking an unknown id: %v", err)
+	}
+	recs, _ := admin.List()
+	if len(recs) != 2 || !recs[0].Revoked() || recs[1].Revoked() {
+		t.Fatalf("List = %+v", recs)
+	}
+	if ErrUnauthenticated.Error() == "" || strings.Contains(ErrUnauthenticated.Error(), token) {
+		t.Fatal("error echoes the token")
+	}
+}
+
+func TestUnreadableTokenFileFailsClosed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	tok := OpenTokens(path)
+	token, _, err := tok.Issue(exchange.Subject{Department: "mz-3301"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path, []byte("{broken"), 0o600)
+	if _, err := OpenTokens(path).Authenticate(token); exchange.KindOf(err) != exchange.Unavailable {
+		t.Fatalf("broken token file: %v, want unavailable", err)
+	}
+}
+
+func TestParseSubject(t *testing.T) {
+	for in, ok := range map[string]bool{
+		"mz-3301": true, "mz-3301/dibao-review": true, "gab": true,
+		"": false, "MZ": false, "mz-3301/": false, "mz 3301": false, "mz-3301/a/b": false, "../etc": false,
+	} {
+		_, err := ParseSubject(in)
+		if (err == nil) != ok {
+			t.Errorf("ParseSubject(%q) err = %v", in, err)
+		}
+	}
+}
+
+func TestSealOpen(t *testing.T) {
+	s, err := NewSigner([]byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type payload struct {
+		Expiring
+		Dept string `json:"dept"`
+	}
+	in := payload{Expiring{time.Now().Add(time.Minute)}, "mz-3301"}
+	sealed, err := s.Seal("ticket", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out payload
+	if err := s.Open("ticket", sealed, &out); err != nil || out.Dept != "mz-3301" || out.Check(time.Now()) != nil {
+		t.Fatalf("Open = %+v, %v", out, err)
+	}
+	if err := out.Check(time.Now().Add(2 * time.Minute)); !errors.Is(err, ErrExpired) {
+		t.Fatalf("expiry: %v", err)
+	}
+	if err := s.Open("cursor", sealed, &out); !errors.Is(err, ErrBadSeal) {
+		t.Fatal("a ticket opened as a cursor")
+	}
+	// Changing the payload (another department) breaks the MAC.
+	forged, _ := (&Signer{key: []byte(strings.Repeat("x", 32))}).Seal("ticket", payload{in.Expiring, "rs-33"})
+	if err := s.Open("ticket", forged, &out); !errors.Is(err, ErrBadSeal) {
+		t.Fatal("a value sealed with another key opened")
+	}
+	p, m, _ := strings.Cut(sealed, ".")
+	if err := s.Open("ticket", forged[:strings.Index(forged, ".")]+"."+m, &out); !errors.Is(err, ErrBadSeal) || p == "" {
+		t.Fatal("a payload swapped under a valid MAC opened")
+	}
+	if _, err := NewSigner([]byte("short")); err == nil {
+		t.Fatal("short secret accepted")
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	s, _ := NewSigner([]byte(strings.Repeat("k", 32)))
+	good, _ := s.Seal("ticket", map[string]string{"a": "b"})
+	f.Add(good)
+	f.Add("")
+	f.Add(".")
+	f.Add("e30.AAAA")
+	f.Fuzz(func(t *testing.T, sealed string) {
+		var v map[string]any
+		if err := s.Open("ticket", sealed, &v); err != nil {
+			return
+		}
+		// Without the key, the only payload that can open is the one sealed with it.
+		if len(v) != 1 || v["a"] != "b" {
+			t.Fatalf("forged value opened: %q -> %v", sealed, v)
+		}
+	})
+}

@@ -1,0 +1,280 @@
+// Package client is the Go client of the exchange, used by `govx catalog`, `govx pull`,
+// `govx lookup` and `govx verify`, and meant for department systems written in Go:
+// bulk and changes pulls over Arrow Flight, catalog, lookup and verify over HTTP, all
+// with the department system's bearer token.
+//
+// It imports only the exchange's core vocabulary, so a department system pulls in no
+// server code.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/flight"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"gopkg.in/yaml.v3"
+
+	"govx/exchange"
+)
+
+// Config says where the exchange is and who is calling.
+type Config struct {
+	Flight string `yaml:"flight"` // host:port, default 127.0.0.1:8815
+	HTTP   string `yaml:"http"`   // base URL, default http://127.0.0.1:8080
+	Token  string `yaml:"token"`
+	// TLS, when set, is used for both protocols (with a client certificate for mTLS).
+	TLS *tls.Config `yaml:"-"`
+}
+
+// LoadProfile reads a profile file (YAML: flight, http, token), as `govx demo` writes
+// one per department system.
+func LoadProfile(path string) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("profile %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Client talks to one exchange.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	fc   flight.Client
+	mem  memory.Allocator
+}
+
+// MaxMessageSize is the gRPC receive limit: 64k-row batches are over gRPC's 4 MiB
+// default.
+const MaxMessageSize = 64 << 20
+
+// New returns a client; the Flight connection is made lazily by the first pull.
+func New(cfg Config) (*Client, error) {
+	if cfg.Flight == "" {
+		cfg.Flight = "127.0.0.1:8815"
+	}
+	if cfg.HTTP == "" {
+		cfg.HTTP = "http://127.0.0.1:8080"
+	}
+	cfg.HTTP = strings.TrimRight(cfg.HTTP, "/")
+	if cfg.Token == "" && cfg.TLS == nil {
+		return nil, fmt.Errorf("no credentials: pass --token, set GOVX_TOKEN, or use --profile FILE (govx demo writes one per department)")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg.TLS
+	return &Client{cfg: cfg, http: &http.Client{Transport: tr, Timeout: 0}, mem: memory.DefaultAllocator}, nil
+}
+
+// Close releases the Flight connection.
+func (c *Client) Close() error {
+	if c.fc != nil {
+		return c.fc.Close()
+	}
+	return nil
+}
+
+// Error is an error answered by the exchange: its stable code, message and, for a
+// denial, the policy's reasons.
+type Error struct {
+	Status  string // the protocol's status: an HTTP status text or a gRPC code
+	Code    string
+	Message string
+	Reasons []exchange.Reason
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%s): %s", e.Code, e.Status, e.Message)
+	for _, r := range e.Reasons {
+		fmt.Fprintf(&b, "\n  reason %s: %s", r.Code, r.Message)
+	}
+	return b.String()
+}
+
+func (c *Client) flight(ctx context.Context) (flight.Client, context.Context, error) {
+	if c.fc == nil {
+		creds := insecure.NewCredentials()
+		if c.cfg.TLS != nil {
+			creds = credentials.NewTLS(c.cfg.TLS)
+		}
+		fc, err := flight.NewClientWithMiddleware(c.cfg.Flight, nil, nil,
+			grpc.WithTransportCredentials(creds),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
+		if err != nil {
+			return nil, ctx, fmt.Errorf("flight %s: %w", c.cfg.Flight, err)
+		}
+		c.fc = fc
+	}
+	if c.cfg.Token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.cfg.Token)
+	}
+	return c.fc, ctx, nil
+}
+
+// fromStatus turns a gRPC error into an *Error, splitting the exchange's "code:
+// message; reason: message" text.
+func fromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() == codes.OK {
+		return err
+	}
+	if st.Code() == codes.Unavailable && strings.Contains(st.Message(), "connection refused") {
+		return fmt.Errorf("cannot reach the exchange's Flight port: %s (is `govx exchange serve` or `govx demo` running?)", st.Message())
+	}
+	// The exchange writes "code: message" and then one "reason code: message" line per
+	// policy reason (see exchange/flight.StatusMessage).
+	lines := strings.Split(st.Message(), "\n")
+	code, msg, _ := strings.Cut(lines[0], ": ")
+	e := &Error{Status: st.Code().String(), Code: code, Message: msg}
+	for _, l := range lines[1:] {
+		rc, rm, _ := strings.Cut(strings.TrimPrefix(l, "reason "), ": ")
+		e.Reasons = append(e.Reasons, exchange.Reason{Code: rc, Message: rm})
+	}
+	return e
+}
+
+// PullResult is what a pull returns besides its batches.
+type PullResult struct {
+	Schema *arrow.Schema
+	Cursor string // pass as Since to get the changes after this pull
+	Rows   int64
+}
+
+// Pull runs a bulk pull (or a changes pull when cmd.Since is set) over Flight, calling
+// fn for every batch; fn must not keep rec after it returns without retaining it.
+func (c *Client) Pull(ctx context.Context, cmd exchange.PullCmd, begin func(*arrow.Schema) error, fn func(rec arrow.Record) error) (PullResult, error) {
+	var res PullResult
+	fc, ctx, err := c.flight(ctx)
+	if err != nil {
+		return res, err
+	}
+	body, _ := json.Marshal(cmd)
+	info, err := fc.GetFlightInfo(ctx, &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: body})
+	if err != nil {
+		return res, fromStatus(err)
+	}
+	for _, ep := range info.Endpoint {
+		stream, err := fc.DoGet(ctx, ep.Ticket)
+		if err != nil {
+			return res, fromStatus(err)
+		}
+		rdr, err := flight.NewRecordReader(stream, ipc.WithAllocator(c.mem))
+		if err != nil {
+			return res, fromStatus(err)
+		}
+		res.Schema = rdr.Schema()
+		if i := res.Schema.Metadata().FindKey(exchange.MetaCursor); i >= 0 {
+			res.Cursor = res.Schema.Metadata().Values()[i]
+		}
+		if begin != nil {
+			if err := begin(res.Schema); err != nil {
+				rdr.Release()
+				return res, err
+			}
+		}
+		for rdr.Next() {
+			rec := rdr.Record()
+			res.Rows += rec.NumRows()
+			if err := fn(rec); err != nil {
+				rdr.Release()
+				return res, err
+			}
+		}
+		err = rdr.Err()
+		rdr.Release()
+		if err != nil && err != io.EOF {
+			return res, fromStatus(err)
+		}
+	}
+	return res, nil
+}
+
+// Catalog lists the datasets the caller may see.
+func (c *Client) Catalog(ctx context.Context) ([]exchange.DatasetInfo, error) {
+	var out struct {
+		Datasets []exchange.DatasetInfo `json:"datasets"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/catalog", nil, &out)
+	return out.Datasets, err
+}
+
+// Lookup returns one record by key.
+func (c *Client) Lookup(ctx context.Context, dataset string, cmd exchange.LookupCmd) (map[string]any, error) {
+	var out struct {
+		Record map[string]any `json:"record"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/datasets/"+dataset+"/lookup", cmd, &out)
+	return out.Record, err
+}
+
+// Verify checks claims about one record and returns whether each matches.
+func (c *Client) Verify(ctx context.Context, dataset string, cmd exchange.VerifyCmd) (map[string]bool, error) {
+	var out struct {
+		Match map[string]bool `json:"match"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/datasets/"+dataset+"/verify", cmd, &out)
+	return out.Match, err
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.cfg.HTTP+path, body)
+	if err != nil {
+		return err
+	}
+	if c.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the exchange at %s: %w (is `govx exchange serve` or `govx demo` running?)", c.cfg.HTTP, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var eb exchange.ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
+			return &Error{Status: resp.Status, Code: "http_error", Message: strings.TrimSpace(string(data))}
+		}
+		return &Error{Status: resp.Status, Code: eb.Error.Code, Message: eb.Error.Message, Reasons: eb.Error.Reasons}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return dec.Decode(out)
+}

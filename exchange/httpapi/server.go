@@ -1,0 +1,367 @@
+// Package httpapi serves the exchange over HTTP: the catalog, pulls as an Arrow IPC
+// stream (or CSV / NDJSON by Accept), lookups and verifies with keys in bodies, and the
+// operator's /healthz, /readyz and /metrics. Errors are JSON with a stable code (all
+// listed in docs/errors.md). Authentication is a bearer token or a client
+// certificate; everything else is exchange/service.
+//
+// Only the wiring (cmd/govx, the demo) imports it.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/csv"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"govx/exchange"
+	"govx/exchange/auth"
+	"govx/exchange/service"
+)
+
+// Content types of a pull's response.
+const (
+	ContentArrow  = "application/vnd.apache.arrow.stream"
+	ContentCSV    = "text/csv"
+	ContentNDJSON = "application/x-ndjson"
+)
+
+// Handler is the exchange's HTTP API.
+type Handler struct {
+	svc      *service.Service
+	tokens   *auth.Tokens
+	ready    func() bool
+	mem      memory.Allocator
+	log      *slog.Logger
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New returns the HTTP API over svc. ready reports readiness for /readyz; reg receives
+// the API's metrics and is served at /metrics together with whatever else it holds.
+func New(svc *service.Service, tokens *auth.Tokens, ready func() bool, reg *prometheus.Registry, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	h := &Handler{svc: svc, tokens: tokens, ready: ready, mem: memory.DefaultAllocator, log: log, mux: http.NewServeMux(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govx_http_requests_total", Help: "HTTP API requests by route and status."}, []string{"route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "govx_http_request_seconds", Help: "HTTP API latency by route.",
+			Buckets: []float64{.0001, .0005, .001, .002, .005, .01, .05, .1, .5, 1, 5, 30}}, []string{"route"}),
+	}
+	reg.MustRegister(h.requests, h.latency)
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	h.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			writeError(w, exchange.E(exchange.Unavailable, "not_ready", "the exchange is still catching up with Kafka"))
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	h.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	h.route("GET /v1/catalog", "catalog", h.catalog)
+	h.route("GET /v1/datasets/{id}", "dataset", h.dataset)
+	h.route("POST /v1/datasets/{id}/pull", "pull", h.pull)
+	h.route("POST /v1/datasets/{id}/lookup", "lookup", h.lookup)
+	h.route("POST /v1/datasets/{id}/verify", "verify", h.verify)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, exchange.E(exchange.NotFound, "no_route", "no such endpoint: "+r.Method+" "+r.URL.Path+"; see docs/errors.md and the README"))
+	})
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) { s.status = code; s.ResponseWriter.WriteHeader(code) }
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// route authenticates every API call before its handler runs: no anonymous access.
+func (h *Handler) route(pattern, name string, fn func(http.ResponseWriter, *http.Request, service.Caller)) {
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			h.requests.WithLabelValues(name, strconv.Itoa(sw.status)).Inc()
+			h.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		}()
+		c, err := h.caller(r)
+		if err != nil {
+			writeError(sw, err)
+			return
+		}
+		fn(sw, r, c)
+	})
+}
+
+func (h *Handler) caller(r *http.Request) (service.Caller, error) {
+	c := service.Caller{ClientAddr: r.RemoteAddr}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		subj, err := auth.CertSubject(r.TLS.VerifiedChains[0][0])
+		if err != nil {
+			return c, exchange.E(exchange.Unauthenticated, "unauthenticated", err.Error())
+		}
+		c.Subject = subj
+		return c, nil
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return c, auth.ErrUnauthenticated
+	}
+	subj, err := h.tokens.Authenticate(strings.TrimSpace(token))
+	if err != nil {
+		return c, err
+	}
+	c.Subject = subj
+	return c, nil
+}
+
+func (h *Handler) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.svc.MaxBody()))
+	if err != nil {
+		return nil, exchange.E(exchange.Invalid, "body_too_large", "the request body is larger than 1 MiB or could not be read")
+	}
+	return b, nil
+}
+
+func (h *Handler) catalog(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	list, err := h.svc.Catalog(r.Context(), c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if list == nil {
+		list = []exchange.DatasetInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"datasets": list})
+}
+
+func (h *Handler) dataset(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	info, err := h.svc.Describe(r.Context(), c, r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (h *Handler) pull(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	b, err := h.body(w, r)
+	var cmd exchange.PullCmd
+	if err == nil {
+		cmd, err = service.ParseCmd(b)
+	}
+	if err == nil && cmd.Dataset != "" && cmd.Dataset != id {
+		err = exchange.E(exchange.Invalid, "dataset_mismatch", "the body names dataset "+strconv.Quote(cmd.Dataset)+" but the URL "+strconv.Quote(id))
+	}
+	if err != nil {
+		writeError(w, h.svc.Rejected(ctx, c, id, err))
+		return
+	}
+	cmd.Dataset = id
+	format, ctype := negotiate(r.Header.Get("Accept"))
+	g, err := h.svc.Open(ctx, c, cmd)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sink := &httpSink{w: w, format: format, ctype: ctype, mem: h.mem}
+	_, err = h.svc.Stream(ctx, g, sink)
+	if cerr := sink.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if !sink.started {
+			writeError(w, err)
+			return
+		}
+		// Headers are gone; cutting the stream short is the only signal left, and the
+		// complete event records the error.
+		h.log.Warn("pull ended with an error mid-stream", "request_id", g.RequestID, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func negotiate(accept string) (format, ctype string) {
+	switch {
+	case strings.Contains(accept, ContentCSV):
+		return "csv", ContentCSV + "; charset=utf-8"
+	case strings.Contains(accept, ContentNDJSON), strings.Contains(accept, "application/jsonl"):
+		return "ndjson", ContentNDJSON
+	}
+	return "arrow", ContentArrow
+}
+
+type httpSink struct {
+	w       http.ResponseWriter
+	format  string
+	ctype   string
+	mem     memory.Allocator
+	started bool
+	cw      *countWriter
+	ipcw    *ipc.Writer
+	csvw    *csv.Writer
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (s *httpSink) Begin(schema *arrow.Schema) error {
+	md := schema.Metadata()
+	if i := md.FindKey(exchange.MetaCursor); i >= 0 {
+		s.w.Header().Set("Govx-Cursor", md.Values()[i])
+	}
+	if i := md.FindKey(exchange.MetaRequestID); i >= 0 {
+		s.w.Header().Set("Govx-Request-Id", md.Values()[i])
+	}
+	s.w.Header().Set("Content-Type", s.ctype)
+	s.w.WriteHeader(http.StatusOK)
+	s.started = true
+	s.cw = &countWriter{w: s.w}
+	switch s.format {
+	case "arrow":
+		s.ipcw = ipc.NewWriter(s.cw, ipc.WithSchema(schema), ipc.WithAllocator(s.mem))
+	case "csv":
+		s.csvw = csv.NewWriter(s.cw, schema, csv.WithHeader(true), csv.WithNullWriter(""))
+	}
+	return nil
+}
+
+func (s *httpSink) Write(rec arrow.Record) error {
+	switch s.format {
+	case "arrow":
+		return s.ipcw.Write(rec)
+	case "csv":
+		return s.csvw.Write(rec)
+	}
+	return array.RecordToJSON(rec, s.cw)
+}
+
+func (s *httpSink) Bytes() int64 {
+	if s.cw == nil {
+		return 0
+	}
+	return s.cw.n
+}
+
+func (s *httpSink) close() error {
+	switch {
+	case s.ipcw != nil:
+		return s.ipcw.Close()
+	case s.csvw != nil:
+		s.csvw.Flush()
+		return s.csvw.Error()
+	}
+	return nil
+}
+
+func (h *Handler) lookup(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	id := r.PathValue("id")
+	b, err := h.body(w, r)
+	var cmd exchange.LookupCmd
+	if err == nil {
+		cmd, err = service.ParseLookup(b)
+	}
+	if err != nil {
+		writeError(w, h.svc.Rejected(r.Context(), c, id, err))
+		return
+	}
+	rec, err := h.svc.Lookup(r.Context(), c, id, cmd)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"record": rec})
+}
+
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	id := r.PathValue("id")
+	b, err := h.body(w, r)
+	var cmd exchange.VerifyCmd
+	if err == nil {
+		cmd, err = service.ParseVerify(b)
+	}
+	if err != nil {
+		writeError(w, h.svc.Rejected(r.Context(), c, id, err))
+		return
+	}
+	match, err := h.svc.Verify(r.Context(), c, id, cmd)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"match": match})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// StatusOf maps an error kind to its HTTP status.
+func StatusOf(k exchange.Kind) int {
+	switch k {
+	case exchange.Invalid:
+		return http.StatusBadRequest
+	case exchange.Unauthenticated:
+		return http.StatusUnauthorized
+	case exchange.PermissionDenied:
+		return http.StatusForbidden
+	case exchange.NotFound:
+		return http.StatusNotFound
+	case exchange.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case exchange.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var body exchange.ErrorBody
+	var xe *exchange.Error
+	if errors.As(err, &xe) {
+		body.Error.Code, body.Error.Message, body.Error.Reasons = xe.Code, xe.Message, xe.Reasons
+	} else if errors.Is(err, context.Canceled) {
+		body.Error.Code, body.Error.Message = "cancelled", "the request was cancelled"
+	} else {
+		body.Error.Code, body.Error.Message = "internal", "internal error; the exchange logged it"
+	}
+	if body.Error.Code == "unauthenticated" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="govx"`)
+	}
+	writeJSON(w, StatusOf(exchange.KindOf(err)), body)
+}

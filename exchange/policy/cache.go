@@ -1,0 +1,82 @@
+package policy
+
+import (
+	"sort"
+	"sync"
+
+	"govx/exchange"
+)
+
+// cache is an exact decision cache for one policy revision. An entry holds the decision
+// for one input (minus its time) and the interval [lo, hi) of times for which it stands:
+// the interval between the agreement validity boundaries around the time it was made.
+// The shipped policy reads the time only to compare it with those boundaries, so within
+// the interval a fresh evaluation would decide the same; a new revision gets a new cache.
+type cache struct {
+	mu      sync.RWMutex
+	entries map[string]cacheEntry
+	max     int
+}
+
+type cacheEntry struct {
+	d      exchange.Decision
+	lo, hi int64 // Unix nanoseconds; lo <= t < hi
+}
+
+func newCache(max int) *cache {
+	return &cache{entries: make(map[string]cacheEntry, min(max, 1024)), max: max}
+}
+
+func (c *cache) get(key string, t int64) (exchange.Decision, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[key]
+	c.mu.RUnlock()
+	if !ok || t < e.lo || t >= e.hi {
+		return exchange.Decision{}, false
+	}
+	return e.d, true
+}
+
+func (c *cache) put(key string, d exchange.Decision, lo, hi int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.max {
+		// Evict an arbitrary entry (map order is random): cheap, and under a Zipf mix the
+		// hot keys come straight back.
+		for k := range c.entries {
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[key] = cacheEntry{d: d, lo: lo, hi: hi}
+}
+
+// interval returns the boundaries around t: lo is the last boundary at or before t
+// (or the minimum int64), hi the first after t (or the maximum int64).
+func interval(bounds []int64, t int64) (lo, hi int64) {
+	lo, hi = -1<<63, 1<<63-1
+	i := sort.Search(len(bounds), func(i int) bool { return bounds[i] > t })
+	if i > 0 {
+		lo = bounds[i-1]
+	}
+	if i < len(bounds) {
+		hi = bounds[i]
+	}
+	return lo, hi
+}
+
+// clone copies a decision so that a caller changing its slices or map cannot change the
+// cached one.
+func clone(d exchange.Decision) exchange.Decision {
+	d.Reasons = append([]exchange.Reason(nil), d.Reasons...)
+	d.Columns = append([]string(nil), d.Columns...)
+	d.RowFilter = append([]exchange.Filter(nil), d.RowFilter...)
+	if d.Masks != nil {
+		m := make(map[string]string, len(d.Masks))
+		for k, v := range d.Masks {
+			m[k] = v
+		}
+		d.Masks = m
+	}
+	return d
+}

@@ -1,0 +1,383 @@
+// Package policy is the exchange's one path to a sharing decision: it evaluates
+// data.govx.sharing.decision of a policies.Bundle with embedded OPA, once per request.
+// It builds the policy input from a request and the dataset's schema in one place
+// (Input), fails closed (an evaluation error, an undefined or a malformed decision
+// denies with reason code policy_error), hot-reloads a policy directory keeping the last
+// good policy when an edit is broken, and caches decisions exactly.
+//
+// Flight, HTTP and the steward's `govx policy explain` all decide through an Engine.
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"govx/exchange"
+	"govx/policies"
+	"govx/schemas"
+)
+
+// Query is the rule the exchange evaluates.
+const Query = "data.govx.sharing.decision"
+
+// Engine decides requests. It is safe for concurrent use.
+type Engine struct {
+	cat  *schemas.Catalog
+	opts options
+
+	state atomic.Pointer[state]
+
+	decisions, hits, reloads, reloadErrors atomic.Uint64
+
+	mu         sync.Mutex // serializes reloads; guards lastErr and seen
+	lastErr    error
+	seen       [32]byte // fingerprint of the directory content last tried
+	stop, done chan struct{}
+	closeOnce  sync.Once
+}
+
+// state is one loaded policy revision with its prepared query and its cache.
+type state struct {
+	bundle *policies.Bundle
+	pq     rego.PreparedEvalQuery
+	cache  *cache // nil when caching is off
+	reads  keyParts
+}
+
+type options struct {
+	dir      string
+	bundle   *policies.Bundle
+	poll     time.Duration
+	cacheMax int
+	log      *slog.Logger
+}
+
+// An Option configures an Engine.
+type Option func(*options)
+
+// WithDir loads the policy from a directory and watches it: every poll interval the
+// engine rereads it and, if it changed and passes policies.Check, switches to it. A
+// broken edit is logged and counted, and the last good policy stays.
+func WithDir(dir string) Option { return func(o *options) { o.dir = dir } }
+
+// WithBundle uses an already loaded bundle; it is not watched.
+func WithBundle(b *policies.Bundle) Option { return func(o *options) { o.bundle = b } }
+
+// WithPollInterval sets how often a policy directory is checked for edits (default 1s).
+func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll = d } }
+
+// WithCacheSize sets the most decisions cached (default 100,000); 0 turns the cache off.
+func WithCacheSize(n int) Option { return func(o *options) { o.cacheMax = n } }
+
+// WithLogger sets where reloads are logged (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// New returns an engine deciding with the embedded policy, or with the one named by
+// WithDir or WithBundle. The policy must pass policies.Check against cat.
+func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
+	o := options{poll: time.Second, cacheMax: 100_000, log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	e := &Engine{cat: cat, opts: o}
+	b := o.bundle
+	var err error
+	switch {
+	case b != nil:
+	case o.dir != "":
+		e.seen, err = fingerprint(o.dir)
+		if err != nil {
+			return nil, err
+		}
+		b, err = policies.Load(o.dir)
+	default:
+		b, err = policies.Embedded()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	st, err := e.prepare(b)
+	if err != nil {
+		return nil, err
+	}
+	e.state.Store(st)
+	if o.dir != "" && o.bundle == nil {
+		e.stop, e.done = make(chan struct{}), make(chan struct{})
+		go e.watch()
+	}
+	return e, nil
+}
+
+// prepare checks a bundle and prepares its query.
+func (e *Engine) prepare(b *policies.Bundle) (*state, error) {
+	if probs := policies.Check(b, e.cat); len(probs) > 0 {
+		return nil, fmt.Errorf("policy %s has problems:\n%w", b.Source, policies.Problems(probs))
+	}
+	comp, _, err := b.Compile(false)
+	if err != nil {
+		return nil, fmt.Errorf("compile policy %s: %w", b.Source, err)
+	}
+	// The store keeps the data as AST values, so that reading an agreement during an
+	// evaluation converts nothing.
+	store := inmem.NewFromObjectWithOpts(b.Data(), inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	pq, err := rego.New(
+		rego.Query(Query),
+		rego.Compiler(comp),
+		rego.Store(store),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("prepare policy %s: %w", b.Source, err)
+	}
+	st := &state{bundle: b, pq: pq, reads: requestReads(comp)}
+	if e.opts.cacheMax > 0 {
+		st.cache = newCache(e.opts.cacheMax)
+	}
+	return st, nil
+}
+
+// Revision returns the revision of the policy now deciding.
+func (e *Engine) Revision() string { return e.state.Load().bundle.Revision }
+
+// Bundle returns the policy now deciding. It must not be modified.
+func (e *Engine) Bundle() *policies.Bundle { return e.state.Load().bundle }
+
+// Decide decides a request. It never fails: whatever goes wrong denies, with reason
+// code policy_error. A zero req.Time means now.
+func (e *Engine) Decide(ctx context.Context, req exchange.Request) exchange.Decision {
+	if req.Time.IsZero() {
+		req.Time = time.Now()
+	}
+	e.decisions.Add(1)
+	st := e.state.Load()
+	ds, _ := e.cat.Dataset(req.Dataset)
+	var key string
+	if st.cache != nil {
+		k, err := cacheKey(req, st.reads)
+		if err == nil {
+			key = k
+			if d, ok := st.cache.get(key, req.Time.UnixNano()); ok {
+				e.hits.Add(1)
+				return clone(d)
+			}
+		}
+	}
+	d := e.eval(ctx, st, req, ds)
+	if key != "" && ctx.Err() == nil && !isPolicyError(d) {
+		lo, hi := interval(st.bundle.Boundaries(req.Department, req.Dataset), req.Time.UnixNano())
+		st.cache.put(key, clone(d), lo, hi)
+	}
+	return d
+}
+
+// DecideUncached decides a request without the cache, as Decide does on a miss.
+func (e *Engine) DecideUncached(ctx context.Context, req exchange.Request) exchange.Decision {
+	if req.Time.IsZero() {
+		req.Time = time.Now()
+	}
+	ds, _ := e.cat.Dataset(req.Dataset)
+	return e.eval(ctx, e.state.Load(), req, ds)
+}
+
+func isPolicyError(d exchange.Decision) bool {
+	return len(d.Reasons) == 1 && d.Reasons[0].Code == CodePolicyError
+}
+
+// returnTerm hands the evaluator's result term back as is: the decision is read from
+// the AST, which skips converting it to Go values and back.
+func returnTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+func (e *Engine) eval(ctx context.Context, st *state, req exchange.Request, ds *schemas.Dataset) exchange.Decision {
+	rev := st.bundle.Revision
+	in, err := inputValue(req, ds)
+	if err != nil {
+		return failClosed(rev, "the request could not be put to the policy: %v", err)
+	}
+	rs, err := st.pq.Eval(ctx, rego.EvalParsedInput(in), rego.EvalGenerateJSON(returnTerm))
+	if err != nil {
+		return failClosed(rev, "the policy failed to evaluate: %v", err)
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return failClosed(rev, "the policy's decision is undefined")
+	}
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return failClosed(rev, "the policy returned %T, not a decision", rs[0].Expressions[0].Value)
+	}
+	d, err := parseDecision(t, ds)
+	if err != nil {
+		return failClosed(rev, "the policy's decision is malformed: %v", err)
+	}
+	d.Revision = rev
+	return d
+}
+
+// Stats are the engine's counters.
+type Stats struct {
+	Decisions, CacheHits, Reloads, ReloadErrors uint64
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Decisions:    e.decisions.Load(),
+		CacheHits:    e.hits.Load(),
+		Reloads:      e.reloads.Load(),
+		ReloadErrors: e.reloadErrors.Load(),
+	}
+}
+
+// ReloadErrors returns how many reloads failed: each broken version of the policy
+// directory counts once.
+func (e *Engine) ReloadErrors() uint64 { return e.reloadErrors.Load() }
+
+// LastReloadError returns why the last reload failed, or nil if it succeeded.
+func (e *Engine) LastReloadError() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastErr
+}
+
+// Collectors returns Prometheus collectors for the engine's counters, for the exchange
+// to register.
+func (e *Engine) Collectors() []prometheus.Collector {
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "govx", Subsystem: "policy", Name: name, Help: help},
+			func() float64 { return float64(f()) })
+	}
+	return []prometheus.Collector{
+		counter("decisions_total", "Sharing decisions made.", e.decisions.Load),
+		counter("cache_hits_total", "Sharing decisions answered from the exact decision cache.", e.hits.Load),
+		counter("reloads_total", "Policy reloads that switched to a new revision.", e.reloads.Load),
+		counter("reload_errors_total", "Policy reloads that failed; the last good policy stayed.", e.reloadErrors.Load),
+	}
+}
+
+// ErrNoDir is returned by Reload for an engine not loaded from a directory.
+var ErrNoDir = errors.New("policy: the engine was not loaded from a directory (use WithDir)")
+
+// Reload rereads the policy directory now and switches to it if it changed and passes
+// policies.Check. On failure the last good policy stays and the error is returned.
+func (e *Engine) Reload() error {
+	if e.opts.dir == "" || e.opts.bundle != nil {
+		return ErrNoDir
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fp, err := fingerprint(e.opts.dir)
+	if err == nil && fp == e.seen {
+		return e.lastErr
+	}
+	e.seen = fp
+	if err == nil {
+		err = e.reloadLocked()
+	}
+	if err != nil {
+		e.reloadErrors.Add(1)
+		e.lastErr = err
+		e.opts.log.Error("policy reload failed; the last good policy stays", "dir", e.opts.dir, "revision", e.Revision(), "err", err)
+		return err
+	}
+	e.lastErr = nil
+	return nil
+}
+
+func (e *Engine) reloadLocked() error {
+	b, err := policies.Load(e.opts.dir)
+	if err != nil {
+		return err
+	}
+	if b.Revision == e.Revision() {
+		return nil // e.g. only a test file changed
+	}
+	st, err := e.prepare(b)
+	if err != nil {
+		return err
+	}
+	old := e.Revision()
+	e.state.Store(st)
+	e.reloads.Add(1)
+	e.opts.log.Info("policy reloaded", "dir", e.opts.dir, "from", old, "to", b.Revision)
+	return nil
+}
+
+func (e *Engine) watch() {
+	defer close(e.done)
+	tick := time.NewTicker(e.opts.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-tick.C:
+			_ = e.Reload() // logged and counted by Reload
+		}
+	}
+}
+
+// Close stops watching the policy directory.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		if e.stop != nil {
+			close(e.stop)
+			<-e.done
+		}
+	})
+	return nil
+}
+
+// fingerprint hashes the names and contents of the files a policy directory's bundle
+// is loaded from, so that a poll that finds nothing changed costs a read and a hash.
+func fingerprint(dir string) ([32]byte, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("read policy directory: %w", err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, ent := range entries {
+		if ent.Type().IsRegular() || ent.Type()&fs.ModeSymlink != 0 {
+			switch filepath.Ext(ent.Name()) {
+			case ".rego", ".yaml", ".yml", ".json":
+				names = append(names, ent.Name())
+			}
+		}
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		raw, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			// A file removed between listing and reading: the next poll sees the result.
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return [32]byte{}, err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(raw))
+		h.Write(raw)
+	}
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out, nil
+}
+
+// String describes the engine for logs.
+func (e *Engine) String() string {
+	b := e.Bundle()
+	return fmt.Sprintf("policy engine (%s, revision %.12s)", b.Source, b.Revision)
+}

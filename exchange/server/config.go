@@ -1,0 +1,174 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the exchange's configuration file (`govx exchange serve -c FILE`). Unknown
+// fields are errors naming the file and line. Relative paths are relative to the file.
+type Config struct {
+	// FlightAddr and HTTPAddr are where the exchange listens: loopback unless set.
+	FlightAddr string `yaml:"flight_addr"`
+	HTTPAddr   string `yaml:"http_addr"`
+	Kafka      struct {
+		Brokers     []string `yaml:"brokers"`
+		TopicPrefix string   `yaml:"topic_prefix"`
+	} `yaml:"kafka"`
+	// Datasets served; empty means every dataset in the schemas.
+	Datasets []string `yaml:"datasets"`
+	// DataDir keeps the store's snapshots, so a restart serves the same data at once.
+	DataDir string `yaml:"data_dir"`
+	// SnapshotInterval is how often the store is written to DataDir (default 1m).
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+	// PoliciesDir holds the Rego policies and agreement data; empty means the shipped
+	// ones. A directory is watched and reloaded on change.
+	PoliciesDir string `yaml:"policies_dir"`
+	// TokensFile holds the SHA-256 hashes of the department systems' tokens.
+	TokensFile string `yaml:"tokens_file"`
+	// SecretFile holds the secret that signs tickets and cursors and keys the hash mask
+	// (created with 32 random bytes if missing). Replicas share it.
+	SecretFile string `yaml:"secret_file"`
+	Audit      struct {
+		SpoolDir   string `yaml:"spool_dir"`
+		Instance   string `yaml:"instance"`
+		SigningKey string `yaml:"signing_key"` // Ed25519 private key (`govx audit keygen`); created if missing
+		Checkpoint string `yaml:"checkpoints"` // signed chain heads, kept apart from ClickHouse
+		ClickHouse struct {
+			Addr        string `yaml:"addr"` // empty: the local spool is the audit store
+			Database    string `yaml:"database"`
+			Table       string `yaml:"table"`
+			Username    string `yaml:"username"`
+			PasswordEnv string `yaml:"password_env"` // the password is read from this variable, never the file
+		} `yaml:"clickhouse"`
+	} `yaml:"audit"`
+	TLS struct {
+		Cert     string `yaml:"cert"`
+		Key      string `yaml:"key"`
+		ClientCA string `yaml:"client_ca"` // when set, client certificates are verified (mTLS)
+	} `yaml:"tls"`
+	RateLimit struct {
+		PerSecond float64 `yaml:"per_second"` // per department; 0: none
+		Burst     int     `yaml:"burst"`
+	} `yaml:"rate_limit"`
+	TicketTTL time.Duration `yaml:"ticket_ttl"`
+}
+
+// LoadConfig reads and checks a config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.resolve(filepath.Dir(path))
+	if err := c.Check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Defaults returns a config for an exchange keeping its state under dir, as the demo
+// runs it.
+func Defaults(dir string) *Config {
+	c := &Config{}
+	c.Kafka.Brokers = []string{"127.0.0.1:9092"}
+	c.resolve(dir)
+	return c
+}
+
+func (c *Config) resolve(base string) {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&c.FlightAddr, "127.0.0.1:8815")
+	def(&c.HTTPAddr, "127.0.0.1:8080")
+	def(&c.Kafka.TopicPrefix, "govx.")
+	def(&c.DataDir, "exchange-data")
+	def(&c.TokensFile, "tokens.json")
+	def(&c.SecretFile, "exchange.secret")
+	def(&c.Audit.SpoolDir, "audit-spool")
+	def(&c.Audit.Instance, "exchange-1")
+	def(&c.Audit.SigningKey, "audit.key")
+	def(&c.Audit.Checkpoint, "audit.checkpoints")
+	for _, p := range []*string{&c.DataDir, &c.TokensFile, &c.SecretFile, &c.Audit.SpoolDir, &c.Audit.SigningKey,
+		&c.Audit.Checkpoint, &c.PoliciesDir, &c.TLS.Cert, &c.TLS.Key, &c.TLS.ClientCA} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = time.Minute
+	}
+	if c.TicketTTL == 0 {
+		c.TicketTTL = 5 * time.Minute
+	}
+}
+
+// Check reports every problem in the config at once.
+func (c *Config) Check() error {
+	var errs []error
+	for name, addr := range map[string]string{"flight_addr": c.FlightAddr, "http_addr": c.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port, e.g. 127.0.0.1:8080", name, addr))
+		}
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka.brokers: name at least one broker (host:port)"))
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		errs = append(errs, errors.New("tls: give both cert and key, or neither"))
+	}
+	if c.TLS.ClientCA != "" && c.TLS.Cert == "" {
+		errs = append(errs, errors.New("tls.client_ca needs tls.cert and tls.key: mutual TLS runs over TLS"))
+	}
+	if c.RateLimit.PerSecond < 0 || c.RateLimit.Burst < 0 {
+		errs = append(errs, errors.New("rate_limit: per_second and burst must not be negative"))
+	}
+	if c.RateLimit.PerSecond > 0 && c.RateLimit.Burst == 0 {
+		c.RateLimit.Burst = int(c.RateLimit.PerSecond) + 1
+	}
+	if c.Audit.ClickHouse.PasswordEnv != "" && strings.ContainsAny(c.Audit.ClickHouse.PasswordEnv, " =") {
+		errs = append(errs, errors.New("audit.clickhouse.password_env names an environment variable, not the password"))
+	}
+	return errors.Join(errs...)
+}
+
+// readOrCreateSecret returns the secret in path, creating 32 random bytes there (mode
+// 0600) the first time.
+func readOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) < 32 {
+			return nil, fmt.Errorf("secret file %s holds %d bytes; it needs at least 32", path, len(b))
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	return b, os.WriteFile(path, b, 0o600)
+}

@@ -1,0 +1,385 @@
+// Package server wires one exchange together from its configuration: the store and
+// its snapshots, Kafka ingest, the policy engine, the audit spool (and its ClickHouse
+// shipper), tokens, and the Flight and HTTP listeners. `govx exchange serve` and
+// `govx demo` run it; tests start it in-process.
+//
+// Only cmd/govx and tests import it.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"govx/exchange/audit"
+	"govx/exchange/auth"
+	xflight "govx/exchange/flight"
+	"govx/exchange/httpapi"
+	"govx/exchange/ingest"
+	"govx/exchange/policy"
+	"govx/exchange/service"
+	"govx/exchange/store"
+	"govx/schemas"
+)
+
+// Exchange is a running exchange.
+type Exchange struct {
+	cfg      *Config
+	log      *slog.Logger
+	tables   map[string]*store.Table
+	ingester *ingest.Ingester
+	policy   *policy.Engine
+	spool    *audit.Spool
+	tokens   *auth.Tokens
+	flight   *xflight.Server
+	http     *http.Server
+	flightLn net.Listener
+	httpLn   net.Listener
+	cluster  string
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error
+}
+
+// Option adjusts how Start builds the exchange.
+type Option func(*options)
+
+type options struct {
+	log   *slog.Logger
+	mem   memory.Allocator
+	clock func() time.Time
+}
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithAllocator sets the Arrow allocator (tests pass a checked one).
+func WithAllocator(m memory.Allocator) Option { return func(o *options) { o.mem = m } }
+
+// WithClock sets the clock decisions and tickets use (tests).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// Start builds the exchange and starts serving; it returns once the listeners are
+// bound. Readiness (caught up with Kafka) comes later: see Ready.
+func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) {
+	o := options{log: slog.Default(), mem: memory.DefaultAllocator, clock: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	x := &Exchange{cfg: cfg, log: o.log}
+	ok := false
+	defer func() {
+		if !ok {
+			x.Close()
+		}
+	}()
+	cat, err := schemas.Load()
+	if err != nil {
+		return nil, err
+	}
+	secret, err := readOrCreateSecret(cfg.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("exchange secret: %w", err)
+	}
+	kcfg := ingest.Config{Brokers: cfg.Kafka.Brokers, TopicPrefix: cfg.Kafka.TopicPrefix}
+	x.cluster, err = ingest.ClusterID(ctx, kcfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach Kafka (kafka.brokers %v): %w", cfg.Kafka.Brokers, err)
+	}
+	if x.tables, err = x.openTables(cat, o.mem); err != nil {
+		return nil, err
+	}
+
+	popts := []policy.Option{policy.WithLogger(o.log)}
+	if cfg.PoliciesDir != "" {
+		popts = append(popts, policy.WithDir(cfg.PoliciesDir))
+	}
+	if x.policy, err = policy.New(cat, popts...); err != nil {
+		return nil, err
+	}
+	if x.spool, err = openAudit(cfg, o.log); err != nil {
+		return nil, err
+	}
+	x.tokens = auth.OpenTokens(cfg.TokensFile)
+	svcOpts := []service.Option{service.WithLogger(o.log), service.WithAllocator(o.mem), service.WithClock(o.clock),
+		service.WithTicketTTL(cfg.TicketTTL), service.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst)}
+	svc, err := service.New(cat, x.tables, x.policy, x.spool, secret, svcOpts...)
+	if err != nil {
+		return nil, err
+	}
+	tlsConfig, err := loadTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	if x.flightLn, err = net.Listen("tcp", cfg.FlightAddr); err != nil {
+		return nil, fmt.Errorf("flight_addr: %w", err)
+	}
+	if x.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http_addr: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(x.policy.Collectors()...)
+	x.ingester = ingest.New(kcfg, cat, x.tables, o.log)
+	reg.MustRegister(x.ingester.Collectors()...)
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	x.cancel = cancel
+	x.flight = xflight.New(svc, x.tokens, tlsConfig, o.mem)
+	x.http = &http.Server{Handler: httpapi.New(svc, x.tokens, x.IsReady, reg, o.log), TLSConfig: tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second}
+	x.goRun("flight", func() error { return x.flight.Serve(x.flightLn) })
+	x.goRun("http", func() error {
+		var err error
+		if tlsConfig != nil {
+			err = x.http.ServeTLS(x.httpLn, "", "")
+		} else {
+			err = x.http.Serve(x.httpLn)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	})
+	x.goRun("ingest", func() error {
+		err := x.ingester.Run(runCtx)
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	})
+	x.goRun("snapshots", func() error { x.snapshotLoop(runCtx); return nil })
+	ok = true
+	o.log.Info("exchange serving", "flight", x.FlightAddr(), "http", x.HTTPAddr(), "kafka_cluster", x.cluster,
+		"policy_revision", x.policy.Revision(), "audit_instance", x.spool.Instance())
+	return x, nil
+}
+
+func (x *Exchange) goRun(name string, fn func() error) {
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		if err := fn(); err != nil {
+			x.log.Error("exchange part stopped", "part", name, "err", err)
+			x.mu.Lock()
+			if x.err == nil {
+				x.err = fmt.Errorf("%s: %w", name, err)
+			}
+			x.mu.Unlock()
+		}
+	}()
+}
+
+// Err returns the first error that stopped a part of the exchange, if any.
+func (x *Exchange) Err() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.err
+}
+
+// Ready returns a channel closed once every dataset has caught up with Kafka.
+func (x *Exchange) Ready() <-chan struct{} { return x.ingester.Ready() }
+
+// IsReady reports whether the exchange has caught up with Kafka.
+func (x *Exchange) IsReady() bool { return x.ingester != nil && x.ingester.IsReady() }
+
+// FlightAddr is the bound Flight address.
+func (x *Exchange) FlightAddr() string { return x.flightLn.Addr().String() }
+
+// HTTPAddr is the bound HTTP address.
+func (x *Exchange) HTTPAddr() string { return x.httpLn.Addr().String() }
+
+// Policy returns the policy engine (its revision, reloads).
+func (x *Exchange) Policy() *policy.Engine { return x.policy }
+
+// Spool returns the audit spool.
+func (x *Exchange) Spool() *audit.Spool { return x.spool }
+
+// Tables returns the store tables by dataset id.
+func (x *Exchange) Tables() map[string]*store.Table { return x.tables }
+
+// Close stops serving, writes a last snapshot and closes the audit spool (which ships
+// what it can and checkpoints the chain head).
+func (x *Exchange) Close() error {
+	if x.flight != nil {
+		x.flight.Shutdown()
+	}
+	if x.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		x.http.Shutdown(ctx)
+		cancel()
+	}
+	for _, ln := range []net.Listener{x.flightLn, x.httpLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if x.cancel != nil {
+		x.cancel()
+	}
+	x.wg.Wait()
+	var errs []error
+	if x.tables != nil && x.ingester != nil {
+		errs = append(errs, x.snapshot())
+	}
+	if x.policy != nil {
+		errs = append(errs, x.policy.Close())
+	}
+	if x.spool != nil {
+		errs = append(errs, x.spool.Close())
+	}
+	for _, t := range x.tables {
+		t.Close()
+	}
+	return errors.Join(errs...)
+}
+
+const clusterFile = "kafka-cluster-id"
+
+// openTables loads each dataset's snapshot when it was taken from this Kafka cluster,
+// and starts empty otherwise: offsets of another cluster mean nothing here.
+func (x *Exchange) openTables(cat *schemas.Catalog, mem memory.Allocator) (map[string]*store.Table, error) {
+	want := map[string]bool{}
+	for _, id := range x.cfg.Datasets {
+		if _, ok := cat.Dataset(id); !ok {
+			return nil, fmt.Errorf("datasets: unknown dataset %q", id)
+		}
+		want[id] = true
+	}
+	if err := os.MkdirAll(x.cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	prev, _ := os.ReadFile(filepath.Join(x.cfg.DataDir, clusterFile))
+	reuse := strings.TrimSpace(string(prev)) == x.cluster && x.cluster != ""
+	if !reuse && len(prev) > 0 {
+		x.log.Warn("kafka cluster changed since the last snapshot; rebuilding the store from the topics",
+			"was", strings.TrimSpace(string(prev)), "now", x.cluster)
+	}
+	tables := map[string]*store.Table{}
+	for _, d := range cat.Datasets() {
+		if len(want) > 0 && !want[d.ID] {
+			continue
+		}
+		dir := filepath.Join(x.cfg.DataDir, d.ID)
+		if reuse {
+			t, err := store.Open(d, dir, store.WithAllocator(mem))
+			if err == nil {
+				tables[d.ID] = t
+				continue
+			}
+			if !errors.Is(err, os.ErrNotExist) {
+				x.log.Warn("store snapshot unreadable; rebuilding from Kafka", "dataset", d.ID, "err", err)
+			}
+		}
+		os.RemoveAll(dir)
+		tables[d.ID] = store.New(d, store.WithAllocator(mem))
+	}
+	if err := os.WriteFile(filepath.Join(x.cfg.DataDir, clusterFile), []byte(x.cluster+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return tables, nil
+}
+
+func (x *Exchange) snapshotLoop(ctx context.Context) {
+	t := time.NewTicker(x.cfg.SnapshotInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := x.snapshot(); err != nil {
+				x.log.Warn("store snapshot failed; will retry", "err", err)
+			}
+		}
+	}
+}
+
+func (x *Exchange) snapshot() error {
+	var errs []error
+	for id, t := range x.tables {
+		dir := filepath.Join(x.cfg.DataDir, id)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		snap := t.Snapshot()
+		if err := snap.WriteTo(dir); err != nil {
+			errs = append(errs, fmt.Errorf("snapshot %s: %w", id, err))
+		}
+		snap.Release()
+	}
+	return errors.Join(errs...)
+}
+
+func openAudit(cfg *Config, log *slog.Logger) (*audit.Spool, error) {
+	if _, err := os.Stat(cfg.Audit.SigningKey); errors.Is(err, os.ErrNotExist) {
+		if err := audit.GenerateKey(cfg.Audit.SigningKey, cfg.Audit.SigningKey+".pub"); err != nil {
+			return nil, fmt.Errorf("audit signing key: %w", err)
+		}
+	}
+	key, err := audit.LoadPrivateKey(cfg.Audit.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("audit signing key: %w", err)
+	}
+	opts := []audit.Option{audit.WithInstance(cfg.Audit.Instance), audit.WithLogger(log),
+		audit.WithCheckpoints(key, cfg.Audit.Checkpoint, 10*time.Second)}
+	if ch := cfg.Audit.ClickHouse; ch.Addr != "" {
+		sink, err := audit.NewClickHouse(audit.ClickHouseConfig{Addr: ch.Addr, Database: ch.Database, Table: ch.Table,
+			Username: ch.Username, Password: os.Getenv(ch.PasswordEnv)})
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, audit.WithSink(sink))
+	}
+	s, err := audit.OpenSpool(cfg.Audit.SpoolDir, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("audit spool %s: %w", cfg.Audit.SpoolDir, err)
+	}
+	return s, nil
+}
+
+func loadTLS(cfg *Config) (*tls.Config, error) {
+	if cfg.TLS.Cert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if cfg.TLS.ClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLS.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.client_ca %s holds no PEM certificate", cfg.TLS.ClientCA)
+		}
+		tc.ClientCAs = pool
+		// Tokens stay usable over TLS; a presented certificate must verify.
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}

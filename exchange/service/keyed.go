@@ -1,0 +1,198 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"govx/exchange"
+	"govx/exchange/mask"
+	"govx/schemas"
+)
+
+// ParseLookup decodes a lookup body strictly.
+func ParseLookup(data []byte) (exchange.LookupCmd, error) {
+	var c exchange.LookupCmd
+	return c, decodeStrict(data, &c)
+}
+
+// ParseVerify decodes a verify body strictly.
+func ParseVerify(data []byte) (exchange.VerifyCmd, error) {
+	var c exchange.VerifyCmd
+	if err := decodeStrict(data, &c); err != nil {
+		return c, err
+	}
+	if len(c.Claims) == 0 {
+		return c, invalid("no_claims", "verify needs at least one claim, e.g. {\"claims\":{\"name\":\"张三\"}}")
+	}
+	return c, nil
+}
+
+// keyText turns a body key into the store's key text, normalized as connectors
+// normalize source values, so a lower-case x or full-width digits still find the record.
+func keyText(d *schemas.Dataset, raw json.RawMessage) (string, []string, error) {
+	bad := invalid("bad_key", fmt.Sprintf("key must be %s", keyShape(d)))
+	var parts []any
+	if len(d.Key) == 1 {
+		var s any
+		if err := json.Unmarshal(raw, &s); err != nil || s == nil {
+			return "", nil, bad
+		}
+		parts = []any{s}
+	} else if err := json.Unmarshal(raw, &parts); err != nil || len(parts) != len(d.Key) {
+		return "", nil, bad
+	}
+	rec := map[string]any{}
+	var shown []string
+	for i, name := range d.Key {
+		f, _ := d.Field(name)
+		v, err := f.Normalize(parts[i])
+		if err != nil || v == nil {
+			return "", nil, bad
+		}
+		rec[name] = v
+		shown = append(shown, fmt.Sprint(v))
+	}
+	k, err := d.RecordKey(rec)
+	if err != nil {
+		return "", nil, bad
+	}
+	return k, []string{k}, nil
+}
+
+func keyShape(d *schemas.Dataset) string {
+	if len(d.Key) == 1 {
+		return "the " + d.Key[0] + " as a string"
+	}
+	return fmt.Sprintf("a JSON array of %v", d.Key)
+}
+
+// Lookup returns one record, projected and masked as the decision says. A key outside
+// the caller's row scope answers not found, exactly as a missing key does, so existence
+// is not leaked; both are audited with the key.
+func (s *Service) Lookup(ctx context.Context, c Caller, dataset string, cmd exchange.LookupCmd) (map[string]any, error) {
+	started := time.Now()
+	req := exchange.Request{Subject: c.Subject, Action: exchange.ActionLookup, Dataset: dataset,
+		Columns: cmd.Columns, Purpose: cmd.Purpose, CaseRef: cmd.CaseRef, Time: s.now()}
+	g, rec, err := s.keyed(ctx, c, req, cmd.Key)
+	if err != nil {
+		return nil, err
+	}
+	d, _, _ := s.dataset(dataset)
+	opts := mask.Options{Key: s.departmentMaskKey(c.Subject.Department), Region: regionOf(d, rec)}
+	out := make(map[string]any, len(g.Columns))
+	for _, col := range g.Columns {
+		out[col] = rec[col]
+		if m, ok := g.Masks[col]; ok {
+			if out[col], err = mask.Value(m, rec[col], opts); err != nil {
+				// A value the mask cannot handle is withheld, never returned unmasked.
+				s.log.Error("mask failed; value withheld", "dataset", dataset, "column", col, "mask", m, "err", err)
+				out[col] = nil
+			}
+		}
+	}
+	b, _ := json.Marshal(out)
+	s.auditComplete(ctx, g, 1, int64(len(b)), started, nil)
+	return out, nil
+}
+
+// Verify compares claims with one record's stored values and returns only whether each
+// matches. Claims are normalized as connectors normalize source values.
+func (s *Service) Verify(ctx context.Context, c Caller, dataset string, cmd exchange.VerifyCmd) (map[string]bool, error) {
+	cols := make([]string, 0, len(cmd.Claims))
+	for k := range cmd.Claims {
+		cols = append(cols, k)
+	}
+	sort.Strings(cols)
+	req := exchange.Request{Subject: c.Subject, Action: exchange.ActionVerify, Dataset: dataset,
+		Columns: cols, Purpose: cmd.Purpose, CaseRef: cmd.CaseRef, Time: s.now()}
+	_, rec, err := s.keyed(ctx, c, req, cmd.Key)
+	if err != nil {
+		return nil, err
+	}
+	d, _, _ := s.dataset(dataset)
+	out := make(map[string]bool, len(cols))
+	for _, col := range cols {
+		f, _ := d.Field(col)
+		claim, err := f.Normalize(cmd.Claims[col])
+		out[col] = err == nil && claim != nil && equalValues(claim, rec[col])
+	}
+	return out, nil
+}
+
+func equalValues(a, b any) bool {
+	if b == nil {
+		return false
+	}
+	if fa, ok := a.(float64); ok {
+		fb, ok := b.(float64)
+		return ok && fa == fb
+	}
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+// keyed decides and audits a lookup or verify, then finds the record within the
+// caller's row scope.
+func (s *Service) keyed(ctx context.Context, c Caller, req exchange.Request, rawKey json.RawMessage) (*Grant, map[string]any, error) {
+	rid := newRequestID()
+	var keys []string
+	refuse := func(dec exchange.Decision, err error) (*Grant, map[string]any, error) {
+		if aerr := s.auditDecision(ctx, c, rid, req, dec, keys, err); aerr != nil {
+			return nil, nil, aerr
+		}
+		return nil, nil, err
+	}
+	if err := s.admit(c); err != nil {
+		return refuse(exchange.Decision{}, err)
+	}
+	d, t, err := s.dataset(req.Dataset)
+	if err != nil {
+		return refuse(exchange.Decision{}, err)
+	}
+	if err := checkColumns(d, req.Columns); err != nil {
+		return refuse(exchange.Decision{}, err)
+	}
+	key, keys, err := keyText(d, rawKey)
+	if err != nil {
+		return refuse(exchange.Decision{}, err)
+	}
+	dec := s.policy.Decide(ctx, req)
+	if !dec.Allow {
+		return refuse(dec, exchange.Denied(dec))
+	}
+	if err := checkDecision(d, dec); err != nil {
+		s.log.Error("malformed policy decision", "err", err, "dataset", d.ID)
+		return refuse(exchange.Decision{Revision: dec.Revision}, &exchange.Error{Kind: exchange.PermissionDenied, Code: "policy_error",
+			Message: "the sharing policy returned a decision the exchange cannot apply; ask the data steward", Err: err})
+	}
+	snap := t.Snapshot()
+	rec, found, err := snap.LookupScoped(key, dec.RowFilter)
+	snap.Release()
+	if err != nil {
+		return refuse(dec, err)
+	}
+	if !found {
+		return refuse(dec, exchange.E(exchange.NotFound, "not_found", "no record with that key in your scope"))
+	}
+	if err := s.auditDecision(ctx, c, rid, req, dec, keys, nil); err != nil {
+		return nil, nil, err
+	}
+	g := &Grant{RequestID: rid, Subject: c.Subject, ClientAddr: c.ClientAddr, Action: req.Action, Dataset: d.ID,
+		Columns: dec.Columns, Masks: dec.Masks, Purpose: req.Purpose, CaseRef: req.CaseRef, Keys: keys,
+		Agreement: dec.Agreement, Revision: dec.Revision}
+	return g, rec, nil
+}
+
+// regionOf returns the record's region code (its first region_code-checked field), the
+// address mask's hint for where the county-level name ends.
+func regionOf(d *schemas.Dataset, rec map[string]any) string {
+	for _, f := range d.Fields {
+		if f.Check == "region_code" {
+			s, _ := rec[f.Name].(string)
+			return s
+		}
+	}
+	return ""
+}

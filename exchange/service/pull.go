@@ -1,0 +1,342 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+
+	"govx/exchange"
+	"govx/exchange/auth"
+	"govx/exchange/mask"
+	"govx/exchange/store"
+	"govx/schemas"
+)
+
+// ParseCmd decodes a pull command strictly: unknown fields, trailing data and wrong
+// types are errors that say what is wrong.
+func ParseCmd(data []byte) (exchange.PullCmd, error) {
+	var cmd exchange.PullCmd
+	if err := decodeStrict(data, &cmd); err != nil {
+		return cmd, err
+	}
+	if cmd.Limit < 0 {
+		return cmd, invalid("bad_limit", "limit must be zero (no limit) or positive")
+	}
+	return cmd, nil
+}
+
+func decodeStrict(data []byte, v any) error {
+	if len(data) > 1<<20 {
+		return invalid("body_too_large", "the request body is larger than 1 MiB")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return invalid("malformed_request", "the request is not valid JSON of the expected shape: "+err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return invalid("malformed_request", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func invalid(code, msg string) *exchange.Error { return exchange.E(exchange.Invalid, code, msg) }
+
+// Grant is an allowed pull, ready to stream: what the decision allows, bound to the
+// caller. Flight seals it into the ticket; HTTP streams it at once.
+type Grant struct {
+	auth.Expiring
+	RequestID  string            `json:"rid"`
+	Subject    exchange.Subject  `json:"sub"`
+	ClientAddr string            `json:"addr,omitempty"`
+	Action     exchange.Action   `json:"act"`
+	Dataset    string            `json:"ds"`
+	Columns    []string          `json:"cols"`
+	Masks      map[string]string `json:"masks,omitempty"`
+	Filter     []exchange.Filter `json:"filter,omitempty"` // the decision's row filter AND the caller's
+	Limit      int64             `json:"limit,omitempty"`
+	MaxRows    int64             `json:"max,omitempty"`
+	Since      []byte            `json:"since,omitempty"` // a store cursor, already verified
+	Purpose    string            `json:"purpose,omitempty"`
+	CaseRef    string            `json:"case,omitempty"`
+	Keys       []string          `json:"keys,omitempty"`
+	Agreement  string            `json:"agr,omitempty"`
+	Revision   string            `json:"rev,omitempty"`
+}
+
+const (
+	ticketPurpose = "govx-ticket-v1"
+	cursorPurpose = "govx-cursor-v1"
+)
+
+type sealedCursor struct {
+	Dataset string `json:"ds"`
+	Cursor  []byte `json:"c"`
+}
+
+// Open decides a pull: it validates the command, asks the policy, checks the result
+// size against max_rows, and durably audits the decision. Only an allowed, audited
+// request returns a Grant.
+func (s *Service) Open(ctx context.Context, c Caller, cmd exchange.PullCmd) (*Grant, error) {
+	action := exchange.ActionRead
+	if cmd.Since != "" {
+		action = exchange.ActionChanges
+	}
+	req := exchange.Request{Subject: c.Subject, Action: action, Dataset: cmd.Dataset, Columns: cmd.Columns,
+		Filter: cmd.Filter, Purpose: cmd.Purpose, CaseRef: cmd.CaseRef, Limit: cmd.Limit, Time: s.now()}
+	rid := newRequestID()
+	refuse := func(dec exchange.Decision, err error) (*Grant, error) {
+		if aerr := s.auditDecision(ctx, c, rid, req, dec, nil, err); aerr != nil {
+			return nil, aerr
+		}
+		return nil, err
+	}
+	if err := s.admit(c); err != nil {
+		return refuse(exchange.Decision{}, err)
+	}
+	d, t, err := s.dataset(cmd.Dataset)
+	if err != nil {
+		return refuse(exchange.Decision{}, err)
+	}
+	if err := checkColumns(d, cmd.Columns); err != nil {
+		return refuse(exchange.Decision{}, err)
+	}
+	var since []byte
+	if cmd.Since != "" {
+		var sc sealedCursor
+		if err := s.signer.Open(cursorPurpose, cmd.Since, &sc); err != nil || sc.Dataset != d.ID {
+			return refuse(exchange.Decision{}, invalid("bad_cursor", "the since cursor is not one this exchange issued for "+d.ID+"; use the cursor a previous pull returned"))
+		}
+		since = sc.Cursor
+	}
+	dec := s.policy.Decide(ctx, req)
+	if !dec.Allow {
+		return refuse(dec, exchange.Denied(dec))
+	}
+	if err := checkDecision(d, dec); err != nil {
+		// A decision naming what the schema lacks is a policy bug: fail closed.
+		s.log.Error("malformed policy decision", "err", err, "dataset", d.ID)
+		return refuse(exchange.Decision{Revision: dec.Revision}, &exchange.Error{Kind: exchange.PermissionDenied, Code: "policy_error",
+			Message: "the sharing policy returned a decision the exchange cannot apply; ask the data steward", Err: err})
+	}
+	g := &Grant{
+		RequestID: rid, Subject: c.Subject, ClientAddr: c.ClientAddr, Action: action, Dataset: d.ID,
+		Columns: dec.Columns, Masks: dec.Masks, Filter: append(append([]exchange.Filter{}, dec.RowFilter...), cmd.Filter...),
+		Limit: cmd.Limit, MaxRows: dec.MaxRows, Since: since, Purpose: cmd.Purpose, CaseRef: cmd.CaseRef,
+		Agreement: dec.Agreement, Revision: dec.Revision,
+	}
+	// Count before anything leaves: an oversize result is refused, never truncated,
+	// and a wrongly typed filter value is caught here.
+	snap := t.Snapshot()
+	n, err := s.count(ctx, snap, g)
+	snap.Release()
+	if err != nil {
+		return refuse(dec, err)
+	}
+	if g.Limit > 0 && n > g.Limit {
+		n = g.Limit
+	}
+	if g.MaxRows > 0 && n > g.MaxRows {
+		return refuse(dec, exchange.E(exchange.ResourceExhausted, "max_rows_exceeded",
+			fmt.Sprintf("the result has %d rows, more than the %d rows your agreement %s allows per request; narrow the filter or set a limit", n, g.MaxRows, dec.Agreement)))
+	}
+	if err := s.auditDecision(ctx, c, rid, req, dec, nil, nil); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func (s *Service) count(ctx context.Context, snap *store.Snapshot, g *Grant) (int64, error) {
+	if g.Since == nil {
+		return snap.Count(ctx, g.Filter)
+	}
+	since, err := store.DecodeCursor(g.Since)
+	if err != nil {
+		return 0, invalid("bad_cursor", "the since cursor cannot be read")
+	}
+	return snap.CountChanges(ctx, since, g.Filter)
+}
+
+func (s *Service) dataset(id string) (*schemas.Dataset, *store.Table, error) {
+	d, ok := s.cat.Dataset(id)
+	t, served := s.tables[id]
+	if !ok || !served {
+		return nil, nil, exchange.E(exchange.NotFound, "unknown_dataset", "no dataset "+quote(id)+"; `govx catalog` lists the datasets you may see")
+	}
+	return d, t, nil
+}
+
+func checkColumns(d *schemas.Dataset, cols []string) error {
+	var unknown []string
+	seen := map[string]bool{}
+	for _, c := range cols {
+		if _, ok := d.Field(c); !ok {
+			unknown = append(unknown, c)
+		}
+		if seen[c] {
+			return invalid("duplicate_column", "column "+quote(c)+" is named twice")
+		}
+		seen[c] = true
+	}
+	if len(unknown) > 0 {
+		return invalid("unknown_column", fmt.Sprintf("%s has no column %v; `govx schemas show %s` lists them", d.ID, unknown, d.ID))
+	}
+	return nil
+}
+
+func checkDecision(d *schemas.Dataset, dec exchange.Decision) error {
+	if len(dec.Columns) == 0 {
+		return errors.New("an allowing decision names no columns")
+	}
+	for _, c := range dec.Columns {
+		if _, ok := d.Field(c); !ok {
+			return fmt.Errorf("decision column %q is not in %s", c, d.ID)
+		}
+	}
+	for c, m := range dec.Masks {
+		if _, ok := d.Field(c); !ok {
+			return fmt.Errorf("decision masks unknown column %q", c)
+		}
+		switch m {
+		case "id_card", "name", "phone", "address", "year", "hash", "null":
+		default:
+			return fmt.Errorf("decision names unknown mask %q", m)
+		}
+	}
+	for _, f := range dec.RowFilter {
+		if _, ok := d.Field(f.Column); !ok || !exchange.ValidOp(f.Op) {
+			return fmt.Errorf("decision row filter %v is not applicable to %s", f, d.ID)
+		}
+	}
+	return nil
+}
+
+// Ticket seals a grant for Flight: signed, short-lived, bound to the caller.
+func (s *Service) Ticket(g *Grant) ([]byte, error) {
+	g.Expires = s.now().Add(s.ticketTTL)
+	t, err := s.signer.Seal(ticketPurpose, g)
+	return []byte(t), err
+}
+
+// Redeem opens a Flight ticket presented by c. A forged, expired or foreign ticket is
+// refused, and the refusal audited.
+func (s *Service) Redeem(ctx context.Context, c Caller, ticket []byte) (*Grant, error) {
+	var g Grant
+	var err error
+	switch oerr := s.signer.Open(ticketPurpose, string(ticket), &g); {
+	case oerr != nil:
+		err = exchange.E(exchange.Unauthenticated, "bad_ticket", "the ticket was not issued by this exchange or was altered; call GetFlightInfo for a new one")
+	case g.Check(s.now()) != nil:
+		err = exchange.E(exchange.Unauthenticated, "ticket_expired", "the ticket has expired; call GetFlightInfo for a new one")
+	case g.Subject != c.Subject:
+		err = exchange.E(exchange.PermissionDenied, "foreign_ticket", "the ticket was issued to another department or system")
+	}
+	if err != nil {
+		return nil, s.auditRejected(ctx, c, exchange.ActionRead, g.Dataset, err)
+	}
+	g.ClientAddr = c.ClientAddr
+	return &g, nil
+}
+
+// Sink receives a pull's stream: the schema once, then record batches.
+type Sink interface {
+	Begin(schema *arrow.Schema) error
+	Write(rec arrow.Record) error
+	// Bytes reports how many bytes went to the caller so far, for the audit log.
+	Bytes() int64
+}
+
+// Stream sends the rows of an allowed pull to sink from one consistent version of the
+// dataset, then audits its completion. The schema carries the cursor of that version
+// (metadata "govx.cursor") for a later changes pull.
+func (s *Service) Stream(ctx context.Context, g *Grant, sink Sink) (rows int64, err error) {
+	started := time.Now()
+	defer func() { s.auditComplete(ctx, g, rows, sink.Bytes(), started, err) }()
+	d, t, err := s.dataset(g.Dataset)
+	if err != nil {
+		return 0, err
+	}
+	snap := t.Snapshot()
+	defer snap.Release()
+	spec := store.Spec{Columns: g.Columns, Filter: g.Filter, Masks: g.Masks, MaskKey: s.departmentMaskKey(g.Subject.Department)}
+	cursor, err := s.signer.Seal(cursorPurpose, sealedCursor{Dataset: d.ID, Cursor: snap.Cursor().Encode()})
+	if err != nil {
+		return 0, err
+	}
+	var schema *arrow.Schema
+	if g.Since == nil {
+		schema, err = snap.OutputSchema(spec)
+	} else {
+		schema, err = snap.ChangesSchema(spec)
+	}
+	if err != nil {
+		return 0, err
+	}
+	schema = withMetadata(schema, map[string]string{exchange.MetaCursor: cursor, exchange.MetaRequestID: g.RequestID,
+		exchange.MetaAgreement: g.Agreement, exchange.MetaPolicyRevision: g.Revision})
+	if err := sink.Begin(schema); err != nil {
+		return 0, err
+	}
+	emit := func(rec arrow.Record) error {
+		if g.Limit > 0 && rows+rec.NumRows() > g.Limit {
+			// The caller asked for at most Limit rows: send those and stop.
+			part := rec.NewSlice(0, g.Limit-rows)
+			defer part.Release()
+			rows += part.NumRows()
+			if err := sink.Write(part); err != nil {
+				return err
+			}
+			return errLimitReached
+		}
+		if g.MaxRows > 0 && rows+rec.NumRows() > g.MaxRows {
+			// Rows arrived between the count and the scan: refuse rather than truncate.
+			return exchange.E(exchange.ResourceExhausted, "max_rows_exceeded", "the result grew past max_rows "+strconv.FormatInt(g.MaxRows, 10)+" while streaming; pull again with a narrower filter")
+		}
+		rows += rec.NumRows()
+		return sink.Write(rec)
+	}
+	if g.Since == nil {
+		err = snap.Scan(ctx, spec, emit)
+	} else {
+		since, derr := store.DecodeCursor(g.Since)
+		if derr != nil {
+			return 0, invalid("bad_cursor", "the since cursor cannot be read")
+		}
+		err = snap.Changes(ctx, since, spec, emit)
+	}
+	if errors.Is(err, errLimitReached) {
+		err = nil
+	}
+	return rows, err
+}
+
+// errLimitReached stops a scan once the caller's own limit is met.
+var errLimitReached = errors.New("limit reached")
+
+func withMetadata(s *arrow.Schema, kv map[string]string) *arrow.Schema {
+	md := s.Metadata()
+	keys, vals := append([]string{}, md.Keys()...), append([]string{}, md.Values()...)
+	for _, k := range sortedKeys(kv) {
+		if i := md.FindKey(k); i >= 0 {
+			vals[i] = kv[k]
+			continue
+		}
+		keys, vals = append(keys, k), append(vals, kv[k])
+	}
+	m := arrow.NewMetadata(keys, vals)
+	return arrow.NewSchema(s.Fields(), &m)
+}
+
+// departmentMaskKey derives the hash mask's key for one consumer department: stable
+// for that department's joins, different for every other department.
+func (s *Service) departmentMaskKey(dept string) []byte {
+	return mask.DeriveKey(s.maskKey, dept)
+}

@@ -1,0 +1,53 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+
+	"govx/exchange"
+	"govx/exchange/store"
+)
+
+// Rejected audits a request the edge could not even parse (malformed JSON, a bad
+// descriptor) and returns err: no request goes unrecorded.
+func (s *Service) Rejected(ctx context.Context, c Caller, dataset string, err error) error {
+	return s.auditRejected(ctx, c, exchange.ActionRead, dataset, err)
+}
+
+// DatasetSchema returns a dataset's full Arrow schema, as the catalog shows it.
+func (s *Service) DatasetSchema(id string) (*arrow.Schema, error) {
+	d, _, err := s.dataset(id)
+	if err != nil {
+		return nil, err
+	}
+	return d.ArrowSchema(), nil
+}
+
+// GrantSchema returns the schema a grant's stream will have.
+func (s *Service) GrantSchema(g *Grant) (*arrow.Schema, error) {
+	_, t, err := s.dataset(g.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	spec := store.Spec{Columns: g.Columns, Masks: g.Masks}
+	snap := t.Snapshot()
+	defer snap.Release()
+	if g.Since != nil {
+		return snap.ChangesSchema(spec)
+	}
+	return snap.OutputSchema(spec)
+}
+
+// Schema decides a read as a pull would (audited) and returns the schema the caller
+// would receive, without data.
+func (s *Service) Schema(ctx context.Context, c Caller, cmd exchange.PullCmd) (*arrow.Schema, error) {
+	g, err := s.Open(ctx, c, cmd)
+	if err != nil {
+		return nil, err
+	}
+	// No data follows; closing the request keeps it out of the unfinished streams.
+	s.auditComplete(ctx, g, 0, 0, time.Now(), nil)
+	return s.GrantSchema(g)
+}

@@ -1,0 +1,186 @@
+// Package service is the one place where a request to the exchange is decided, audited
+// and answered. Flight and HTTP are thin edges over it: they authenticate the caller
+// into an exchange.Subject, hand the request here, and map the *exchange.Error they get
+// back to their protocol's codes. Here the policy input is built once per request, the
+// decision applied once (columns, row filter ANDed with the caller's, masks, max rows),
+// and the audit decision event written durably before any data leaves; if the audit
+// spool refuses, so does the request.
+//
+// Only the edges (exchange/flight, exchange/httpapi) and the wiring import it.
+package service
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"golang.org/x/time/rate"
+
+	"govx/exchange"
+	"govx/exchange/audit"
+	"govx/exchange/auth"
+	"govx/exchange/store"
+	"govx/schemas"
+)
+
+// Decider makes policy decisions; exchange/policy's engine is the real one.
+type Decider interface {
+	Decide(ctx context.Context, req exchange.Request) exchange.Decision
+}
+
+// Auditor durably records audit events; exchange/audit's spool is the real one.
+type Auditor interface {
+	Append(ctx context.Context, ev *audit.Event) error
+}
+
+// Service answers requests against the store.
+type Service struct {
+	cat     *schemas.Catalog
+	tables  map[string]*store.Table
+	policy  Decider
+	audit   Auditor
+	signer  *auth.Signer
+	maskKey []byte
+	alloc   memory.Allocator
+	log     *slog.Logger
+	now     func() time.Time
+
+	ticketTTL time.Duration
+	maxBody   int64
+
+	rateLimit rate.Limit
+	rateBurst int
+	limMu     sync.Mutex
+	limiters  map[string]*rate.Limiter
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithAllocator sets the Arrow allocator batches are built with (tests pass a checked one).
+func WithAllocator(a memory.Allocator) Option { return func(s *Service) { s.alloc = a } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithClock sets the clock (tests move time to expire tickets and agreements).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithTicketTTL sets how long a Flight ticket stays valid (default 5 minutes).
+func WithTicketTTL(d time.Duration) Option { return func(s *Service) { s.ticketTTL = d } }
+
+// WithRateLimit limits each department to perSecond requests with the given burst;
+// zero means no limit.
+func WithRateLimit(perSecond float64, burst int) Option {
+	return func(s *Service) { s.rateLimit, s.rateBurst = rate.Limit(perSecond), burst }
+}
+
+// New returns a service over tables. secret signs tickets and cursors and derives the
+// per-department keys of the hash mask; it must be at least 32 bytes and shared by
+// replicas that must accept each other's tickets and cursors.
+func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, auditor Auditor, secret []byte, opts ...Option) (*Service, error) {
+	signer, err := auth.NewSigner(secret)
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("govx-mask-hash"))
+	s := &Service{
+		cat: cat, tables: tables, policy: policy, audit: auditor, signer: signer,
+		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
+		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// MaxBody is the largest request body (cmd, lookup, verify) the edges should read.
+func (s *Service) MaxBody() int64 { return s.maxBody }
+
+// Catalog returns the dataset descriptions the subject may discover: one `discover`
+// decision per dataset, each audited.
+func (s *Service) Catalog(ctx context.Context, c Caller) ([]exchange.DatasetInfo, error) {
+	if err := s.admit(c); err != nil {
+		s.auditRejected(ctx, c, exchange.ActionDiscover, "", err)
+		return nil, err
+	}
+	var out []exchange.DatasetInfo
+	for _, d := range s.cat.Datasets() {
+		if _, ok := s.tables[d.ID]; !ok {
+			continue
+		}
+		req := exchange.Request{Subject: c.Subject, Action: exchange.ActionDiscover, Dataset: d.ID, Time: s.now()}
+		dec := s.policy.Decide(ctx, req)
+		if err := s.auditDecision(ctx, c, newRequestID(), req, dec, nil, nil); err != nil {
+			return nil, err
+		}
+		if dec.Allow {
+			out = append(out, s.describe(d))
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) describe(d *schemas.Dataset) exchange.DatasetInfo {
+	info := exchange.DatasetInfo{ID: d.ID, Version: d.Version, TitleZh: d.Title.Zh, TitleEn: d.Title.En,
+		Provider: d.Provider.Code, Key: d.Key, Rows: int64(s.tables[d.ID].Len())}
+	for _, f := range d.Fields {
+		info.Fields = append(info.Fields, exchange.FieldInfo{Name: f.Name, Type: f.Type, Nullable: f.Nullable, Sensitivity: string(f.Sensitivity), TitleZh: f.Title.Zh, TitleEn: f.Title.En})
+	}
+	return info
+}
+
+// Describe returns one dataset's description if the subject may discover it; an
+// unknown dataset and one the subject may not discover both answer not found.
+func (s *Service) Describe(ctx context.Context, c Caller, id string) (exchange.DatasetInfo, error) {
+	list, err := s.Catalog(ctx, c)
+	if err != nil {
+		return exchange.DatasetInfo{}, err
+	}
+	for _, d := range list {
+		if d.ID == id {
+			return d, nil
+		}
+	}
+	return exchange.DatasetInfo{}, exchange.E(exchange.NotFound, "unknown_dataset", "no dataset "+quote(id)+" in your catalog; `govx catalog` lists the datasets you may see")
+}
+
+// admit applies the per-department rate limit.
+func (s *Service) admit(c Caller) error {
+	if s.rateLimit <= 0 {
+		return nil
+	}
+	s.limMu.Lock()
+	l, ok := s.limiters[c.Subject.Department]
+	if !ok {
+		l = rate.NewLimiter(s.rateLimit, s.rateBurst)
+		s.limiters[c.Subject.Department] = l
+	}
+	s.limMu.Unlock()
+	if !l.Allow() {
+		return exchange.E(exchange.ResourceExhausted, "rate_limited", "request rate limit of your department reached; retry shortly")
+	}
+	return nil
+}
+
+// Caller is an authenticated subject and where the request came from.
+type Caller struct {
+	Subject    exchange.Subject
+	ClientAddr string
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,409 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/bitutil"
+	"github.com/apache/arrow/go/v17/arrow/decimal128"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"govx/exchange/mask"
+	"govx/schemas"
+)
+
+// cell is one parsed value of a record, ready to append to a column. Parsing happens
+// before the table lock is taken, so ingest parses in parallel with readers.
+type cell struct {
+	null bool
+	s    string
+	i    int64 // int64, date (days), timestamp (µs), bool (0/1)
+	f    float64
+	d    decimal128.Num
+}
+
+// parseCell reads a canonical value (as schemas.Validate accepts it) for field f.
+func parseCell(f *schemas.Field, v any) (cell, error) {
+	if v == nil {
+		if !f.Nullable {
+			return cell{}, fmt.Errorf("%s is required", f.Name)
+		}
+		return cell{null: true}, nil
+	}
+	switch f.Kind() {
+	case schemas.KindString:
+		if s, ok := v.(string); ok {
+			return cell{s: s}, nil
+		}
+	case schemas.KindInt64:
+		if i, ok := asInt(v); ok {
+			return cell{i: i}, nil
+		}
+	case schemas.KindFloat64:
+		if x, ok := asFloat(v); ok {
+			return cell{f: x}, nil
+		}
+	case schemas.KindDecimal:
+		p, s := f.DecimalPS()
+		if n, ok, err := asDecimal(v, int32(p), int32(s)); ok && err == nil {
+			return cell{d: n}, nil
+		} else if err != nil {
+			return cell{}, fmt.Errorf("%s: %v", f.Name, err)
+		}
+	case schemas.KindDate:
+		if s, ok := v.(string); ok {
+			if d, err := parseDate(s); err == nil {
+				return cell{i: int64(d)}, nil
+			}
+		}
+	case schemas.KindTimestamp:
+		if s, ok := v.(string); ok {
+			if ts, err := parseTimestamp(s); err == nil {
+				return cell{i: ts}, nil
+			}
+		}
+	case schemas.KindBool:
+		if b, ok := v.(bool); ok {
+			if b {
+				return cell{i: 1}, nil
+			}
+			return cell{}, nil
+		}
+	}
+	return cell{}, fmt.Errorf("%s: %T value %v is not a %s", f.Name, v, v, f.Type)
+}
+
+func asInt(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case float64:
+		if n == math.Trunc(n) && n >= -(1<<63) && n < 1<<63 {
+			return int64(n), true
+		}
+	case json.Number:
+		i, err := n.Int64()
+		return i, err == nil
+	}
+	return 0, false
+}
+
+func asFloat(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, !math.IsNaN(n) && !math.IsInf(n, 0)
+	case int64:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case json.Number:
+		x, err := n.Float64()
+		return x, err == nil
+	}
+	return 0, false
+}
+
+// asRat reads a decimal given as a string or a number, exactly.
+func asRat(v any) (*big.Rat, bool) {
+	var r big.Rat
+	switch n := v.(type) {
+	case string:
+		if len(n) == 0 || len(n) > 80 {
+			return nil, false
+		}
+		for i := 0; i < len(n); i++ {
+			if c := n[i]; !(c >= '0' && c <= '9' || c == '.' || (i == 0 && (c == '-' || c == '+'))) {
+				return nil, false
+			}
+		}
+		if _, ok := r.SetString(n); !ok {
+			return nil, false
+		}
+	case json.Number:
+		return asRat(string(n))
+	case float64:
+		if math.IsNaN(n) || math.IsInf(n, 0) {
+			return nil, false
+		}
+		r.SetString(strconv.FormatFloat(n, 'f', -1, 64))
+	case int64:
+		r.SetInt64(n)
+	case int:
+		r.SetInt64(int64(n))
+	default:
+		return nil, false
+	}
+	return &r, true
+}
+
+var max128 = new(big.Int).Lsh(big.NewInt(1), 127)
+
+// scaled returns r·10^scale rounded towards minus infinity, and whether that was exact.
+func scaled(r *big.Rat, scale int32) (floor *big.Int, exact bool, ok bool) {
+	m := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil)))
+	num, den := m.Num(), m.Denom()
+	q, mod := new(big.Int).DivMod(num, den, new(big.Int)) // Euclidean: floor for den > 0
+	if q.CmpAbs(max128) >= 0 {
+		return nil, false, false
+	}
+	return q, mod.Sign() == 0, true
+}
+
+// asDecimal reads a decimal value for a decimal(p,s) column; ok is false when v is not
+// a decimal at all, err when it is one that does not fit.
+func asDecimal(v any, prec, scale int32) (decimal128.Num, bool, error) {
+	r, ok := asRat(v)
+	if !ok {
+		return decimal128.Num{}, false, nil
+	}
+	q, exact, ok := scaled(r, scale)
+	if !ok || !exact {
+		return decimal128.Num{}, true, fmt.Errorf("%v does not fit decimal(%d,%d)", v, prec, scale)
+	}
+	n := decimal128.FromBigInt(q)
+	if !n.FitsInPrecision(prec) {
+		return decimal128.Num{}, true, fmt.Errorf("%v does not fit decimal(%d,%d)", v, prec, scale)
+	}
+	return n, true, nil
+}
+
+func parseDate(s string) (arrow.Date32, error) {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return 0, err
+	}
+	return arrow.Date32FromTime(t), nil
+}
+
+func parseTimestamp(s string) (int64, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, err
+	}
+	return t.UnixMicro(), nil
+}
+
+// colBuf accumulates one column of the mutable tail in Go slices; seal copies it into
+// exactly sized Arrow buffers, so sealed segments carry no builder slack (Arrow
+// builders double their buffers and never shrink them).
+type colBuf struct {
+	kind  schemas.Kind
+	dt    arrow.DataType
+	valid []bool
+	nulls int
+	offs  []int32 // strings: end offsets
+	data  []byte
+	i64   []int64
+	f64   []float64
+	dec   []decimal128.Num
+}
+
+func (c *colBuf) append(v cell) {
+	c.valid = append(c.valid, !v.null)
+	if v.null {
+		c.nulls++
+	}
+	switch c.kind {
+	case schemas.KindString:
+		if !v.null {
+			c.data = append(c.data, v.s...)
+		}
+		c.offs = append(c.offs, int32(len(c.data)))
+	case schemas.KindFloat64:
+		c.f64 = append(c.f64, v.f)
+	case schemas.KindDecimal:
+		c.dec = append(c.dec, v.d)
+	default:
+		c.i64 = append(c.i64, v.i)
+	}
+}
+
+func (c *colBuf) reset() {
+	c.valid, c.offs, c.data, c.i64, c.f64, c.dec = c.valid[:0], c.offs[:0], c.data[:0], c.i64[:0], c.f64[:0], c.dec[:0]
+	c.nulls = 0
+}
+
+func newBuffer(mem memory.Allocator, n int) *memory.Buffer {
+	b := memory.NewResizableBuffer(mem)
+	b.Resize(n)
+	return b
+}
+
+// finish returns the column as an Arrow array with exactly sized buffers.
+func (c *colBuf) finish(mem memory.Allocator) arrow.Array {
+	n := len(c.valid)
+	var validity *memory.Buffer
+	if c.nulls > 0 {
+		validity = newBuffer(mem, int(bitutil.BytesForBits(int64(n))))
+		vb := validity.Bytes()
+		clear(vb)
+		for i, ok := range c.valid {
+			if ok {
+				bitutil.SetBit(vb, i)
+			}
+		}
+	}
+	var bufs []*memory.Buffer
+	switch c.kind {
+	case schemas.KindString:
+		offs := newBuffer(mem, (n+1)*arrow.Int32SizeBytes)
+		o := arrow.Int32Traits.CastFromBytes(offs.Bytes())
+		o[0] = 0
+		copy(o[1:], c.offs)
+		data := newBuffer(mem, len(c.data))
+		copy(data.Bytes(), c.data)
+		bufs = []*memory.Buffer{validity, offs, data}
+	case schemas.KindFloat64:
+		vals := newBuffer(mem, n*8)
+		copy(arrow.Float64Traits.CastFromBytes(vals.Bytes()), c.f64)
+		bufs = []*memory.Buffer{validity, vals}
+	case schemas.KindDecimal:
+		vals := newBuffer(mem, n*arrow.Decimal128SizeBytes)
+		copy(arrow.Decimal128Traits.CastFromBytes(vals.Bytes()), c.dec)
+		bufs = []*memory.Buffer{validity, vals}
+	case schemas.KindDate:
+		vals := newBuffer(mem, n*4)
+		d := arrow.Date32Traits.CastFromBytes(vals.Bytes())
+		for i, v := range c.i64 {
+			d[i] = arrow.Date32(v)
+		}
+		bufs = []*memory.Buffer{validity, vals}
+	case schemas.KindBool:
+		vals := newBuffer(mem, int(bitutil.BytesForBits(int64(n))))
+		vb := vals.Bytes()
+		clear(vb)
+		for i, v := range c.i64 {
+			if v != 0 {
+				bitutil.SetBit(vb, i)
+			}
+		}
+		bufs = []*memory.Buffer{validity, vals}
+	default: // int64, timestamp
+		vals := newBuffer(mem, n*8)
+		copy(arrow.Int64Traits.CastFromBytes(vals.Bytes()), c.i64)
+		bufs = []*memory.Buffer{validity, vals}
+	}
+	data := array.NewData(c.dt, n, bufs, nil, c.nulls, 0)
+	for _, b := range bufs {
+		if b != nil {
+			b.Release()
+		}
+	}
+	defer data.Release()
+	return array.MakeFromData(data)
+}
+
+// take returns the rows idx of arr as a new array, in one pass per buffer. It is used
+// instead of compute.Take/FilterRecordBatch, which are much slower on strings in
+// arrow/go v17 and need an exec context per call.
+func take(mem memory.Allocator, arr arrow.Array, idx []int32) arrow.Array {
+	k := len(idx)
+	var validity *memory.Buffer
+	nulls := 0
+	if arr.NullN() > 0 {
+		validity = newBuffer(mem, int(bitutil.BytesForBits(int64(k))))
+		vb := validity.Bytes()
+		clear(vb)
+		for j, i := range idx {
+			if arr.IsValid(int(i)) {
+				bitutil.SetBit(vb, j)
+			} else {
+				nulls++
+			}
+		}
+	}
+	var bufs []*memory.Buffer
+	switch a := arr.(type) {
+	case *array.String:
+		offs := newBuffer(mem, (k+1)*4)
+		o := arrow.Int32Traits.CastFromBytes(offs.Bytes())
+		total := 0
+		o[0] = 0
+		for j, i := range idx {
+			total += a.ValueLen(int(i))
+			o[j+1] = int32(total)
+		}
+		data := newBuffer(mem, total)
+		db := data.Bytes()
+		src := a.ValueBytes()
+		so := a.ValueOffsets()
+		for j, i := range idx {
+			copy(db[o[j]:o[j+1]], src[so[i]:so[i+1]])
+		}
+		bufs = []*memory.Buffer{validity, offs, data}
+	case *array.Int64:
+		bufs = []*memory.Buffer{validity, takeFixed(mem, a.Int64Values(), idx, arrow.Int64Traits.CastFromBytes, 8)}
+	case *array.Timestamp:
+		bufs = []*memory.Buffer{validity, takeFixed(mem, a.TimestampValues(), idx, arrow.TimestampTraits.CastFromBytes, 8)}
+	case *array.Float64:
+		bufs = []*memory.Buffer{validity, takeFixed(mem, a.Float64Values(), idx, arrow.Float64Traits.CastFromBytes, 8)}
+	case *array.Date32:
+		bufs = []*memory.Buffer{validity, takeFixed(mem, a.Date32Values(), idx, arrow.Date32Traits.CastFromBytes, 4)}
+	case *array.Decimal128:
+		bufs = []*memory.Buffer{validity, takeFixed(mem, a.Values(), idx, arrow.Decimal128Traits.CastFromBytes, 16)}
+	case *array.Boolean:
+		vals := newBuffer(mem, int(bitutil.BytesForBits(int64(k))))
+		vb := vals.Bytes()
+		clear(vb)
+		for j, i := range idx {
+			if a.Value(int(i)) {
+				bitutil.SetBit(vb, j)
+			}
+		}
+		bufs = []*memory.Buffer{validity, vals}
+	default:
+		panic(fmt.Sprintf("store: take on unsupported type %s", arr.DataType()))
+	}
+	data := array.NewData(arr.DataType(), k, bufs, nil, nulls, 0)
+	for _, b := range bufs {
+		if b != nil {
+			b.Release()
+		}
+	}
+	defer data.Release()
+	return array.MakeFromData(data)
+}
+
+func takeFixed[T any](mem memory.Allocator, src []T, idx []int32, cast func([]byte) []T, size int) *memory.Buffer {
+	buf := newBuffer(mem, len(idx)*size)
+	dst := cast(buf.Bytes())
+	for j, i := range idx {
+		dst[j] = src[i]
+	}
+	return buf
+}
+
+// canonical returns row i of arr in canonical record form (schemas.Field.Normalize).
+func canonical(arr arrow.Array, i int) any {
+	if arr.IsNull(i) {
+		return nil
+	}
+	switch a := arr.(type) {
+	case *array.String:
+		return a.Value(i)
+	case *array.Int64:
+		return a.Value(i)
+	case *array.Float64:
+		return a.Value(i)
+	case *array.Boolean:
+		return a.Value(i)
+	case *array.Date32:
+		return a.Value(i).ToTime().Format(time.DateOnly)
+	case *array.Timestamp:
+		return time.UnixMicro(int64(a.Value(i))).UTC().Format(time.RFC3339Nano)
+	case *array.Decimal128:
+		scale := a.DataType().(*arrow.Decimal128Type).Scale
+		return mask.DecimalText(a.Value(i).BigInt().String(), scale)
+	}
+	return arr.ValueStr(i)
+}

@@ -1,0 +1,201 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"govx/exchange"
+)
+
+// Snapshot is one consistent, immutable version of a table. It is safe for concurrent
+// use; Release it when done (its segments are freed when the last holder lets go).
+type Snapshot struct {
+	t     *Table
+	refs  atomic.Int32
+	segs  []segView
+	rows  int32 // row ids below rows belong to this version
+	live  int
+	pos   Cursor
+	tombs []tomb
+}
+
+// segView is a segment as one version sees it.
+type segView struct {
+	seg  *segment
+	del  []uint64
+	ndel int
+}
+
+func viewStart(v segView) int32 { return v.seg.start }
+
+func (v *segView) deleted(i int) bool { return v.del[i/64]&(1<<(i%64)) != 0 }
+
+// Release lets go of the snapshot.
+func (s *Snapshot) Release() {
+	if s.refs.Add(-1) == 0 {
+		for _, v := range s.segs {
+			v.seg.release()
+		}
+		s.segs = nil
+	}
+}
+
+// Len returns the number of live rows in this version.
+func (s *Snapshot) Len() int { return s.live }
+
+// Cursor returns this version's position: per partition, the next offset. A changes
+// pull from it later returns exactly what changed after this version.
+func (s *Snapshot) Cursor() Cursor { return s.pos.clone() }
+
+// Lookup returns the live row with key in this version, in canonical form (null fields
+// omitted).
+func (s *Snapshot) Lookup(key string) (map[string]any, bool) {
+	v, i, ok := s.find(key)
+	if !ok {
+		return nil, false
+	}
+	rec := v.seg.rec
+	out := make(map[string]any, rec.NumCols())
+	for c := 0; c < int(rec.NumCols()); c++ {
+		if x := canonical(rec.Column(c), i); x != nil {
+			out[s.t.d.Fields[c].Name] = x
+		}
+	}
+	return out, true
+}
+
+// find returns the segment and row of key's live version in this snapshot.
+func (s *Snapshot) find(key string) (*segView, int, bool) {
+	t := s.t
+	t.mu.RLock()
+	row := int32(-1)
+	if !t.closed {
+		row = t.idx.lookup(t.hash(key), key, t.rowKey)
+		// Versions newer than the snapshot: walk back to the one it holds.
+		for row >= s.rows {
+			row = t.prev[row]
+		}
+	}
+	t.mu.RUnlock()
+	if row < 0 {
+		return nil, 0, false
+	}
+	j := segFor(s.segs, viewStart, row)
+	if j < 0 {
+		return nil, 0, false
+	}
+	v := &s.segs[j]
+	i := int(row - v.seg.start)
+	if v.deleted(i) {
+		return nil, 0, false
+	}
+	return v, i, true
+}
+
+// Cursor is a position in a dataset's topic: per partition, the next offset to read.
+// It travels to consumers opaque and signed by the exchange; Encode is deterministic so
+// that equal cursors sign equally.
+type Cursor map[int32]int64
+
+func (c Cursor) clone() Cursor {
+	out := make(Cursor, len(c))
+	for p, o := range c {
+		out[p] = o
+	}
+	return out
+}
+
+// cursorVersion is the first byte of an encoded cursor.
+const cursorVersion = 1
+
+// maxCursorPartitions bounds a decoded cursor: Kafka topics have at most a few
+// thousand partitions, and a cursor is outside input.
+const maxCursorPartitions = 1 << 14
+
+// Encode returns the cursor as bytes: a version byte, the number of partitions, then
+// each partition and offset as varints, in ascending partition order.
+func (c Cursor) Encode() []byte {
+	parts := make([]int32, 0, len(c))
+	for p := range c {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	b := []byte{cursorVersion}
+	b = binary.AppendUvarint(b, uint64(len(parts)))
+	for _, p := range parts {
+		b = binary.AppendVarint(b, int64(p))
+		b = binary.AppendVarint(b, c[p])
+	}
+	return b
+}
+
+// DecodeCursor parses an encoded cursor; anything malformed is an exchange.Error of
+// kind Invalid. An empty input is the empty cursor (everything).
+func DecodeCursor(b []byte) (Cursor, error) {
+	bad := func(why string) (Cursor, error) {
+		return nil, exchange.E(exchange.Invalid, "invalid_cursor", "the cursor is malformed ("+why+"); use the cursor a previous pull returned, or none for a full pull")
+	}
+	if len(b) == 0 {
+		return Cursor{}, nil
+	}
+	orig := b
+	if b[0] != cursorVersion {
+		return bad(fmt.Sprintf("unknown version %d", b[0]))
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > maxCursorPartitions {
+		return bad("bad partition count")
+	}
+	b = b[k:]
+	c := make(Cursor, n)
+	last := int64(-1)
+	for range n {
+		p, k := binary.Varint(b)
+		if k <= 0 || p < 0 || p > 1<<31-1 || p <= last {
+			return bad("bad partition")
+		}
+		b = b[k:]
+		o, k := binary.Varint(b)
+		if k <= 0 || o < 0 {
+			return bad("bad offset")
+		}
+		b = b[k:]
+		c[int32(p)] = o
+		last = p
+	}
+	if len(b) != 0 {
+		return bad("trailing bytes")
+	}
+	if !bytes.Equal(c.Encode(), orig) {
+		return bad("not in canonical form") // so that one cursor has one encoding
+	}
+	return c, nil
+}
+
+// LookupScoped is Lookup within a row scope: the row is returned only if it passes
+// filters (the policy's row filter). A row outside the scope answers exactly as a
+// missing one, so a lookup cannot learn that a key exists elsewhere.
+func (s *Snapshot) LookupScoped(key string, filters []exchange.Filter) (map[string]any, bool, error) {
+	preds, err := compileFilters(s.t.d, filters)
+	if err != nil {
+		return nil, false, err
+	}
+	v, i, ok := s.find(key)
+	if !ok {
+		return nil, false, nil
+	}
+	if len(preds) > 0 {
+		sel := make([]uint64, (v.seg.n+63)/64)
+		sel[i/64] = 1 << (i % 64)
+		(&plan{preds: preds}).filter(v, sel)
+		if sel[i/64]&(1<<(i%64)) == 0 {
+			return nil, false, nil
+		}
+	}
+	rec, ok := s.Lookup(key)
+	return rec, ok, nil
+}

@@ -1,0 +1,181 @@
+package policies
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// CatalogEntry is one dataset of the sharing catalog (共享目录).
+type CatalogEntry struct {
+	Dataset string `yaml:"dataset"`
+	// Share is "unconditional" (无条件共享), "conditional" (有条件共享) or "none"
+	// (不予共享).
+	Share string `yaml:"share"`
+	// LegalBasis cites the law or measure the share type rests on; required for none,
+	// and quoted in every denial of a none dataset.
+	LegalBasis string `yaml:"legal_basis"`
+	// RegionColumn is the GB/T 2260 column a department's region scope filters on.
+	RegionColumn string `yaml:"region_column"`
+	// MaxRows is the default cap on one result; 0 means none.
+	MaxRows int64 `yaml:"max_rows"`
+
+	File string `yaml:"-"`
+	Line int    `yaml:"-"`
+}
+
+// Department is a department known to the exchange.
+type Department struct {
+	Code string `yaml:"code"`
+	Name string `yaml:"name"`
+	// Region is the department's GB/T 2260 code; empty for national departments.
+	Region string `yaml:"region"`
+	// Level is national, province, city or county.
+	Level string `yaml:"level"`
+
+	File string `yaml:"-"`
+	Line int    `yaml:"-"`
+}
+
+// Agreement is a sharing agreement (共享协议).
+type Agreement struct {
+	ID       string `yaml:"id"`
+	Title    string `yaml:"title"`
+	Consumer string `yaml:"consumer"`
+	// System, when set, limits the agreement to one of the consumer's systems.
+	System   string   `yaml:"system"`
+	Dataset  string   `yaml:"dataset"`
+	Purposes []string `yaml:"purposes"`
+	Columns  []string `yaml:"columns"`
+	// Unmasked lists the columns granted without their mask.
+	Unmasked []string `yaml:"unmasked"`
+	// Masks overrides the schema's default mask per column.
+	Masks map[string]string `yaml:"masks"`
+	// Region is the row scope as a GB/T 2260 code; empty means the department's own
+	// region, "000000" nationwide.
+	Region     string   `yaml:"region"`
+	MaxRows    int64    `yaml:"max_rows"`
+	Actions    []string `yaml:"actions"`
+	ValidFrom  string   `yaml:"valid_from"`
+	ValidUntil string   `yaml:"valid_until"`
+	Approval   string   `yaml:"approval"`
+
+	// From and Until are the validity as instants: valid at t when From <= t < Until.
+	From  time.Time `yaml:"-"`
+	Until time.Time `yaml:"-"`
+	File  string    `yaml:"-"`
+	Line  int       `yaml:"-"`
+}
+
+// dataFile is the shape of every data file; a file may hold any of the three lists, so
+// a steward can split agreements across files.
+type dataFile struct {
+	Datasets    []CatalogEntry `yaml:"datasets"`
+	Departments []Department   `yaml:"departments"`
+	Agreements  []Agreement    `yaml:"agreements"`
+}
+
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+var unknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+
+// parseData decodes one data file strictly and appends its entries to b.
+func (b *Bundle) parseData(file string, raw []byte) []Problem {
+	var doc dataFile
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return yamlProblems(file, err)
+	}
+	// yaml.v3 decodes into structs without positions; a second pass over the node tree
+	// finds the line of each list entry for messages.
+	var root yaml.Node
+	_ = yaml.Unmarshal(raw, &root)
+	lines := entryLines(&root)
+	var probs []Problem
+	for i := range doc.Datasets {
+		e := &doc.Datasets[i]
+		e.File, e.Line = file, lineAt(lines["datasets"], i)
+		b.Datasets = append(b.Datasets, *e)
+	}
+	for i := range doc.Departments {
+		d := &doc.Departments[i]
+		d.File, d.Line = file, lineAt(lines["departments"], i)
+		b.Departments = append(b.Departments, *d)
+	}
+	for i := range doc.Agreements {
+		a := &doc.Agreements[i]
+		a.File, a.Line = file, lineAt(lines["agreements"], i)
+		entry := "agreement " + a.ID
+		var err error
+		if a.From, err = parseValidity(a.ValidFrom, false); err != nil {
+			probs = append(probs, Problem{File: file, Line: a.Line, Entry: entry, Message: "valid_from: " + err.Error()})
+		}
+		if a.Until, err = parseValidity(a.ValidUntil, true); err != nil {
+			probs = append(probs, Problem{File: file, Line: a.Line, Entry: entry, Message: "valid_until: " + err.Error()})
+		}
+		b.Agreements = append(b.Agreements, *a)
+	}
+	return probs
+}
+
+// yamlProblems turns a yaml.v3 error into problems with file and line.
+func yamlProblems(file string, err error) []Problem {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return []Problem{{File: file, Line: n, Message: m[2]}}
+		}
+		return []Problem{{File: file, Message: msg}}
+	}
+	var probs []Problem
+	for _, e := range te.Errors {
+		p := Problem{File: file, Message: e}
+		if m := yamlLine.FindStringSubmatch(e); m != nil {
+			p.Line, _ = strconv.Atoi(m[1])
+			p.Message = m[2]
+			if u := unknownField.FindStringSubmatch(m[2]); u != nil {
+				p.Message = fmt.Sprintf("unknown key %q (see the comment at the top of the shipped file for the keys)", u[1])
+			}
+		}
+		probs = append(probs, p)
+	}
+	return probs
+}
+
+// entryLines maps each top-level list key to the lines of its entries.
+func entryLines(root *yaml.Node) map[string][]int {
+	out := map[string][]int{}
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return out
+	}
+	m := root.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return out
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		key, val := m.Content[i], m.Content[i+1]
+		if val.Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, item := range val.Content {
+			out[key.Value] = append(out[key.Value], item.Line)
+		}
+	}
+	return out
+}
+
+func lineAt(lines []int, i int) int {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return 0
+}

@@ -1,0 +1,174 @@
+package policies_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"govx/policies"
+	"govx/schemas"
+)
+
+func TestEmbeddedChecks(t *testing.T) {
+	b, err := policies.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if probs := policies.Check(b, schemas.MustLoad()); len(probs) > 0 {
+		t.Fatalf("the shipped policy has problems:\n%s", policies.Problems(probs))
+	}
+	if len(b.Revision) != 64 {
+		t.Errorf("revision %q is not a SHA-256 in hex", b.Revision)
+	}
+}
+
+func TestRegoTests(t *testing.T) {
+	b, err := policies.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := policies.RunTests(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) < 20 {
+		t.Errorf("only %d Rego tests ran", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		if !r.Pass {
+			t.Errorf("%s (%s:%d) failed: %s %v", r.Name, r.File, r.Line, r.Failed, r.Err)
+		}
+	}
+	t.Logf("%d tests, coverage %.1f%%, not covered: %v", len(rep.Results), rep.Coverage, rep.NotCovered)
+	if rep.Coverage < 95 {
+		t.Errorf("coverage %.1f%% < 95%%; not covered: %v", rep.Coverage, rep.NotCovered)
+	}
+}
+
+// copyEmbedded writes the shipped bundle into a temporary directory a test may edit.
+func copyEmbedded(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, pat := range []string{"*.rego", "*.yaml"} {
+		files, _ := filepath.Glob(pat)
+		for _, f := range files {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), raw, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
+}
+
+func edit(t *testing.T, file, old, new string) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), old) {
+		t.Fatalf("%s does not contain %q", file, old)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(string(raw), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckFindsProblems(t *testing.T) {
+	cases := []struct {
+		name, file, old, new string
+		want                 []string // substrings of one problem's text
+	}{
+		{"unknown column", "agreements.yaml",
+			"columns: [id_number, name, household_region, birth_date]",
+			"columns: [id_number, name, household_region, birth_date, shoe_size]",
+			[]string{"agreements.yaml:", "agreement AGR-2026-0001", "unknown column shoe_size"}},
+		{"unknown department", "agreements.yaml", "consumer: zj-3205", "consumer: zj-9999",
+			[]string{"agreement AGR-2026-0004", `consumer "zj-9999"`}},
+		{"unknown dataset", "agreements.yaml", "dataset: resource.land_parcel\n    purposes: [housing", "dataset: resource.parcels\n    purposes: [housing",
+			[]string{"agreement AGR-2026-0004", `dataset "resource.parcels" is not in the sharing catalog`}},
+		{"unknown action", "agreements.yaml", "actions: [verify]", "actions: [verify, download]",
+			[]string{"agreement AGR-2026-0003", `unknown action "download"`}},
+		{"agreement on a none dataset", "agreements.yaml", "dataset: economy.indicator", "dataset: license.certificate",
+			[]string{"agreement AGR-2026-0008", "not shared"}},
+		{"none without legal basis", "catalog.yaml", "share: none\n    legal_basis: ", "share: none\n    # legal_basis: ",
+			[]string{"dataset license.certificate", "legal_basis"}},
+		{"bad mask", "agreements.yaml", "masks: {holder_id_number: hash}", "masks: {holder_id_number: blur}",
+			[]string{"agreement AGR-2026-0004", `mask "blur"`}},
+		{"validity reversed", "agreements.yaml", "valid_until: 2027-06-30", "valid_until: 2025-06-30",
+			[]string{"agreement AGR-2026-0004", "before valid_from"}},
+		{"city region not a city", "departments.yaml", `region: "330100", level: city`, `region: "330106", level: city`,
+			[]string{"department mz-3301", "not a city-level code"}},
+		{"rego strict", "sharing.rego", "actions := {", "unused_thing(x) := 1 if { some y; true }\n\nactions := {",
+			[]string{"sharing.rego:"}},
+	}
+	cat := schemas.MustLoad()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyEmbedded(t)
+			edit(t, filepath.Join(dir, tc.file), tc.old, tc.new)
+			b, err := policies.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			probs := policies.Check(b, cat)
+			for _, p := range probs {
+				s := p.String()
+				ok := true
+				for _, w := range tc.want {
+					ok = ok && strings.Contains(s, w)
+				}
+				if ok {
+					return
+				}
+			}
+			t.Errorf("no problem contains %q; got:\n%s", tc.want, policies.Problems(probs))
+		})
+	}
+}
+
+func TestLoadRejectsUnknownKeysWithLine(t *testing.T) {
+	dir := copyEmbedded(t)
+	edit(t, filepath.Join(dir, "agreements.yaml"), "    approval: 苏住建共〔2026〕21号", "    approval: 苏住建共〔2026〕21号\n    colums: [name]")
+	_, err := policies.Load(dir)
+	if err == nil {
+		t.Fatal("an unknown key loaded")
+	}
+	probs := policies.AsProblems(err)
+	if len(probs) != 1 || probs[0].File != "agreements.yaml" || probs[0].Line == 0 || !strings.Contains(probs[0].Message, `unknown key "colums"`) {
+		t.Fatalf("want one problem naming agreements.yaml, a line and the key; got %v", err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "agreements.yaml"))
+	line := strings.Split(string(raw), "\n")[probs[0].Line-1]
+	if !strings.Contains(line, "colums") {
+		t.Errorf("line %d is %q, not the unknown key", probs[0].Line, line)
+	}
+}
+
+func TestRevisionFollowsContentNotTests(t *testing.T) {
+	dir := copyEmbedded(t)
+	b1, err := policies.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, _ := policies.Embedded()
+	if b1.Revision != emb.Revision {
+		t.Errorf("a copy of the embedded policy has revision %s, embedded %s", b1.Revision, emb.Revision)
+	}
+	edit(t, filepath.Join(dir, "sharing_test.rego"), "package govx.sharing_test", "package govx.sharing_test\n\n# a comment")
+	b2, _ := policies.Load(dir)
+	if b2.Revision != b1.Revision {
+		t.Error("editing a test file changed the revision")
+	}
+	edit(t, filepath.Join(dir, "agreements.yaml"), "max_rows: 50000", "max_rows: 40000")
+	b3, _ := policies.Load(dir)
+	if b3.Revision == b1.Revision {
+		t.Error("editing an agreement left the revision unchanged")
+	}
+}
