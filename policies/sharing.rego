@@ -196,11 +196,11 @@ region_prefix(code) := "" if {
 	endswith(code, "00")
 } else := code
 
+prefix := region_prefix(scope)
+
 row_filter := [] if {
-	region_prefix(scope) == ""
-} else := [{"column": entry.region_column, "op": "prefix", "value": p}] if {
-	p := region_prefix(scope)
-}
+	prefix == ""
+} else := [{"column": entry.region_column, "op": "prefix", "value": prefix}]
 
 max_rows := terms.max_rows if {
 	terms.max_rows > 0

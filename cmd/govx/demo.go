@@ -24,6 +24,8 @@ import (
 
 	"govx/connectors"
 	"govx/connectors/examples"
+	_ "govx/connectors/filesrc" // the demo and `govx connector` read every source kind
+	_ "govx/connectors/sqlsrc"
 	"govx/connectors/synth"
 	"govx/exchange"
 	"govx/exchange/auth"

@@ -1,0 +1,36 @@
+package server
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig("../../deploy/exchange.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.FlightAddr != "127.0.0.1:8815" || cfg.Audit.ClickHouse.Addr == "" || cfg.RateLimit.PerSecond != 200 || len(cfg.Datasets) != 4 {
+		t.Fatalf("example config read as %+v", cfg)
+	}
+}
+
+func TestConfigIsStrict(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct{ yaml, want string }{
+		{"flight_addr: 127.0.0.1:8815\nkafka:\n  brokers: [k:9092]\nhttp_adr: x\n", "line 4: field http_adr not found"},
+		{"kafka:\n  brokers: []\n", "kafka.brokers: name at least one broker"},
+		{"kafka:\n  brokers: [k:9092]\nflight_addr: nonsense\n", `flight_addr "nonsense": want host:port`},
+		{"kafka:\n  brokers: [k:9092]\ntls:\n  client_ca: ca.pem\n", "tls.client_ca needs tls.cert and tls.key"},
+		{"kafka:\n  brokers: [k:9092]\nrate_limit:\n  per_second: many\n", "cannot unmarshal"},
+	} {
+		path := filepath.Join(dir, "x.yaml")
+		os.WriteFile(path, []byte(tt.yaml), 0o600)
+		_, err := LoadConfig(path)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "x.yaml") {
+			t.Errorf("config %q: error %v, want one naming the file and %q", tt.yaml, err, tt.want)
+		}
+	}
+}
