@@ -113,7 +113,7 @@ func (s *Service) Open(ctx context.Context, c Caller, cmd exchange.PullCmd) (*Gr
 	if cmd.Since != "" {
 		var sc sealedCursor
 		if err := s.signer.Open(cursorPurpose, cmd.Since, &sc); err != nil || sc.Dataset != d.ID {
-			return refuse(exchange.Decision{}, invalid("bad_cursor", "the since cursor is not one this exchange issued for "+d.ID+"; use the cursor a previous pull returned"))
+			return refuse(exchange.Decision{}, invalid("invalid_cursor", "the since cursor is not one this exchange issued for "+d.ID+"; use the cursor a previous pull returned"))
 		}
 		since = sc.Cursor
 	}
@@ -160,7 +160,7 @@ func (s *Service) count(ctx context.Context, snap *store.Snapshot, g *Grant) (in
 	}
 	since, err := store.DecodeCursor(g.Since)
 	if err != nil {
-		return 0, invalid("bad_cursor", "the since cursor cannot be read")
+		return 0, invalid("invalid_cursor", "the since cursor cannot be read")
 	}
 	return snap.CountChanges(ctx, since, g.Filter)
 }
@@ -308,7 +308,7 @@ func (s *Service) Stream(ctx context.Context, g *Grant, sink Sink) (rows int64, 
 	} else {
 		since, derr := store.DecodeCursor(g.Since)
 		if derr != nil {
-			return 0, invalid("bad_cursor", "the since cursor cannot be read")
+			return 0, invalid("invalid_cursor", "the since cursor cannot be read")
 		}
 		err = snap.Changes(ctx, since, spec, emit)
 	}
