@@ -1,0 +1,225 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"govx/exchange"
+	"govx/exchange/audit"
+	"govx/exchange/policy"
+	"govx/exchange/store"
+	"govx/schemas"
+	"govx/schemas/ident"
+)
+
+// fixture is a service over an in-memory store of persons, the shipped policy and a
+// real audit spool in a temporary directory: everything but Kafka and the edges.
+type fixture struct {
+	svc   *Service
+	spool *audit.Spool
+	dir   string
+	mem   *memory.CheckedAllocator
+	ids   map[string][]string // city prefix -> citizen IDs
+}
+
+func newFixture(t *testing.T, opts ...Option) *fixture {
+	t.Helper()
+	cat := schemas.MustLoad()
+	d, _ := cat.Dataset("population.person")
+	f := &fixture{mem: memory.NewCheckedAllocator(memory.NewGoAllocator()), ids: map[string][]string{}}
+	tbl := store.New(d, store.WithAllocator(f.mem))
+	var changes []store.Change
+	for i := 0; i < 60; i++ {
+		county := []string{"330106", "320102", "330203"}[i%3]
+		body := fmt.Sprintf("%s1980%02d%02d%03d", county, 1+i%12, 1+i%28, i)
+		c, err := ident.CitizenIDCheckChar(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := body + string(c)
+		f.ids[county[:4]] = append(f.ids[county[:4]], id)
+		changes = append(changes, store.Change{Partition: 0, Offset: int64(i), Record: map[string]any{
+			"id_number": id, "name": "张三", "gender": "1", "birth_date": fmt.Sprintf("1980-%02d-%02d", 1+i%12, 1+i%28),
+			"household_region": county, "status": "alive", "updated_at": "2026-11-01T00:00:00Z"}})
+	}
+	if err := tbl.Apply(changes); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := policy.New(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.dir = t.TempDir()
+	f.spool, err = audit.OpenSpool(f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc, err = New(cat, map[string]*store.Table{d.ID: tbl}, eng, f.spool, []byte(strings.Repeat("s", 32)),
+		append([]Option{WithAllocator(f.mem)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.spool.Close()
+		tbl.Close()
+		f.mem.AssertSize(t, 0)
+	})
+	return f
+}
+
+var hz = Caller{Subject: exchange.Subject{Department: "mz-3301", System: "dibao-review"}, ClientAddr: "127.0.0.1:1"}
+
+type countSink struct{ rows, bytes int64 }
+
+func (c *countSink) Begin(*arrow.Schema) error    { return nil }
+func (c *countSink) Write(rec arrow.Record) error { c.rows += rec.NumRows(); c.bytes += 1; return nil }
+func (c *countSink) Bytes() int64                 { return c.bytes }
+
+func pullCmd() exchange.PullCmd {
+	return exchange.PullCmd{Dataset: "population.person", Purpose: "minimum-living-allowance-review"}
+}
+
+// events reads back every event of the spool.
+func events(t *testing.T, dir string) []*audit.Event {
+	t.Helper()
+	st, err := audit.OpenSpoolStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := st.Events(context.Background(), audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var out []*audit.Event
+	for it.Next() {
+		ev := *it.Event()
+		out = append(out, &ev)
+	}
+	return out
+}
+
+func TestNoAccessWithoutAudit(t *testing.T) {
+	f := newFixture(t)
+	f.spool.Close() // the spool can no longer be written
+	_, err := f.svc.Open(context.Background(), hz, pullCmd())
+	if xe, ok := err.(*exchange.Error); !ok || xe.Code != "audit_unavailable" || xe.Kind != exchange.Unavailable {
+		t.Fatalf("pull with a dead audit spool: %v, want audit_unavailable", err)
+	}
+	key, _ := json.Marshal(f.ids["3301"][0])
+	if _, err := f.svc.Lookup(context.Background(), hz, "population.person", exchange.LookupCmd{Key: key, Purpose: "minimum-living-allowance-review"}); err == nil || !strings.Contains(err.Error(), "audit_unavailable") {
+		t.Fatalf("lookup with a dead audit spool: %v", err)
+	}
+}
+
+func TestDecisionAuditedBeforeData(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	g, err := f.svc.Open(ctx, hz, pullCmd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := events(t, f.dir)
+	if len(evs) != 1 || evs[0].Kind != audit.KindDecision || evs[0].Decision != audit.Allow || evs[0].RequestID != g.RequestID {
+		t.Fatalf("after Open, before any data: events %+v, want exactly the allow decision", evs)
+	}
+	sink := &countSink{}
+	rows, err := f.svc.Stream(ctx, g, sink)
+	if err != nil || rows != int64(len(f.ids["3301"])) {
+		t.Fatalf("stream: %d rows, %v; want the %d Hangzhou persons", rows, err, len(f.ids["3301"]))
+	}
+	evs = events(t, f.dir)
+	last := evs[len(evs)-1]
+	if last.Kind != audit.KindComplete || last.RequestID != g.RequestID || last.Rows != uint64(rows) || last.Status != audit.StatusOK {
+		t.Fatalf("complete event %+v", last)
+	}
+}
+
+func TestRateLimitPerDepartment(t *testing.T) {
+	f := newFixture(t, WithRateLimit(1, 3))
+	ctx := context.Background()
+	limited := 0
+	for i := 0; i < 6; i++ {
+		if _, err := f.svc.Catalog(ctx, hz); err != nil {
+			if !strings.Contains(err.Error(), "rate_limited") || exchange.KindOf(err) != exchange.ResourceExhausted {
+				t.Fatalf("catalog %d: %v", i, err)
+			}
+			limited++
+		}
+	}
+	if limited < 2 {
+		t.Fatalf("%d of 6 back-to-back requests limited with burst 3", limited)
+	}
+	// Another department has its own budget.
+	other := Caller{Subject: exchange.Subject{Department: "mz-3201"}}
+	if _, err := f.svc.Catalog(ctx, other); err != nil {
+		t.Fatalf("another department limited too: %v", err)
+	}
+}
+
+func TestLimitIsHonouredNotTruncatedSilently(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cmd := pullCmd()
+	cmd.Limit = 3
+	g, err := f.svc.Open(ctx, hz, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := f.svc.Stream(ctx, g, &countSink{})
+	if err != nil || rows != 3 {
+		t.Fatalf("limit 3: %d rows, %v", rows, err)
+	}
+}
+
+func TestTicketRoundTripAndExpiry(t *testing.T) {
+	now := time.Now()
+	f := newFixture(t, WithClock(func() time.Time { return now }), WithTicketTTL(time.Minute))
+	ctx := context.Background()
+	g, err := f.svc.Open(ctx, hz, pullCmd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tkt, err := f.svc.Ticket(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Redeem(ctx, hz, tkt); err != nil {
+		t.Fatalf("own fresh ticket: %v", err)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := f.svc.Redeem(ctx, hz, tkt); err == nil || !strings.Contains(err.Error(), "ticket_expired") {
+		t.Fatalf("expired ticket: %v", err)
+	}
+}
+
+func FuzzParseCmd(f *testing.F) {
+	f.Add([]byte(`{"dataset":"population.person","purpose":"p","columns":["a"],"filter":[{"column":"a","op":"eq","value":1}],"limit":5}`))
+	f.Add([]byte(`{"dataset":1}`))
+	f.Add([]byte(`{}{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cmd, err := ParseCmd(data)
+		if err != nil {
+			if exchange.KindOf(err) != exchange.Invalid {
+				t.Fatalf("ParseCmd error of kind %v: %v", exchange.KindOf(err), err)
+			}
+			return
+		}
+		if cmd.Limit < 0 {
+			t.Fatalf("negative limit accepted: %d", cmd.Limit)
+		}
+		// What parses must survive a round trip unchanged: nothing is guessed.
+		b, _ := json.Marshal(cmd)
+		again, err := ParseCmd(b)
+		if err != nil || again.Dataset != cmd.Dataset || again.Purpose != cmd.Purpose || len(again.Filter) != len(cmd.Filter) {
+			t.Fatalf("round trip of %q: %+v, %v", data, again, err)
+		}
+	})
+}
