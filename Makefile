@@ -9,6 +9,9 @@ export GOFLAGS := -count=1
 GO ?= go
 PKGS ?= ./...
 TEST_TIMEOUT ?= 20m
+# Packages are tested one at a time: some tests stop and restart the shared Kafka broker or
+# ClickHouse (outage and crash tests), which would fail another package's test running at
+# the same moment.
 # KEEP_SERVICES=1 leaves the services running after `make test`, even those it started.
 KEEP_SERVICES ?=
 STARTED := .local/make-test.started
@@ -26,7 +29,7 @@ test:
 		  $(GO) build -o .local/testcheck ./deploy/local/testcheck && \
 		  echo "go vet $(PKGS)" && $(GO) vet $(PKGS) && \
 		  echo "go test $(PKGS)" && \
-		  $(GO) test -json -timeout $(TEST_TIMEOUT) $(PKGS) | .local/testcheck -summary $(SUMMARY) \
+		  $(GO) test -json -p 1 -timeout $(TEST_TIMEOUT) $(PKGS) | .local/testcheck -summary $(SUMMARY) \
 		) || status=$$?; \
 	else \
 		echo "make test: the services did not start (see the FAILED line above); no test was run"; \

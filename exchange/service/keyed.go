@@ -149,7 +149,7 @@ func (s *Service) keyed(ctx context.Context, c Caller, req exchange.Request, raw
 	}
 	d, t, err := s.dataset(req.Dataset)
 	if err != nil {
-		return refuse(exchange.Decision{}, err)
+		return refuse(s.unserved(ctx, req, err))
 	}
 	if err := checkColumns(d, req.Columns); err != nil {
 		return refuse(exchange.Decision{}, err)

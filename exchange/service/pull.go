@@ -104,7 +104,7 @@ func (s *Service) Open(ctx context.Context, c Caller, cmd exchange.PullCmd) (*Gr
 	}
 	d, t, err := s.dataset(cmd.Dataset)
 	if err != nil {
-		return refuse(exchange.Decision{}, err)
+		return refuse(s.unserved(ctx, req, err))
 	}
 	if err := checkColumns(d, cmd.Columns); err != nil {
 		return refuse(exchange.Decision{}, err)
@@ -163,6 +163,17 @@ func (s *Service) count(ctx context.Context, snap *store.Snapshot, g *Grant) (in
 		return 0, invalid("invalid_cursor", "the since cursor cannot be read")
 	}
 	return snap.CountChanges(ctx, since, g.Filter)
+}
+
+// unserved answers a request for a dataset the exchange does not serve. The policy
+// still speaks first: a dataset the sharing catalog lists as not shared (不予共享) is
+// denied with its legal basis, not as unknown.
+func (s *Service) unserved(ctx context.Context, req exchange.Request, notFound error) (exchange.Decision, error) {
+	dec := s.policy.Decide(ctx, req)
+	if !dec.Allow && len(dec.Reasons) > 0 && dec.Reasons[0].Code != "unknown_dataset" && dec.Reasons[0].Code != "policy_error" {
+		return dec, exchange.Denied(dec)
+	}
+	return exchange.Decision{Revision: dec.Revision}, notFound
 }
 
 func (s *Service) dataset(id string) (*schemas.Dataset, *store.Table, error) {

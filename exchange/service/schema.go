@@ -31,7 +31,7 @@ func (s *Service) GrantSchema(g *Grant) (*arrow.Schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := store.Spec{Columns: g.Columns, Masks: g.Masks}
+	spec := store.Spec{Columns: g.Columns, Masks: g.Masks, MaskKey: s.departmentMaskKey(g.Subject.Department)}
 	snap := t.Snapshot()
 	defer snap.Release()
 	if g.Since != nil {

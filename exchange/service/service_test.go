@@ -223,3 +223,17 @@ func FuzzParseCmd(f *testing.F) {
 		}
 	})
 }
+
+func TestNotSharedDatasetCitesItsLegalBasis(t *testing.T) {
+	f := newFixture(t)
+	cmd := exchange.PullCmd{Dataset: "license.certificate", Purpose: "minimum-living-allowance-review"}
+	_, err := f.svc.Open(context.Background(), hz, cmd)
+	xe, ok := err.(*exchange.Error)
+	if !ok || xe.Kind != exchange.PermissionDenied || len(xe.Reasons) == 0 || xe.Reasons[0].Code != "not_shared" {
+		t.Fatalf("pull of a dataset shared with none: %v, want permission_denied not_shared", err)
+	}
+	cmd.Dataset = "population.people"
+	if _, err := f.svc.Open(context.Background(), hz, cmd); exchange.KindOf(err) != exchange.NotFound || !strings.Contains(err.Error(), "unknown_dataset") {
+		t.Fatalf("pull of an unknown dataset: %v", err)
+	}
+}
