@@ -24,6 +24,7 @@ import (
 
 	"govx/connectors/synth"
 	"govx/exchange"
+	"govx/exchange/server/servertest"
 	"govx/policies"
 	"govx/schemas/ident"
 )
@@ -201,7 +202,7 @@ func TestIntegrationPolicyRulesEndToEnd(t *testing.T) {
 	// pull pulls as subject and checks the column order of an allowed result.
 	pull := func(t *testing.T, subject string, cmd exchange.PullCmd, cols ...string) []map[string]string {
 		t.Helper()
-		rows, schema, _, err := pullRows(t, e.client(subject), cmd)
+		rows, schema, _, err := servertest.Pull(t, e.client(subject), cmd)
 		if err != nil {
 			t.Fatalf("%s: %v", subject, err)
 		}
@@ -218,7 +219,7 @@ func TestIntegrationPolicyRulesEndToEnd(t *testing.T) {
 	// the rule says it names.
 	deny := func(t *testing.T, subject string, cmd exchange.PullCmd, want string, mentions ...string) {
 		t.Helper()
-		_, _, _, err := pullRows(t, e.client(subject), cmd)
+		_, _, _, err := servertest.Pull(t, e.client(subject), cmd)
 		checkDenied(t, subject, err, want, mentions...)
 	}
 	person := func(region string) srcRow {
@@ -575,18 +576,7 @@ func (e *e2eEnv) pullHTTP(t *testing.T, subject string, cmd exchange.PullCmd, co
 	}
 	var rows []map[string]string
 	for rdr.Next() {
-		rec := rdr.Record()
-		for i := 0; i < int(rec.NumRows()); i++ {
-			row := map[string]string{}
-			for j, col := range rec.Columns() {
-				if col.IsNull(i) {
-					row[rec.ColumnName(j)] = "<null>"
-				} else {
-					row[rec.ColumnName(j)] = col.ValueStr(i)
-				}
-			}
-			rows = append(rows, row)
-		}
+		rows = servertest.Rows(rows, rdr.Record())
 	}
 	if err := rdr.Err(); err != nil {
 		t.Fatalf("%s: reading the HTTP stream: %v", subject, err)
@@ -596,7 +586,7 @@ func (e *e2eEnv) pullHTTP(t *testing.T, subject string, cmd exchange.PullCmd, co
 
 // cursor pulls as subject and returns the cursor of the version served.
 func (e *e2eEnv) cursor(subject string, cmd exchange.PullCmd) string {
-	_, _, cur, err := pullRows(e.t, e.client(subject), cmd)
+	_, _, cur, err := servertest.Pull(e.t, e.client(subject), cmd)
 	if err != nil || cur == "" {
 		e.t.Fatalf("%s: pull for a cursor: %q, %v", subject, cur, err)
 	}

@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/segmentio/kafka-go"
 
@@ -31,10 +30,9 @@ import (
 	"govx/connectors/examples"
 	_ "govx/connectors/sqlsrc"
 	"govx/connectors/synth"
-	"govx/exchange"
-	"govx/exchange/auth"
 	"govx/exchange/client"
 	"govx/exchange/server"
+	"govx/exchange/server/servertest"
 	"govx/internal/testenv"
 	"govx/policies"
 )
@@ -240,14 +238,7 @@ func (e *e2eEnv) token(subject string) string {
 	if tok, ok := e.tokens[subject]; ok {
 		return tok
 	}
-	subj, err := auth.ParseSubject(subject)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	tok, _, err := auth.OpenTokens(e.cfg.TokensFile).Issue(subj, "e2e test")
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	tok := servertest.Token(e.t, e.cfg.TokensFile, subject)
 	e.tokens[subject] = tok
 	return tok
 }
@@ -324,28 +315,6 @@ func TestIntegrationPyarrow(t *testing.T) {
 			t.Errorf("audit log in ClickHouse: %d %s, want at least %d", n, c.what, c.min)
 		}
 	}
-}
-
-// pullRows pulls over Flight with the Go client and returns the rows as column → value
-// text ("<null>" for null), the schema and the cursor.
-func pullRows(t *testing.T, c *client.Client, cmd exchange.PullCmd) ([]map[string]string, *arrow.Schema, string, error) {
-	t.Helper()
-	var rows []map[string]string
-	res, err := c.Pull(context.Background(), cmd, nil, func(rec arrow.Record) error {
-		for i := 0; i < int(rec.NumRows()); i++ {
-			row := map[string]string{}
-			for j, col := range rec.Columns() {
-				if col.IsNull(i) {
-					row[rec.ColumnName(j)] = "<null>"
-				} else {
-					row[rec.ColumnName(j)] = col.ValueStr(i)
-				}
-			}
-			rows = append(rows, row)
-		}
-		return nil
-	})
-	return rows, res.Schema, res.Cursor, err
 }
 
 // codes is the error's stable code followed by its policy reason codes, comma-joined;

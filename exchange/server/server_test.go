@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/flight"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"google.golang.org/grpc"
@@ -25,6 +24,7 @@ import (
 	"govx/exchange"
 	"govx/exchange/auth"
 	"govx/exchange/client"
+	"govx/exchange/server/servertest"
 	"govx/internal/testenv"
 	"govx/policies"
 )
@@ -91,14 +91,7 @@ func (te *testExchange) token(subject string) string {
 	if tok, ok := te.tokens[subject]; ok {
 		return tok
 	}
-	subj, err := auth.ParseSubject(subject)
-	if err != nil {
-		te.t.Fatal(err)
-	}
-	tok, _, err := auth.OpenTokens(te.cfg.TokensFile).Issue(subj, "test")
-	if err != nil {
-		te.t.Fatal(err)
-	}
+	tok := servertest.Token(te.t, te.cfg.TokensFile, subject)
 	te.tokens[subject] = tok
 	return tok
 }
@@ -110,27 +103,6 @@ func (te *testExchange) client(subject string) *client.Client {
 	}
 	te.t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// pull returns the rows of a pull as maps of column → value text, and the cursor.
-func pull(t *testing.T, c *client.Client, cmd exchange.PullCmd) ([]map[string]string, *arrow.Schema, string, error) {
-	t.Helper()
-	var rows []map[string]string
-	res, err := c.Pull(context.Background(), cmd, nil, func(rec arrow.Record) error {
-		for i := 0; i < int(rec.NumRows()); i++ {
-			row := map[string]string{}
-			for j, col := range rec.Columns() {
-				if col.IsNull(i) {
-					row[rec.ColumnName(j)] = "<null>"
-				} else {
-					row[rec.ColumnName(j)] = col.ValueStr(i)
-				}
-			}
-			rows = append(rows, row)
-		}
-		return nil
-	})
-	return rows, res.Schema, res.Cursor, err
 }
 
 func codeOf(err error) string {
@@ -178,7 +150,7 @@ func TestIntegrationExchange(t *testing.T) {
 	var hzRows []map[string]string
 	var hzCursor string
 	t.Run("granted pull: agreement columns, masks, own city only", func(t *testing.T) {
-		rows, schema, cursor, err := pull(t, hz, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
+		rows, schema, cursor, err := servertest.Pull(t, hz, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +187,7 @@ func TestIntegrationExchange(t *testing.T) {
 	})
 
 	t.Run("another city's department sees only its city", func(t *testing.T) {
-		rows, _, _, err := pull(t, nj, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
+		rows, _, _, err := servertest.Pull(t, nj, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +209,7 @@ func TestIntegrationExchange(t *testing.T) {
 	})
 
 	t.Run("no agreement: permission denied with the policy's reason", func(t *testing.T) {
-		_, _, _, err := pull(t, te.client("zj-3205/housing"), exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
+		_, _, _, err := servertest.Pull(t, te.client("zj-3205/housing"), exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
 		if got := codeOf(err); !strings.Contains(got, "permission_denied") || !strings.Contains(got, "no_agreement") {
 			t.Fatalf("error %v (%s), want permission_denied with no_agreement", err, got)
 		}
@@ -292,7 +264,7 @@ func TestIntegrationExchange(t *testing.T) {
 		if err != nil || match["name"] {
 			t.Fatalf("wrong name: %v, %v", match, err)
 		}
-		_, _, _, err = pull(t, wj, exchange.PullCmd{Dataset: "population.person", Purpose: "birth-certificate-issuance"})
+		_, _, _, err = servertest.Pull(t, wj, exchange.PullCmd{Dataset: "population.person", Purpose: "birth-certificate-issuance"})
 		if got := codeOf(err); !strings.Contains(got, "permission_denied") {
 			t.Fatalf("a verify-only agreement allowed a read: %v", err)
 		}
@@ -311,7 +283,7 @@ func TestIntegrationExchange(t *testing.T) {
 				Filter: []exchange.Filter{{Column: "birth_date", Op: "lt", Value: 19900101}}}, "invalid_filter"},
 			{"unknown purpose", exchange.PullCmd{Dataset: "population.person", Purpose: "curiosity"}, "permission_denied"},
 		} {
-			_, _, _, err := pull(t, hz, tt.cmd)
+			_, _, _, err := servertest.Pull(t, hz, tt.cmd)
 			if got := codeOf(err); !strings.HasPrefix(got, tt.want) {
 				t.Errorf("%s: got %s (%v), want %s", tt.name, got, err, tt.want)
 			}
@@ -417,7 +389,7 @@ func TestIntegrationExchange(t *testing.T) {
 		if _, err := c.Catalog(ctx); codeOf(err) != "unauthenticated" {
 			t.Fatalf("revoked token: %v", err)
 		}
-		if _, _, _, err := pull(t, c, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao}); codeOf(err) != "unauthenticated" {
+		if _, _, _, err := servertest.Pull(t, c, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao}); codeOf(err) != "unauthenticated" {
 			t.Fatalf("revoked token over Flight: %v", err)
 		}
 	})
@@ -437,11 +409,11 @@ func TestIntegrationExchange(t *testing.T) {
 		}
 		os.WriteFile(file, []byte(edited), 0o644)
 		waitFor(t, "a new policy revision", 30*time.Second, func() bool { return te.x.Policy().Revision() != rev })
-		_, _, _, err = pull(t, nj, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
+		_, _, _, err = servertest.Pull(t, nj, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
 		if got := codeOf(err); got != "max_rows_exceeded" {
 			t.Fatalf("after edit: %v, want max_rows_exceeded", err)
 		}
-		rows, _, _, err := pull(t, nj, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao, Limit: 10})
+		rows, _, _, err := servertest.Pull(t, nj, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao, Limit: 10})
 		if err != nil || len(rows) != 10 {
 			t.Fatalf("limit within max_rows: %d rows, %v", len(rows), err)
 		}
@@ -451,7 +423,7 @@ func TestIntegrationExchange(t *testing.T) {
 		if te.x.Policy().Revision() != good {
 			t.Fatal("a broken edit changed the revision")
 		}
-		if _, _, _, err = pull(t, nj, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao}); codeOf(err) != "max_rows_exceeded" {
+		if _, _, _, err = servertest.Pull(t, nj, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao}); codeOf(err) != "max_rows_exceeded" {
 			t.Fatalf("after a broken edit the decision changed: %v", err)
 		}
 		os.WriteFile(file, orig, 0o644)
@@ -484,7 +456,7 @@ func TestIntegrationExchange(t *testing.T) {
 			return !gone && rec["name"] == "改名"
 		})
 		checkChanges := func() {
-			rows, schema, _, err := pull(t, hz, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao, Since: hzCursor})
+			rows, schema, _, err := servertest.Pull(t, hz, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao, Since: hzCursor})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -501,7 +473,7 @@ func TestIntegrationExchange(t *testing.T) {
 			}
 		}
 		checkChanges()
-		before, _, _, err := pull(t, hz, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
+		before, _, _, err := servertest.Pull(t, hz, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -510,7 +482,7 @@ func TestIntegrationExchange(t *testing.T) {
 		}
 		te.stop()
 		te.start()
-		after, _, _, err := pull(t, hz, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
+		after, _, _, err := servertest.Pull(t, hz, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
 		if err != nil {
 			t.Fatal(err)
 		}

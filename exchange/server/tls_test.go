@@ -19,6 +19,7 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/client"
+	"govx/exchange/server/servertest"
 	"govx/internal/testenv"
 )
 
@@ -117,7 +118,7 @@ func TestIntegrationMutualTLS(t *testing.T) {
 	if err != nil || len(list) == 0 {
 		t.Fatalf("catalog with a client certificate: %v, %v", list, err)
 	}
-	rows, _, _, err := pull(t, c, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
+	rows, _, _, err := servertest.Pull(t, c, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
 	if err != nil {
 		t.Fatalf("Flight pull with a client certificate: %v", err)
 	}
@@ -138,7 +139,7 @@ func TestIntegrationMutualTLS(t *testing.T) {
 	if _, err := anon.Catalog(ctx); codeOf(err) != "unauthenticated" {
 		t.Fatalf("TLS without a certificate or token: %v", err)
 	}
-	if _, _, _, err := pull(t, anon, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao}); codeOf(err) != "unauthenticated" {
+	if _, _, _, err := servertest.Pull(t, anon, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao}); codeOf(err) != "unauthenticated" {
 		t.Fatalf("Flight over TLS without a certificate or token: %v", err)
 	}
 }
