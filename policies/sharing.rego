@@ -118,6 +118,9 @@ denial := reason("unknown_action", sprintf("action %v is not one of read, change
 } else := r if {
 	entry.share == "conditional"
 	r := conditional_denial
+} else := reason("verify_masked", sprintf("verifying %v would reveal values %v shares only masked; verifying them needs an agreement (共享协议) that grants verify", [concat(", ", masked_verify_columns), input.resource.dataset])) if {
+	entry.share == "unconditional"
+	verify_masked
 } else := reason("unknown_share_type", sprintf("dataset %v has share type %v, which the policy does not know; deny by default", [input.resource.dataset, entry.share])) if {
 	not entry.share in {"conditional", "unconditional"}
 }
@@ -209,7 +212,18 @@ max_rows := terms.max_rows if {
 grant_ok if {
 	entry.share == "unconditional"
 	count(unknown_columns) == 0
+	not verify_masked
 }
+
+# Verifying claims against a value the caller may see only masked would reveal it one
+# guess at a time (a birth year in a few hundred tries): on an unconditional dataset,
+# verify covers masked columns only under an agreement that grants verify.
+masked_verify_columns := [c | some c in granted_columns; masks[c]] if {
+	input.action == "verify"
+	not agreement
+}
+
+verify_masked if count(masked_verify_columns) > 0
 
 # The agreement covers every column asked for, and policy check keeps an agreement's
 # columns within the dataset's schema (the engine rejects any other column too).

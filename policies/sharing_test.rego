@@ -241,6 +241,22 @@ test_unconditional_agreement_unmasks if {
 	m.masks == {"legal_rep_id_number": "id_card", "legal_rep_name": "name"}
 }
 
+test_unconditional_verify_of_masked_columns_needs_an_agreement if {
+	d := sharing.decision with input as req("zj-3205", "", "verify", "legal_entity.organization", ["legal_rep_id_number"], "")
+	not d.allow
+	d.reasons[0].code == "verify_masked"
+	contains(d.reasons[0].message, "legal_rep_id_number")
+
+	# Columns the caller may read unmasked anyway may be verified.
+	p := sharing.decision with input as req("zj-3205", "", "verify", "legal_entity.organization", ["uscc", "status"], "")
+	p.allow
+
+	# An agreement that grants verify covers its masked columns.
+	a := sharing.decision with input as req("sw-33", "", "verify", "legal_entity.organization", ["legal_rep_id_number"], "tax-registration-check")
+	a.allow
+	a.agreement == "AGR-2026-0006"
+}
+
 test_unconditional_ignores_agreement_for_other_action if {
 	d := sharing.decision with input as req("sw-33", "", "discover", "legal_entity.organization", [], "")
 	d.allow

@@ -44,6 +44,25 @@ func ParseSubject(s string) (exchange.Subject, error) {
 	return exchange.Subject{Department: dept, System: system}, nil
 }
 
+// Subject authenticates a request, the same way for Flight and HTTP: a client
+// certificate the TLS layer verified (verified chains, leaf first) names the subject;
+// without one, the bearer token in authorization ("Bearer <token>") does. Neither is
+// ErrUnauthenticated: there is no anonymous access.
+func (t *Tokens) Subject(authorization string, verified [][]*x509.Certificate) (exchange.Subject, error) {
+	if len(verified) > 0 && len(verified[0]) > 0 {
+		subj, err := CertSubject(verified[0][0])
+		if err != nil {
+			return exchange.Subject{}, &exchange.Error{Kind: exchange.Unauthenticated, Code: "unauthenticated", Message: err.Error()}
+		}
+		return subj, nil
+	}
+	token, ok := strings.CutPrefix(authorization, "Bearer ")
+	if !ok {
+		return exchange.Subject{}, ErrUnauthenticated
+	}
+	return t.Authenticate(strings.TrimSpace(token))
+}
+
 // CertSubject maps a verified client certificate to a subject: the certificate's
 // common name is "DEPT/SYSTEM" (or "DEPT"). The TLS layer has already verified the chain
 // against the exchange's client CA; this only reads the identity.

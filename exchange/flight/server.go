@@ -11,8 +11,10 @@ package flight
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 
@@ -73,34 +75,34 @@ func (s *Server) Shutdown() { s.srv.Shutdown() }
 
 type callerKey struct{}
 
-func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
+func (s *Server) authenticate(ctx context.Context, method string) (context.Context, error) {
 	c := service.Caller{}
+	var verified [][]*x509.Certificate
 	if p, ok := peer.FromContext(ctx); ok {
 		c.ClientAddr = p.Addr.String()
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
-			subj, err := auth.CertSubject(ti.State.VerifiedChains[0][0])
-			if err != nil {
-				return nil, status.Error(codes.Unauthenticated, err.Error())
-			}
-			c.Subject = subj
-			return context.WithValue(ctx, callerKey{}, c), nil
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			verified = ti.State.VerifiedChains
 		}
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	var token string
-	if v := md.Get("authorization"); len(v) == 1 {
-		token, _ = strings.CutPrefix(v[0], "Bearer ")
+	var authorization string
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("authorization")) == 1 {
+		authorization = md.Get("authorization")[0]
 	}
-	subj, err := s.tokens.Authenticate(token)
+	subj, err := s.tokens.Subject(authorization, verified)
 	if err != nil {
-		return nil, toStatus(err)
+		// A failed authentication is an access attempt too: audited, then refused.
+		action := exchange.ActionRead
+		if strings.HasSuffix(method, "/ListFlights") {
+			action = exchange.ActionDiscover
+		}
+		return nil, toStatus(s.svc.Rejected(ctx, c, action, "", err))
 	}
 	c.Subject = subj
 	return context.WithValue(ctx, callerKey{}, c), nil
 }
 
 func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := s.authenticate(ctx)
+	ctx, err := s.authenticate(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +117,7 @@ type authedStream struct {
 func (a authedStream) Context() context.Context { return a.ctx }
 
 func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := s.authenticate(ss.Context())
+	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
@@ -166,7 +168,7 @@ func (s *Server) GetFlightInfo(ctx context.Context, desc *flight.FlightDescripto
 	c := callerOf(ctx)
 	cmd, err := parseDescriptor(desc)
 	if err != nil {
-		return nil, toStatus(s.svc.Rejected(ctx, c, cmd.Dataset, err))
+		return nil, toStatus(s.svc.Rejected(ctx, c, exchange.ActionRead, cmd.Dataset, err))
 	}
 	g, err := s.svc.Open(ctx, c, cmd)
 	if err != nil {
@@ -194,7 +196,7 @@ func (s *Server) GetSchema(ctx context.Context, desc *flight.FlightDescriptor) (
 	c := callerOf(ctx)
 	cmd, err := parseDescriptor(desc)
 	if err != nil {
-		return nil, toStatus(s.svc.Rejected(ctx, c, cmd.Dataset, err))
+		return nil, toStatus(s.svc.Rejected(ctx, c, exchange.ActionRead, cmd.Dataset, err))
 	}
 	schema, err := s.svc.Schema(ctx, c, cmd)
 	if err != nil {
@@ -275,6 +277,7 @@ func toStatus(err error) error {
 	}
 	var xe *exchange.Error
 	if !errors.As(err, &xe) {
+		slog.Error("flight: internal error", "err", err)
 		return status.Error(codes.Internal, "internal error; the exchange logged it")
 	}
 	code := codes.Internal

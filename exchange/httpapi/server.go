@@ -9,6 +9,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -71,11 +72,11 @@ func New(svc *service.Service, tokens *auth.Tokens, ready func() bool, reg *prom
 		io.WriteString(w, "ready\n")
 	})
 	h.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	h.route("GET /v1/catalog", "catalog", h.catalog)
-	h.route("GET /v1/datasets/{id}", "dataset", h.dataset)
-	h.route("POST /v1/datasets/{id}/pull", "pull", h.pull)
-	h.route("POST /v1/datasets/{id}/lookup", "lookup", h.lookup)
-	h.route("POST /v1/datasets/{id}/verify", "verify", h.verify)
+	h.route("GET /v1/catalog", "catalog", exchange.ActionDiscover, h.catalog)
+	h.route("GET /v1/datasets/{id}", "dataset", exchange.ActionDiscover, h.dataset)
+	h.route("POST /v1/datasets/{id}/pull", "pull", exchange.ActionRead, h.pull)
+	h.route("POST /v1/datasets/{id}/lookup", "lookup", exchange.ActionLookup, h.lookup)
+	h.route("POST /v1/datasets/{id}/verify", "verify", exchange.ActionVerify, h.verify)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, exchange.E(exchange.NotFound, "no_route", "no such endpoint: "+r.Method+" "+r.URL.Path+"; see docs/errors.md and the README"))
 	})
@@ -97,7 +98,7 @@ func (s *statusWriter) Flush() {
 }
 
 // route authenticates every API call before its handler runs: no anonymous access.
-func (h *Handler) route(pattern, name string, fn func(http.ResponseWriter, *http.Request, service.Caller)) {
+func (h *Handler) route(pattern, name string, action exchange.Action, fn func(http.ResponseWriter, *http.Request, service.Caller)) {
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
@@ -107,7 +108,8 @@ func (h *Handler) route(pattern, name string, fn func(http.ResponseWriter, *http
 		}()
 		c, err := h.caller(r)
 		if err != nil {
-			writeError(sw, err)
+			// A failed authentication is an access attempt too: audited, then refused.
+			writeError(sw, h.svc.Rejected(r.Context(), c, action, r.PathValue("id"), err))
 			return
 		}
 		fn(sw, r, c)
@@ -116,24 +118,13 @@ func (h *Handler) route(pattern, name string, fn func(http.ResponseWriter, *http
 
 func (h *Handler) caller(r *http.Request) (service.Caller, error) {
 	c := service.Caller{ClientAddr: r.RemoteAddr}
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		subj, err := auth.CertSubject(r.TLS.VerifiedChains[0][0])
-		if err != nil {
-			return c, exchange.E(exchange.Unauthenticated, "unauthenticated", err.Error())
-		}
-		c.Subject = subj
-		return c, nil
+	var verified [][]*x509.Certificate
+	if r.TLS != nil {
+		verified = r.TLS.VerifiedChains
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return c, auth.ErrUnauthenticated
-	}
-	subj, err := h.tokens.Authenticate(strings.TrimSpace(token))
-	if err != nil {
-		return c, err
-	}
+	subj, err := h.tokens.Subject(r.Header.Get("Authorization"), verified)
 	c.Subject = subj
-	return c, nil
+	return c, err
 }
 
 func (h *Handler) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
@@ -177,7 +168,7 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request, c service.Caller)
 		err = exchange.E(exchange.Invalid, "dataset_mismatch", "the body names dataset "+strconv.Quote(cmd.Dataset)+" but the URL "+strconv.Quote(id))
 	}
 	if err != nil {
-		writeError(w, h.svc.Rejected(ctx, c, id, err))
+		writeError(w, h.svc.Rejected(ctx, c, exchange.ActionRead, id, err))
 		return
 	}
 	cmd.Dataset = id
@@ -293,7 +284,7 @@ func (h *Handler) lookup(w http.ResponseWriter, r *http.Request, c service.Calle
 		cmd, err = service.ParseLookup(b)
 	}
 	if err != nil {
-		writeError(w, h.svc.Rejected(r.Context(), c, id, err))
+		writeError(w, h.svc.Rejected(r.Context(), c, exchange.ActionLookup, id, err))
 		return
 	}
 	rec, err := h.svc.Lookup(r.Context(), c, id, cmd)
@@ -312,7 +303,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request, c service.Calle
 		cmd, err = service.ParseVerify(b)
 	}
 	if err != nil {
-		writeError(w, h.svc.Rejected(r.Context(), c, id, err))
+		writeError(w, h.svc.Rejected(r.Context(), c, exchange.ActionVerify, id, err))
 		return
 	}
 	match, err := h.svc.Verify(r.Context(), c, id, cmd)
@@ -358,6 +349,7 @@ func writeError(w http.ResponseWriter, err error) {
 	} else if errors.Is(err, context.Canceled) {
 		body.Error.Code, body.Error.Message = "cancelled", "the request was cancelled"
 	} else {
+		slog.Error("http: internal error", "err", err)
 		body.Error.Code, body.Error.Message = "internal", "internal error; the exchange logged it"
 	}
 	if body.Error.Code == "unauthenticated" {

@@ -34,6 +34,7 @@ import (
 	"hash"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"govx/schemas/ident"
@@ -290,9 +291,6 @@ func appendPhone(dst []byte, s string) []byte {
 	return dst
 }
 
-// county-level suffixes the address heuristic cuts after.
-const countySuffixes = "区县市旗"
-
 func appendAddress(dst []byte, s, region string) []byte {
 	if region != "" {
 		if r, ok := ident.LookupRegion(region); ok && r.CityCode != "" && r.Code != r.CityCode {
@@ -301,24 +299,58 @@ func appendAddress(dst []byte, s, region string) []byte {
 			}
 		}
 	}
-	if i := strings.Index(s, "市"); i >= 0 {
-		after := i + len("市")
-		if j := strings.IndexAny(s[after:], countySuffixes); j >= 0 {
-			_, size := utf8.DecodeRuneInString(s[after+j:])
-			return appendValid(dst, s[:after+j+size])
-		}
-		return appendValid(dst, s[:after])
-	}
-	if j := strings.IndexAny(s, "县旗"); j >= 0 {
-		_, size := utf8.DecodeRuneInString(s[j:])
-		return appendValid(dst, s[:j+size])
-	}
-	for _, p := range []string{"自治区", "省"} {
-		if i := strings.Index(s, p); i >= 0 {
-			return appendValid(dst, s[:i+len(p)])
-		}
+	if n := adminPrefix(s); n > 0 {
+		return appendValid(dst, s[:n])
 	}
 	return append(dst, "***"...)
+}
+
+// adminPrefix returns the length of the administrative divisions at the start of an
+// address (省/自治区, 市, then 区/县/旗 or a county-level 市), the part an address mask
+// keeps. Each division is read only if its name is short and holds nothing street-like:
+// a suffix found further along ("…路100号市民中心", "…春晓小区") belongs to the street
+// and would leak it.
+func adminPrefix(s string) int {
+	end, cities := 0, 0
+	for {
+		n, unit := nextDivision(s[end:])
+		if n == 0 {
+			return end
+		}
+		end += n
+		switch unit {
+		case "区", "县", "旗":
+			return end
+		case "市":
+			if cities++; cities == 2 {
+				return end // a county-level city within its prefecture (杭州市建德市)
+			}
+		}
+	}
+}
+
+// divisionSuffixes end a division name, longest first.
+var divisionSuffixes = []string{"自治区", "自治州", "省", "市", "区", "县", "旗", "盟"}
+
+// streetRunes mark the part of an address below the county.
+const streetRunes = "路街道巷弄号村镇乡幢栋楼室里小"
+
+func nextDivision(s string) (int, string) {
+	runes := 0
+	for i, r := range s {
+		if runes > 0 {
+			for _, suf := range divisionSuffixes {
+				if strings.HasPrefix(s[i:], suf) {
+					return i + len(suf), suf
+				}
+			}
+		}
+		if runes == 8 || unicode.IsDigit(r) || strings.ContainsRune(streetRunes, r) {
+			return 0, ""
+		}
+		runes++
+	}
+	return 0, ""
 }
 
 func appendYear(dst []byte, s string) []byte {

@@ -47,6 +47,12 @@ func TestStringMasks(t *testing.T) {
 		{Address, "浙江省淳安县千岛湖镇1号", "", "浙江省淳安县"},
 		{Address, "浙江省某地某路", "", "浙江省"},
 		{Address, "某路1号", "", "***"},
+		// A county-level suffix further along belongs to the street: never cut there.
+		{Address, "杭州市文三路100号市民中心5楼", "", "杭州市"},
+		{Address, "杭州市古墩路春晓小区3幢", "", "杭州市"},
+		{Address, "杭州市春晓小区3幢", "", "杭州市"},
+		{Address, "内蒙古自治区阿拉善左旗巴彦浩特镇市场路1号", "", "内蒙古自治区阿拉善左旗"},
+		{Address, "浙江省杭州市西湖区文三路123号", "999999", "浙江省杭州市西湖区"},
 		{Year, "1990-01-01", "", "1990"},
 		{Year, "2024-09-30T12:00:00Z", "", "2024"},
 		{Year, "2024", "", "2024"},

@@ -121,7 +121,8 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	}
 	x.tokens = auth.OpenTokens(cfg.TokensFile)
 	svcOpts := []service.Option{service.WithLogger(o.log), service.WithAllocator(o.mem), service.WithClock(o.clock),
-		service.WithTicketTTL(cfg.TicketTTL), service.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst)}
+		service.WithTicketTTL(cfg.TicketTTL), service.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
+		service.WithCursorEpoch(x.cluster)}
 	svc, err := service.New(cat, x.tables, x.policy, x.spool, secret, svcOpts...)
 	if err != nil {
 		return nil, err
@@ -147,7 +148,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	x.cancel = cancel
 	x.flight = xflight.New(svc, x.tokens, tlsConfig, o.mem)
 	x.http = &http.Server{Handler: httpapi.New(svc, x.tokens, x.IsReady, reg, o.log), TLSConfig: tlsConfig,
-		ReadHeaderTimeout: 10 * time.Second}
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	x.goRun("flight", func() error { return x.flight.Serve(x.flightLn) })
 	x.goRun("http", func() error {
 		var err error

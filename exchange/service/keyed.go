@@ -45,7 +45,6 @@ func keyText(d *schemas.Dataset, raw json.RawMessage) (string, []string, error) 
 		return "", nil, bad
 	}
 	rec := map[string]any{}
-	var shown []string
 	for i, name := range d.Key {
 		f, _ := d.Field(name)
 		v, err := f.Normalize(parts[i])
@@ -53,7 +52,6 @@ func keyText(d *schemas.Dataset, raw json.RawMessage) (string, []string, error) 
 			return "", nil, bad
 		}
 		rec[name] = v
-		shown = append(shown, fmt.Sprint(v))
 	}
 	k, err := d.RecordKey(rec)
 	if err != nil {
@@ -76,11 +74,10 @@ func (s *Service) Lookup(ctx context.Context, c Caller, dataset string, cmd exch
 	started := time.Now()
 	req := exchange.Request{Subject: c.Subject, Action: exchange.ActionLookup, Dataset: dataset,
 		Columns: cmd.Columns, Purpose: cmd.Purpose, CaseRef: cmd.CaseRef, Time: s.now()}
-	g, rec, err := s.keyed(ctx, c, req, cmd.Key)
+	g, d, rec, err := s.keyed(ctx, c, req, cmd.Key)
 	if err != nil {
 		return nil, err
 	}
-	d, _, _ := s.dataset(dataset)
 	opts := mask.Options{Key: s.departmentMaskKey(c.Subject.Department), Region: regionOf(d, rec)}
 	out := make(map[string]any, len(g.Columns))
 	for _, col := range g.Columns {
@@ -108,11 +105,10 @@ func (s *Service) Verify(ctx context.Context, c Caller, dataset string, cmd exch
 	sort.Strings(cols)
 	req := exchange.Request{Subject: c.Subject, Action: exchange.ActionVerify, Dataset: dataset,
 		Columns: cols, Purpose: cmd.Purpose, CaseRef: cmd.CaseRef, Time: s.now()}
-	_, rec, err := s.keyed(ctx, c, req, cmd.Key)
+	_, d, rec, err := s.keyed(ctx, c, req, cmd.Key)
 	if err != nil {
 		return nil, err
 	}
-	d, _, _ := s.dataset(dataset)
 	out := make(map[string]bool, len(cols))
 	for _, col := range cols {
 		f, _ := d.Field(col)
@@ -134,38 +130,27 @@ func equalValues(a, b any) bool {
 }
 
 // keyed decides and audits a lookup or verify, then finds the record within the
-// caller's row scope.
-func (s *Service) keyed(ctx context.Context, c Caller, req exchange.Request, rawKey json.RawMessage) (*Grant, map[string]any, error) {
+// caller's row scope. The key is read first, so that even a refusal records which
+// record was asked for.
+func (s *Service) keyed(ctx context.Context, c Caller, req exchange.Request, rawKey json.RawMessage) (*Grant, *schemas.Dataset, map[string]any, error) {
 	rid := newRequestID()
 	var keys []string
-	refuse := func(dec exchange.Decision, err error) (*Grant, map[string]any, error) {
+	refuse := func(dec exchange.Decision, err error) (*Grant, *schemas.Dataset, map[string]any, error) {
 		if aerr := s.auditDecision(ctx, c, rid, req, dec, keys, err); aerr != nil {
-			return nil, nil, aerr
+			return nil, nil, nil, aerr
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if err := s.admit(c); err != nil {
-		return refuse(exchange.Decision{}, err)
+	var key string
+	if d, ok := s.cat.Dataset(req.Dataset); ok {
+		var err error
+		if key, keys, err = keyText(d, rawKey); err != nil {
+			return refuse(exchange.Decision{}, err)
+		}
 	}
-	d, t, err := s.dataset(req.Dataset)
+	d, t, dec, err := s.decide(ctx, c, req)
 	if err != nil {
-		return refuse(s.unserved(ctx, req, err))
-	}
-	if err := checkColumns(d, req.Columns); err != nil {
-		return refuse(exchange.Decision{}, err)
-	}
-	key, keys, err := keyText(d, rawKey)
-	if err != nil {
-		return refuse(exchange.Decision{}, err)
-	}
-	dec := s.policy.Decide(ctx, req)
-	if !dec.Allow {
-		return refuse(dec, exchange.Denied(dec))
-	}
-	if err := checkDecision(d, dec); err != nil {
-		s.log.Error("malformed policy decision", "err", err, "dataset", d.ID)
-		return refuse(exchange.Decision{Revision: dec.Revision}, &exchange.Error{Kind: exchange.PermissionDenied, Code: "policy_error",
-			Message: "the sharing policy returned a decision the exchange cannot apply; ask the data steward", Err: err})
+		return refuse(dec, err)
 	}
 	snap := t.Snapshot()
 	rec, found, err := snap.LookupScoped(key, dec.RowFilter)
@@ -177,12 +162,12 @@ func (s *Service) keyed(ctx context.Context, c Caller, req exchange.Request, raw
 		return refuse(dec, exchange.E(exchange.NotFound, "not_found", "no record with that key in your scope"))
 	}
 	if err := s.auditDecision(ctx, c, rid, req, dec, keys, nil); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	g := &Grant{RequestID: rid, Subject: c.Subject, ClientAddr: c.ClientAddr, Action: req.Action, Dataset: d.ID,
 		Columns: dec.Columns, Masks: dec.Masks, Purpose: req.Purpose, CaseRef: req.CaseRef, Keys: keys,
 		Agreement: dec.Agreement, Revision: dec.Revision}
-	return g, rec, nil
+	return g, d, rec, nil
 }
 
 // regionOf returns the record's region code (its first region_code-checked field), the

@@ -7,8 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/apache/arrow/go/v17/arrow"
 
@@ -77,8 +81,11 @@ const (
 	cursorPurpose = "govx-cursor-v1"
 )
 
+// sealedCursor is what a cursor carries: the dataset, the store's epoch (the Kafka
+// cluster its offsets belong to) and the per-partition positions.
 type sealedCursor struct {
 	Dataset string `json:"ds"`
+	Epoch   string `json:"e,omitempty"`
 	Cursor  []byte `json:"c"`
 }
 
@@ -86,6 +93,11 @@ type sealedCursor struct {
 // size against max_rows, and durably audits the decision. Only an allowed, audited
 // request returns a Grant.
 func (s *Service) Open(ctx context.Context, c Caller, cmd exchange.PullCmd) (*Grant, error) {
+	return s.open(ctx, c, cmd, true)
+}
+
+// open is Open; count false skips the size check, for GetSchema, which sends no rows.
+func (s *Service) open(ctx context.Context, c Caller, cmd exchange.PullCmd, count bool) (*Grant, error) {
 	action := exchange.ActionRead
 	if cmd.Since != "" {
 		action = exchange.ActionChanges
@@ -99,33 +111,20 @@ func (s *Service) Open(ctx context.Context, c Caller, cmd exchange.PullCmd) (*Gr
 		}
 		return nil, err
 	}
-	if err := s.admit(c); err != nil {
-		return refuse(exchange.Decision{}, err)
-	}
-	d, t, err := s.dataset(cmd.Dataset)
-	if err != nil {
-		return refuse(s.unserved(ctx, req, err))
-	}
-	if err := checkColumns(d, cmd.Columns); err != nil {
-		return refuse(exchange.Decision{}, err)
-	}
 	var since []byte
 	if cmd.Since != "" {
 		var sc sealedCursor
-		if err := s.signer.Open(cursorPurpose, cmd.Since, &sc); err != nil || sc.Dataset != d.ID {
-			return refuse(exchange.Decision{}, invalid("invalid_cursor", "the since cursor is not one this exchange issued for "+d.ID+"; use the cursor a previous pull returned"))
+		if err := s.signer.Open(cursorPurpose, cmd.Since, &sc); err != nil || sc.Dataset != cmd.Dataset {
+			return refuse(exchange.Decision{}, invalid("invalid_cursor", "the since cursor is not one this exchange issued for "+quote(cmd.Dataset)+"; use the cursor a previous pull returned"))
+		}
+		if sc.Epoch != s.epoch {
+			return refuse(exchange.Decision{}, invalid("invalid_cursor", "the since cursor predates a rebuild of the exchange's store from another Kafka cluster; do a full pull for a new cursor"))
 		}
 		since = sc.Cursor
 	}
-	dec := s.policy.Decide(ctx, req)
-	if !dec.Allow {
-		return refuse(dec, exchange.Denied(dec))
-	}
-	if err := checkDecision(d, dec); err != nil {
-		// A decision naming what the schema lacks is a policy bug: fail closed.
-		s.log.Error("malformed policy decision", "err", err, "dataset", d.ID)
-		return refuse(exchange.Decision{Revision: dec.Revision}, &exchange.Error{Kind: exchange.PermissionDenied, Code: "policy_error",
-			Message: "the sharing policy returned a decision the exchange cannot apply; ask the data steward", Err: err})
+	d, t, dec, err := s.decide(ctx, c, req)
+	if err != nil {
+		return refuse(dec, err)
 	}
 	g := &Grant{
 		RequestID: rid, Subject: c.Subject, ClientAddr: c.ClientAddr, Action: action, Dataset: d.ID,
@@ -133,26 +132,120 @@ func (s *Service) Open(ctx context.Context, c Caller, cmd exchange.PullCmd) (*Gr
 		Limit: cmd.Limit, MaxRows: dec.MaxRows, Since: since, Purpose: cmd.Purpose, CaseRef: cmd.CaseRef,
 		Agreement: dec.Agreement, Revision: dec.Revision,
 	}
-	// Count before anything leaves: an oversize result is refused, never truncated,
-	// and a wrongly typed filter value is caught here.
-	snap := t.Snapshot()
-	n, err := s.count(ctx, snap, g)
-	snap.Release()
-	if err != nil {
-		return refuse(dec, err)
-	}
-	if g.Limit > 0 && n > g.Limit {
-		n = g.Limit
-	}
-	if g.MaxRows > 0 && n > g.MaxRows {
-		return refuse(dec, exchange.E(exchange.ResourceExhausted, "max_rows_exceeded",
-			fmt.Sprintf("the result has %d rows, more than the %d rows your agreement %s allows per request; narrow the filter or set a limit", n, g.MaxRows, dec.Agreement)))
+	if count {
+		// Count before anything leaves: an oversize result is refused, never truncated,
+		// and a wrongly typed filter value is caught here.
+		snap := t.Snapshot()
+		n, err := s.count(ctx, snap, g)
+		snap.Release()
+		if err != nil {
+			return refuse(dec, err)
+		}
+		if g.Limit > 0 && n > g.Limit {
+			n = g.Limit
+		}
+		if g.MaxRows > 0 && n > g.MaxRows {
+			// The count itself stays out of the message: it would answer questions the
+			// rows are not allowed to.
+			return refuse(dec, exchange.E(exchange.ResourceExhausted, "max_rows_exceeded",
+				fmt.Sprintf("the result has more than the %d rows your agreement %s allows per request; narrow the filter or set a limit", g.MaxRows, dec.Agreement)))
+		}
 	}
 	if err := s.auditDecision(ctx, c, rid, req, dec, nil, nil); err != nil {
 		return nil, err
 	}
 	return g, nil
 }
+
+// decide is the one place a request meets the policy: the request is checked against
+// the schema, decided, and the decision checked against the request. A non-nil error
+// is the refusal to audit (with dec, what the policy said) and return.
+func (s *Service) decide(ctx context.Context, c Caller, req exchange.Request) (*schemas.Dataset, *store.Table, exchange.Decision, error) {
+	if err := s.admit(c); err != nil {
+		return nil, nil, exchange.Decision{}, err
+	}
+	if err := checkText(req); err != nil {
+		return nil, nil, exchange.Decision{}, err
+	}
+	d, t, err := s.dataset(req.Dataset)
+	if err != nil {
+		dec, err := s.unserved(ctx, req, err)
+		return nil, nil, dec, err
+	}
+	if err := checkColumns(d, req.Columns); err != nil {
+		return nil, nil, exchange.Decision{}, err
+	}
+	for _, f := range req.Filter {
+		if _, ok := d.Field(f.Column); !ok {
+			return nil, nil, exchange.Decision{}, invalid("unknown_column", fmt.Sprintf("%s has no column %q to filter on; `govx schemas show %s` lists them", d.ID, f.Column, d.ID))
+		}
+	}
+	// Columns only filtered on are asked of the policy too: they must be granted, like
+	// the columns returned, and unmasked (below).
+	preq := req
+	if len(req.Columns) > 0 {
+		preq.Columns = withFilterColumns(req.Columns, req.Filter)
+	}
+	dec := s.policy.Decide(ctx, preq)
+	if !dec.Allow {
+		return nil, nil, dec, exchange.Denied(dec)
+	}
+	if err := checkDecision(d, preq, dec); err != nil {
+		// A decision the exchange cannot apply as it stands is a policy bug: fail closed.
+		s.log.Error("policy decision not applicable", "err", err, "dataset", d.ID, "revision", dec.Revision)
+		return nil, nil, exchange.Decision{Revision: dec.Revision}, &exchange.Error{Kind: exchange.PermissionDenied, Code: "policy_error",
+			Message: "the sharing policy returned a decision the exchange cannot apply; ask the data steward", Err: err}
+	}
+	// A filter is a question about the rows: asked of a column the caller may not see,
+	// or sees only masked, its answer (which rows come back) would reveal the values.
+	var hidden []string
+	granted := map[string]bool{}
+	for _, col := range dec.Columns {
+		granted[col] = true
+	}
+	for _, f := range req.Filter {
+		if _, masked := dec.Masks[f.Column]; !granted[f.Column] || masked {
+			hidden = append(hidden, f.Column)
+		}
+	}
+	if len(hidden) > 0 {
+		denial := exchange.Decision{Agreement: dec.Agreement, Revision: dec.Revision, Reasons: []exchange.Reason{{Code: "filter_not_granted",
+			Message: fmt.Sprintf("filters may test only columns granted unmasked; not granted unmasked: %s", strings.Join(hidden, ", "))}}}
+		return nil, nil, denial, exchange.Denied(denial)
+	}
+	if len(req.Columns) > 0 {
+		dec.Columns = req.Columns // return what was asked for, not the filter's columns
+	}
+	return d, t, dec, nil
+}
+
+// withFilterColumns returns cols followed by the filter's columns not among them.
+func withFilterColumns(cols []string, filter []exchange.Filter) []string {
+	out := cols
+	for _, f := range filter {
+		if !slices.Contains(out, f.Column) {
+			if len(out) == len(cols) {
+				out = slices.Clone(cols)
+			}
+			out = append(out, f.Column)
+		}
+	}
+	return out
+}
+
+// checkText bounds the free-text parts of a request: they reach the policy, its cache
+// and every audit event.
+func checkText(req exchange.Request) error {
+	if req.Purpose != "" && !purposePattern.MatchString(req.Purpose) {
+		return invalid("bad_purpose", "purpose must be an agreed purpose code: lower-case letters, digits and '-', at most 64 characters (e.g. minimum-living-allowance-review)")
+	}
+	if len(req.CaseRef) > 64 || strings.ContainsFunc(req.CaseRef, unicode.IsControl) {
+		return invalid("bad_case_ref", "case_ref must be at most 64 characters without control characters")
+	}
+	return nil
+}
+
+var purposePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 
 func (s *Service) count(ctx context.Context, snap *store.Snapshot, g *Grant) (int64, error) {
 	if g.Since == nil {
@@ -203,23 +296,27 @@ func checkColumns(d *schemas.Dataset, cols []string) error {
 	return nil
 }
 
-func checkDecision(d *schemas.Dataset, dec exchange.Decision) error {
+// checkDecision checks an allowing decision against the schema and the request: the
+// exchange applies only what it can apply exactly.
+func checkDecision(d *schemas.Dataset, req exchange.Request, dec exchange.Decision) error {
 	if len(dec.Columns) == 0 {
 		return errors.New("an allowing decision names no columns")
 	}
+	granted := make(map[string]bool, len(dec.Columns))
 	for _, c := range dec.Columns {
 		if _, ok := d.Field(c); !ok {
 			return fmt.Errorf("decision column %q is not in %s", c, d.ID)
 		}
+		granted[c] = true
+	}
+	for _, c := range req.Columns {
+		if !granted[c] {
+			return fmt.Errorf("the decision allows the request but does not grant its column %q", c)
+		}
 	}
 	for c, m := range dec.Masks {
-		if _, ok := d.Field(c); !ok {
-			return fmt.Errorf("decision masks unknown column %q", c)
-		}
-		switch m {
-		case "id_card", "name", "phone", "address", "year", "hash", "null":
-		default:
-			return fmt.Errorf("decision names unknown mask %q", m)
+		if !granted[c] || !mask.Valid(m) {
+			return fmt.Errorf("decision mask %q on %q does not apply", m, c)
 		}
 	}
 	for _, f := range dec.RowFilter {
@@ -249,9 +346,15 @@ func (s *Service) Redeem(ctx context.Context, c Caller, ticket []byte) (*Grant, 
 		err = exchange.E(exchange.Unauthenticated, "ticket_expired", "the ticket has expired; call GetFlightInfo for a new one")
 	case g.Subject != c.Subject:
 		err = exchange.E(exchange.PermissionDenied, "foreign_ticket", "the ticket was issued to another department or system")
+	case !s.redeemOnce(g.RequestID, g.Expires):
+		err = exchange.E(exchange.PermissionDenied, "ticket_used", "the ticket was already redeemed; each decision serves one stream, call GetFlightInfo for a new one")
 	}
 	if err != nil {
-		return nil, s.auditRejected(ctx, c, exchange.ActionRead, g.Dataset, err)
+		action := g.Action
+		if action == "" {
+			action = exchange.ActionRead
+		}
+		return nil, s.auditRejected(ctx, c, action, g.Dataset, err)
 	}
 	g.ClientAddr = c.ClientAddr
 	return &g, nil
@@ -278,7 +381,7 @@ func (s *Service) Stream(ctx context.Context, g *Grant, sink Sink) (rows int64, 
 	snap := t.Snapshot()
 	defer snap.Release()
 	spec := store.Spec{Columns: g.Columns, Filter: g.Filter, Masks: g.Masks, MaskKey: s.departmentMaskKey(g.Subject.Department)}
-	cursor, err := s.signer.Seal(cursorPurpose, sealedCursor{Dataset: d.ID, Cursor: snap.Cursor().Encode()})
+	cursor, err := s.signer.Seal(cursorPurpose, sealedCursor{Dataset: d.ID, Epoch: s.epoch, Cursor: snap.Cursor().Encode()})
 	if err != nil {
 		return 0, err
 	}
@@ -297,22 +400,27 @@ func (s *Service) Stream(ctx context.Context, g *Grant, sink Sink) (rows int64, 
 		return 0, err
 	}
 	emit := func(rec arrow.Record) error {
-		if g.Limit > 0 && rows+rec.NumRows() > g.Limit {
-			// The caller asked for at most Limit rows: send those and stop.
-			part := rec.NewSlice(0, g.Limit-rows)
-			defer part.Release()
-			rows += part.NumRows()
-			if err := sink.Write(part); err != nil {
-				return err
-			}
-			return errLimitReached
+		n, last := rec.NumRows(), false
+		if g.Limit > 0 && rows+n >= g.Limit {
+			// The caller asked for at most Limit rows: these are the last.
+			n, last = g.Limit-rows, true
 		}
-		if g.MaxRows > 0 && rows+rec.NumRows() > g.MaxRows {
+		if g.MaxRows > 0 && rows+n > g.MaxRows {
 			// Rows arrived between the count and the scan: refuse rather than truncate.
 			return exchange.E(exchange.ResourceExhausted, "max_rows_exceeded", "the result grew past max_rows "+strconv.FormatInt(g.MaxRows, 10)+" while streaming; pull again with a narrower filter")
 		}
-		rows += rec.NumRows()
-		return sink.Write(rec)
+		if n < rec.NumRows() {
+			rec = rec.NewSlice(0, n)
+			defer rec.Release()
+		}
+		rows += n
+		if err := sink.Write(rec); err != nil {
+			return err
+		}
+		if last {
+			return errLimitReached
+		}
+		return nil
 	}
 	if g.Since == nil {
 		err = snap.Scan(ctx, spec, emit)
@@ -350,4 +458,22 @@ func withMetadata(s *arrow.Schema, kv map[string]string) *arrow.Schema {
 // for that department's joins, different for every other department.
 func (s *Service) departmentMaskKey(dept string) []byte {
 	return mask.DeriveKey(s.maskKey, dept)
+}
+
+// redeemOnce records that the ticket of requestID was redeemed and reports whether it
+// was the first time. Entries are kept until their ticket would have expired anyway.
+func (s *Service) redeemOnce(requestID string, expires time.Time) bool {
+	s.redeemMu.Lock()
+	defer s.redeemMu.Unlock()
+	now := s.now()
+	for id, exp := range s.redeemed {
+		if now.After(exp) {
+			delete(s.redeemed, id)
+		}
+	}
+	if _, used := s.redeemed[requestID]; used {
+		return false
+	}
+	s.redeemed[requestID] = expires
+	return true
 }

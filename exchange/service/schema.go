@@ -11,9 +11,9 @@ import (
 )
 
 // Rejected audits a request the edge could not even parse (malformed JSON, a bad
-// descriptor) and returns err: no request goes unrecorded.
-func (s *Service) Rejected(ctx context.Context, c Caller, dataset string, err error) error {
-	return s.auditRejected(ctx, c, exchange.ActionRead, dataset, err)
+// descriptor) or authenticate, and returns err: no request goes unrecorded.
+func (s *Service) Rejected(ctx context.Context, c Caller, action exchange.Action, dataset string, err error) error {
+	return s.auditRejected(ctx, c, action, dataset, err)
 }
 
 // DatasetSchema returns a dataset's full Arrow schema, as the catalog shows it.
@@ -41,9 +41,10 @@ func (s *Service) GrantSchema(g *Grant) (*arrow.Schema, error) {
 }
 
 // Schema decides a read as a pull would (audited) and returns the schema the caller
-// would receive, without data.
+// would receive, without data and so without counting rows.
 func (s *Service) Schema(ctx context.Context, c Caller, cmd exchange.PullCmd) (*arrow.Schema, error) {
-	g, err := s.Open(ctx, c, cmd)
+	cmd.Since = ""
+	g, err := s.open(ctx, c, cmd, false)
 	if err != nil {
 		return nil, err
 	}

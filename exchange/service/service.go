@@ -53,6 +53,15 @@ type Service struct {
 	ticketTTL time.Duration
 	maxBody   int64
 
+	// epoch names the Kafka cluster the store's positions belong to; cursors carry it,
+	// so one issued before a rebuild from another cluster is refused, not misread.
+	epoch string
+
+	// redeemed holds the request ids of redeemed Flight tickets until they expire:
+	// a ticket serves one stream.
+	redeemMu sync.Mutex
+	redeemed map[string]time.Time
+
 	rateLimit rate.Limit
 	rateBurst int
 	limMu     sync.Mutex
@@ -74,6 +83,10 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 // WithTicketTTL sets how long a Flight ticket stays valid (default 5 minutes).
 func WithTicketTTL(d time.Duration) Option { return func(s *Service) { s.ticketTTL = d } }
 
+// WithCursorEpoch sets the epoch cursors are bound to: the Kafka cluster id of the
+// topics the store was built from.
+func WithCursorEpoch(epoch string) Option { return func(s *Service) { s.epoch = epoch } }
+
 // WithRateLimit limits each department to perSecond requests with the given burst;
 // zero means no limit.
 func WithRateLimit(perSecond float64, burst int) Option {
@@ -93,7 +106,7 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 	s := &Service{
 		cat: cat, tables: tables, policy: policy, audit: auditor, signer: signer,
 		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
-		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{},
+		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, redeemed: map[string]time.Time{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -108,8 +121,7 @@ func (s *Service) MaxBody() int64 { return s.maxBody }
 // decision per dataset, each audited.
 func (s *Service) Catalog(ctx context.Context, c Caller) ([]exchange.DatasetInfo, error) {
 	if err := s.admit(c); err != nil {
-		s.auditRejected(ctx, c, exchange.ActionDiscover, "", err)
-		return nil, err
+		return nil, s.auditRejected(ctx, c, exchange.ActionDiscover, "", err)
 	}
 	var out []exchange.DatasetInfo
 	for _, d := range s.cat.Datasets() {
@@ -138,18 +150,29 @@ func (s *Service) describe(d *schemas.Dataset) exchange.DatasetInfo {
 }
 
 // Describe returns one dataset's description if the subject may discover it; an
-// unknown dataset and one the subject may not discover both answer not found.
+// unknown dataset and one the subject may not discover both answer not found, so the
+// catalog's existence is not leaked either.
 func (s *Service) Describe(ctx context.Context, c Caller, id string) (exchange.DatasetInfo, error) {
-	list, err := s.Catalog(ctx, c)
+	notFound := exchange.E(exchange.NotFound, "unknown_dataset", "no dataset "+quote(id)+" in your catalog; `govx catalog` lists the datasets you may see")
+	req := exchange.Request{Subject: c.Subject, Action: exchange.ActionDiscover, Dataset: id, Time: s.now()}
+	if err := s.admit(c); err != nil {
+		return exchange.DatasetInfo{}, s.auditRejected(ctx, c, exchange.ActionDiscover, id, err)
+	}
+	d, _, err := s.dataset(id)
 	if err != nil {
+		return exchange.DatasetInfo{}, s.auditRejected(ctx, c, exchange.ActionDiscover, id, notFound)
+	}
+	dec := s.policy.Decide(ctx, req)
+	if !dec.Allow {
+		if err := s.auditDecision(ctx, c, newRequestID(), req, dec, nil, notFound); err != nil {
+			return exchange.DatasetInfo{}, err
+		}
+		return exchange.DatasetInfo{}, notFound
+	}
+	if err := s.auditDecision(ctx, c, newRequestID(), req, dec, nil, nil); err != nil {
 		return exchange.DatasetInfo{}, err
 	}
-	for _, d := range list {
-		if d.ID == id {
-			return d, nil
-		}
-	}
-	return exchange.DatasetInfo{}, exchange.E(exchange.NotFound, "unknown_dataset", "no dataset "+quote(id)+" in your catalog; `govx catalog` lists the datasets you may see")
+	return s.describe(d), nil
 }
 
 // admit applies the per-department rate limit.

@@ -237,3 +237,78 @@ func TestNotSharedDatasetCitesItsLegalBasis(t *testing.T) {
 		t.Fatalf("pull of an unknown dataset: %v", err)
 	}
 }
+
+func TestFiltersOnlyOnColumnsGrantedUnmasked(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	id := f.ids["3301"][0]
+	for _, tt := range []struct {
+		name   string
+		filter exchange.Filter
+		denied bool
+	}{
+		// A filter is a question: on a masked column it would recover the value.
+		{"masked column", exchange.Filter{Column: "id_number", Op: "prefix", Value: id[:14]}, true},
+		{"column outside the grant", exchange.Filter{Column: "phone", Op: "eq", Value: "13812345678"}, true},
+		{"granted unmasked column", exchange.Filter{Column: "household_region", Op: "prefix", Value: "330106"}, false},
+	} {
+		cmd := pullCmd()
+		cmd.Filter = []exchange.Filter{tt.filter}
+		_, err := f.svc.Open(ctx, hz, cmd)
+		xe, _ := err.(*exchange.Error)
+		switch {
+		case tt.denied && (xe == nil || xe.Kind != exchange.PermissionDenied || len(xe.Reasons) == 0 || xe.Reasons[0].Code != "filter_not_granted" || !strings.Contains(xe.Reasons[0].Message, tt.filter.Column)):
+			t.Errorf("%s: %v, want permission_denied filter_not_granted naming %s", tt.name, err, tt.filter.Column)
+		case !tt.denied && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}
+
+func TestTicketServesOneStream(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	g, err := f.svc.Open(ctx, hz, pullCmd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tkt, _ := f.svc.Ticket(g)
+	if _, err := f.svc.Redeem(ctx, hz, tkt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Redeem(ctx, hz, tkt); err == nil || !strings.Contains(err.Error(), "ticket_used") {
+		t.Fatalf("second redemption of one ticket: %v, want ticket_used", err)
+	}
+}
+
+func TestFreeTextIsBounded(t *testing.T) {
+	f := newFixture(t)
+	cmd := pullCmd()
+	cmd.Purpose = strings.Repeat("a", 65)
+	if _, err := f.svc.Open(context.Background(), hz, cmd); err == nil || !strings.Contains(err.Error(), "bad_purpose") {
+		t.Fatalf("a 65-character purpose: %v", err)
+	}
+	cmd = pullCmd()
+	cmd.CaseRef = "ok\x00"
+	if _, err := f.svc.Open(context.Background(), hz, cmd); err == nil || !strings.Contains(err.Error(), "bad_case_ref") {
+		t.Fatalf("a case reference with a control character: %v", err)
+	}
+}
+
+func TestFilterOnGrantedColumnNotReturned(t *testing.T) {
+	f := newFixture(t)
+	cmd := pullCmd()
+	cmd.Columns = []string{"name"}
+	cmd.Filter = []exchange.Filter{{Column: "household_region", Op: "prefix", Value: "330106"}}
+	g, err := f.svc.Open(context.Background(), hz, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(g.Columns, ",") != "name" {
+		t.Fatalf("columns %v, want only the one asked for", g.Columns)
+	}
+	rows, err := f.svc.Stream(context.Background(), g, &countSink{})
+	if err != nil || rows != int64(len(f.ids["3301"])) {
+		t.Fatalf("%d rows, %v", rows, err)
+	}
+}
