@@ -152,7 +152,7 @@ func (b *Bundle) Compile(withTests bool) (*ast.Compiler, map[string]*ast.Module,
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}
-	c := ast.NewCompiler().WithStrict(true).WithDefaultRegoVersion(ast.RegoV1)
+	c := ast.NewCompiler().WithStrict(true).WithDefaultRegoVersion(ast.RegoV1).WithCapabilities(capabilities())
 	if c.Compile(mods); c.Failed() {
 		return nil, nil, c.Errors
 	}
@@ -314,4 +314,27 @@ func parseValidity(s string, until bool) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is neither a date (2026-12-31) nor an RFC 3339 time (2026-12-31T18:00:00+08:00)", s)
 	}
 	return t, nil
+}
+
+// forbidden are the builtins a sharing policy may not call: a decision must depend on
+// the request, the time in the input and the policy data alone, so that it can be
+// explained, tested and cached exactly — and the exchange must not reach the network
+// from inside a decision.
+var forbidden = map[string]bool{
+	"http.send": true, "net.lookup_ip_addr": true, "opa.runtime": true,
+	"rand.intn": true, "uuid.rfc4122": true, "time.now_ns": true,
+}
+
+// capabilities are OPA's builtins less the forbidden ones; a policy calling one fails
+// to compile, naming it.
+func capabilities() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	kept := caps.Builtins[:0:0]
+	for _, b := range caps.Builtins {
+		if !forbidden[b.Name] {
+			kept = append(kept, b)
+		}
+	}
+	caps.Builtins = kept
+	return caps
 }

@@ -172,3 +172,13 @@ func TestRevisionFollowsContentNotTests(t *testing.T) {
 		t.Error("editing an agreement left the revision unchanged")
 	}
 }
+
+func TestPolicyMayNotCallNondeterministicBuiltins(t *testing.T) {
+	for _, call := range []string{`http.send({"method": "get", "url": "http://127.0.0.1:1"})`, `time.now_ns()`, `rand.intn("x", 10)`} {
+		b := &policies.Bundle{Modules: []policies.Module{{File: "bad.rego", Source: "package govx.sharing\n\nx := " + call + "\n"}}}
+		_, _, err := b.Compile(false)
+		if err == nil || !strings.Contains(err.Error(), strings.SplitN(call, "(", 2)[0]) {
+			t.Errorf("a policy calling %s compiled: %v", call, err)
+		}
+	}
+}
