@@ -8,8 +8,10 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +52,7 @@ type Exchange struct {
 	flightLn net.Listener
 	httpLn   net.Listener
 	cluster  string
+	epoch    string // changes whenever the store is rebuilt rather than loaded
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -122,7 +125,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	x.tokens = auth.OpenTokens(cfg.TokensFile)
 	svcOpts := []service.Option{service.WithLogger(o.log), service.WithAllocator(o.mem), service.WithClock(o.clock),
 		service.WithTicketTTL(cfg.TicketTTL), service.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
-		service.WithCursorEpoch(x.cluster)}
+		service.WithCursorEpoch(x.epoch)}
 	svc, err := service.New(cat, x.tables, x.policy, x.spool, secret, svcOpts...)
 	if err != nil {
 		return nil, err
@@ -277,6 +280,7 @@ func (x *Exchange) openTables(cat *schemas.Catalog, mem memory.Allocator) (map[s
 			"was", strings.TrimSpace(string(prev)), "now", x.cluster)
 	}
 	tables := map[string]*store.Table{}
+	rebuilt := 0
 	for _, d := range cat.Datasets() {
 		if len(want) > 0 && !want[d.ID] {
 			continue
@@ -294,9 +298,24 @@ func (x *Exchange) openTables(cat *schemas.Catalog, mem memory.Allocator) (map[s
 		}
 		os.RemoveAll(dir)
 		tables[d.ID] = store.New(d, store.WithAllocator(mem))
+		rebuilt++
 	}
 	if err := os.WriteFile(filepath.Join(x.cfg.DataDir, clusterFile), []byte(x.cluster+"\n"), 0o600); err != nil {
 		return nil, err
+	}
+	// Cursors name positions in this store: a rebuild starts a new epoch, so a cursor
+	// from before it is refused instead of silently skipping changes.
+	epochFile := filepath.Join(x.cfg.DataDir, "store-epoch")
+	if b, err := os.ReadFile(epochFile); err == nil && rebuilt == 0 {
+		x.epoch = strings.TrimSpace(string(b))
+	}
+	if x.epoch == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		x.epoch = x.cluster + "/" + hex.EncodeToString(b[:])
+		if err := os.WriteFile(epochFile, []byte(x.epoch+"\n"), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	return tables, nil
 }
