@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/bits"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -235,6 +237,9 @@ func (s *Snapshot) Changes(ctx context.Context, since Cursor, spec Spec, fn func
 			return err
 		}
 	}
+	if err := s.scopeExits(ctx, since, p, fn); err != nil {
+		return err
+	}
 	// Deletes: the last tombstone of each key deleted after since and not live now.
 	last := map[string]int{}
 	for i, tb := range s.tombs {
@@ -371,4 +376,80 @@ func (s *Snapshot) CountChanges(ctx context.Context, since Cursor, filters []exc
 		return nil
 	})
 	return n, err
+}
+
+// scopeExits emits, as deletes, the rows that changed after since and so left the
+// filter's scope (a person who moved to another city): the caller saw them, and would
+// otherwise keep a copy it may no longer hold. A row's version as of since is found
+// through the table's version chain; versions dropped by a restart from a snapshot file
+// are not known, so such a row's exit is not reported.
+func (s *Snapshot) scopeExits(ctx context.Context, since Cursor, p *plan, fn func(arrow.Record) error) error {
+	if len(p.preds) == 0 {
+		return nil
+	}
+	after := func(part int32, off int64) bool { return off >= since[part] }
+	var out []int32 // old versions, as row ids
+	var buf []uint64
+	for i := range s.segs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v := &s.segs[i]
+		changed := v.selection(buf)
+		buf = changed
+		eachSet(changed, func(r int) bool { return after(v.seg.part[r], v.seg.off[r]) })
+		passing := slices.Clone(changed)
+		p.filter(v, passing)
+		for w := range changed {
+			left := changed[w] &^ passing[w]
+			for left != 0 {
+				b := bits.TrailingZeros64(left)
+				left &= left - 1
+				if old := s.versionAsOf(v.seg.start+int32(w*64+b), after); old >= 0 {
+					out = append(out, old)
+				}
+			}
+		}
+	}
+	bySeg := map[int][]int32{}
+	for _, row := range out {
+		j := segFor(s.segs, viewStart, row)
+		bySeg[j] = append(bySeg[j], row-s.segs[j].seg.start)
+	}
+	for i := range s.segs {
+		rows := bySeg[i]
+		if len(rows) == 0 {
+			continue
+		}
+		v := &s.segs[i]
+		sel := make([]uint64, (v.seg.n+63)/64)
+		for _, r := range rows {
+			sel[r/64] |= 1 << (r % 64)
+		}
+		p.filter(v, sel) // only versions the caller could see
+		if err := s.emit(v, sel, p, OpDelete, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// versionAsOf returns the row id of the version of row's key that was current at
+// since (the newest older version not written after since), or -1.
+func (s *Snapshot) versionAsOf(row int32, after func(int32, int64) bool) int32 {
+	t := s.t
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for r := t.prev[row]; r >= 0; r = t.prev[r] {
+		j := segFor(s.segs, viewStart, r)
+		if j < 0 {
+			return -1
+		}
+		seg := s.segs[j].seg
+		i := r - seg.start
+		if !after(seg.part[i], seg.off[i]) {
+			return r
+		}
+	}
+	return -1
 }
