@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -71,7 +71,8 @@ type Connector struct {
 	// Owned by Run.
 	src    Source
 	k      *kafkaConn
-	w      *kafka.Writer
+	w      *kafka.Writer // synchronous: checkpoints, re-sent chunks, tombstones of deleted keys
+	aw     *kafka.Writer // asynchronous: the chunks of a pass, several in flight
 	ckpt   Checkpoint
 	ckptAt time.Time
 	recent map[string]recentRow
@@ -80,6 +81,10 @@ type Connector struct {
 	highWater   any
 	highWaterAt time.Time
 	hdr         []kafka.Header
+
+	// Owned by the mapping stage of a pass: scratch space reused for every row.
+	rec     map[string]any
+	hashBuf []byte
 }
 
 type recentRow struct {
@@ -204,6 +209,8 @@ func (c *Connector) run(ctx context.Context) error {
 	}
 	c.w = c.k.newWriter()
 	defer c.w.Close()
+	c.aw = c.k.newAsyncWriter(completion)
+	defer c.aw.Close()
 	c.hdr = []kafka.Header{
 		{Key: "govx-dataset", Value: []byte(c.cfg.Dataset)},
 		{Key: "govx-schema-version", Value: []byte(strconv.Itoa(c.mapper.ds.Version))},
@@ -339,7 +346,8 @@ func (c *Connector) incremental(ctx context.Context) error {
 	}
 }
 
-// chunk is one page of rows turned into messages, written and acknowledged as a unit.
+// chunk is one page of rows turned into messages, acknowledged as a unit: the checkpoint
+// moves past a chunk only once Kafka acknowledged it and every chunk before it.
 type chunk struct {
 	msgs      []kafka.Message
 	last      Position
@@ -351,39 +359,209 @@ type chunk struct {
 	maxEvent  time.Time
 	high      any // newest cursor in the chunk
 	highAt    time.Time
+
+	// arena holds the keys, values and header values of msgs, and hdrs their headers:
+	// two allocations per chunk instead of several per record.
+	arena []byte
+	hdrs  []kafka.Header
+}
+
+// appendTo returns what f appends to the chunk's arena, as its own slice.
+func (ch *chunk) appendTo(f func([]byte) []byte) []byte {
+	start := len(ch.arena)
+	ch.arena = f(ch.arena)
+	return ch.arena[start:len(ch.arena):len(ch.arena)]
+}
+
+// rawPage is one page of native rows as read, copied out of the Source's callback (whose
+// Values are valid only during the call) so that reading the next page overlaps with
+// mapping this one.
+type rawPage struct {
+	rows []Row
+	last Position
 }
 
 // pass reads from `from` to the current end of the source, page by page, and publishes
-// every page before storing a checkpoint after it. Reading the next page overlaps with
-// writing the current one; writes stay in order.
+// every page, storing checkpoints as pages are acknowledged. It is a pipeline of three
+// stages — reading the source, mapping and validating rows into messages, and writing to
+// Kafka with several chunks in flight — so that a snapshot keeps the database, the CPU and
+// the broker busy at once. Writes stay in order, and the checkpoint only ever names a row
+// that Kafka acknowledged together with every row before it.
 func (c *Connector) pass(ctx context.Context, from Position, phase string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	pages := make(chan *rawPage, 2)
 	chunks := make(chan *chunk, 2)
 	readErr := make(chan error, 1)
 	go func() {
-		defer close(chunks)
-		readErr <- c.readPages(ctx, from, chunks)
+		defer close(pages)
+		readErr <- c.readPages(ctx, from, pages)
 	}()
-	for ch := range chunks {
-		if err := c.write(ctx, ch.msgs); err != nil {
-			cancel()
-			for range chunks {
+	go func() {
+		defer close(chunks)
+		for p := range pages {
+			select {
+			case chunks <- c.mapPage(p):
+			case <-ctx.Done():
+				return
 			}
-			return err
 		}
-		c.acked(ch, phase)
-		if err := c.storeCheckpoint(ctx, false); err != nil {
-			cancel()
-			for range chunks {
-			}
-			return err
+	}()
+	if err := c.publish(ctx, chunks, phase); err != nil {
+		cancel()
+		for range chunks {
 		}
+		return err
 	}
 	if err := <-readErr; err != nil {
 		return c.red.err(fmt.Errorf("reading %s: %w", c.sourceName(), err))
 	}
 	return c.storeCheckpoint(ctx, true)
+}
+
+// maxInFlightRecords bounds the records handed to Kafka and not yet acknowledged: enough
+// to keep every partition's next batch ready while the broker answers the last one.
+const maxInFlightRecords = 100_000
+
+// inflight is a chunk handed to the asynchronous writer, awaiting Kafka's answer for
+// each of its records.
+type inflight struct {
+	ch     *chunk
+	left   atomic.Int64
+	done   chan struct{} // closed once every record is answered
+	failed atomic.Bool
+	mu     sync.Mutex
+	err    error // the first failure
+}
+
+func (f *inflight) complete(n int, err error) {
+	if err != nil {
+		f.mu.Lock()
+		if f.err == nil {
+			f.err = err
+		}
+		f.mu.Unlock()
+		f.failed.Store(true)
+	}
+	if f.left.Add(-int64(n)) == 0 {
+		close(f.done)
+	}
+}
+
+// completion is the asynchronous writer's callback, once per produced batch; every
+// record it writes carries its *inflight in WriterData.
+func completion(msgs []kafka.Message, err error) {
+	for i := 0; i < len(msgs); {
+		f, _ := msgs[i].WriterData.(*inflight)
+		j := i + 1
+		for j < len(msgs) && msgs[j].WriterData == any(f) {
+			j++
+		}
+		if f != nil {
+			f.complete(j-i, err)
+		}
+		i = j
+	}
+}
+
+// publish writes chunks in order, several at a time, and settles them in order: an
+// acknowledged chunk advances the checkpoint; a failed one starts recoverFrom.
+func (c *Connector) publish(ctx context.Context, chunks <-chan *chunk, phase string) error {
+	var queue []*inflight
+	records := 0
+	for chunks != nil || len(queue) > 0 {
+		var head <-chan struct{}
+		if len(queue) > 0 {
+			head = queue[0].done
+		}
+		next := chunks
+		if len(queue) >= 2 && records >= maxInFlightRecords {
+			next = nil
+		}
+		select {
+		case ch, ok := <-next:
+			if !ok {
+				chunks = nil
+				continue
+			}
+			queue = append(queue, c.send(ctx, ch))
+			records += len(ch.msgs)
+		case <-head:
+			f := queue[0]
+			queue = queue[1:]
+			records -= len(f.ch.msgs)
+			if f.failed.Load() {
+				if err := c.recoverFrom(ctx, f, queue, phase); err != nil {
+					return err
+				}
+				queue, records = nil, 0
+				continue
+			}
+			c.acked(f.ch, phase)
+			if err := c.storeCheckpoint(ctx, false); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// send hands a chunk's records to the asynchronous writer, which batches them per
+// partition behind the records already queued.
+func (c *Connector) send(ctx context.Context, ch *chunk) *inflight {
+	f := &inflight{ch: ch, done: make(chan struct{})}
+	if len(ch.msgs) == 0 {
+		close(f.done)
+		return f
+	}
+	f.left.Store(int64(len(ch.msgs)))
+	for i := range ch.msgs {
+		ch.msgs[i].WriterData = f
+	}
+	if err := c.aw.WriteMessages(ctx, ch.msgs...); err != nil {
+		// Nothing was queued (e.g. no metadata while the broker is down).
+		f.complete(len(ch.msgs), err)
+	}
+	return f
+}
+
+// recoverFrom handles a chunk Kafka did not fully acknowledge. The chunks sent after it
+// may have been written meanwhile, so re-sending only its failed records could put an
+// older version of a row after a newer one; instead, once everything in flight is
+// answered, it re-sends that chunk and every later one in full, in order, each until
+// Kafka acknowledges it (a broker restart is waited out). Duplicates are harmless on the
+// compacted topic; the checkpoint never passes a record not yet acknowledged.
+func (c *Connector) recoverFrom(ctx context.Context, failed *inflight, later []*inflight, phase string) error {
+	for _, f := range later {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if fatalKafka(failed.err) {
+		return fmt.Errorf("kafka rejected a record of %s: %w", c.cfg.Topic(), failed.err)
+	}
+	n := len(failed.ch.msgs)
+	for _, f := range later {
+		n += len(f.ch.msgs)
+	}
+	c.m.retries.Inc()
+	c.update(func(p *Progress) { p.Retries++ })
+	c.log.Warn("kafka did not acknowledge records; re-sending them and every later record, in order (checkpoint held back)",
+		"records", n, "err", failed.err)
+	for _, f := range append([]*inflight{failed}, later...) {
+		if err := c.write(ctx, f.ch.msgs); err != nil {
+			return err
+		}
+		c.acked(f.ch, phase)
+		if err := c.storeCheckpoint(ctx, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // acked records a chunk Kafka acknowledged: counters, and the position the next
@@ -421,27 +599,44 @@ func (c *Connector) acked(ch *chunk, phase string) {
 	})
 }
 
-func (c *Connector) readPages(ctx context.Context, pos Position, out chan<- *chunk) error {
+// readPages reads pages of native rows from pos to the end of the source and hands out
+// owned copies of them.
+func (c *Connector) readPages(ctx context.Context, pos Position, out chan<- *rawPage) error {
 	pageSize := c.cfg.Snapshot.PageSize
-	lookBack := time.Duration(c.cfg.LookBack)
 	start, readTotal := time.Now(), 0
 	for {
-		ch := &chunk{msgs: make([]kafka.Message, 0, pageSize)}
-		n := 0
+		p := &rawPage{rows: make([]Row, 0, min(pageSize, 1<<16))}
+		// One backing array per page for the rows' values and keys.
+		var vals, keys []any
 		err := c.src.Read(ctx, pos, pageSize, func(r Row) error {
-			n++
-			c.handleRow(ch, r)
-			pos = Position{Cursor: ownValue(r.Cursor), Key: ownValues(r.Key), NullCursor: pos.NullCursor}
+			if vals == nil {
+				vals = make([]any, 0, cap(p.rows)*len(r.Values))
+				keys = make([]any, 0, cap(p.rows)*len(r.Key))
+			}
+			v0, k0 := len(vals), len(keys)
+			for _, v := range r.Values {
+				vals = append(vals, ownValue(v))
+			}
+			row := Row{Cursor: ownValue(r.Cursor), Values: vals[v0:len(vals):len(vals)]}
+			if r.Key != nil {
+				for _, v := range r.Key {
+					keys = append(keys, ownValue(v))
+				}
+				row.Key = keys[k0:len(keys):len(keys)]
+			}
+			p.rows = append(p.rows, row)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		ch.last, ch.rows = pos, int64(n)
-		c.pruneRecent(lookBack)
+		n := len(p.rows)
 		if n > 0 {
+			last := p.rows[n-1]
+			pos = Position{Cursor: last.Cursor, Key: last.Key, NullCursor: pos.NullCursor}
+			p.last = pos
 			select {
-			case out <- ch:
+			case out <- p:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -457,6 +652,19 @@ func (c *Connector) readPages(ctx context.Context, pos Position, out chan<- *chu
 			}
 		}
 	}
+}
+
+// mapPage turns a page into a chunk of messages. It runs in one goroutine, in page
+// order: it owns the look-back state (recent, maxAt).
+func (c *Connector) mapPage(p *rawPage) *chunk {
+	n := len(p.rows)
+	ch := &chunk{msgs: make([]kafka.Message, 0, n), last: p.last, rows: int64(n),
+		arena: make([]byte, 0, n*384), hdrs: make([]kafka.Header, 0, n*(len(c.hdr)+2))}
+	for _, r := range p.rows {
+		c.handleRow(ch, r)
+	}
+	c.pruneRecent(time.Duration(c.cfg.LookBack))
+	return ch
 }
 
 func ownValue(v any) any {
@@ -498,7 +706,11 @@ func (c *Connector) handleRow(ch *chunk, r Row) {
 	if hasTime && !at.Before(c.maxAt.Add(-time.Duration(c.cfg.LookBack))) {
 		c.recent[dedupKey] = recentRow{hash: h, at: at}
 	}
-	ev := c.mapper.eventTime(r.Cursor)
+	// The govx-event-time header: the source change time, as mapper.eventTime words it.
+	ev := noEventTime
+	if hasTime {
+		ev = ch.appendTo(func(b []byte) []byte { return at.UTC().AppendFormat(b, time.RFC3339Nano) })
+	}
 	if hasTime && at.After(ch.maxEvent) {
 		ch.maxEvent = at
 	}
@@ -508,11 +720,15 @@ func (c *Connector) handleRow(ch *chunk, r Row) {
 			c.deadLetter(ch, r.Values, []schemas.FieldError{{Field: "key", Code: "type", Message: err.Error()}})
 			return
 		}
-		ch.msgs = append(ch.msgs, c.message([]byte(key), nil, "delete", ev))
+		kb := ch.appendTo(func(b []byte) []byte { return append(b, key...) })
+		ch.msgs = append(ch.msgs, c.chunkMessage(ch, kb, nil, opDelete, ev))
 		ch.deletes++
 		return
 	}
-	rec, errs := c.mapper.mapRow(r.Values)
+	if c.rec == nil {
+		c.rec = make(map[string]any, len(c.mapper.ds.Fields))
+	}
+	rec, errs := c.mapper.mapRowInto(c.rec, r.Values)
 	if len(errs) > 0 {
 		c.deadLetter(ch, r.Values, errs)
 		return
@@ -522,9 +738,25 @@ func (c *Connector) handleRow(ch *chunk, r Row) {
 		c.deadLetter(ch, r.Values, []schemas.FieldError{{Field: "key", Code: "required", Message: err.Error()}})
 		return
 	}
-	val := c.mapper.encodeRecord(make([]byte, 0, 320), rec)
-	ch.msgs = append(ch.msgs, c.message([]byte(key), val, "upsert", ev))
+	kb := ch.appendTo(func(b []byte) []byte { return append(b, key...) })
+	val := ch.appendTo(func(b []byte) []byte { return c.mapper.encodeRecord(b, rec) })
+	ch.msgs = append(ch.msgs, c.chunkMessage(ch, kb, val, opUpsert, ev))
 	ch.upserts++
+}
+
+var (
+	noEventTime = []byte{} // an empty header value, not a null one
+	opUpsert    = []byte("upsert")
+	opDelete    = []byte("delete")
+)
+
+// chunkMessage is message with the headers taken from the chunk's arena.
+func (c *Connector) chunkMessage(ch *chunk, key, value, op, eventTime []byte) kafka.Message {
+	start := len(ch.hdrs)
+	ch.hdrs = append(ch.hdrs, kafka.Header{Key: "govx-op", Value: op})
+	ch.hdrs = append(ch.hdrs, c.hdr...)
+	ch.hdrs = append(ch.hdrs, kafka.Header{Key: "govx-event-time", Value: eventTime})
+	return kafka.Message{Topic: c.cfg.Topic(), Key: key, Value: value, Headers: ch.hdrs[start:len(ch.hdrs):len(ch.hdrs)]}
 }
 
 func (c *Connector) message(key, value []byte, op, eventTime string) kafka.Message {
@@ -553,22 +785,34 @@ func (c *Connector) deadLetter(ch *chunk, values []any, errs []schemas.FieldErro
 	}
 }
 
+// rowHash returns the look-back key of a row and a hash of its values.
 func (c *Connector) rowHash(r Row) (string, uint64) {
-	var kb []byte
-	for i, k := range r.Key {
-		if i > 0 {
-			kb = append(kb, 0)
+	var key string
+	if len(r.Key) == 1 {
+		key = textOf(r.Key[0])
+	} else {
+		var kb []byte
+		for i, k := range r.Key {
+			if i > 0 {
+				kb = append(kb, 0)
+			}
+			kb = appendText(kb, k)
 		}
-		kb = append(kb, textOf(k)...)
+		key = string(kb)
 	}
-	h := fnv.New64a()
-	var buf []byte
+	buf := c.hashBuf[:0]
 	for _, v := range r.Values {
-		buf = append(buf[:0], textOf(v)...)
+		buf = appendText(buf, v)
 		buf = append(buf, 0)
-		h.Write(buf)
 	}
-	return string(kb), h.Sum64()
+	c.hashBuf = buf
+	// FNV-1a, inline: hash/fnv's interface would make buf escape.
+	h := uint64(14695981039346656037)
+	for _, b := range buf {
+		h ^= uint64(b)
+		h *= 1099511628211
+	}
+	return key, h
 }
 
 func (c *Connector) pruneRecent(lookBack time.Duration) {

@@ -21,8 +21,15 @@
 // Pitfalls, for whoever changes the runner:
 //   - kafka-go's Writer waits BatchTimeout (default 1 s) before sending a partial batch;
 //     every synchronous WriteMessages pays it once, so it is set to milliseconds here.
-//   - The checkpoint may only name rows whose records Kafka acknowledged; the runner writes
-//     one chunk at a time and stores the checkpoint after WriteMessages returned nil.
-//   - A row updated while a pass runs is read twice (at its old and new cursor); chunks
-//     are written strictly in order so the newer value lands last.
+//   - A pass is a pipeline (read a page, map it, write it) with several chunks in flight
+//     on an asynchronous writer, which queues records per partition in call order. The
+//     checkpoint may only name rows whose records Kafka acknowledged together with every
+//     record before them: chunks are settled strictly in order.
+//   - A row updated while a pass runs is read twice (at its old and new cursor) and may
+//     sit in two chunks in flight. kafka-go writes a partition's batches in order but
+//     moves on after a batch fails for good, so a failed chunk is never re-sent alone:
+//     it and every chunk after it are re-sent in full, in order (recoverFrom), so the
+//     newer value lands last.
+//   - schemas.NormalizeText allocates on every call; the snapshot's text fast path
+//     (normalize.go) must keep giving the same results (normalize_test.go).
 package connectors

@@ -268,6 +268,17 @@ func (k *kafkaConn) newWriter() *kafka.Writer {
 	}
 }
 
+// newAsyncWriter returns the writer of a pass's chunks: WriteMessages only queues records
+// (in call order, per partition), so several chunks are in flight while the next is
+// mapped, and done hears of every produced batch, success or failure. Settings as
+// newWriter.
+func (k *kafkaConn) newAsyncWriter(done func([]kafka.Message, error)) *kafka.Writer {
+	w := k.newWriter()
+	w.Async = true
+	w.Completion = done
+	return w
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -28,7 +28,9 @@ type mappedField struct {
 	col     int
 	values  map[string]string
 	formats []string
-	loc     *time.Location
+	// dateLayouts: formats, then schemas.DateLayouts, the order Field.Normalize tries.
+	dateLayouts []string
+	loc         *time.Location
 }
 
 func newMapper(c *Config) (*mapper, error) {
@@ -57,7 +59,8 @@ func newMapper(c *Config) (*mapper, error) {
 		if !ok {
 			continue
 		}
-		m.fields = append(m.fields, mappedField{f: f, col: add(fm.Column), values: fm.Values, formats: fm.Formats, loc: loc})
+		m.fields = append(m.fields, mappedField{f: f, col: add(fm.Column), values: fm.Values, formats: fm.Formats, loc: loc,
+			dateLayouts: append(append([]string{}, fm.Formats...), schemas.DateLayouts...)})
 	}
 	for _, k := range ds.Key {
 		for i, mf := range m.fields {
@@ -83,13 +86,19 @@ func (m *mapper) deleted(values []any) bool {
 	if m.delCol < 0 {
 		return false
 	}
-	return schemas.NormalizeText(textOf(values[m.delCol])) == m.delVal
+	return normText(textOf(values[m.delCol])) == m.delVal
 }
 
 // mapRow returns the record of a native row and every failed check (normalization and
 // validation); a record with errors must not be published.
 func (m *mapper) mapRow(values []any) (map[string]any, []schemas.FieldError) {
-	rec := make(map[string]any, len(m.ds.Fields))
+	return m.mapRowInto(make(map[string]any, len(m.ds.Fields)), values)
+}
+
+// mapRowInto is mapRow filling rec, which it clears first: the snapshot reuses one map
+// for every row, as the record is encoded before the next row is mapped.
+func (m *mapper) mapRowInto(rec map[string]any, values []any) (map[string]any, []schemas.FieldError) {
+	clear(rec)
 	var errs []schemas.FieldError
 	var failed map[string]bool
 	for i := range m.fields {
@@ -147,7 +156,7 @@ func (mf *mappedField) value(v any) (any, error) {
 		v = string(b)
 	}
 	if len(mf.values) > 0 && v != nil {
-		if to, ok := mf.values[schemas.NormalizeText(textOf(v))]; ok {
+		if to, ok := mf.values[normText(textOf(v))]; ok {
 			v = to
 		}
 	}
@@ -158,7 +167,7 @@ func (mf *mappedField) value(v any) (any, error) {
 			v = t
 		}
 	}
-	return mf.f.Normalize(v, mf.formats...)
+	return mf.normalize(v)
 }
 
 func textOf(v any) string {
@@ -177,6 +186,25 @@ func textOf(v any) string {
 		return x.Format(time.RFC3339Nano)
 	}
 	return fmt.Sprint(v)
+}
+
+// appendText appends textOf(v) to buf.
+func appendText(buf []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return buf
+	case string:
+		return append(buf, x...)
+	case []byte:
+		return append(buf, x...)
+	case int64:
+		return strconv.AppendInt(buf, x, 10)
+	case float64:
+		return strconv.AppendFloat(buf, x, 'f', -1, 64)
+	case time.Time:
+		return x.AppendFormat(buf, time.RFC3339Nano)
+	}
+	return fmt.Append(buf, v)
 }
 
 // encodeRecord writes a record as a JSON object in dataset field order. It is the hot
@@ -295,12 +323,4 @@ func (m *mapper) nativeJSON(values []any) []byte {
 		return []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
 	}
 	return b
-}
-
-// eventTime is the source change time of a row, for the govx-event-time header.
-func (m *mapper) eventTime(cursor any) string {
-	if t, ok := cursorTimeIn(cursor, m.loc); ok {
-		return t.UTC().Format(time.RFC3339Nano)
-	}
-	return ""
 }

@@ -21,8 +21,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -38,6 +40,8 @@ func main() {
 	pgURL := flag.String("postgres", os.Getenv("GOVX_TEST_POSTGRES"), "PostgreSQL superuser URL")
 	broker := flag.String("kafka", os.Getenv("GOVX_TEST_KAFKA"), "Kafka broker host:port")
 	kafkaHome := flag.String("kafka-home", os.Getenv("GOVX_TEST_KAFKA_HOME"), "directory with libs/ of the Kafka jars")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the connector snapshot to this file")
+	skipPP := flag.Bool("skip-pp", false, "skip ProducerPerformance (profiling runs only; prints no ratio)")
 	flag.Parse()
 	if *pgURL == "" || *broker == "" || *kafkaHome == "" {
 		log.Fatal("need -postgres, -kafka and -kafka-home (or source .local/env.sh)")
@@ -61,6 +65,16 @@ func main() {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+	}
+	cpu0 := cpuTime()
 	go func() { done <- c.Run(runCtx) }()
 	var snapStart time.Time
 	for snapStart.IsZero() {
@@ -79,14 +93,22 @@ func main() {
 		log.Fatalf("connector: %v", err)
 	}
 	elapsed := time.Since(snapStart)
+	cpu := cpuTime() - cpu0
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	cancel()
 	<-done
 	p := c.Progress()
 	ours := float64(p.Published+p.Invalid) / elapsed.Seconds()
 	topic := prefix + cfg.Dataset
 	avg := averageRecordSize(ctx, *broker, topic)
-	log.Printf("connector: %d records in %v (%.0f records/s), average key+value %d bytes", p.Published+p.Invalid, elapsed.Round(time.Millisecond), ours, avg)
+	log.Printf("connector: %d records in %v (%.0f records/s), average key+value %d bytes; %.1f s of CPU in this process (%.1f µs per record)",
+		p.Published+p.Invalid, elapsed.Round(time.Millisecond), ours, avg, cpu.Seconds(), float64(cpu.Microseconds())/float64(p.Published+p.Invalid))
 
+	if *skipPP {
+		return
+	}
 	ppTopic := prefix + "producer-perf"
 	createTopic(ctx, *broker, ppTopic, 6)
 	ppCmd, pp := producerPerformance(*kafkaHome, *broker, ppTopic, *rows, avg)
@@ -99,6 +121,16 @@ func main() {
 	fmt.Printf("| Kafka ProducerPerformance (same count and size, lz4, acks=all, 6 partitions) | %d | %d | %.0f | 1.00× | `%s` |\n", *rows, avg, pp, ppCmd)
 }
 
+// cpuTime is the user and system CPU time this process has used: on a shared machine it
+// says more about the connector's cost than its wall-clock rate does.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func randID() string {
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -107,9 +139,11 @@ func randID() string {
 
 // prepareSource loads rows persons into a database of the benchmark's own (kept between
 // runs when it already holds them) with an index on (gxsj, sfzh), the index a department
-// database serving incremental reads has.
+// database serving incremental reads has. The database is named for the row count, so
+// runs of different sizes (bench/run.sh, a developer's 1M run) do not regenerate each
+// other's data.
 func prepareSource(ctx context.Context, admin string, rows int) string {
-	const name = "govx_bench_connector"
+	name := "govx_bench_connector_" + strconv.Itoa(rows)
 	u, err := url.Parse(admin)
 	if err != nil {
 		log.Fatal(err)
