@@ -28,9 +28,7 @@ type mappedField struct {
 	col     int
 	values  map[string]string
 	formats []string
-	// dateLayouts: formats, then schemas.DateLayouts, the order Field.Normalize tries.
-	dateLayouts []string
-	loc         *time.Location
+	loc     *time.Location
 }
 
 func newMapper(c *Config) (*mapper, error) {
@@ -59,8 +57,7 @@ func newMapper(c *Config) (*mapper, error) {
 		if !ok {
 			continue
 		}
-		m.fields = append(m.fields, mappedField{f: f, col: add(fm.Column), values: fm.Values, formats: fm.Formats, loc: loc,
-			dateLayouts: append(append([]string{}, fm.Formats...), schemas.DateLayouts...)})
+		m.fields = append(m.fields, mappedField{f: f, col: add(fm.Column), values: fm.Values, formats: fm.Formats, loc: loc})
 	}
 	for _, k := range ds.Key {
 		for i, mf := range m.fields {
@@ -86,7 +83,7 @@ func (m *mapper) deleted(values []any) bool {
 	if m.delCol < 0 {
 		return false
 	}
-	return normText(textOf(values[m.delCol])) == m.delVal
+	return schemas.NormalizeText(textOf(values[m.delCol])) == m.delVal
 }
 
 // mapRow returns the record of a native row and every failed check (normalization and
@@ -156,7 +153,7 @@ func (mf *mappedField) value(v any) (any, error) {
 		v = string(b)
 	}
 	if len(mf.values) > 0 && v != nil {
-		if to, ok := mf.values[normText(textOf(v))]; ok {
+		if to, ok := mf.values[schemas.NormalizeText(textOf(v))]; ok {
 			v = to
 		}
 	}
@@ -167,7 +164,7 @@ func (mf *mappedField) value(v any) (any, error) {
 			v = t
 		}
 	}
-	return mf.normalize(v)
+	return mf.f.Normalize(v, mf.formats...)
 }
 
 func textOf(v any) string {

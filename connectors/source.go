@@ -146,7 +146,7 @@ var cst = time.FixedZone("CST", 8*3600)
 // parseTime parses a timestamp text in the extra layouts, then RFC 3339 and
 // schemas.TimestampLayouts; text without an offset is in loc.
 func parseTime(s string, loc *time.Location, layouts ...string) (time.Time, bool) {
-	s = normText(s)
+	s = schemas.NormalizeText(s)
 	for _, l := range layouts {
 		if t, err := time.ParseInLocation(l, s, loc); err == nil {
 			return t, true

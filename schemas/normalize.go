@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/width"
 )
@@ -20,7 +21,20 @@ var chinaTime = time.FixedZone("CST", 8*3600)
 // ideographic space) to half-width, as department systems and citizens type them
 // inconsistently. Chinese characters are unchanged.
 func NormalizeText(s string) string {
-	s = width.Narrow.String(s)
+	// Most department text is ASCII or Chinese characters that fold to themselves; the
+	// transform allocates on every call, so it runs only when a character would change.
+	for i := 0; i < len(s); {
+		if s[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || width.LookupRune(r).Narrow() != 0 {
+			s = width.Narrow.String(s)
+			break
+		}
+		i += size
+	}
 	return strings.TrimFunc(s, unicode.IsSpace)
 }
 
@@ -156,9 +170,11 @@ func (f *Field) normalizeDecimal(v any) (any, error) {
 // as YYYY-MM-DD.
 func NormalizeDate(s string, layouts ...string) (string, error) {
 	s = NormalizeText(s)
-	for _, l := range append(layouts, DateLayouts...) {
-		if t, err := time.ParseInLocation(l, s, chinaTime); err == nil {
-			return t.Format(time.DateOnly), nil
+	for _, ls := range [2][]string{layouts, DateLayouts} {
+		for _, l := range ls {
+			if t, err := time.ParseInLocation(l, s, chinaTime); err == nil {
+				return t.Format(time.DateOnly), nil
+			}
 		}
 	}
 	return "", fmt.Errorf("%q is not a real date (expected e.g. 2024-09-30 or 20240930)", s)
@@ -168,9 +184,11 @@ func NormalizeDate(s string, layouts ...string) (string, error) {
 // TimestampLayouts; no offset means China Standard Time) and returns RFC 3339 in UTC.
 func NormalizeTimestamp(s string, layouts ...string) (string, error) {
 	s = NormalizeText(s)
-	for _, l := range append(layouts, TimestampLayouts...) {
-		if t, err := time.ParseInLocation(l, s, chinaTime); err == nil {
-			return t.UTC().Format(time.RFC3339Nano), nil
+	for _, ls := range [2][]string{layouts, TimestampLayouts} {
+		for _, l := range ls {
+			if t, err := time.ParseInLocation(l, s, chinaTime); err == nil {
+				return t.UTC().Format(time.RFC3339Nano), nil
+			}
 		}
 	}
 	return "", fmt.Errorf("%q is not a timestamp (expected RFC 3339 or 2006-01-02 15:04:05)", s)
