@@ -407,6 +407,9 @@ func (f *floor) decide(r exchange.Request) exchange.Decision {
 			d.Masks[c] = fl.Mask
 		}
 	}
+	if r.Action == exchange.ActionVerify && agr == nil && len(d.Masks) > 0 {
+		return deny("verify_masked") // a yes/no answer would reveal a masked value
+	}
 	if p := prefixOf(scope); p != "" {
 		d.RowFilter = []exchange.Filter{{Column: e.RegionColumn, Op: exchange.OpPrefix, Value: p}}
 	}

@@ -44,10 +44,8 @@ type Ingester struct {
 	invalid atomic.Int64 // rejected by validation
 
 	mu      sync.Mutex
-	ends    map[string]map[int]int64 // dataset -> partition -> end offset seen at start
-	started bool
+	caught  map[string]bool // datasets caught up with the end offsets seen at their start
 	readyCh chan struct{}
-	err     error
 }
 
 // New returns an ingester for the given tables.
@@ -109,11 +107,15 @@ func ClusterID(ctx context.Context, cfg Config) (string, error) {
 // Run reads until ctx ends. Topics that do not exist yet are waited for: a connector
 // creates its topic when it first runs.
 func (in *Ingester) Run(ctx context.Context) error {
+	if len(in.tables) == 0 {
+		in.mu.Lock()
+		close(in.readyCh)
+		in.mu.Unlock()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(in.tables))
-	ready := make(chan string, len(in.tables))
 	for id, t := range in.tables {
 		d, ok := in.cat.Dataset(id)
 		if !ok {
@@ -122,22 +124,30 @@ func (in *Ingester) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := in.runDataset(ctx, d, t, ready); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("ingest %s: %w", d.ID, err)
-				cancel()
+			// A broker restart or an unreachable cluster is waited out, not fatal: the
+			// exchange keeps serving what it has and catches up when Kafka is back.
+			backoff := 250 * time.Millisecond
+			for {
+				err := in.runDataset(ctx, d, t)
+				if ctx.Err() != nil {
+					return
+				}
+				var fatal *fatalError
+				if errors.As(err, &fatal) {
+					errc <- fmt.Errorf("ingest %s: %w", d.ID, err)
+					cancel()
+					return
+				}
+				in.log.Warn("ingest interrupted; retrying", "dataset", d.ID, "err", err, "in", backoff)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 10*time.Second)
 			}
 		}()
 	}
-	go func() {
-		for range in.tables {
-			select {
-			case <-ready:
-			case <-ctx.Done():
-				return
-			}
-		}
-		close(in.readyCh)
-	}()
 	wg.Wait()
 	select {
 	case err := <-errc:
@@ -170,7 +180,7 @@ func (in *Ingester) partitions(ctx context.Context, topic string) ([]kafka.Parti
 	}
 }
 
-func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store.Table, ready chan<- string) error {
+func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store.Table) error {
 	topic := in.cfg.TopicPrefix + d.ID
 	parts, err := in.partitions(ctx, topic)
 	if err != nil {
@@ -214,11 +224,9 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 		}
 		return true
 	}
-	signalled := false
 	signal := func() {
-		if !signalled && caughtUp() {
-			signalled = true
-			ready <- d.ID
+		if caughtUp() {
+			in.markReady(d.ID)
 		}
 	}
 	signal()
@@ -249,7 +257,7 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 		if err := t.Apply(batch); err != nil {
 			var ce *store.ChangeError
 			if !errors.As(err, &ce) {
-				return err
+				return &fatalError{err}
 			}
 			// Records validation rejected were counted and logged when read; anything
 			// else the store refused is counted here, never served.
@@ -377,4 +385,26 @@ func isValidationFailure(batch []store.Change, f store.FailedChange) bool {
 		}
 	}
 	return false
+}
+
+// fatalError is an error retrying cannot cure (the store refused a batch as a whole).
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// markReady records that a dataset caught up; once every dataset has, Ready closes.
+func (in *Ingester) markReady(id string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.caught == nil {
+		in.caught = map[string]bool{}
+	}
+	if in.caught[id] {
+		return
+	}
+	in.caught[id] = true
+	if len(in.caught) == len(in.tables) {
+		close(in.readyCh)
+	}
 }

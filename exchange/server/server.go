@@ -47,6 +47,7 @@ type Exchange struct {
 	policy   *policy.Engine
 	spool    *audit.Spool
 	tokens   *auth.Tokens
+	svc      *service.Service
 	flight   *xflight.Server
 	http     *http.Server
 	flightLn net.Listener
@@ -130,6 +131,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	if err != nil {
 		return nil, err
 	}
+	x.svc = svc
 	tlsConfig, err := loadTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -242,6 +244,9 @@ func (x *Exchange) Close() error {
 		x.cancel()
 	}
 	x.wg.Wait()
+	if x.svc != nil {
+		x.svc.Wait()
+	}
 	var errs []error
 	if x.tables != nil && x.ingester != nil {
 		errs = append(errs, x.snapshot())

@@ -62,6 +62,9 @@ type Service struct {
 	redeemMu sync.Mutex
 	redeemed map[string]time.Time
 
+	// pending counts audit writes still running after their response was sent.
+	pending sync.WaitGroup
+
 	rateLimit rate.Limit
 	rateBurst int
 	limMu     sync.Mutex
@@ -113,6 +116,10 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 	}
 	return s, nil
 }
+
+// Wait returns once every audit write started by a finished request has ended; call it
+// after the edges stopped and before the audit spool closes.
+func (s *Service) Wait() { s.pending.Wait() }
 
 // MaxBody is the largest request body (cmd, lookup, verify) the edges should read.
 func (s *Service) MaxBody() int64 { return s.maxBody }

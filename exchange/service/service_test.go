@@ -67,6 +67,7 @@ func newFixture(t *testing.T, opts ...Option) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		f.svc.Wait()
 		f.spool.Close()
 		tbl.Close()
 		f.mem.AssertSize(t, 0)

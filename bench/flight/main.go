@@ -1,0 +1,389 @@
+// Command flight measures bulk pulls of population.person over Arrow Flight through
+// the real exchange (server.Start against Kafka, token auth, the OPA decision, the
+// audit spool shipping to ClickHouse, projection to 6 of 10 columns and two masks),
+// in the same run as its baselines:
+//
+//   - every row: a bare Go Flight server streaming the very batches the exchange sent
+//     (retained from a warm-up pull), with no policy, no auth and no audit;
+//   - a row filter keeping one row in eight: PostgreSQL doing the same filter and masks
+//     in SQL and streaming COPY (SELECT …) TO STDOUT (FORMAT binary) through pgx.
+//
+// Both servers run in this process with the same client (govx/exchange/client, gRPC
+// receive limit raised for 64k-row batches), the same GOGC and 64k-row batches; runs
+// alternate between the contenders and the median is reported. It prints markdown rows
+// and @target lines for bench/run.sh.
+//
+//	source .local/env.sh && go run ./bench/flight -rows 1000000
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/flight"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+
+	"govx/bench/ingest/feed"
+	"govx/exchange"
+	"govx/exchange/client"
+	xflight "govx/exchange/flight"
+)
+
+func main() {
+	rows := flag.Int("rows", envInt("BENCH_ROWS", 1_000_000), "persons (default $BENCH_ROWS or 1M)")
+	broker := flag.String("kafka", os.Getenv("GOVX_TEST_KAFKA"), "Kafka broker host:port")
+	pgURL := flag.String("postgres", os.Getenv("GOVX_TEST_POSTGRES"), "PostgreSQL URL (the baseline of the filtered pull)")
+	chAddr := flag.String("clickhouse", os.Getenv("GOVX_TEST_CLICKHOUSE"), "ClickHouse native address for the audit shipper (empty: spool only)")
+	prefix := flag.String("prefix", "", "read an existing topic PREFIXpopulation.person holding -rows persons (bench/ingest -keep) instead of producing one")
+	cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the timed runs (every contender) to this file")
+	runs := flag.Int("runs", 5, "timed pulls per contender (alternating)")
+	flag.Parse()
+	if *broker == "" || *pgURL == "" {
+		log.Fatal("bench/flight: need -kafka and -postgres (or source .local/env.sh)")
+	}
+	cmd := feed.Command("bench/flight", []string{"-rows", strconv.Itoa(*rows), "-runs", strconv.Itoa(*runs)})
+	if err := run(*broker, *pgURL, *chAddr, *prefix, *rows, *runs, cmd); err != nil {
+		log.Fatal("bench/flight: ", err)
+	}
+}
+
+var cpuprofile *string
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func run(broker, pgURL, chAddr, prefix string, rows, runs int, cmd string) error {
+	ctx := context.Background()
+	if prefix == "" {
+		prefix = "govxbench" + feed.RandomSuffix() + "."
+		defer feed.DeleteTopic(broker, feed.Topic(prefix))
+		log.Printf("producing %d persons", rows)
+		if _, err := feed.Produce(ctx, broker, feed.Topic(prefix), 6, rows); err != nil {
+			return err
+		}
+	}
+	dir, err := os.MkdirTemp("", "govx-bench-flight-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	opts := feed.ExchangeOptions{Dir: dir, Broker: broker, Prefix: prefix}
+	if chAddr != "" {
+		opts.ClickHouse, opts.CHDatabase = chAddr, "govx_bench_"+feed.RandomSuffix()
+		defer feed.DropClickHouseDatabase(chAddr, opts.CHDatabase)
+	}
+	cfg, err := opts.Config()
+	if err != nil {
+		return err
+	}
+	log.Printf("starting the exchange")
+	x, err := feed.StartRetrying(ctx, cfg, 10*time.Minute, 3)
+	if err != nil {
+		return err
+	}
+	defer x.Close()
+	tok, err := feed.Token(cfg)
+	if err != nil {
+		return err
+	}
+	xc, err := client.New(client.Config{Flight: x.FlightAddr(), HTTP: "http://" + x.HTTPAddr(), Token: tok})
+	if err != nil {
+		return err
+	}
+	defer xc.Close()
+	all := exchange.PullCmd{Dataset: feed.Dataset, Purpose: feed.Purpose, CaseRef: "bench"}
+	filtered := all
+	filtered.Filter = []exchange.Filter{{Column: "household_region", Op: "eq", Value: feed.FilterCounty}}
+
+	// The warm-up pull keeps its batches: they are what the bare server streams.
+	log.Printf("warm-up pull through the exchange")
+	var batches []arrow.Record
+	res, err := xc.Pull(ctx, all, nil, func(r arrow.Record) error { r.Retain(); batches = append(batches, r); return nil })
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, r := range batches {
+			r.Release()
+		}
+	}()
+	if err := checkPull(res, batches, rows); err != nil {
+		return err
+	}
+	var wireBytes int64
+	for _, r := range batches {
+		wireBytes += recordBytes(r)
+	}
+
+	bare, err := startBare(res.Schema, batches)
+	if err != nil {
+		return err
+	}
+	defer bare.Shutdown()
+	bc, err := client.New(client.Config{Flight: bare.Addr().String(), HTTP: "http://127.0.0.1:1", Token: "unused"})
+	if err != nil {
+		return err
+	}
+	defer bc.Close()
+
+	log.Printf("pg: loading %d persons", rows)
+	pg, table, err := loadPostgres(ctx, pgURL, rows)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		pg.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+		pg.Close(context.Background())
+	}()
+	pgFiltered := pgCopySQL(table, "WHERE household_region = '"+feed.FilterCounty+"'")
+	pgAll := pgCopySQL(table, "")
+
+	pull := func(c *client.Client, cmd exchange.PullCmd) func() (int64, error) {
+		return func() (int64, error) {
+			res, err := c.Pull(ctx, cmd, nil, func(arrow.Record) error { return nil })
+			return res.Rows, err
+		}
+	}
+	copyTo := func(sql string) func() (int64, error) {
+		return func() (int64, error) {
+			var cw countWriter
+			tag, err := pg.PgConn().CopyTo(ctx, &cw, sql)
+			return tag.RowsAffected(), err
+		}
+	}
+	contenders := []*contender{
+		{name: "exchange, every row", fn: pull(xc, all)},
+		{name: "bare Flight, every row", fn: pull(bc, all)},
+		{name: "exchange, filter 1 in 8", fn: pull(xc, filtered)},
+		{name: "PostgreSQL COPY binary, filter 1 in 8", fn: copyTo(pgFiltered)},
+		{name: "PostgreSQL COPY binary, every row", fn: copyTo(pgAll)},
+	}
+	// One untimed round warms PostgreSQL's buffers and hint bits and the filter path.
+	for _, c := range contenders {
+		if _, err := c.fn(); err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
+	log.Printf("timing %d alternating runs", runs)
+	stopProfile, err := feed.StartProfile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	for range runs {
+		for _, c := range contenders {
+			if err := c.time(); err != nil {
+				return err
+			}
+		}
+	}
+	stopProfile()
+	xAll, bareAll, xFilt, pgFilt, pgEvery := contenders[0], contenders[1], contenders[2], contenders[3], contenders[4]
+	if xAll.rows != int64(rows) || bareAll.rows != int64(rows) || pgEvery.rows != int64(rows) {
+		return fmt.Errorf("rows: exchange %d, bare %d, PostgreSQL %d; want %d each", xAll.rows, bareAll.rows, pgEvery.rows, rows)
+	}
+	if xFilt.rows != pgFilt.rows {
+		return fmt.Errorf("filtered rows: exchange %d, PostgreSQL %d; they must agree", xFilt.rows, pgFilt.rows)
+	}
+
+	fmt.Printf("`%s` — %d persons; 6 of 10 columns, masks id_card + name, national agreement; %d-row batches; median (best) of %d alternating runs; %s\n\n",
+		cmd, rows, batches[0].NumRows(), runs, feed.Machine())
+	fmt.Println("| pull | rows out | median s | best s | rows/s (input rows / median) | ratio |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	row := func(c *contender, base *contender, note string) {
+		ratio := "1.00×"
+		if base != nil {
+			ratio = fmt.Sprintf("%.2f×", base.median().Seconds()/c.median().Seconds())
+		}
+		fmt.Printf("| %s%s | %d | %.3f | %.3f | %.0f | %s |\n", c.name, note, c.rows, c.median().Seconds(), c.best().Seconds(),
+			float64(rows)/c.median().Seconds(), ratio)
+	}
+	row(bareAll, nil, fmt.Sprintf(" (baseline; %.0f MB of Arrow buffers, %.0f MB/s)", float64(wireBytes)/1e6, float64(wireBytes)/1e6/bareAll.median().Seconds()))
+	row(xAll, bareAll, " (auth, decision, audit, scan, masks)")
+	row(pgFilt, nil, " (baseline)")
+	row(xFilt, pgFilt, "")
+	row(pgEvery, nil, " (for reference)")
+	fmt.Println()
+
+	r1 := bareAll.median().Seconds() / xAll.median().Seconds()
+	feed.Target("pull-all", fmt.Sprintf("%.2fM rows/s", float64(rows)/xAll.median().Seconds()/1e6),
+		fmt.Sprintf("%.2fM rows/s (bare Go Flight)", float64(rows)/bareAll.median().Seconds()/1e6), fmt.Sprintf("%.2f×", r1), r1 >= 0.9, cmd)
+	r2 := pgFilt.median().Seconds() / xFilt.median().Seconds()
+	feed.Target("pull-filter", fmt.Sprintf("%.0f ms for %d of %d rows", xFilt.median().Seconds()*1e3, xFilt.rows, rows),
+		fmt.Sprintf("%.0f ms (PostgreSQL COPY binary)", pgFilt.median().Seconds()*1e3), fmt.Sprintf("%.2f×", r2), r2 >= 4, cmd)
+	return nil
+}
+
+type contender struct {
+	name  string
+	fn    func() (int64, error)
+	times []time.Duration
+	rows  int64
+}
+
+func (c *contender) time() error {
+	t0 := time.Now()
+	n, err := c.fn()
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.name, err)
+	}
+	c.times = append(c.times, time.Since(t0))
+	c.rows = n
+	return nil
+}
+
+func (c *contender) median() time.Duration {
+	s := slices.Sorted(slices.Values(c.times))
+	return s[len(s)/2]
+}
+
+func (c *contender) best() time.Duration { return slices.Min(c.times) }
+
+// checkPull makes sure the exchange did what the bench claims: every row, the
+// agreement's six columns, id_number masked.
+func checkPull(res client.PullResult, batches []arrow.Record, rows int) error {
+	if res.Rows != int64(rows) {
+		return fmt.Errorf("the exchange returned %d rows, want %d: is the bench agreement in force?", res.Rows, rows)
+	}
+	var names []string
+	for _, f := range res.Schema.Fields() {
+		names = append(names, f.Name)
+	}
+	if strings.Join(names, ",") != strings.Join(feed.Columns, ",") {
+		return fmt.Errorf("columns %v, want %v", names, feed.Columns)
+	}
+	if id := batches[0].Column(0).ValueStr(0); !strings.Contains(id, "********") {
+		return fmt.Errorf("id_number %q is not masked", id)
+	}
+	return nil
+}
+
+// bareServer streams pre-built batches: a Flight server with nothing else.
+type bareServer struct {
+	flight.BaseFlightServer
+	schema  *arrow.Schema
+	batches []arrow.Record
+	srv     flight.Server
+	ln      net.Listener
+}
+
+func startBare(schema *arrow.Schema, batches []arrow.Record) (*bareServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	b := &bareServer{schema: schema, batches: batches, ln: ln}
+	b.srv = flight.NewServerWithMiddleware(nil, grpc.MaxSendMsgSize(xflight.MaxMessageSize))
+	b.srv.RegisterFlightService(b)
+	b.srv.InitListener(ln)
+	go b.srv.Serve()
+	return b, nil
+}
+
+func (b *bareServer) Addr() net.Addr { return b.ln.Addr() }
+func (b *bareServer) Shutdown()      { b.srv.Shutdown() }
+
+func (b *bareServer) GetFlightInfo(_ context.Context, desc *flight.FlightDescriptor) (*flight.FlightInfo, error) {
+	return &flight.FlightInfo{FlightDescriptor: desc, TotalRecords: -1, TotalBytes: -1,
+		Endpoint: []*flight.FlightEndpoint{{Ticket: &flight.Ticket{Ticket: []byte("all")}}}}, nil
+}
+
+func (b *bareServer) DoGet(_ *flight.Ticket, stream flight.FlightService_DoGetServer) error {
+	w := flight.NewRecordWriter(stream, ipc.WithSchema(b.schema))
+	for _, r := range b.batches {
+		if err := w.Write(r); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+func recordBytes(rec arrow.Record) int64 {
+	var n int64
+	var walk func(d arrow.ArrayData)
+	walk = func(d arrow.ArrayData) {
+		for _, b := range d.Buffers() {
+			if b != nil {
+				n += int64(b.Len())
+			}
+		}
+		for _, c := range d.Children() {
+			walk(c)
+		}
+	}
+	for _, c := range rec.Columns() {
+		walk(c.Data())
+	}
+	return n
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+// loadPostgres copies persons 0..n-1 into a new table with an index on the filter
+// column, as a department database would keep them, and returns the connection.
+func loadPostgres(ctx context.Context, url string, n int) (*pgx.Conn, string, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, "", fmt.Errorf("postgres: %w", err)
+	}
+	table := "govx_bench_person_" + feed.RandomSuffix()
+	_, err = conn.Exec(ctx, `CREATE TABLE `+table+` (
+		id_number text PRIMARY KEY, name text NOT NULL, gender text NOT NULL, birth_date date NOT NULL,
+		ethnicity text, household_region text NOT NULL, address text, phone text, status text NOT NULL,
+		updated_at timestamptz NOT NULL)`)
+	if err != nil {
+		conn.Close(ctx)
+		return nil, "", err
+	}
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i >= n {
+			return nil, nil
+		}
+		p := feed.MakePerson(i)
+		i++
+		birth, _ := time.Parse(time.DateOnly, p.BirthDate)
+		upd, _ := time.Parse(time.RFC3339, p.UpdatedAt)
+		return []any{p.IDNumber, p.Name, p.Gender, birth, p.Ethnicity, p.HouseholdRegion, p.Address, p.Phone, p.Status, upd}, nil
+	})
+	cols := []string{"id_number", "name", "gender", "birth_date", "ethnicity", "household_region", "address", "phone", "status", "updated_at"}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{table}, cols, src); err != nil {
+		conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+		conn.Close(ctx)
+		return nil, "", err
+	}
+	for _, q := range []string{"CREATE INDEX ON " + table + " (household_region)", "VACUUM ANALYZE " + table} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+			conn.Close(ctx)
+			return nil, "", err
+		}
+	}
+	return conn, table, nil
+}
+
+// pgCopySQL is the same projection and masks as the bench agreement, in SQL: id_card
+// keeps the first 6 and last 4 characters, name the first character and one star per
+// remaining character.
+func pgCopySQL(table, where string) string {
+	return `COPY (SELECT left(id_number, 6) || '********' || right(id_number, 4) AS id_number,
+		left(name, 1) || repeat('*', char_length(name) - 1) AS name,
+		gender, birth_date, household_region, status FROM ` + table + ` ` + where + `) TO STDOUT (FORMAT binary)`
+}

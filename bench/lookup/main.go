@@ -1,0 +1,258 @@
+// Command lookup measures lookup and verify by key over HTTP through the real exchange
+// (bearer token, the OPA decision, the durable audit spool with the ClickHouse shipper
+// on) at a fixed offered load, open loop: requests are sent at fixed intervals whatever
+// the answers do, and each latency runs from the request's scheduled time, so a stall
+// counts against every request it delays (no coordinated omission). The baseline is
+// the same HTTP round trip to GET /healthz at the same rate, in the same run. Then it
+// restarts the exchange with its ClickHouse address pointing at a closed port and runs
+// the lookups again: serving with ClickHouse down. It prints markdown rows and @target
+// lines for bench/run.sh.
+//
+//	source .local/env.sh && go run ./bench/lookup -rows 1000000 -rate 2000 -duration 10s
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"govx/bench/ingest/feed"
+	"govx/exchange/server"
+)
+
+func main() {
+	rows := flag.Int("rows", envInt("BENCH_ROWS", 1_000_000), "persons (default $BENCH_ROWS or 1M)")
+	broker := flag.String("kafka", os.Getenv("GOVX_TEST_KAFKA"), "Kafka broker host:port")
+	chAddr := flag.String("clickhouse", os.Getenv("GOVX_TEST_CLICKHOUSE"), "ClickHouse native address of the audit shipper")
+	prefix := flag.String("prefix", "", "read an existing topic PREFIXpopulation.person holding -rows persons (bench/ingest -keep) instead of producing one")
+	rate := flag.Int("rate", 2000, "offered requests per second")
+	dur := flag.Duration("duration", 10*time.Second, "length of each measured phase")
+	workers := flag.Int("workers", 64, "most requests in flight (connections)")
+	flag.Parse()
+	if *broker == "" || *chAddr == "" {
+		log.Fatal("bench/lookup: need -kafka and -clickhouse (or source .local/env.sh)")
+	}
+	cmd := feed.Command("bench/lookup", []string{"-rows", strconv.Itoa(*rows), "-rate", strconv.Itoa(*rate), "-duration", dur.String()})
+	if err := run(*broker, *chAddr, *prefix, *rows, *rate, *dur, *workers, cmd); err != nil {
+		log.Fatal("bench/lookup: ", err)
+	}
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+type phase struct {
+	name     string
+	lat      []time.Duration // sorted
+	errs     int64
+	achieved float64
+}
+
+func run(broker, chAddr, prefix string, rows, rate int, dur time.Duration, workers int, cmd string) error {
+	ctx := context.Background()
+	if prefix == "" {
+		prefix = "govxbench" + feed.RandomSuffix() + "."
+		defer feed.DeleteTopic(broker, feed.Topic(prefix))
+		log.Printf("producing %d persons", rows)
+		if _, err := feed.Produce(ctx, broker, feed.Topic(prefix), 6, rows); err != nil {
+			return err
+		}
+	}
+	dir, err := os.MkdirTemp("", "govx-bench-lookup-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	db := "govx_bench_" + feed.RandomSuffix()
+	defer feed.DropClickHouseDatabase(chAddr, db)
+	cfg, err := feed.ExchangeOptions{Dir: dir, Broker: broker, Prefix: prefix, ClickHouse: chAddr, CHDatabase: db}.Config()
+	if err != nil {
+		return err
+	}
+	log.Printf("starting the exchange")
+	x, err := feed.StartRetrying(ctx, cfg, 10*time.Minute, 3)
+	if err != nil {
+		return err
+	}
+	defer func() { x.Close() }()
+	tok, err := feed.Token(cfg)
+	if err != nil {
+		return err
+	}
+
+	// Bodies are built beforehand so that building them is not measured.
+	const nKeys = 4096
+	lookups, verifies := make([][]byte, nKeys), make([][]byte, nKeys)
+	for k := range nKeys {
+		p := feed.MakePerson(int(uint64(k) * 2654435761 % uint64(rows)))
+		lookups[k], _ = json.Marshal(map[string]any{"key": p.IDNumber, "purpose": feed.Purpose, "case_ref": "bench"})
+		verifies[k], _ = json.Marshal(map[string]any{"key": p.IDNumber, "purpose": feed.Purpose, "case_ref": "bench",
+			"claims": map[string]any{"name": p.Name, "birth_date": p.BirthDate}})
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: workers, MaxIdleConnsPerHost: workers, DisableCompression: true}}
+	base := "http://" + x.HTTPAddr()
+	do := func(method, path string, body []byte, want string) error {
+		req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		if body != nil {
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(data, []byte(want)) {
+			return fmt.Errorf("%s %s: %s %s", method, path, resp.Status, data)
+		}
+		return nil
+	}
+	healthz := func(int) error { return do(http.MethodGet, "/healthz", nil, "ok") }
+	lookup := func(i int) error {
+		return do(http.MethodPost, "/v1/datasets/"+feed.Dataset+"/lookup", lookups[i%nKeys], `"record"`)
+	}
+	verify := func(i int) error {
+		return do(http.MethodPost, "/v1/datasets/"+feed.Dataset+"/verify", verifies[i%nKeys], `"name":true`)
+	}
+	// Each kind once, unmeasured, so that a broken setup fails loudly.
+	for _, f := range []func(int) error{healthz, lookup, verify} {
+		if err := f(0); err != nil {
+			return err
+		}
+	}
+	log.Printf("warm-up: 2 s of lookups at %d/s", rate)
+	openLoop(rate, 2*time.Second, workers, lookup)
+
+	var phases []phase
+	measure := func(name string, f func(int) error) phase {
+		log.Printf("%s: %v at %d/s", name, dur, rate)
+		p := openLoop(rate, dur, workers, f)
+		p.name = name
+		phases = append(phases, p)
+		return p
+	}
+	hz := measure("GET /healthz (baseline: the HTTP round trip alone)", healthz)
+	lk := measure("POST lookup (auth, decision, audit, store, masks)", lookup)
+	vf := measure("POST verify (auth, decision, audit, store, claims)", verify)
+
+	// ClickHouse down: the shipper points at a port where nothing listens.
+	if err := x.Close(); err != nil {
+		return err
+	}
+	closed, err := closedPort()
+	if err != nil {
+		return err
+	}
+	down := *cfg
+	down.Audit.ClickHouse.Addr = closed
+	down.FlightAddr, down.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	log.Printf("restarting the exchange with ClickHouse unreachable")
+	x, err = feed.StartRetrying(ctx, &down, 10*time.Minute, 3)
+	if err != nil {
+		return err
+	}
+	base = "http://" + x.HTTPAddr()
+	hc.CloseIdleConnections()
+	openLoop(rate, 2*time.Second, workers, lookup)
+	lkDown := measure("POST lookup, ClickHouse down (events stay in the spool)", lookup)
+	if err := checkSpooled(x); err != nil {
+		return err
+	}
+
+	fmt.Printf("`%s` — %d persons, open loop at %d req/s offered for %v per phase, latency from the scheduled send time; %s\n\n",
+		cmd, rows, rate, dur, feed.Machine())
+	fmt.Println("| request | requests | errors | achieved req/s | p50 | p99 | max |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	for _, p := range phases {
+		fmt.Printf("| %s | %d | %d | %.0f | %s | %s | %s |\n", p.name, len(p.lat), p.errs, p.achieved,
+			feed.Ms(feed.Percentile(p.lat, 50)), feed.Ms(feed.Percentile(p.lat, 99)), feed.Ms(p.lat[len(p.lat)-1]))
+	}
+	fmt.Println()
+	p99 := func(p phase) time.Duration { return feed.Percentile(p.lat, 99) }
+	ok := func(p phase) bool { return p.errs == 0 && p99(p) <= 2*time.Millisecond }
+	feed.Target("lookup", "p99 "+feed.Ms(p99(lk)), "p99 "+feed.Ms(p99(hz))+" (/healthz)", fmt.Sprintf("%.2f×", float64(p99(lk))/float64(p99(hz))), ok(lk), cmd)
+	feed.Target("verify", "p99 "+feed.Ms(p99(vf)), "p99 "+feed.Ms(p99(hz))+" (/healthz)", fmt.Sprintf("%.2f×", float64(p99(vf))/float64(p99(hz))), ok(vf), cmd)
+	p50 := func(p phase) time.Duration { return feed.Percentile(p.lat, 50) }
+	change := func(a, b time.Duration) float64 { return 100 * (float64(a) - float64(b)) / float64(b) }
+	feed.Target("audit-down", fmt.Sprintf("lookup p50 %s, p99 %s with ClickHouse down", feed.Ms(p50(lkDown)), feed.Ms(p99(lkDown))),
+		fmt.Sprintf("p50 %s, p99 %s with it up", feed.Ms(p50(lk)), feed.Ms(p99(lk))),
+		fmt.Sprintf("p50 %+.1f%%, p99 %+.1f%%", change(p50(lkDown), p50(lk)), change(p99(lkDown), p99(lk))),
+		lkDown.errs == 0 && change(p50(lkDown), p50(lk)) < 5 && change(p99(lkDown), p99(lk)) < 5, cmd)
+	return x.Close()
+}
+
+// checkSpooled makes sure the events of the ClickHouse-down phase were kept.
+func checkSpooled(x *server.Exchange) error {
+	if appends, _ := x.Spool().Stats(); appends == 0 {
+		return fmt.Errorf("no audit event appended while ClickHouse was down")
+	}
+	return nil
+}
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	return addr, ln.Close()
+}
+
+// openLoop sends rate×dur requests at fixed intervals from up to workers goroutines and
+// returns each request's latency measured from its scheduled send time.
+func openLoop(rate int, dur time.Duration, workers int, do func(i int) error) phase {
+	n := int(float64(rate) * dur.Seconds())
+	interval := time.Second / time.Duration(rate)
+	lat := make([]time.Duration, n)
+	jobs := make(chan int, n)
+	var errs atomic.Int64
+	var firstErr sync.Once
+	start := time.Now().Add(5 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				sched := start.Add(time.Duration(i) * interval)
+				if err := do(i); err != nil {
+					errs.Add(1)
+					firstErr.Do(func() { log.Printf("first error: %v", err) })
+				}
+				lat[i] = time.Since(sched)
+			}
+		}()
+	}
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return phase{lat: feed.Sorted(lat), errs: errs.Load(), achieved: float64(n) / time.Since(start).Seconds()}
+}
