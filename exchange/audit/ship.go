@@ -33,8 +33,17 @@ func (s *Spool) shipLoop(ctx context.Context) {
 			return false
 		}
 	}
+	var lastShip time.Time
 	for {
 		if len(pending) == 0 {
+			// Between shipments, wait out the interval unless a full batch is waiting:
+			// every insert is a new part ClickHouse must merge, and every shipment an
+			// fsync of the marker next to the appenders' own.
+			if wait := s.opts.shipInterval - time.Since(lastShip); wait > 0 && s.committed.Load()-s.shipped.Load() < uint64(s.opts.batchSize) {
+				if !sleep(wait) {
+					return
+				}
+			}
 			limit := s.committed.Load()
 			for len(pending) < s.opts.batchSize {
 				ev, err := r.next(limit)
@@ -71,6 +80,7 @@ func (s *Spool) shipLoop(ctx context.Context) {
 			continue
 		}
 		backoff = s.opts.retryMin
+		lastShip = time.Now()
 		last := pending[len(pending)-1]
 		pending = nil
 		m, _ := json.Marshal(shippedMarker{Instance: s.instance, Seq: last.Seq, Hash: last.Hash})

@@ -67,6 +67,7 @@ type options struct {
 	key           ed25519.PrivateKey
 	ckptFile      string
 	ckptInterval  time.Duration
+	shipInterval  time.Duration
 	logger        *slog.Logger
 	retryMin      time.Duration
 	retryMax      time.Duration
@@ -98,6 +99,10 @@ func WithCheckpoints(key ed25519.PrivateKey, file string, interval time.Duration
 	return func(o *options) { o.key, o.ckptFile, o.ckptInterval = key, file, interval }
 }
 
+// WithShipInterval sets the least time between two shipments to the sink unless a full
+// batch is waiting (default 500ms): fewer, larger inserts cost ClickHouse far less.
+func WithShipInterval(d time.Duration) Option { return func(o *options) { o.shipInterval = d } }
+
 // WithLogger sets where shipping problems are logged (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
@@ -122,6 +127,7 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		segmentSize:   64 << 20,
 		batchSize:     20000,
 		ckptInterval:  time.Minute,
+		shipInterval:  500 * time.Millisecond,
 		retryMin:      100 * time.Millisecond,
 		retryMax:      5 * time.Second,
 		maxGroupBytes: 8 << 20,
