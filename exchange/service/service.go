@@ -141,15 +141,22 @@ func (s *Service) Catalog(ctx context.Context, c Caller) ([]exchange.DatasetInfo
 			return nil, err
 		}
 		if dec.Allow {
-			out = append(out, s.describe(d))
+			out = append(out, s.describe(ctx, d, dec.RowFilter))
 		}
 	}
 	return out, nil
 }
 
-func (s *Service) describe(d *schemas.Dataset) exchange.DatasetInfo {
+// describe describes a dataset as the caller may see it: the row count is of the rows
+// in its scope (the discover decision's row filter), not of the whole register.
+func (s *Service) describe(ctx context.Context, d *schemas.Dataset, scope []exchange.Filter) exchange.DatasetInfo {
 	info := exchange.DatasetInfo{ID: d.ID, Version: d.Version, TitleZh: d.Title.Zh, TitleEn: d.Title.En,
-		Provider: d.Provider.Code, Key: d.Key, Rows: int64(s.tables[d.ID].Len())}
+		Provider: d.Provider.Code, Key: d.Key}
+	snap := s.tables[d.ID].Snapshot()
+	if n, err := snap.Count(ctx, scope); err == nil {
+		info.Rows = n
+	}
+	snap.Release()
 	for _, f := range d.Fields {
 		info.Fields = append(info.Fields, exchange.FieldInfo{Name: f.Name, Type: f.Type, Nullable: f.Nullable, Sensitivity: string(f.Sensitivity), TitleZh: f.Title.Zh, TitleEn: f.Title.En})
 	}
@@ -179,7 +186,7 @@ func (s *Service) Describe(ctx context.Context, c Caller, id string) (exchange.D
 	if err := s.auditDecision(ctx, c, newRequestID(), req, dec, nil, nil); err != nil {
 		return exchange.DatasetInfo{}, err
 	}
-	return s.describe(d), nil
+	return s.describe(ctx, d, dec.RowFilter), nil
 }
 
 // admit applies the per-department rate limit.
