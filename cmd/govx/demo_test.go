@@ -248,8 +248,23 @@ func readmeCommands(t *testing.T) []string {
 	return cmds
 }
 
-func checkReadme(t *testing.T, e *demoEnv) {
+// httpAddr returns the HTTP address the demo printed when it was ready.
+func (d *demoRun) httpAddr(t *testing.T) string {
+	m := regexp.MustCompile(`HTTP http://(\S+),`).FindStringSubmatch(d.out.String())
+	if m == nil {
+		t.Fatalf("the demo did not print its HTTP address:\n%s", d.out.String())
+	}
+	return m[1]
+}
+
+// checkReadme runs the README's walkthroughs against a running demo. The README writes
+// the demo's default HTTP address; the test's demo listens on a free port instead, so
+// that a busy 8080 on the machine cannot fail it.
+func checkReadme(t *testing.T, e *demoEnv, httpAddr string) {
 	cmds := readmeCommands(t)
+	for i := range cmds {
+		cmds[i] = strings.ReplaceAll(cmds[i], "127.0.0.1:8080", httpAddr)
+	}
 	if len(cmds) < 15 {
 		t.Fatalf("found only %d walkthrough commands in README.md", len(cmds))
 	}
@@ -286,13 +301,14 @@ func checkReadme(t *testing.T, e *demoEnv) {
 
 func TestIntegrationDemo(t *testing.T) {
 	e := newDemoEnv(t)
-	d := e.start(t)
+	free := []string{"--flight", "127.0.0.1:0", "--http", "127.0.0.1:0"}
+	d := e.start(t, free...)
 	t.Run("printed commands", func(t *testing.T) { checkPrinted(t, e, d, 0) })
-	t.Run("README walkthrough", func(t *testing.T) { checkReadme(t, e) })
+	t.Run("README walkthrough", func(t *testing.T) { checkReadme(t, e, d.httpAddr(t)) })
 	d.stop(t)
 
 	// A second run reuses the generated databases and starts the rest afresh.
-	d = e.start(t)
+	d = e.start(t, free...)
 	if !strings.Contains(d.out.String(), "sources: reusing the databases") {
 		t.Errorf("the second run regenerated the databases:\n%s", d.out.String())
 	}
