@@ -321,12 +321,32 @@ func (s *Snapshot) emit(v *segView, sel []uint64, p *plan, op string, fn func(ar
 		var err error
 		for j, c := range p.cols {
 			var a arrow.Array
-			if op == OpDelete && !p.isKey[j] {
+			m := p.masks[j]
+			switch {
+			case op == OpDelete && !p.isKey[j]:
 				a = array.MakeArrayOfNull(mem, v.seg.rec.Column(c).DataType(), rows)
-			} else {
+			case m != "" && op != OpDelete && s.t.masks.limit > 0:
+				// The segment's column masked once and cached, then sliced or taken:
+				// a repeated pull copies masked values instead of masking again.
+				var whole arrow.Array
+				whole, err = s.t.masks.column(mem, v.seg, c, m, mask.ArrayOptions{Key: p.key, Regions: s.t.segRegions(v.seg)})
+				if err != nil {
+					break
+				}
+				if idx != nil {
+					a = take(mem, whole, idx[start:end])
+				} else {
+					a = array.NewSlice(whole, int64(start), int64(end))
+				}
+				whole.Release()
+				m = "" // masked already
+			default:
 				a = column(c, start, end)
 			}
-			if m := p.masks[j]; m != "" {
+			if err != nil {
+				break
+			}
+			if m != "" {
 				var masked arrow.Array
 				masked, err = mask.Array(mem, a, m, mask.ArrayOptions{Key: p.key, Regions: region})
 				a.Release()

@@ -75,6 +75,10 @@ type Option func(*Table)
 // WithAllocator sets the allocator of the table's Arrow buffers (default: Go's).
 func WithAllocator(mem memory.Allocator) Option { return func(t *Table) { t.mem = mem } }
 
+// WithMaskCache bounds the bytes of masked columns the table keeps for repeated pulls
+// (default DefaultMaskCacheBytes); 0 turns the cache off.
+func WithMaskCache(bytes int64) Option { return func(t *Table) { t.masks.limit = bytes } }
+
 // WithSegmentRows sets the number of rows at which the mutable tail is sealed into an
 // immutable segment (default DefaultSegmentRows); it is also the largest scan batch.
 func WithSegmentRows(n int) Option {
@@ -108,6 +112,7 @@ type Table struct {
 	dirty  bool
 	cached *Snapshot
 	closed bool
+	masks  maskCache
 }
 
 // segment is an immutable run of rows [start, start+n): Arrow columns plus each row's
@@ -175,6 +180,7 @@ func New(d *schemas.Dataset, opts ...Option) *Table {
 		seed:      maphash.MakeSeed(),
 		pos:       map[int32]int64{},
 		dirty:     true,
+		masks:     maskCache{limit: DefaultMaskCacheBytes},
 	}
 	for _, o := range opts {
 		o(t)
@@ -245,6 +251,16 @@ func (t *Table) Close() {
 		s.seg.release()
 	}
 	t.segs = nil
+	t.masks.purge()
+}
+
+// segRegions returns a segment's region column, the address mask's hint, or nil.
+func (t *Table) segRegions(seg *segment) *array.String {
+	if t.regionCol < 0 {
+		return nil
+	}
+	r, _ := seg.rec.Column(t.regionCol).(*array.String)
+	return r
 }
 
 // errClosed is returned by Apply on a closed table.

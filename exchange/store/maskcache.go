@@ -1,0 +1,113 @@
+package store
+
+import (
+	"sync"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"govx/exchange/mask"
+)
+
+// DefaultMaskCacheBytes bounds the masked columns a table keeps (WithMaskCache).
+const DefaultMaskCacheBytes = 256 << 20
+
+// maskCache keeps masked columns of whole segments, so that a department pulling the
+// same data again streams it instead of masking a million strings once more. Segments
+// are immutable, so a masked column stays right for as long as its segment lives; an
+// entry holds a reference to its segment, so the segment (and its address, part of the
+// key) cannot be reused while the entry exists. The hash mask's output depends on the
+// department's key, which is part of the key; the other masks do not, and share entries
+// across departments.
+type maskCache struct {
+	mu    sync.Mutex
+	limit int64
+	bytes int64
+	m     map[maskKey]*maskEntry
+}
+
+type maskKey struct {
+	seg  *segment
+	col  int
+	mask string
+	key  string // the department's hash key, for the hash mask only
+}
+
+type maskEntry struct {
+	arr   arrow.Array
+	bytes int64
+}
+
+// column returns the masked whole-segment column col of seg, computing it on a miss.
+// The caller releases the returned array.
+func (c *maskCache) column(mem memory.Allocator, seg *segment, col int, m string, opts mask.ArrayOptions) (arrow.Array, error) {
+	k := maskKey{seg: seg, col: col, mask: m}
+	if m == mask.Hash {
+		k.key = string(opts.Key)
+	}
+	c.mu.Lock()
+	if e, ok := c.m[k]; ok {
+		e.arr.Retain()
+		c.mu.Unlock()
+		return e.arr, nil
+	}
+	c.mu.Unlock()
+
+	masked, err := mask.Array(mem, seg.rec.Column(col), m, opts)
+	if err != nil {
+		return nil, err
+	}
+	size := arrayBytes(masked)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[maskKey]*maskEntry{}
+	}
+	if _, ok := c.m[k]; ok || size > c.limit {
+		return masked, nil // another pull cached it meanwhile, or it can never fit
+	}
+	for kk, e := range c.m { // evict arbitrary entries until it fits
+		if c.bytes+size <= c.limit {
+			break
+		}
+		c.dropLocked(kk, e)
+	}
+	seg.retain()
+	masked.Retain()
+	c.m[k] = &maskEntry{arr: masked, bytes: size}
+	c.bytes += size
+	return masked, nil
+}
+
+func (c *maskCache) dropLocked(k maskKey, e *maskEntry) {
+	e.arr.Release()
+	k.seg.release()
+	c.bytes -= e.bytes
+	delete(c.m, k)
+}
+
+// purge drops every entry (Table.Close).
+func (c *maskCache) purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.m {
+		c.dropLocked(k, e)
+	}
+}
+
+func arrayBytes(a arrow.Array) int64 {
+	var n int64
+	var walk func(d arrow.ArrayData)
+	walk = func(d arrow.ArrayData) {
+		for _, b := range d.Buffers() {
+			if b != nil {
+				n += int64(b.Len())
+			}
+		}
+		for _, ch := range d.Children() {
+			walk(ch)
+		}
+	}
+	walk(a.Data())
+	return n
+}
