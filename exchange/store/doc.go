@@ -35,7 +35,13 @@
 // pass per filter over the rows still selected), then take the selected rows column by
 // column with a hand-written take (arrow/go v17's compute.FilterRecordBatch is ~55×
 // slower on strings), then mask. With every row selected, columns are passed through
-// without copying.
+// without copying. A masked column is computed for its whole segment once and kept in a
+// bounded cache (segments are immutable, so it stays right): later pulls take or slice
+// the masked values. The hash mask's entries are per department key; no entry is ever
+// served under another key.
+//
+// Changes also report rows that left the filter's scope since the cursor (found through
+// the version chain) as deletes, so a consumer's copy follows its scope.
 //
 // Changes since a cursor are the live rows whose position is at or after the cursor,
 // plus the keys whose last tombstone is; a delete is filtered on the row's last values,
