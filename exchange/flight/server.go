@@ -95,7 +95,7 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		if strings.HasSuffix(method, "/ListFlights") {
 			action = exchange.ActionDiscover
 		}
-		return nil, toStatus(s.svc.Rejected(ctx, c, action, "", err))
+		return nil, toStatus(s.svc.Unauthenticated(ctx, c, action, "", err))
 	}
 	c.Subject = subj
 	return context.WithValue(ctx, callerKey{}, c), nil

@@ -109,7 +109,7 @@ func (h *Handler) route(pattern, name string, action exchange.Action, fn func(ht
 		c, err := h.caller(r)
 		if err != nil {
 			// A failed authentication is an access attempt too: audited, then refused.
-			writeError(sw, h.svc.Rejected(r.Context(), c, action, r.PathValue("id"), err))
+			writeError(sw, h.svc.Unauthenticated(r.Context(), c, action, r.PathValue("id"), err))
 			return
 		}
 		fn(sw, r, c)

@@ -294,7 +294,9 @@ func appendPhone(dst []byte, s string) []byte {
 func appendAddress(dst []byte, s, region string) []byte {
 	if region != "" {
 		if r, ok := ident.LookupRegion(region); ok && r.CityCode != "" && r.Code != r.CityCode {
-			if i := strings.Index(s, r.Name); i >= 0 {
+			// The county's name counts only among the divisions at the start, not after
+			// a street ("…文三路100号西湖区政府旁" must not keep the street).
+			if i := strings.Index(s, r.Name); i >= 0 && !strings.ContainsFunc(s[:i], isStreetRune) {
 				return appendValid(dst, s[:i+len(r.Name)])
 			}
 		}
@@ -334,6 +336,8 @@ var divisionSuffixes = []string{"自治区", "自治州", "省", "市", "区", "
 
 // streetRunes mark the part of an address below the county.
 const streetRunes = "路街道巷弄号村镇乡幢栋楼室里小"
+
+func isStreetRune(r rune) bool { return unicode.IsDigit(r) || strings.ContainsRune(streetRunes, r) }
 
 func nextDivision(s string) (int, string) {
 	runes := 0

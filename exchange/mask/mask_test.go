@@ -49,6 +49,7 @@ func TestStringMasks(t *testing.T) {
 		{Address, "某路1号", "", "***"},
 		// A county-level suffix further along belongs to the street: never cut there.
 		{Address, "杭州市文三路100号市民中心5楼", "", "杭州市"},
+		{Address, "浙江省杭州市文三路100号西湖区政府旁5幢", "330106", "浙江省杭州市"},
 		{Address, "杭州市古墩路春晓小区3幢", "", "杭州市"},
 		{Address, "杭州市春晓小区3幢", "", "杭州市"},
 		{Address, "内蒙古自治区阿拉善左旗巴彦浩特镇市场路1号", "", "内蒙古自治区阿拉善左旗"},

@@ -8,10 +8,8 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,7 +51,7 @@ type Exchange struct {
 	flightLn net.Listener
 	httpLn   net.Listener
 	cluster  string
-	epoch    string // changes whenever the store is rebuilt rather than loaded
+	epoch    string // what cursors are bound to: the Kafka cluster id
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -285,7 +283,6 @@ func (x *Exchange) openTables(cat *schemas.Catalog, mem memory.Allocator) (map[s
 			"was", strings.TrimSpace(string(prev)), "now", x.cluster)
 	}
 	tables := map[string]*store.Table{}
-	rebuilt := 0
 	for _, d := range cat.Datasets() {
 		if len(want) > 0 && !want[d.ID] {
 			continue
@@ -303,25 +300,13 @@ func (x *Exchange) openTables(cat *schemas.Catalog, mem memory.Allocator) (map[s
 		}
 		os.RemoveAll(dir)
 		tables[d.ID] = store.New(d, store.WithAllocator(mem))
-		rebuilt++
 	}
 	if err := os.WriteFile(filepath.Join(x.cfg.DataDir, clusterFile), []byte(x.cluster+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	// Cursors name positions in this store: a rebuild starts a new epoch, so a cursor
-	// from before it is refused instead of silently skipping changes.
-	epochFile := filepath.Join(x.cfg.DataDir, "store-epoch")
-	if b, err := os.ReadFile(epochFile); err == nil && rebuilt == 0 {
-		x.epoch = strings.TrimSpace(string(b))
-	}
-	if x.epoch == "" {
-		var b [8]byte
-		rand.Read(b[:])
-		x.epoch = x.cluster + "/" + hex.EncodeToString(b[:])
-		if err := os.WriteFile(epochFile, []byte(x.epoch+"\n"), 0o600); err != nil {
-			return nil, err
-		}
-	}
+	// Cursors carry Kafka offsets, meaningful in this cluster only, and the same for
+	// every replica and every rebuild reading it: the cluster id is their epoch.
+	x.epoch = x.cluster
 	return tables, nil
 }
 

@@ -93,11 +93,9 @@ func (s *Service) Lookup(ctx context.Context, c Caller, dataset string, cmd exch
 	b, _ := json.Marshal(out)
 	// The decision is on disk already; the record need not wait for the complete
 	// event's fsync too. Close waits for it.
-	s.pending.Add(1)
-	go func() {
-		defer s.pending.Done()
-		s.auditComplete(ctx, g, 1, int64(len(b)), started, nil)
-	}()
+	if !s.later(func() { s.auditComplete(ctx, g, 1, int64(len(b)), started, nil) }) {
+		s.auditComplete(ctx, g, 1, int64(len(b)), started, nil) // closing: write it now
+	}
 	return out, nil
 }
 

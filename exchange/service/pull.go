@@ -33,6 +33,11 @@ func ParseCmd(data []byte) (exchange.PullCmd, error) {
 	if cmd.Limit < 0 {
 		return cmd, invalid("bad_limit", "limit must be zero (no limit) or positive")
 	}
+	if cmd.Limit > 0 && cmd.Since != "" {
+		// The cursor returned names the whole version: changes cut off by a limit would
+		// be lost for good.
+		return cmd, invalid("limit_with_since", "a changes pull (since) takes no limit: it returns every change up to the cursor it gives")
+	}
 	return cmd, nil
 }
 
@@ -112,6 +117,9 @@ func (s *Service) open(ctx context.Context, c Caller, cmd exchange.PullCmd, coun
 		return nil, err
 	}
 	var since []byte
+	if cmd.Since != "" && cmd.Limit > 0 {
+		return refuse(exchange.Decision{}, invalid("limit_with_since", "a changes pull (since) takes no limit: it returns every change up to the cursor it gives"))
+	}
 	if cmd.Since != "" {
 		var sc sealedCursor
 		if err := s.signer.Open(cursorPurpose, cmd.Since, &sc); err != nil || sc.Dataset != cmd.Dataset {
@@ -449,6 +457,12 @@ func pipeline(ctx context.Context, scan func(context.Context, func(arrow.Record)
 	scanErr := make(chan error, 1)
 	go func() {
 		defer close(recs)
+		defer func() {
+			// A bug in a scan must fail its request, not the whole exchange.
+			if r := recover(); r != nil {
+				scanErr <- fmt.Errorf("scan panicked: %v", r)
+			}
+		}()
 		scanErr <- scan(ctx, func(rec arrow.Record) error {
 			rec.Retain() // a scan's batch lives only during its callback
 			select {

@@ -14,6 +14,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"log/slog"
+	"net"
 	"sort"
 	"sync"
 	"time"
@@ -64,6 +65,14 @@ type Service struct {
 
 	// pending counts audit writes still running after their response was sent.
 	pending sync.WaitGroup
+	laterMu sync.Mutex
+	closing bool
+
+	// authFails limits, per client address, how many failed authentications are
+	// audited: a flood of bad credentials must not fill the audit spool's disk.
+	failMu       sync.Mutex
+	failLimiters map[string]*rate.Limiter
+	failDropped  uint64
 
 	rateLimit rate.Limit
 	rateBurst int
@@ -110,6 +119,7 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 		cat: cat, tables: tables, policy: policy, audit: auditor, signer: signer,
 		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
 		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, redeemed: map[string]time.Time{},
+		failLimiters: map[string]*rate.Limiter{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -117,9 +127,30 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 	return s, nil
 }
 
-// Wait returns once every audit write started by a finished request has ended; call it
-// after the edges stopped and before the audit spool closes.
-func (s *Service) Wait() { s.pending.Wait() }
+// Wait stops starting work after a response and returns once the work started has
+// ended; call it after the edges stopped and before the audit spool closes.
+func (s *Service) Wait() {
+	s.laterMu.Lock()
+	s.closing = true
+	s.laterMu.Unlock()
+	s.pending.Wait()
+}
+
+// later runs fn after the response, unless the service is closing (then it reports
+// false and the caller runs fn itself).
+func (s *Service) later(fn func()) bool {
+	s.laterMu.Lock()
+	defer s.laterMu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.pending.Add(1)
+	go func() {
+		defer s.pending.Done()
+		fn()
+	}()
+	return true
+}
 
 // MaxBody is the largest request body (cmd, lookup, verify) the edges should read.
 func (s *Service) MaxBody() int64 { return s.maxBody }
@@ -220,4 +251,37 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Unauthenticated records a request that failed authentication and returns err. Each
+// client address gets 5 audited failures a second (burst 20); beyond that failures are
+// counted and logged in summary instead, so that a flood of bad credentials cannot fill
+// the audit spool's disk and with it stop every department's access.
+func (s *Service) Unauthenticated(ctx context.Context, c Caller, action exchange.Action, dataset string, err error) error {
+	host, _, splitErr := net.SplitHostPort(c.ClientAddr)
+	if splitErr != nil {
+		host = c.ClientAddr
+	}
+	s.failMu.Lock()
+	l, ok := s.failLimiters[host]
+	if !ok {
+		if len(s.failLimiters) > 10000 {
+			clear(s.failLimiters) // bounded: a spread of addresses resets the budgets
+		}
+		l = rate.NewLimiter(5, 20)
+		s.failLimiters[host] = l
+	}
+	allow := l.Allow()
+	if !allow {
+		s.failDropped++
+		if s.failDropped%1000 == 1 {
+			s.log.Warn("failed authentications over the audit budget; counted, not audited one by one",
+				"client", host, "not_audited_total", s.failDropped)
+		}
+	}
+	s.failMu.Unlock()
+	if !allow {
+		return err
+	}
+	return s.auditRejected(ctx, c, action, dataset, err)
 }

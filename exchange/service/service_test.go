@@ -313,3 +313,40 @@ func TestFilterOnGrantedColumnNotReturned(t *testing.T) {
 		t.Fatalf("%d rows, %v", rows, err)
 	}
 }
+
+func TestCursorFromAnotherClusterRefused(t *testing.T) {
+	a := newFixture(t, WithCursorEpoch("cluster-a"))
+	g, err := a.svc.Open(context.Background(), hz, pullCmd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cursor string
+	if _, err := a.svc.Stream(context.Background(), g, &cursorSink{out: &cursor}); err != nil || cursor == "" {
+		t.Fatalf("no cursor: %v", err)
+	}
+	b := newFixture(t, WithCursorEpoch("cluster-b")) // same secret, another Kafka cluster
+	cmd := pullCmd()
+	cmd.Since = cursor
+	if _, err := b.svc.Open(context.Background(), hz, cmd); err == nil || !strings.Contains(err.Error(), "invalid_cursor") {
+		t.Fatalf("a cursor of another cluster: %v, want invalid_cursor", err)
+	}
+	if _, err := a.svc.Open(context.Background(), hz, cmd); err != nil {
+		t.Fatalf("the cursor on its own cluster: %v", err)
+	}
+	cmd.Limit = 5
+	if _, err := a.svc.Open(context.Background(), hz, cmd); err == nil || !strings.Contains(err.Error(), "limit_with_since") {
+		t.Fatalf("a limited changes pull: %v, want limit_with_since", err)
+	}
+}
+
+type cursorSink struct {
+	countSink
+	out *string
+}
+
+func (c *cursorSink) Begin(s *arrow.Schema) error {
+	if i := s.Metadata().FindKey(exchange.MetaCursor); i >= 0 {
+		*c.out = s.Metadata().Values()[i]
+	}
+	return nil
+}

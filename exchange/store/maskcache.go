@@ -22,10 +22,11 @@ const DefaultMaskCacheBytes = 64 << 20
 // department's key, which is part of the key; the other masks do not, and share entries
 // across departments.
 type maskCache struct {
-	mu    sync.Mutex
-	limit int64
-	bytes int64
-	m     map[maskKey]*maskEntry
+	mu     sync.Mutex
+	limit  int64
+	bytes  int64
+	m      map[maskKey]*maskEntry
+	closed bool // after purge: nothing is cached any more
 }
 
 type maskKey struct {
@@ -40,9 +41,11 @@ type maskEntry struct {
 	bytes int64
 }
 
-// column returns the masked whole-segment column col of seg, computing it on a miss.
-// The caller releases the returned array.
-func (c *maskCache) column(mem memory.Allocator, seg *segment, col int, m string, opts mask.ArrayOptions) (arrow.Array, error) {
+// column returns the masked whole-segment column col of seg. On a miss it masks the
+// whole segment only if fill is set (most of the segment is wanted); otherwise it
+// returns nil, and the caller masks just the rows it takes. The caller releases the
+// returned array.
+func (c *maskCache) column(mem memory.Allocator, seg *segment, col int, m string, opts mask.ArrayOptions, fill bool) (arrow.Array, error) {
 	k := maskKey{seg: seg, col: col, mask: m}
 	if m == mask.Hash {
 		k.key = string(opts.Key)
@@ -54,6 +57,9 @@ func (c *maskCache) column(mem memory.Allocator, seg *segment, col int, m string
 		return e.arr, nil
 	}
 	c.mu.Unlock()
+	if !fill {
+		return nil, nil
+	}
 
 	masked, err := mask.Array(mem, seg.rec.Column(col), m, opts)
 	if err != nil {
@@ -65,7 +71,7 @@ func (c *maskCache) column(mem memory.Allocator, seg *segment, col int, m string
 	if c.m == nil {
 		c.m = map[maskKey]*maskEntry{}
 	}
-	if _, ok := c.m[k]; ok || size > c.limit {
+	if _, ok := c.m[k]; ok || c.closed || size > c.limit {
 		return masked, nil // another pull cached it meanwhile, or it can never fit
 	}
 	for kk, e := range c.m { // evict arbitrary entries until it fits
@@ -88,12 +94,25 @@ func (c *maskCache) dropLocked(k maskKey, e *maskEntry) {
 	delete(c.m, k)
 }
 
-// purge drops every entry (Table.Close).
+// purge drops every entry and caches nothing more (Table.Close).
 func (c *maskCache) purge() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	for k, e := range c.m {
 		c.dropLocked(k, e)
+	}
+}
+
+// dropSegment drops the entries of a segment the table no longer holds (merged into a
+// larger one), so the cache pins only live segments and its bound bounds its memory.
+func (c *maskCache) dropSegment(seg *segment) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.m {
+		if k.seg == seg {
+			c.dropLocked(k, e)
+		}
 	}
 }
 

@@ -254,6 +254,16 @@ func (s *Snapshot) Changes(ctx context.Context, since Cursor, spec Spec, fn func
 		}
 		row := s.tombs[i].row
 		j := segFor(s.segs, viewStart, row)
+		if seg := s.segs[j].seg; after(seg.part[row-seg.start], seg.off[row-seg.start]) {
+			// The deleted version was itself written after since: the caller holds the
+			// version before it, if any, and the delete is filtered on that one (a row
+			// that left the scope and was then deleted is still reported). A key born
+			// after since is filtered on its last version: a harmless extra delete.
+			if old := s.versionAsOf(row, after); old >= 0 {
+				row = old
+				j = segFor(s.segs, viewStart, row)
+			}
+		}
 		bySeg[j] = append(bySeg[j], row-s.segs[j].seg.start)
 	}
 	for i := range s.segs {
@@ -327,19 +337,21 @@ func (s *Snapshot) emit(v *segView, sel []uint64, p *plan, op string, fn func(ar
 				a = array.MakeArrayOfNull(mem, v.seg.rec.Column(c).DataType(), rows)
 			case m != "" && op != OpDelete && s.t.masks.limit > 0:
 				// The segment's column masked once and cached, then sliced or taken:
-				// a repeated pull copies masked values instead of masking again.
+				// a repeated pull copies masked values instead of masking again. A
+				// selective pull uses an entry but does not mask a whole segment for it.
 				var whole arrow.Array
-				whole, err = s.t.masks.column(mem, v.seg, c, m, mask.ArrayOptions{Key: p.key, Regions: s.t.segRegions(v.seg)})
-				if err != nil {
-					break
+				whole, err = s.t.masks.column(mem, v.seg, c, m, mask.ArrayOptions{Key: p.key, Regions: s.t.segRegions(v.seg)}, 2*k >= n)
+				switch {
+				case err != nil:
+				case whole == nil:
+					a = column(c, start, end)
+				case idx != nil:
+					a, m = take(mem, whole, idx[start:end]), ""
+					whole.Release()
+				default:
+					a, m = array.NewSlice(whole, int64(start), int64(end)), ""
+					whole.Release()
 				}
-				if idx != nil {
-					a = take(mem, whole, idx[start:end])
-				} else {
-					a = array.NewSlice(whole, int64(start), int64(end))
-				}
-				whole.Release()
-				m = "" // masked already
 			default:
 				a = column(c, start, end)
 			}

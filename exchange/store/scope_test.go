@@ -59,3 +59,34 @@ func TestChangesReportRowsLeavingTheScope(t *testing.T) {
 		t.Fatalf("changes for Nanjing = %v, want the newcomer as an upsert", got)
 	}
 }
+
+// TestChangesReportDeleteOfRowThatLeftTheScope: moved away, then deleted — the caller
+// that held the row still gets its delete.
+func TestChangesReportDeleteOfRowThatLeftTheScope(t *testing.T) {
+	mem := checked(t)
+	d := dataset(t, "population.person")
+	tbl := New(d, WithAllocator(mem))
+	defer tbl.Close()
+	rec := func(region string) map[string]any {
+		return map[string]any{"id_number": "330106199003071236", "name": "张三", "gender": "1", "birth_date": "1990-03-07",
+			"household_region": region, "status": "alive", "updated_at": "2026-11-01T00:00:00Z"}
+	}
+	tbl.Apply([]Change{{Record: rec("330106"), Offset: 0}})
+	snap := tbl.Snapshot()
+	since := snap.Cursor()
+	snap.Release()
+	tbl.Apply([]Change{{Record: rec("320102"), Offset: 1}, {Key: "330106199003071236", Offset: 2}})
+	snap = tbl.Snapshot()
+	defer snap.Release()
+	var ops []string
+	spec := Spec{Columns: []string{"id_number"}, Filter: []exchange.Filter{{Column: "household_region", Op: "prefix", Value: "3301"}}}
+	snap.Changes(context.Background(), since, spec, func(r arrow.Record) error {
+		for i := 0; i < int(r.NumRows()); i++ {
+			ops = append(ops, r.Column(0).ValueStr(i))
+		}
+		return nil
+	})
+	if len(ops) != 1 || ops[0] != OpDelete {
+		t.Fatalf("changes for Hangzhou = %v, want one delete", ops)
+	}
+}

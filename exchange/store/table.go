@@ -524,6 +524,8 @@ func (t *Table) mergeSmall() {
 				del[j/64] |= 1 << (j % 64)
 			}
 		}
+		t.masks.dropSegment(a.seg)
+		t.masks.dropSegment(b.seg)
 		a.seg.release()
 		b.seg.release()
 		t.segs = append(t.segs[:len(t.segs)-2], &segState{seg: seg, del: del, ndel: a.ndel + b.ndel})
