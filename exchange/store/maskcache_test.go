@@ -79,3 +79,45 @@ func TestMaskCacheServesWhatMaskingWould(t *testing.T) {
 	cached.Close()
 	plain.Close()
 }
+
+// TestMaskCachePinsOnlyLiveSegments: ingest and pulls interleaved merge small segments
+// away; the cache must let those go, so its bound is a bound on memory.
+func TestMaskCachePinsOnlyLiveSegments(t *testing.T) {
+	mem := checked(t)
+	d := dataset(t, "population.person")
+	g := &gen{r: newRand(), d: d, keys: 100000}
+	tbl := New(d, WithAllocator(mem), WithSegmentRows(4096))
+	spec := Spec{Columns: []string{"id_number"}, Masks: map[string]string{"id_number": mask.IDCard}}
+	for round := 0; round < 60; round++ {
+		var changes []Change
+		for i := 0; i < 100; i++ {
+			changes = append(changes, Change{Record: g.record(), Offset: int64(round*100 + i)})
+		}
+		if err := tbl.Apply(changes); err != nil {
+			t.Fatal(err)
+		}
+		snap := tbl.Snapshot()
+		if err := snap.Scan(context.Background(), spec, func(arrow.Record) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		snap.Release()
+	}
+	tbl.mu.RLock()
+	live := map[*segment]bool{}
+	for _, s := range tbl.segs {
+		live[s.seg] = true
+	}
+	tbl.mu.RUnlock()
+	tbl.masks.mu.Lock()
+	for k := range tbl.masks.m {
+		if !live[k.seg] {
+			t.Errorf("the mask cache pins a segment the table merged away")
+		}
+	}
+	n := len(tbl.masks.m)
+	tbl.masks.mu.Unlock()
+	if n == 0 {
+		t.Fatal("nothing cached")
+	}
+	tbl.Close()
+}
