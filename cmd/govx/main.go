@@ -9,6 +9,7 @@ import (
 )
 
 func main() {
+	groupCommands()
 	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "govx:", err)
 		os.Exit(exitCode(err))

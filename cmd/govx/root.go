@@ -36,3 +36,27 @@ func exitCode(err error) int {
 	}
 	return 1
 }
+
+// groups sorts the subcommands in --help by who uses them (ARCHITECTURE.md's users).
+var groups = []struct {
+	id, title string
+	commands  []string
+}{
+	{"consumer", "Department systems (consumers):", []string{"catalog", "pull", "lookup", "verify"}},
+	{"provider", "Providing departments:", []string{"connector", "gen", "schemas"}},
+	{"steward", "Data stewards:", []string{"policy"}},
+	{"auditor", "Auditors:", []string{"audit"}},
+	{"operator", "Operators:", []string{"exchange", "token", "demo"}},
+}
+
+// groupCommands assigns each subcommand its group; main calls it once all are registered.
+func groupCommands() {
+	for _, g := range groups {
+		rootCmd.AddGroup(&cobra.Group{ID: g.id, Title: g.title})
+		for _, name := range g.commands {
+			if c, _, err := rootCmd.Find([]string{name}); err == nil && c != rootCmd {
+				c.GroupID = g.id
+			}
+		}
+	}
+}

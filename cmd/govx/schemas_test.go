@@ -55,3 +55,15 @@ func TestSchemasListAndShow(t *testing.T) {
 		t.Fatalf("show: %v\n%s", err, out)
 	}
 }
+
+func TestEveryCommandHasAGroupInHelp(t *testing.T) {
+	groupCommands()
+	for _, c := range rootCmd.Commands() {
+		if c.Name() == "help" || c.Name() == "completion" {
+			continue
+		}
+		if c.GroupID == "" {
+			t.Errorf("govx %s has no group in --help: add it to groups in root.go", c.Name())
+		}
+	}
+}
