@@ -144,6 +144,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(x.policy.Collectors()...)
+	reg.MustRegister(auditCollectors(x.spool, cfg.Audit.ClickHouse.Addr != "")...)
 	x.ingester = ingest.New(kcfg, cat, x.tables, o.log)
 	reg.MustRegister(x.ingester.Collectors()...)
 
@@ -392,4 +393,21 @@ func loadTLS(cfg *Config) (*tls.Config, error) {
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
+}
+
+// auditCollectors exposes the audit spool: appends and fsyncs (group commit at work),
+// and, with ClickHouse configured, the events not yet shipped — the backlog an operator
+// watches during a ClickHouse outage.
+func auditCollectors(sp *audit.Spool, shipping bool) []prometheus.Collector {
+	cs := []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "govx_audit_appends_total", Help: "Audit events appended durably to the spool."},
+			func() float64 { a, _ := sp.Stats(); return float64(a) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "govx_audit_fsyncs_total", Help: "Spool fsyncs (many events share one: group commit)."},
+			func() float64 { _, f := sp.Stats(); return float64(f) }),
+	}
+	if shipping {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_audit_unshipped_events", Help: "Audit events in the spool not yet acknowledged by ClickHouse."},
+			func() float64 { return float64(sp.Committed() - sp.Shipped()) }))
+	}
+	return cs
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -490,6 +491,33 @@ func TestIntegrationExchange(t *testing.T) {
 			t.Fatalf("after restart the exchange serves different data: %d rows before, %d after", len(before), len(after))
 		}
 		checkChanges()
+	})
+
+	t.Run("operators see health, readiness and metrics", func(t *testing.T) {
+		if _, err := hz.Catalog(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for path, want := range map[string]string{
+			"/healthz": "ok", "/readyz": "ready",
+			"/metrics": "govx_ingest_ready 1",
+		} {
+			resp, err := http.Get("http://" + te.x.HTTPAddr() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+				t.Errorf("GET %s: %d, want %q in the body", path, resp.StatusCode, want)
+			}
+			if path == "/metrics" {
+				for _, m := range []string{"govx_policy_decisions_total", "govx_audit_appends_total", "govx_audit_unshipped_events", "govx_http_requests_total"} {
+					if !strings.Contains(string(body), m) {
+						t.Errorf("/metrics lacks %s", m)
+					}
+				}
+			}
+		}
 	})
 
 	t.Run("every request left a decision event in ClickHouse", func(t *testing.T) {
