@@ -31,6 +31,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/flight"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/util"
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 
@@ -127,7 +128,7 @@ func run(broker, pgURL, chAddr, prefix string, rows, runs int, cmd string) error
 	}
 	var wireBytes int64
 	for _, r := range batches {
-		wireBytes += recordBytes(r)
+		wireBytes += util.TotalRecordSize(r)
 	}
 
 	bare, err := startBare(res.Schema, batches)
@@ -311,25 +312,6 @@ func (b *bareServer) DoGet(_ *flight.Ticket, stream flight.FlightService_DoGetSe
 		}
 	}
 	return w.Close()
-}
-
-func recordBytes(rec arrow.Record) int64 {
-	var n int64
-	var walk func(d arrow.ArrayData)
-	walk = func(d arrow.ArrayData) {
-		for _, b := range d.Buffers() {
-			if b != nil {
-				n += int64(b.Len())
-			}
-		}
-		for _, c := range d.Children() {
-			walk(c)
-		}
-	}
-	for _, c := range rec.Columns() {
-		walk(c.Data())
-	}
-	return n
 }
 
 type countWriter struct{ n int64 }

@@ -22,6 +22,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/flight"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow/go/v17/arrow/util"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -235,33 +236,11 @@ func (f *flightSink) Begin(schema *arrow.Schema) error {
 }
 
 func (f *flightSink) Write(rec arrow.Record) error {
-	f.bytes += recordBytes(rec)
+	f.bytes += util.TotalRecordSize(rec) // buffer sizes: close to what goes on the wire
 	return f.w.Write(rec)
 }
 
 func (f *flightSink) Bytes() int64 { return f.bytes }
-
-// recordBytes is the size of a batch's buffers, close to what goes on the wire.
-func recordBytes(rec arrow.Record) int64 {
-	var n int64
-	for _, col := range rec.Columns() {
-		n += arrayBytes(col.Data())
-	}
-	return n
-}
-
-func arrayBytes(d arrow.ArrayData) int64 {
-	var n int64
-	for _, b := range d.Buffers() {
-		if b != nil {
-			n += int64(b.Len())
-		}
-	}
-	for _, c := range d.Children() {
-		n += arrayBytes(c)
-	}
-	return n
-}
 
 // toStatus maps the exchange's errors to gRPC codes. The message carries the stable
 // code and, for denials, every policy reason with its code.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow/go/v17/arrow/util"
 
 	"govx/exchange/mask"
 )
@@ -65,7 +66,7 @@ func (c *maskCache) column(mem memory.Allocator, seg *segment, col int, m string
 	if err != nil {
 		return nil, err
 	}
-	size := arrayBytes(masked)
+	size := util.TotalArraySize(masked)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
@@ -114,21 +115,4 @@ func (c *maskCache) dropSegment(seg *segment) {
 			c.dropLocked(k, e)
 		}
 	}
-}
-
-func arrayBytes(a arrow.Array) int64 {
-	var n int64
-	var walk func(d arrow.ArrayData)
-	walk = func(d arrow.ArrayData) {
-		for _, b := range d.Buffers() {
-			if b != nil {
-				n += int64(b.Len())
-			}
-		}
-		for _, ch := range d.Children() {
-			walk(ch)
-		}
-	}
-	walk(a.Data())
-	return n
 }
