@@ -121,24 +121,7 @@ up() {
 	log "ready on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"), ClickHouse $(clickhouse-client --host 127.0.0.1 --port "$PORT" --query 'SELECT version()'))"
 }
 
-status() {
-	if pid_alive "$PIDFILE" && select_one; then
-		log "running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
-	else
-		log "not running"
-		return 1
-	fi
-}
+ready() { pid_alive "$PIDFILE" && select_one; }
 
-case "${1:-}" in
-up | down) lock_service "$DIR" ;;
-esac
-case "${1:-}" in
-up) up ;;
-down)
-	adopt "clickhouse-server --config-file=$DIR/config.xml" || true
-	stop_pid "$PIDFILE"
-	;;
-status) status ;;
-*) usage_for ;;
-esac
+ADOPT="clickhouse-server --config-file=$DIR/config.xml"
+serve_main "$@"

@@ -154,24 +154,7 @@ up() {
 	log "ready on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"), Kafka $(ls "$LIBS" | sed -n 's/^kafka_2.13-\(.*\)\.jar$/\1/p'))"
 }
 
-status() {
-	if pid_alive "$PIDFILE" && port_open "$PORT"; then
-		log "running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
-	else
-		log "not running"
-		return 1
-	fi
-}
+ready() { pid_alive "$PIDFILE" && port_open "$PORT"; }
 
-case "${1:-}" in
-up | down) lock_service "$DIR" ;;
-esac
-case "${1:-}" in
-up) up ;;
-down)
-	adopt "kafka.Kafka $CONF" || true
-	stop_pid "$PIDFILE"
-	;;
-status) status ;;
-*) usage_for ;;
-esac
+ADOPT="kafka.Kafka $CONF"
+serve_main "$@"

@@ -164,3 +164,33 @@ usage_for() {
 	echo "usage: $0 up|down|status" >&2
 	exit 2
 }
+
+# serve_main is the up|down|status command line every service script shares. The script
+# defines up() and ready() (does the running service answer?); ADOPT names the process
+# command line to take over when its pid file is lost. A script with its own down()
+# (PostgreSQL stops through pg_ctl) sets ADOPT empty.
+serve_main() {
+	case "${1:-}" in
+	up | down) lock_service "$DIR" ;;
+	esac
+	case "${1:-}" in
+	up) up ;;
+	down)
+		if [ -n "${ADOPT:-}" ]; then
+			adopt "$ADOPT" || true
+			stop_pid "$PIDFILE"
+		else
+			down
+		fi
+		;;
+	status)
+		if ready; then
+			log "running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE" 2>/dev/null))"
+		else
+			log "not running"
+			return 1
+		fi
+		;;
+	*) usage_for ;;
+	esac
+}

@@ -98,24 +98,7 @@ SQL
 	log "ready on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"), MariaDB $(mariadb --defaults-file="$CNF" -uroot -NBe 'SELECT VERSION()'))"
 }
 
-status() {
-	if pid_alive "$PIDFILE" && sql_ok; then
-		log "running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
-	else
-		log "not running"
-		return 1
-	fi
-}
+ready() { pid_alive "$PIDFILE" && sql_ok; }
 
-case "${1:-}" in
-up | down) lock_service "$DIR" ;;
-esac
-case "${1:-}" in
-up) up ;;
-down)
-	adopt "mariadbd --defaults-file=$CNF" || true
-	stop_pid "$PIDFILE"
-	;;
-status) status ;;
-*) usage_for ;;
-esac
+ADOPT="mariadbd --defaults-file=$CNF"
+serve_main "$@"

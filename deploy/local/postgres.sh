@@ -117,22 +117,10 @@ down() {
 	rm -f "$PIDFILE"
 }
 
-status() {
+ready() {
 	BIN="$(find_bin)" || { log "not installed"; return 1; }
-	if psql_ok; then
-		log "running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE" 2>/dev/null))"
-	else
-		log "not running"
-		return 1
-	fi
+	psql_ok
 }
 
-case "${1:-}" in
-up | down) lock_service "$DIR" ;;
-esac
-case "${1:-}" in
-up) up ;;
-down) down ;;
-status) status ;;
-*) usage_for ;;
-esac
+ADOPT=""
+serve_main "$@"
