@@ -87,7 +87,7 @@ func (f *Field) Normalize(v any, layouts ...string) (any, error) {
 			}
 			return i, nil
 		default:
-			if i, ok := asInt64(v); ok {
+			if i, ok := AsInt64(v); ok {
 				return i, nil
 			}
 			if i, ok := v.(int32); ok {
@@ -105,7 +105,7 @@ func (f *Field) Normalize(v any, layouts ...string) (any, error) {
 		case float32:
 			return float64(n), nil
 		default:
-			if x, ok := asFloat64(v); ok {
+			if x, ok := AsFloat64(v); ok {
 				return x, nil
 			}
 		}

@@ -88,13 +88,13 @@ func (f *Field) validate(v any) (FieldError, bool) {
 			}
 		}
 	case KindInt64:
-		n, ok := asInt64(v)
+		n, ok := AsInt64(v)
 		if !ok {
 			return fail("type", "must be an integer, got %s", jsonType(v))
 		}
 		return f.inRange(float64(n))
 	case KindFloat64:
-		x, ok := asFloat64(v)
+		x, ok := AsFloat64(v)
 		if !ok || math.IsNaN(x) || math.IsInf(x, 0) {
 			return fail("type", "must be a finite number, got %s", jsonType(v))
 		}
@@ -168,11 +168,15 @@ func allDigits(s string) bool {
 	return true
 }
 
-func asInt64(v any) (int64, bool) {
+// AsInt64 reads an integer as JSON decoders and drivers give it (int64, int, int32, an
+// integral float64 within ±2^53, json.Number).
+func AsInt64(v any) (int64, bool) {
 	switch n := v.(type) {
 	case int64:
 		return n, true
 	case int:
+		return int64(n), true
+	case int32:
 		return int64(n), true
 	case float64:
 		if n != math.Trunc(n) || math.Abs(n) > 1<<53 {
@@ -186,19 +190,26 @@ func asInt64(v any) (int64, bool) {
 	return 0, false
 }
 
-func asFloat64(v any) (float64, bool) {
+// AsFloat64 reads a finite number as JSON decoders and drivers give it.
+func AsFloat64(v any) (float64, bool) {
+	var x float64
 	switch n := v.(type) {
 	case float64:
-		return n, true
+		x = n
 	case int64:
-		return float64(n), true
+		x = float64(n)
 	case int:
-		return float64(n), true
+		x = float64(n)
 	case json.Number:
-		x, err := n.Float64()
-		return x, err == nil
+		f, err := n.Float64()
+		if err != nil {
+			return 0, false
+		}
+		x = f
+	default:
+		return 0, false
 	}
-	return 0, false
+	return x, !math.IsNaN(x) && !math.IsInf(x, 0)
 }
 
 func jsonType(v any) string {

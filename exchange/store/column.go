@@ -42,11 +42,11 @@ func parseCell(f *schemas.Field, v any) (cell, error) {
 			return cell{s: s}, nil
 		}
 	case schemas.KindInt64:
-		if i, ok := asInt(v); ok {
+		if i, ok := schemas.AsInt64(v); ok {
 			return cell{i: i}, nil
 		}
 	case schemas.KindFloat64:
-		if x, ok := asFloat(v); ok {
+		if x, ok := schemas.AsFloat64(v); ok {
 			return cell{f: x}, nil
 		}
 	case schemas.KindDecimal:
@@ -77,40 +77,6 @@ func parseCell(f *schemas.Field, v any) (cell, error) {
 		}
 	}
 	return cell{}, fmt.Errorf("%s: %T value %v is not a %s", f.Name, v, v, f.Type)
-}
-
-func asInt(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return n, true
-	case int:
-		return int64(n), true
-	case int32:
-		return int64(n), true
-	case float64:
-		if n == math.Trunc(n) && n >= -(1<<63) && n < 1<<63 {
-			return int64(n), true
-		}
-	case json.Number:
-		i, err := n.Int64()
-		return i, err == nil
-	}
-	return 0, false
-}
-
-func asFloat(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, !math.IsNaN(n) && !math.IsInf(n, 0)
-	case int64:
-		return float64(n), true
-	case int:
-		return float64(n), true
-	case json.Number:
-		x, err := n.Float64()
-		return x, err == nil
-	}
-	return 0, false
 }
 
 // asRat reads a decimal given as a string or a number, exactly.

@@ -178,13 +178,13 @@ func scalar(f *schemas.Field, op opcode, v any) (pred, error) {
 		}
 		p.s = s
 	case schemas.KindInt64:
-		i, ok := asInt(v)
+		i, ok := schemas.AsInt64(v)
 		if !ok {
 			return pred{}, invalidFilter(f.Name, "%s is an integer; the value must be a whole number, not %s", f.Name, describe(v))
 		}
 		p.i = i
 	case schemas.KindFloat64:
-		x, ok := asFloat(v)
+		x, ok := schemas.AsFloat64(v)
 		if !ok {
 			return pred{}, invalidFilter(f.Name, "%s is a number; the value must be a number, not %s", f.Name, describe(v))
 		}
