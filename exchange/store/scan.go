@@ -223,52 +223,73 @@ func (s *Snapshot) Changes(ctx context.Context, since Cursor, spec Spec, fn func
 		return err
 	}
 	after := func(part int32, off int64) bool { return off >= since[part] }
+	// Deletes, as row ids of the versions to report (filtered on those versions).
+	var deletes []int32
 	var buf []uint64
 	for i := range s.segs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		v := &s.segs[i]
-		sel := v.selection(buf)
-		buf = sel
-		eachSet(sel, func(r int) bool { return after(v.seg.part[r], v.seg.off[r]) })
-		p.filter(v, sel)
-		if err := s.emit(v, sel, p, OpUpsert, fn); err != nil {
+		changed := v.selection(buf)
+		buf = changed
+		eachSet(changed, func(r int) bool { return after(v.seg.part[r], v.seg.off[r]) })
+		passing := slices.Clone(changed)
+		p.filter(v, passing)
+		if err := s.emit(v, passing, p, OpUpsert, fn); err != nil {
 			return err
 		}
+		if len(p.preds) > 0 {
+			// Changed rows the filter now rejects left the caller's scope (a person who
+			// moved to another city): the caller held the version before, if it could
+			// see it, and gets a delete for it.
+			for w := range changed {
+				for left := changed[w] &^ passing[w]; left != 0; left &= left - 1 {
+					row := v.seg.start + int32(w*64+bits.TrailingZeros64(left))
+					if old := s.versionAsOf(row, after); old >= 0 {
+						deletes = append(deletes, old)
+					}
+				}
+			}
+		}
 	}
-	if err := s.scopeExits(ctx, since, p, fn); err != nil {
-		return err
-	}
-	// Deletes: the last tombstone of each key deleted after since and not live now.
+	// Keys deleted after since and not live now, by their last tombstone.
 	last := map[string]int{}
 	for i, tb := range s.tombs {
 		if after(tb.part, tb.off) {
 			last[tb.key] = i
 		}
 	}
-	bySeg := map[int][]int32{}
 	for key, i := range last {
 		if _, _, live := s.find(key); live {
 			continue // deleted, then inserted again: an upsert above
 		}
 		row := s.tombs[i].row
-		j := segFor(s.segs, viewStart, row)
-		if seg := s.segs[j].seg; after(seg.part[row-seg.start], seg.off[row-seg.start]) {
+		seg := s.segs[segFor(s.segs, viewStart, row)].seg
+		if after(seg.part[row-seg.start], seg.off[row-seg.start]) {
 			// The deleted version was itself written after since: the caller holds the
 			// version before it, if any, and the delete is filtered on that one (a row
 			// that left the scope and was then deleted is still reported). A key born
 			// after since is filtered on its last version: a harmless extra delete.
 			if old := s.versionAsOf(row, after); old >= 0 {
 				row = old
-				j = segFor(s.segs, viewStart, row)
 			}
 		}
+		deletes = append(deletes, row)
+	}
+	return s.emitDeletes(ctx, deletes, p, fn)
+}
+
+// emitDeletes yields, as deletes, the given row versions that pass the plan's filter:
+// a consumer learns only of deletes of rows it could read.
+func (s *Snapshot) emitDeletes(ctx context.Context, rows []int32, p *plan, fn func(arrow.Record) error) error {
+	bySeg := map[int][]int32{}
+	for _, row := range rows {
+		j := segFor(s.segs, viewStart, row)
 		bySeg[j] = append(bySeg[j], row-s.segs[j].seg.start)
 	}
 	for i := range s.segs {
-		rows := bySeg[i]
-		if len(rows) == 0 {
+		if len(bySeg[i]) == 0 {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -276,7 +297,7 @@ func (s *Snapshot) Changes(ctx context.Context, since Cursor, spec Spec, fn func
 		}
 		v := &s.segs[i]
 		sel := make([]uint64, (v.seg.n+63)/64)
-		for _, r := range rows {
+		for _, r := range bySeg[i] {
 			sel[r/64] |= 1 << (r % 64)
 		}
 		p.filter(v, sel)
@@ -408,62 +429,6 @@ func (s *Snapshot) CountChanges(ctx context.Context, since Cursor, filters []exc
 		return nil
 	})
 	return n, err
-}
-
-// scopeExits emits, as deletes, the rows that changed after since and so left the
-// filter's scope (a person who moved to another city): the caller saw them, and would
-// otherwise keep a copy it may no longer hold. A row's version as of since is found
-// through the table's version chain; versions dropped by a restart from a snapshot file
-// are not known, so such a row's exit is not reported.
-func (s *Snapshot) scopeExits(ctx context.Context, since Cursor, p *plan, fn func(arrow.Record) error) error {
-	if len(p.preds) == 0 {
-		return nil
-	}
-	after := func(part int32, off int64) bool { return off >= since[part] }
-	var out []int32 // old versions, as row ids
-	var buf []uint64
-	for i := range s.segs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		v := &s.segs[i]
-		changed := v.selection(buf)
-		buf = changed
-		eachSet(changed, func(r int) bool { return after(v.seg.part[r], v.seg.off[r]) })
-		passing := slices.Clone(changed)
-		p.filter(v, passing)
-		for w := range changed {
-			left := changed[w] &^ passing[w]
-			for left != 0 {
-				b := bits.TrailingZeros64(left)
-				left &= left - 1
-				if old := s.versionAsOf(v.seg.start+int32(w*64+b), after); old >= 0 {
-					out = append(out, old)
-				}
-			}
-		}
-	}
-	bySeg := map[int][]int32{}
-	for _, row := range out {
-		j := segFor(s.segs, viewStart, row)
-		bySeg[j] = append(bySeg[j], row-s.segs[j].seg.start)
-	}
-	for i := range s.segs {
-		rows := bySeg[i]
-		if len(rows) == 0 {
-			continue
-		}
-		v := &s.segs[i]
-		sel := make([]uint64, (v.seg.n+63)/64)
-		for _, r := range rows {
-			sel[r/64] |= 1 << (r % 64)
-		}
-		p.filter(v, sel) // only versions the caller could see
-		if err := s.emit(v, sel, p, OpDelete, fn); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // versionAsOf returns the row id of the version of row's key that was current at
