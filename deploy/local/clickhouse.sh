@@ -92,16 +92,7 @@ select_one() {
 }
 
 up() {
-	adopt "clickhouse-server --config-file=$DIR/config.xml" || true
-	if pid_alive "$PIDFILE" && port_open "$PORT"; then
-		log "already running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
-		return 0
-	fi
-	if pid_alive "$PIDFILE"; then
-		log "pid $(cat "$PIDFILE") is alive but the port is closed; restarting it"
-		stop_pid "$PIDFILE"
-	fi
-	rm -f "$PIDFILE"
+	already_up && return 0
 	check_port_free "$PORT"
 	check_port_free "$HTTP_PORT"
 	need_debs clickhouse-server clickhouse-client

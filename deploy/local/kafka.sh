@@ -113,16 +113,7 @@ metadata_ok() {
 }
 
 up() {
-	adopt "kafka.Kafka $CONF" || true
-	if pid_alive "$PIDFILE" && port_open "$PORT"; then
-		log "already running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
-		return 0
-	fi
-	if pid_alive "$PIDFILE"; then
-		log "pid $(cat "$PIDFILE") is alive but the port is closed; restarting it"
-		stop_pid "$PIDFILE"
-	fi
-	rm -f "$PIDFILE"
+	already_up && return 0
 	check_port_free "$PORT"
 	check_port_free "$CONTROLLER_PORT"
 	JAVA="$(find_java)" || { need_debs openjdk-17-jre-headless; JAVA="$(find_java)"; } || die "no java found; install openjdk-17-jre-headless"

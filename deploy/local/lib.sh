@@ -194,3 +194,20 @@ serve_main() {
 	*) usage_for ;;
 	esac
 }
+
+# already_up takes over a server of ours found running without its pid file (ADOPT) and
+# reports whether the service is up; a live process whose port is closed is stopped, so
+# that up() starts it afresh.
+already_up() {
+	adopt "$ADOPT" || true
+	if pid_alive "$PIDFILE" && port_open "$PORT"; then
+		log "already running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
+		return 0
+	fi
+	if pid_alive "$PIDFILE"; then
+		log "pid $(cat "$PIDFILE") is alive but the port is closed; restarting it"
+		stop_pid "$PIDFILE"
+	fi
+	rm -f "$PIDFILE"
+	return 1
+}

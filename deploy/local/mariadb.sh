@@ -48,16 +48,7 @@ sql_ok() {
 }
 
 up() {
-	adopt "mariadbd --defaults-file=$CNF" || true
-	if pid_alive "$PIDFILE" && port_open "$PORT"; then
-		log "already running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
-		return 0
-	fi
-	if pid_alive "$PIDFILE"; then
-		log "pid $(cat "$PIDFILE") is alive but the port is closed; restarting it"
-		stop_pid "$PIDFILE"
-	fi
-	rm -f "$PIDFILE"
+	already_up && return 0
 	check_port_free "$PORT"
 	need_debs mariadb-server mariadb-client
 	write_config
