@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -248,9 +247,7 @@ Working hours are local to --tz (default Asia/Shanghai).`,
 			}
 			switch format {
 			case "json":
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return printJSON(cmd, rep)
 			case "text":
 				return rep.WriteText(cmd.OutOrStdout(), loc)
 			}
@@ -320,9 +317,7 @@ checkpoint. Exits 2 when the log fails verification.`,
 			}
 			switch format {
 			case "json":
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
+				if err := printJSON(cmd, res); err != nil {
 					return err
 				}
 			case "text":
