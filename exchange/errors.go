@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"context"
 	"errors"
 	"strings"
 )
@@ -96,3 +97,13 @@ func Denied(d Decision) *Error {
 		Reasons: d.Reasons,
 	}
 }
+
+// ClientGone marks err, a failure to send a response to the caller, as the caller going
+// away: it matches context.Canceled, so the audit log records the response as aborted
+// and the edges count it as the client's doing (HTTP 499), not as the exchange's error.
+func ClientGone(err error) error { return clientGone{err} }
+
+type clientGone struct{ err error }
+
+func (c clientGone) Error() string   { return "the client went away: " + c.err.Error() }
+func (c clientGone) Unwrap() []error { return []error{context.Canceled, c.err} }

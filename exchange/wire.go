@@ -1,6 +1,11 @@
 package exchange
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+	"unicode"
+	"unicode/utf8"
+)
 
 // PullCmd is a bulk or changes pull: the Flight descriptor's cmd and the HTTP pull
 // body. It is the wire contract department systems program against.
@@ -63,6 +68,16 @@ type ErrorBody struct {
 	} `json:"error"`
 }
 
+// Over Arrow Flight an error travels as a gRPC status whose details are
+// google.rpc.ErrorInfo messages: first one in ErrorDomain whose Reason is the stable code
+// and whose Metadata["message"] is the message, then one in ReasonDomain per policy
+// reason, in order, Reason its code and Metadata["message"] its message. The status
+// message repeats all of it as text for people (pyarrow shows only the text).
+const (
+	ErrorDomain  = "govx.exchange"
+	ReasonDomain = "govx.policy"
+)
+
 // Arrow schema metadata keys the exchange sets on every pull's stream.
 const (
 	MetaCursor         = "govx.cursor" // the cursor of the version served; pass as since
@@ -70,3 +85,64 @@ const (
 	MetaAgreement      = "govx.agreement"
 	MetaPolicyRevision = "govx.policy_revision"
 )
+
+// DuplicateField returns the first field name that an object in the JSON text data
+// names twice, at any depth. Names that differ only in case count as the same: Go's
+// decoder matches struct fields case-insensitively, so {"purpose":…,"Purpose":…} would
+// otherwise be read as whichever came last. Text that is not valid JSON reports no
+// duplicate; the strict decoder reports what is wrong with it.
+func DuplicateField(data []byte) (string, bool) {
+	type frame struct {
+		object    bool
+		expectKey bool
+		names     map[string]bool
+	}
+	var stack []frame
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // numbers stay text: nothing to overflow or round
+	for {
+		tok, err := dec.Token()
+		if err != nil { // io.EOF at the end, or not JSON
+			return "", false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = &stack[len(stack)-1]
+		}
+		if name, ok := tok.(string); ok && top != nil && top.object && top.expectKey {
+			folded := foldName(name)
+			if top.names[folded] {
+				return name, true
+			}
+			top.names[folded] = true
+			top.expectKey = false
+			continue
+		}
+		// Any other token is (the start of) a value: in an object, a name comes next.
+		if top != nil && top.object {
+			top.expectKey = true
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{object: true, expectKey: true, names: map[string]bool{}})
+		case json.Delim('['):
+			stack = append(stack, frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
+}
+
+// foldName maps every rune to the smallest of its simple case folds, so two names fold
+// alike exactly when strings.EqualFold (what encoding/json matches fields with) holds.
+func foldName(s string) string {
+	b := make([]byte, 0, len(s))
+	for _, r := range s {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b = utf8.AppendRune(b, least)
+	}
+	return string(b)
+}

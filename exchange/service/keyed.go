@@ -34,20 +34,25 @@ func ParseVerify(data []byte) (exchange.VerifyCmd, error) {
 // normalize source values, so a lower-case x or full-width digits still find the record.
 func keyText(d *schemas.Dataset, raw json.RawMessage) (string, []string, error) {
 	bad := invalid("bad_key", fmt.Sprintf("key must be %s", keyShape(d)))
-	var parts []any
+	// Key parts are strings only: a number would be rounded to a float64 (an 18-digit
+	// citizen ID loses digits) and then miss, or match, the wrong record.
+	var parts []*string
 	if len(d.Key) == 1 {
-		var s any
-		if err := json.Unmarshal(raw, &s); err != nil || s == nil {
+		var s *string
+		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", nil, bad
 		}
-		parts = []any{s}
+		parts = []*string{s}
 	} else if err := json.Unmarshal(raw, &parts); err != nil || len(parts) != len(d.Key) {
 		return "", nil, bad
 	}
 	rec := map[string]any{}
 	for i, name := range d.Key {
+		if parts[i] == nil {
+			return "", nil, bad
+		}
 		f, _ := d.Field(name)
-		v, err := f.Normalize(parts[i])
+		v, err := f.Normalize(*parts[i])
 		if err != nil || v == nil {
 			return "", nil, bad
 		}
@@ -62,9 +67,9 @@ func keyText(d *schemas.Dataset, raw json.RawMessage) (string, []string, error) 
 
 func keyShape(d *schemas.Dataset) string {
 	if len(d.Key) == 1 {
-		return "the " + d.Key[0] + " as a string"
+		return "the " + d.Key[0] + " as a JSON string"
 	}
-	return fmt.Sprintf("a JSON array of %v", d.Key)
+	return fmt.Sprintf("a JSON array of strings: %v", d.Key)
 }
 
 // Lookup returns one record, projected and masked as the decision says. A key outside

@@ -45,6 +45,10 @@ func decodeStrict(data []byte, v any) error {
 	if len(data) > 1<<20 {
 		return invalid("body_too_large", "the request body is larger than 1 MiB")
 	}
+	if name, dup := exchange.DuplicateField(data); dup {
+		// Decoders disagree on which of two equal names wins; the exchange picks none.
+		return invalid("duplicate_field", "the JSON object names "+quote(name)+" twice")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
@@ -87,10 +91,12 @@ const (
 )
 
 // sealedCursor is what a cursor carries: the dataset, the store's epoch (the Kafka
-// cluster its offsets belong to) and the per-partition positions.
+// cluster its offsets belong to), the department it was issued to and the
+// per-partition positions.
 type sealedCursor struct {
 	Dataset string `json:"ds"`
 	Epoch   string `json:"e,omitempty"`
+	Dept    string `json:"dept"`
 	Cursor  []byte `json:"c"`
 }
 
@@ -127,6 +133,13 @@ func (s *Service) open(ctx context.Context, c Caller, cmd exchange.PullCmd, coun
 		}
 		if sc.Epoch != s.epoch {
 			return refuse(exchange.Decision{}, invalid("invalid_cursor", "the since cursor predates a rebuild of the exchange's store from another Kafka cluster; do a full pull for a new cursor"))
+		}
+		if sc.Dept != c.Subject.Department {
+			// A cursor says how far a department has read; another department holding it
+			// has no business continuing from there (and a cursor issued before cursors
+			// were bound to departments names none).
+			return refuse(exchange.Decision{}, exchange.E(exchange.PermissionDenied, "foreign_cursor",
+				"the since cursor was issued to another department; use a cursor your own pulls returned, or do a full pull for a new one"))
 		}
 		since = sc.Cursor
 	}
@@ -389,7 +402,7 @@ func (s *Service) Stream(ctx context.Context, g *Grant, sink Sink) (rows int64, 
 	snap := t.Snapshot()
 	defer snap.Release()
 	spec := store.Spec{Columns: g.Columns, Filter: g.Filter, Masks: g.Masks, MaskKey: s.departmentMaskKey(g.Subject.Department)}
-	cursor, err := s.signer.Seal(cursorPurpose, sealedCursor{Dataset: d.ID, Epoch: s.epoch, Cursor: snap.Cursor().Encode()})
+	cursor, err := s.signer.Seal(cursorPurpose, sealedCursor{Dataset: d.ID, Epoch: s.epoch, Dept: g.Subject.Department, Cursor: snap.Cursor().Encode()})
 	if err != nil {
 		return 0, err
 	}
