@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"time"
@@ -83,8 +82,7 @@ func (s *Spool) shipLoop(ctx context.Context) {
 		lastShip = time.Now()
 		last := pending[len(pending)-1]
 		pending = nil
-		m, _ := json.Marshal(shippedMarker{Instance: s.instance, Seq: last.Seq, Hash: last.Hash})
-		markerErr := writeFileSync(s.dir, markerName, append(m, '\n'))
+		markerErr := s.writeMarker(last.Seq, last.Hash)
 		if markerErr != nil {
 			// Without a durable marker the events would be shipped again after a restart:
 			// harmless duplicates, but the segments must stay until the marker is written.

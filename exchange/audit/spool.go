@@ -3,15 +3,18 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -35,7 +38,7 @@ type Spool struct {
 	instance string
 	seq      uint64 // last durable sequence number
 	head     string // hash of the event at seq
-	failed   error  // sticky: once a write or fsync failed, nothing is trusted
+	failed   error  // set when a write, an fsync or the free-space reserve failed; cleared by heal
 
 	// writer-goroutine state
 	seg      *os.File
@@ -49,6 +52,9 @@ type Spool struct {
 	wake      chan struct{} // nudges the shipper after a commit
 	shipWake  chan struct{} // nudges Flush waiters after a shipment
 	lastCkpt  uint64
+	spoolSize atomic.Int64 // bytes in segment files, refreshed by the writer
+	freeSpace atomic.Int64 // free bytes on the spool's file system at the last check
+	reserve   int64        // free bytes the spool keeps; computed at open
 	stopShip  context.CancelFunc
 	closeOnce sync.Once
 	closeErr  error
@@ -72,6 +78,8 @@ type options struct {
 	retryMin      time.Duration
 	retryMax      time.Duration
 	maxGroupBytes int
+	reserve       int64 // free-space reserve in bytes; -1: the default
+	healInterval  time.Duration
 }
 
 // Option configures a Spool.
@@ -103,6 +111,12 @@ func WithCheckpoints(key ed25519.PrivateKey, file string, interval time.Duration
 // batch is waiting (default 500ms): fewer, larger inserts cost ClickHouse far less.
 func WithShipInterval(d time.Duration) Option { return func(o *options) { o.shipInterval = d } }
 
+// WithFreeSpaceReserve sets how many bytes must stay free on the spool's file system:
+// below it the spool refuses appends (so the exchange refuses requests) before the disk
+// is full, and accepts them again once space is freed. The default is the smaller of
+// 1 GiB and 5% of the file system; 0 turns the reserve off.
+func WithFreeSpaceReserve(bytes int64) Option { return func(o *options) { o.reserve = bytes } }
+
 // WithLogger sets where shipping problems are logged (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
@@ -131,6 +145,8 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		retryMin:      100 * time.Millisecond,
 		retryMax:      5 * time.Second,
 		maxGroupBytes: 8 << 20,
+		reserve:       -1,
+		healInterval:  250 * time.Millisecond,
 	}
 	for _, f := range opt {
 		f(&o)
@@ -156,11 +172,21 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 	if err := s.recover(); err != nil {
 		return nil, err
 	}
+	s.reserve = o.reserve
+	if s.reserve < 0 {
+		s.reserve = defaultReserve(dir)
+	}
+	s.refreshSpace()
 	s.committed.Store(s.seq)
-	s.lastCkpt = s.seq
 	if o.key != nil && o.ckptFile != "" {
+		s.lastCkpt = ^uint64(0) // none yet: sign the head at once, below
 		if last, ok, err := lastCheckpoint(o.ckptFile, s.instance); err == nil && ok {
 			s.lastCkpt = last
+		}
+		// A checkpoint from the first moment on: verify always has one to check, and a
+		// spool deleted before the first periodic checkpoint is still caught.
+		if err := s.checkpoint(); err != nil {
+			return nil, fmt.Errorf("audit: cannot write checkpoint file %s: %w", o.ckptFile, err)
 		}
 	}
 	s.wg.Add(1)
@@ -276,11 +302,19 @@ func (s *Spool) writeLoop() {
 	defer close(s.writerDone)
 	var batch []*appendReq
 	buf := make([]byte, 0, 1<<20)
+	tick := time.NewTicker(s.opts.healInterval)
+	defer tick.Stop()
 	for {
 		batch = batch[:0]
 		select {
 		case r := <-s.reqs:
 			batch = append(batch, r)
+		case <-tick.C:
+			s.refreshSpace()
+			if s.Writable() != nil {
+				s.heal()
+			}
+			continue
 		case <-s.closed:
 			// Close waits for in-flight appends: drain what was queued before closing.
 			for {
@@ -335,13 +369,22 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 		head = r.ev.Hash
 	}
 	if err == nil {
+		if free := s.freeSpace.Load(); s.reserve > 0 && free-int64(len(buf)) < s.reserve {
+			s.refreshSpace() // the last reading may be old: look again before refusing
+			if free = s.freeSpace.Load(); free-int64(len(buf)) < s.reserve {
+				err = fmt.Errorf("%w: %d bytes free, %d reserved", ErrReserve, free, s.reserve)
+			}
+		}
+	}
+	if err == nil {
 		err = s.writeDurably(buf, batch[0].ev.Seq)
 	}
 	if err != nil {
-		err = fmt.Errorf("audit: spool %s cannot be written: %w; no access is allowed without audit — free or fix the disk and restart the exchange", s.dir, err)
+		err = fmt.Errorf("audit: spool %s cannot be written: %w; no access is allowed without audit — the spool retries by itself and serves again once the disk is writable (free space or fix the disk)", s.dir, err)
 		s.mu.Lock()
 		s.failed = err
 		s.mu.Unlock()
+		s.opts.logger.Error("audit: spool not writable; refusing requests until it is", "dir", s.dir, "err", err)
 		for _, r := range batch {
 			r.done <- err
 		}
@@ -366,8 +409,13 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 	return buf
 }
 
+// ErrReserve is why appends are refused while the spool's file system has less free
+// space than the configured reserve.
+var ErrReserve = errors.New("free space on the spool's file system is below the reserve")
+
 // writeDurably writes one group of frames whose first record has sequence number first,
-// starting a new segment when the current one is full, and fsyncs.
+// starting a new segment when the current one is full, and fsyncs. segSize counts only
+// bytes that were fsynced, so a failed group can be cut off again by heal.
 func (s *Spool) writeDurably(buf []byte, first uint64) error {
 	if s.seg == nil || s.segSize >= s.opts.segmentSize {
 		if err := s.rotate(first); err != nil {
@@ -377,8 +425,97 @@ func (s *Spool) writeDurably(buf []byte, first uint64) error {
 	if _, err := s.seg.Write(buf); err != nil {
 		return err
 	}
+	if err := s.seg.Sync(); err != nil {
+		return err
+	}
 	s.segSize += int64(len(buf))
-	return s.seg.Sync()
+	s.spoolSize.Add(int64(len(buf)))
+	return nil
+}
+
+// heal tries to make a failed spool writable again: it cuts what a failed write may have
+// left after the last durable frame, closes the segment, and probes a fresh one (create,
+// write, fsync). On success appends are accepted again; the chain continues from the last
+// durable event, so nothing acknowledged is lost and nothing unacknowledged remains.
+func (s *Spool) heal() {
+	if s.reserve > 0 && s.freeSpace.Load() < s.reserve {
+		return
+	}
+	if s.seg != nil {
+		name := s.seg.Name()
+		if err := s.seg.Truncate(s.segSize); err != nil {
+			return
+		}
+		if err := s.seg.Sync(); err != nil {
+			return
+		}
+		s.seg.Close()
+		s.seg = nil
+		if s.segSize <= int64(len(segMagic)) {
+			// It holds no event: the new segment takes its name.
+			if err := os.Remove(name); err != nil {
+				return
+			}
+		}
+	}
+	s.mu.Lock()
+	next := s.seq + 1
+	s.mu.Unlock()
+	if err := s.rotate(next); err != nil {
+		s.seg = nil
+		return
+	}
+	s.mu.Lock()
+	was := s.failed
+	s.failed = nil
+	s.mu.Unlock()
+	s.opts.logger.Info("audit: spool writable again; accepting requests", "dir", s.dir, "after", was)
+}
+
+// Writable returns nil while the spool accepts appends, or why it does not.
+func (s *Spool) Writable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
+}
+
+// SpoolBytes returns the bytes held in the spool's segment files.
+func (s *Spool) SpoolBytes() int64 { return s.spoolSize.Load() }
+
+// FreeSpaceMargin returns the free bytes on the spool's file system above the reserve
+// (negative: below it, and appends are refused).
+func (s *Spool) FreeSpaceMargin() int64 { return s.freeSpace.Load() - s.reserve }
+
+func (s *Spool) refreshSpace() {
+	if free, _, err := diskSpace(s.dir); err == nil {
+		s.freeSpace.Store(free)
+	}
+	if segs, err := listSegments(s.dir); err == nil {
+		var n int64
+		for _, f := range segs {
+			if st, err := os.Stat(filepath.Join(s.dir, segName(f))); err == nil {
+				n += st.Size()
+			}
+		}
+		s.spoolSize.Store(n)
+	}
+}
+
+// diskSpace is a variable so that tests can simulate a full disk.
+var diskSpace = func(dir string) (free, total int64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
+}
+
+func defaultReserve(dir string) int64 {
+	_, total, err := diskSpace(dir)
+	if err != nil || total <= 0 {
+		return 1 << 30
+	}
+	return min(int64(1)<<30, total/20)
 }
 
 func (s *Spool) rotate(first uint64) error {
@@ -389,23 +526,28 @@ func (s *Spool) rotate(first uint64) error {
 		s.seg = nil
 	}
 	name := segName(first)
-	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	path := filepath.Join(s.dir, name)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write([]byte(segMagic)); err != nil {
+	fail := func(err error) error {
+		// The new file holds no event yet: remove it so that a retry can create it.
 		f.Close()
+		os.Remove(path)
 		return err
+	}
+	if _, err := f.Write([]byte(segMagic)); err != nil {
+		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+		return fail(err)
 	}
 	if err := syncDir(s.dir); err != nil {
-		f.Close()
-		return err
+		return fail(err)
 	}
 	s.seg, s.segFirst, s.segSize = f, first, int64(len(segMagic))
+	s.spoolSize.Add(int64(len(segMagic)))
 	return nil
 }
 
@@ -478,7 +620,7 @@ func (s *Spool) checkpoint() error {
 	s.mu.Lock()
 	seq, head, failed := s.seq, s.head, s.failed
 	s.mu.Unlock()
-	if failed != nil || seq == 0 || seq == s.lastCkpt {
+	if failed != nil || seq == s.lastCkpt {
 		return nil
 	}
 	c := Checkpoint{Instance: s.instance, Seq: seq, Hash: head, Time: time.Now().UTC().Truncate(time.Millisecond)}
@@ -492,112 +634,176 @@ func (s *Spool) checkpoint() error {
 
 // ---- markers and recovery
 
-type shippedMarker struct {
-	Instance string `json:"instance"`
-	Seq      uint64 `json:"seq"`
-	Hash     string `json:"hash"`
+// ShippedMarker records that the sink acknowledged every event of Instance up to Seq,
+// whose hash is Hash. The shipper writes it before it deletes shipped segments, signed
+// with the checkpoint key when there is one, so that verify can tell events that left
+// the spool for the sink from events that were removed.
+type ShippedMarker struct {
+	Instance string    `json:"instance"`
+	Seq      uint64    `json:"seq"`
+	Hash     string    `json:"hash"`
+	Time     time.Time `json:"time"`
+	Sig      string    `json:"sig,omitempty"` // base64 Ed25519 signature of message()
 }
 
-func (s *Spool) readMarker() (shippedMarker, error) {
-	var m shippedMarker
-	b, err := os.ReadFile(filepath.Join(s.dir, markerName))
+func (m *ShippedMarker) message() []byte {
+	return []byte("govx-audit-shipped-v1\n" + m.Instance + "\n" + strconv.FormatUint(m.Seq, 10) +
+		"\n" + m.Hash + "\n" + strconv.FormatInt(m.Time.UnixMilli(), 10) + "\n")
+}
+
+// Valid reports whether Sig is pub's signature of the marker.
+func (m *ShippedMarker) Valid(pub ed25519.PublicKey) bool {
+	sig, err := base64.StdEncoding.DecodeString(m.Sig)
+	return err == nil && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, m.message(), sig)
+}
+
+// ReadShippedMarker reads the shipped marker of the spool in dir; nil when events were
+// never shipped from it.
+func ReadShippedMarker(dir string) (*ShippedMarker, error) {
+	p := filepath.Join(dir, markerName)
+	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return m, nil
+		return nil, nil
 	}
 	if err != nil {
-		return m, err
+		return nil, fmt.Errorf("audit: cannot read spool marker %s: %w", p, err)
 	}
+	var m ShippedMarker
 	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("audit: spool marker %s is damaged: %w", filepath.Join(s.dir, markerName), err)
+		return nil, fmt.Errorf("audit: spool marker %s is damaged: %w", p, err)
 	}
-	return m, nil
+	return &m, nil
 }
 
+func (s *Spool) writeMarker(seq uint64, hash string) error {
+	m := ShippedMarker{Instance: s.instance, Seq: seq, Hash: hash, Time: time.Now().UTC().Truncate(time.Millisecond)}
+	if s.opts.key != nil {
+		m.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(s.opts.key, m.message()))
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return writeFileSync(s.dir, markerName, append(b, '\n'))
+}
+
+// DamagedError is why a spool cannot be opened: it holds damage other than a torn final
+// frame, or a gap in its sequence numbers. Nothing was changed; `govx audit repair`
+// ([Repair]) moves the damage aside and records the gap in the chain.
+type DamagedError struct {
+	Dir    string
+	Damage []Damage
+	Gaps   []string
+}
+
+func (e *DamagedError) Error() string {
+	var what string
+	switch {
+	case len(e.Damage) > 0:
+		what = "damaged at " + e.Damage[0].String()
+	default:
+		what = "has a gap: " + e.Gaps[0]
+	}
+	if n := len(e.Damage) + len(e.Gaps); n > 1 {
+		what += fmt.Sprintf(" (and %d more problem(s))", n-1)
+	}
+	return fmt.Sprintf("audit: spool %s %s; the exchange does not start on a damaged audit log, so that no evidence is overwritten. "+
+		"Keep a copy of the directory, then run `govx audit repair --spool %s`: it moves the damage aside intact and records the gap in the chain", e.Dir, what, e.Dir)
+}
+
+// recover reads the whole spool. A torn final frame (a crash in the middle of a write,
+// never acknowledged) is moved to a file beside its segment and cut off; any other damage
+// or gap refuses the spool with a [DamagedError], changing nothing.
 func (s *Spool) recover() error {
-	m, err := s.readMarker()
+	m, err := ReadShippedMarker(s.dir)
 	if err != nil {
 		return err
 	}
-	s.shipped.Store(m.Seq)
-	s.seq, s.head = m.Seq, m.Hash
-	if s.head == "" {
-		s.head = GenesisHash
+	var shipped uint64
+	prev := GenesisHash
+	if m != nil {
+		shipped, prev = m.Seq, m.Hash
 	}
-	segs, err := listSegments(s.dir)
+	st, err := readSpoolState(s.dir, shipped, prev)
 	if err != nil {
 		return err
 	}
-	for len(segs) > 0 {
-		last := segs[len(segs)-1]
-		p := filepath.Join(s.dir, segName(last))
-		lastEv, good, err := scanSegment(p)
-		if err != nil {
-			return err
-		}
-		if lastEv == nil {
-			// Created by a rotation that crashed before its first record was durable.
-			if err := os.Remove(p); err != nil {
-				return fmt.Errorf("audit: cannot remove empty spool segment %s: %w", p, err)
-			}
-			segs = segs[:len(segs)-1]
+	var torn *Damage
+	bad := &DamagedError{Dir: s.dir, Gaps: st.gaps}
+	for i, d := range st.damage {
+		if d.Torn && i == len(st.damage)-1 {
+			torn = &st.damage[i]
 			continue
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY, 0o600)
-		if err != nil {
-			return fmt.Errorf("audit: cannot open spool segment %s: %w", p, err)
-		}
-		if err := f.Truncate(good); err != nil { // cut a torn last record
-			f.Close()
-			return fmt.Errorf("audit: cannot cut torn record from %s: %w", p, err)
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
+		bad.Damage = append(bad.Damage, d)
+	}
+	if len(bad.Damage) > 0 || len(bad.Gaps) > 0 {
+		return bad
+	}
+	s.shipped.Store(shipped)
+	s.seq, s.head = shipped, prev
+	if st.last != nil {
+		s.seq, s.head = st.last.Seq, st.last.Hash
+	}
+	if len(st.segs) == 0 {
+		return nil
+	}
+	lastSeg := st.segs[len(st.segs)-1]
+	p := filepath.Join(s.dir, segName(lastSeg))
+	if torn != nil {
+		if err := s.cutTorn(p, *torn, st.good); err != nil {
 			return err
 		}
-		if _, err := f.Seek(good, 0); err != nil {
-			f.Close()
-			return err
+		if torn.Offset == 0 {
+			return nil // the segment never got its header; cutTorn removed it
 		}
-		if lastEv.Seq >= s.seq {
-			s.seq, s.head = lastEv.Seq, lastEv.Hash
-		}
-		s.seg, s.segFirst, s.segSize = f, last, good
-		break
 	}
-	if s.shipped.Load() > s.seq {
-		return fmt.Errorf("audit: spool %s says events up to seq %d were shipped but holds only up to %d: the spool was damaged; move it aside and check the audit store", s.dir, s.shipped.Load(), s.seq)
+	f, err := os.OpenFile(p, os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit: cannot open spool segment %s: %w", p, err)
 	}
+	if _, err := f.Seek(st.good, 0); err != nil {
+		f.Close()
+		return err
+	}
+	s.seg, s.segFirst, s.segSize = f, lastSeg, st.good
 	return nil
 }
 
-// scanSegment returns the last good record of a segment file and the offset just after
-// it (the length the file must be cut to).
-func scanSegment(path string) (*Event, int64, error) {
+// cutTorn keeps the bytes of a torn final frame in a file beside the segment, then cuts
+// them off the segment. They were never acknowledged to anyone, but an auditor may still
+// want to see them.
+func (s *Spool) cutTorn(path string, d Damage, good int64) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("audit: cannot read spool segment %s: %w", path, err)
+		return fmt.Errorf("audit: cannot read spool segment %s: %w", path, err)
 	}
-	if len(data) < len(segMagic) {
-		return nil, 0, nil
-	}
-	if string(data[:len(segMagic)]) != segMagic {
-		return nil, 0, fmt.Errorf("audit: %s is not a govx audit spool segment", path)
-	}
-	var last *Event
-	off := len(segMagic)
-	for {
-		payload, n := nextFrame(data[off:])
-		if n == 0 {
-			break
+	if d.Offset == 0 {
+		// Only part of the header was written: the file holds nothing of any event.
+		s.opts.logger.Warn("audit: removed a spool segment whose header was never completely written (a crash while starting it)", "file", path, "bytes", len(data))
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("audit: cannot remove empty spool segment %s: %w", path, err)
 		}
-		ev, err := unmarshalRecord(payload)
-		if err != nil {
-			break
-		}
-		last = ev
-		off += n
+		return syncDir(s.dir)
 	}
-	return last, int64(off), nil
+	aside := fmt.Sprintf("%s.torn-%d", path, good)
+	if err := os.WriteFile(aside, data[good:], 0o600); err != nil {
+		return fmt.Errorf("audit: cannot keep the torn frame of %s aside in %s: %w", path, aside, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit: cannot open spool segment %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Truncate(good); err != nil {
+		return fmt.Errorf("audit: cannot cut torn record from %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	s.opts.logger.Warn("audit: cut a torn final frame left by a crash (never acknowledged); its bytes are kept aside",
+		"file", path, "offset", good, "bytes", len(data)-int(good), "kept_in", aside, "after_seq", d.AfterSeq)
+	return syncDir(s.dir)
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%020d%s", first, segSuffix) }

@@ -1,10 +1,14 @@
 package audit
 
 import (
+	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -66,7 +70,12 @@ type Store interface {
 
 // SpoolStore reads a spool directory, read-only, while its exchange may still be
 // writing it. With a sink configured the spool holds only events not yet shipped.
-type SpoolStore struct{ dir string }
+// Damaged stretches of its segments never end a read early: queries skip them and report
+// them as warnings ([Warner]); the chain passes them to [Verify], which names them.
+type SpoolStore struct {
+	dir      string
+	instance string
+}
 
 // OpenSpoolStore opens dir for reading.
 func OpenSpoolStore(dir string) (*SpoolStore, error) {
@@ -77,31 +86,109 @@ func OpenSpoolStore(dir string) (*SpoolStore, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("audit: spool %s is not a directory", dir)
 	}
-	return &SpoolStore{dir: dir}, nil
+	b, err := os.ReadFile(filepath.Join(dir, instanceName))
+	if err != nil {
+		return nil, fmt.Errorf("audit: %s is not an audit spool (no %s file): %w", dir, instanceName, err)
+	}
+	return &SpoolStore{dir: dir, instance: strings.TrimSpace(string(b))}, nil
 }
+
+// Instance returns the name of the instance whose chain the spool holds.
+func (s *SpoolStore) Instance() string { return s.instance }
+
+// Shipped returns the spool's shipped marker, nil when nothing was shipped from it.
+func (s *SpoolStore) Shipped() (*ShippedMarker, error) { return ReadShippedMarker(s.dir) }
 
 // Events returns the spooled events matching f in seq order.
 func (s *SpoolStore) Events(ctx context.Context, f Filter) (Iterator, error) {
-	return &spoolIter{r: newSegReader(s.dir, 0), f: f, ctx: ctx, seen: map[string]struct{}{}}, nil
+	return s.iter(ctx, &f, 0), nil
 }
 
-// Chain returns every spooled event in seq order.
+// Chain returns every spooled event in seq order, with damaged stretches and events
+// stored out of order marked for [Verify].
 func (s *SpoolStore) Chain(ctx context.Context) (Iterator, error) {
-	r := newSegReader(s.dir, 0)
-	r.all = true // a forged record with a repeated seq must reach Verify
-	return &spoolIter{r: r, ctx: ctx}, nil
+	return s.iter(ctx, nil, reorderWindow), nil
 }
 
 // Close does nothing: readers close their own files.
 func (s *SpoolStore) Close() error { return nil }
 
+// Warner is implemented by iterators that passed over something the reader should know
+// of (damaged stretches of a spool).
+type Warner interface {
+	Warnings() []string
+}
+
+// reorderWindow is how far apart two swapped events may be for Verify to report them as
+// reordered rather than as removed and out of place.
+const reorderWindow = 4096
+
+func (s *SpoolStore) iter(ctx context.Context, f *Filter, window int) *spoolIter {
+	ctx, cancel := context.WithCancel(ctx)
+	it := &spoolIter{ctx: ctx, cancel: cancel, items: make(chan *Event, 256), f: f, window: window}
+	if f != nil {
+		it.seen = map[string]struct{}{}
+	}
+	go it.produce(s.dir, s.instance)
+	return it
+}
+
 type spoolIter struct {
-	r    *segReader
-	f    Filter
-	ctx  context.Context
-	seen map[string]struct{}
-	ev   *Event
-	err  error
+	ctx    context.Context
+	cancel context.CancelFunc
+	items  chan *Event
+	errc   error // set by produce before it closes items
+	f      *Filter
+	seen   map[string]struct{}
+	window int
+	heap   evHeap
+	order  uint64
+	ended  bool
+	ev     *Event
+	err    error
+	warn   []string
+}
+
+// produce walks every segment in file order and sends what it finds.
+func (it *spoolIter) produce(dir, instance string) {
+	defer close(it.items)
+	segs, err := listSegments(dir)
+	if err != nil {
+		it.errc = err
+		return
+	}
+	var maxSeq, after uint64
+	for _, first := range segs {
+		err := walkSegment(filepath.Join(dir, segName(first)), after, func(x segItem) error {
+			ev := x.ev
+			if ev == nil {
+				ev = &Event{Instance: instance, Seq: x.damage.AfterSeq}
+			}
+			if x.damage != nil {
+				d := *x.damage
+				ev.damage = &d
+			}
+			if x.ev != nil {
+				if ev.Seq < maxSeq {
+					ev.misplaced = fmt.Sprintf("%s offset %d, after seq %d", filepath.Join(dir, segName(first)), x.off, maxSeq)
+				}
+				maxSeq = max(maxSeq, ev.Seq)
+				after = ev.Seq
+			}
+			select {
+			case it.items <- ev:
+				return nil
+			case <-it.ctx.Done():
+				return it.ctx.Err()
+			}
+		})
+		if err != nil {
+			if it.ctx.Err() == nil {
+				it.errc = err
+			}
+			return
+		}
+	}
 }
 
 func (it *spoolIter) Next() bool {
@@ -110,15 +197,17 @@ func (it *spoolIter) Next() bool {
 			it.err = err
 			return false
 		}
-		ev, err := it.r.next(^uint64(0))
-		if err != nil {
-			it.err = err
-			return false
-		}
+		ev := it.pull()
 		if ev == nil {
 			return false
 		}
-		if it.seen != nil {
+		if it.f != nil {
+			if ev.damage != nil {
+				it.warn = append(it.warn, "the spool is damaged at "+ev.damage.String()+": events there are not shown; run `govx audit verify`")
+				if ev.EventID == "" {
+					continue
+				}
+			}
 			if !it.f.Match(ev) {
 				continue
 			}
@@ -132,9 +221,132 @@ func (it *spoolIter) Next() bool {
 	}
 }
 
+// pull returns the next item, in seq order within the reorder window.
+func (it *spoolIter) pull() *Event {
+	for !it.ended && len(it.heap) <= it.window {
+		ev, ok := <-it.items
+		if !ok {
+			it.ended = true
+			if it.errc != nil {
+				it.err = it.errc
+			}
+			break
+		}
+		if it.window == 0 {
+			return ev
+		}
+		it.order++
+		heap.Push(&it.heap, heapItem{ev: ev, order: it.order})
+	}
+	if len(it.heap) == 0 {
+		return nil
+	}
+	return heap.Pop(&it.heap).(heapItem).ev
+}
+
 func (it *spoolIter) Event() *Event { return it.ev }
 func (it *spoolIter) Err() error    { return it.err }
-func (it *spoolIter) Close() error  { it.r.close(); return nil }
+func (it *spoolIter) Close() error {
+	it.cancel()
+	for range it.items { // let the producer finish
+	}
+	return nil
+}
+
+// Warnings lists the damaged stretches a query passed over.
+func (it *spoolIter) Warnings() []string { return it.warn }
+
+type heapItem struct {
+	ev    *Event
+	order uint64
+}
+
+// evHeap orders items by seq, then by the order they were read in (a damaged stretch
+// comes right after the event before it).
+type evHeap []heapItem
+
+func (h evHeap) Len() int { return len(h) }
+func (h evHeap) Less(i, j int) bool {
+	if h[i].ev.Seq != h[j].ev.Seq {
+		return h[i].ev.Seq < h[j].ev.Seq
+	}
+	return h[i].order < h[j].order
+}
+func (h evHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *evHeap) Push(x any)   { *h = append(*h, x.(heapItem)) }
+func (h *evHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// MergeChains merges two chains ordered by instance and seq (a ClickHouse copy and the
+// spool of one of its instances) into one, dropping the second copy of an event both
+// hold. Copies that differ are both kept, for Verify to judge.
+func MergeChains(a, b Iterator) Iterator { return &mergeIter{a: a, b: b} }
+
+type mergeIter struct {
+	a, b   Iterator
+	ha, hb *Event
+	init   bool
+	ev     *Event
+	err    error
+}
+
+func (m *mergeIter) Next() bool {
+	if !m.init {
+		m.init = true
+		m.ha, m.hb = advance(m.a), advance(m.b)
+	}
+	if m.err = errors.Join(m.a.Err(), m.b.Err()); m.err != nil {
+		return false
+	}
+	switch {
+	case m.ha == nil && m.hb == nil:
+		return false
+	case m.hb == nil || (m.ha != nil && chainLess(m.ha, m.hb)):
+		m.ev, m.ha = m.ha, advance(m.a)
+	case m.ha == nil || chainLess(m.hb, m.ha):
+		m.ev, m.hb = m.hb, advance(m.b)
+	default: // same instance and seq
+		m.ev = m.ha
+		if m.ha.EventID == m.hb.EventID && m.ha.Hash == m.hb.Hash && m.ha.damage == nil && m.hb.damage == nil && m.ha.ComputeHash() == m.hb.ComputeHash() {
+			m.hb = advance(m.b) // the same event in both: keep one
+		}
+		m.ha = advance(m.a)
+	}
+	return true
+}
+
+func advance(it Iterator) *Event {
+	if it.Next() {
+		return it.Event()
+	}
+	return nil
+}
+
+func chainLess(x, y *Event) bool {
+	if x.Instance != y.Instance {
+		return x.Instance < y.Instance
+	}
+	return x.Seq < y.Seq
+}
+
+func (m *mergeIter) Event() *Event { return m.ev }
+func (m *mergeIter) Err() error    { return m.err }
+func (m *mergeIter) Close() error  { return errors.Join(m.a.Close(), m.b.Close()) }
+
+// Warnings passes on what either chain warned of.
+func (m *mergeIter) Warnings() []string {
+	var out []string
+	for _, it := range []Iterator{m.a, m.b} {
+		if w, ok := it.(Warner); ok {
+			out = append(out, w.Warnings()...)
+		}
+	}
+	return out
+}
 
 // SliceStore serves events held in memory (tests, and reports over events already read).
 type SliceStore []*Event

@@ -6,17 +6,22 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Problem kinds reported by Verify.
 const (
-	ProblemChanged    = "changed"    // an event's content no longer matches its hash
+	ProblemChanged    = "changed"    // an event's content (or the bytes that held it) no longer matches
 	ProblemRemoved    = "removed"    // sequence numbers are missing from the chain
 	ProblemInserted   = "inserted"   // an event that is not part of the chain
+	ProblemDuplicated = "duplicated" // an event stored twice in a spool
+	ProblemReordered  = "reordered"  // an event stored out of seq order in a spool
 	ProblemCut        = "cut"        // the chain ends before a signed checkpoint
 	ProblemRewritten  = "rewritten"  // the chain disagrees with a signed checkpoint
 	ProblemUnsigned   = "unsigned"   // an instance no checkpoint vouches for
-	ProblemCheckpoint = "checkpoint" // a checkpoint whose signature is not valid
+	ProblemCheckpoint = "checkpoint" // a checkpoint (or shipped marker) whose signature is not valid
+	ProblemGap        = "gap"        // events lost to damage, recorded by `govx audit repair`
+	ProblemUnverified = "unverified" // events that left the spool for the sink, not checked here
 )
 
 // Problem is one finding of Verify.
@@ -50,23 +55,37 @@ type VerifyResult struct {
 // OK reports whether no problem was found.
 func (r *VerifyResult) OK() bool { return len(r.Problems) == 0 }
 
+// SpoolSource says that the chain comes from one instance's spool, alone or merged with
+// the sink's copy ([MergeChains]).
+type SpoolSource struct {
+	Instance string
+	// Shipped is the spool's marker: events up to Shipped.Seq may have left the spool
+	// for the sink. Without the sink's copy they are reported as unverified.
+	Shipped *ShippedMarker
+	// WithSink reports that the sink's events are part of the chain (every instance
+	// the checkpoints name is then expected in it).
+	WithSink bool
+}
+
 // VerifyOptions tunes Verify.
 type VerifyOptions struct {
 	// Checkpoints to check the chains against; with none, only the chains' inner
-	// consistency is checked (a cut tail or a wholly rewritten table go unnoticed).
+	// consistency is checked (a clean cut of the tail goes unnoticed).
 	Checkpoints []Checkpoint
 	PublicKey   ed25519.PublicKey
-	// TrimmedStart accepts a chain that starts after seq 1: a spool deletes what was
-	// shipped, so its chain starts wherever shipping left it.
-	TrimmedStart bool
+	// Spool is set when the chain comes from a spool (see SpoolSource).
+	Spool *SpoolSource
+	// AllowUnverifiedShipped turns the events a spool shipped to its sink, when the sink
+	// is not part of the chain, from a problem into a note.
+	AllowUnverifiedShipped bool
 }
 
 const maxProblems = 1000
 
 // Verify walks the events of it, which must be ordered by instance and seq (a Store's
-// Chain), recomputes every hash and link, and checks the chain heads against the
-// signed checkpoints. Problems are reported in chain order: the first names the first
-// event that was changed, removed or inserted.
+// Chain, or [MergeChains] of two), recomputes every hash and link, and checks the chain
+// heads against the signed checkpoints. Problems are reported in chain order: the first
+// names the first event that was changed, removed, inserted, duplicated or reordered.
 func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult, error) {
 	defer it.Close()
 	res := &VerifyResult{}
@@ -91,7 +110,39 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 		cps[c.Instance][c.Seq] = c
 	}
 	if len(opt.Checkpoints) == 0 {
-		res.Notes = append(res.Notes, "no checkpoints given: only the chain's inner consistency was checked; a cut tail or a rewritten table would not be noticed")
+		res.Notes = append(res.Notes, "no checkpoints given: every change, removal, insertion and reordering inside the chain is checked, "+
+			"but a clean cut of the tail (the newest events removed) can only be detected with the signed checkpoints (--checkpoints, --pubkey)")
+	}
+	maxCheckpoint := func(inst string) uint64 {
+		var m uint64
+		for s := range cps[inst] {
+			m = max(m, s)
+		}
+		return m
+	}
+	var shipped *ShippedMarker
+	if sp := opt.Spool; sp != nil && sp.Shipped != nil && sp.Shipped.Instance == sp.Instance {
+		shipped = sp.Shipped
+		if opt.PublicKey != nil && !shipped.Valid(opt.PublicKey) {
+			add(Problem{Kind: ProblemCheckpoint, Instance: shipped.Instance, Seq: shipped.Seq,
+				Message: fmt.Sprintf("the spool's shipped marker (events up to seq %d) has no valid signature: it was written by someone else than the exchange", shipped.Seq)})
+			shipped = nil
+		}
+	}
+	// shippedBefore accounts for events 1..upTo of inst that are not in the chain
+	// because they left the spool for the sink; it reports whether the marker covers them.
+	shippedBefore := func(inst string, upTo uint64) bool {
+		if opt.Spool == nil || opt.Spool.WithSink || shipped == nil || inst != opt.Spool.Instance || shipped.Seq < upTo {
+			return false
+		}
+		msg := fmt.Sprintf("instance %s: events seq 1..%d left the spool for the audit store (shipped marker of %s); they were not verified here: verify them with --clickhouse",
+			inst, upTo, shipped.Time.Format(time.RFC3339))
+		if opt.AllowUnverifiedShipped {
+			res.Notes = append(res.Notes, msg)
+		} else {
+			add(Problem{Kind: ProblemUnverified, Instance: inst, Seq: 1, Message: msg + ", or accept that with --allow-unverified-shipped"})
+		}
+		return true
 	}
 
 	var (
@@ -101,15 +152,13 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 		group   []*Event // events sharing one (instance, seq)
 		seen    = map[string]bool{}
 		started bool
+		resync  bool // after damage: take the next event's link as given
 	)
 	finish := func() {
 		if cur == nil {
 			return
 		}
-		var maxCp uint64
-		for s := range cps[cur.Instance] {
-			maxCp = max(maxCp, s)
-		}
+		maxCp := maxCheckpoint(cur.Instance)
 		if maxCp > cur.Last {
 			add(Problem{Kind: ProblemCut, Instance: cur.Instance, Seq: cur.Last + 1,
 				Message: fmt.Sprintf("chain of instance %s ends at seq %d (event %s) but a signed checkpoint covers seq %d: events %d..%d were cut from the log (or are not shipped yet)",
@@ -123,45 +172,74 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 		}
 		res.Chains = append(res.Chains, *cur)
 	}
+	enter := func(inst string, seq uint64) {
+		if cur == nil || cur.Instance != inst {
+			finish()
+			seen[inst] = true
+			cur = &ChainSummary{Instance: inst, First: seq}
+			started, resync, prev, lastID = false, false, "", ""
+		}
+	}
+	damaged := func(e *Event) {
+		d := e.damage
+		add(Problem{Kind: ProblemChanged, Instance: e.Instance, Seq: d.AfterSeq + 1, EventID: e.EventID,
+			Message: fmt.Sprintf("instance %s: %s, so the event(s) stored there after seq %d were changed", e.Instance, d, d.AfterSeq)})
+	}
 	process := func(group, next []*Event) {
 		first := group[0]
-		if cur == nil || cur.Instance != first.Instance {
-			finish()
-			seen[first.Instance] = true
-			cur = &ChainSummary{Instance: first.Instance, First: first.Seq}
-			started = false
-		}
+		enter(first.Instance, first.Seq)
 		seq := first.Seq
-		if !started {
-			started = true
-			switch {
-			case opt.TrimmedStart:
+		gap := first.Kind == KindGap && first.Rows > 0 && first.Rows < seq
+		switch {
+		case gap:
+			lost := seq - first.Rows
+			if !started && lost > 1 && !shippedBefore(first.Instance, lost-1) {
+				add(Problem{Kind: ProblemRemoved, Instance: first.Instance, Seq: 1, EventID: first.EventID,
+					Message: fmt.Sprintf("instance %s: events seq 1..%d are missing (removed) before event %s", first.Instance, lost-1, first.EventID)})
+			} else if started && lost > cur.Last+1 {
+				add(Problem{Kind: ProblemRemoved, Instance: first.Instance, Seq: cur.Last + 1,
+					Message: fmt.Sprintf("instance %s: events seq %d..%d are missing (removed) before the repair record %s", first.Instance, cur.Last+1, lost-1, first.EventID)})
+			}
+			add(Problem{Kind: ProblemGap, Instance: first.Instance, Seq: lost, EventID: first.EventID,
+				Message: fmt.Sprintf("instance %s: events seq %d..%d were lost to damage and set aside by `govx audit repair` at %s (event %s): %s",
+					first.Instance, lost, seq-1, first.Time.Format(time.RFC3339), first.EventID, strings.Join(first.Reasons, "; "))})
+			if !started {
 				prev = first.PrevHash
-				for _, e := range group {
-					if e.ComputeHash() == e.Hash {
-						prev = e.PrevHash
-						break
-					}
-				}
-				if seq > 1 {
-					res.Notes = append(res.Notes, fmt.Sprintf("instance %s: the spool starts at seq %d; earlier events were shipped and are verified where they were shipped to", first.Instance, seq))
-				}
-			case seq != 1:
+			}
+		case !started && resync:
+		case !started && seq != 1:
+			if !shippedBefore(first.Instance, seq-1) {
 				add(Problem{Kind: ProblemRemoved, Instance: first.Instance, Seq: 1, EventID: first.EventID,
 					Message: fmt.Sprintf("instance %s: events seq 1..%d are missing (removed) before event %s", first.Instance, seq-1, first.EventID)})
-				prev = first.PrevHash
-			default:
-				prev = GenesisHash
 			}
-		} else if seq > cur.Last+1 {
+			prev = first.PrevHash
+			if shipped != nil && shipped.Seq == seq-1 && first.Instance == shipped.Instance {
+				prev = shipped.Hash // the first spooled event must link to the last shipped one
+			}
+		case !started:
+			prev = GenesisHash
+		case seq > cur.Last+1 && !resync:
 			add(Problem{Kind: ProblemRemoved, Instance: first.Instance, Seq: cur.Last + 1,
 				Message: fmt.Sprintf("instance %s: events seq %d..%d are missing (removed) between event %s (seq %d) and event %s (seq %d)",
 					first.Instance, cur.Last+1, seq-1, lastID, cur.Last, first.EventID, seq)})
 			prev = first.PrevHash // resynchronise so only the gap is reported
 		}
+		if resync {
+			prev, resync = first.PrevHash, false
+		}
+		if !started {
+			started = true
+			cur.First = seq
+		}
+		for _, e := range group {
+			if e.misplaced != "" {
+				add(Problem{Kind: ProblemReordered, Instance: e.Instance, Seq: e.Seq, EventID: e.EventID,
+					Message: fmt.Sprintf("instance %s seq %d: event %s is stored out of order (%s): events were reordered", e.Instance, e.Seq, e.EventID, e.misplaced)})
+			}
+		}
 		var good []*Event
 		for _, e := range group {
-			if e.PrevHash == prev && e.ComputeHash() == e.Hash {
+			if e.damage == nil && e.PrevHash == prev && e.ComputeHash() == e.Hash {
 				good = append(good, e)
 			}
 		}
@@ -185,7 +263,14 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 		}
 		if chosen != nil {
 			for _, e := range group {
-				if e != chosen {
+				switch {
+				case e == chosen:
+				case e.damage != nil:
+					damaged(e)
+				case e.EventID == chosen.EventID && e.Hash == chosen.Hash:
+					add(Problem{Kind: ProblemDuplicated, Instance: e.Instance, Seq: e.Seq, EventID: e.EventID,
+						Message: fmt.Sprintf("instance %s seq %d: event %s is stored twice: a copy was inserted", e.Instance, e.Seq, e.EventID)})
+				default:
 					add(Problem{Kind: ProblemInserted, Instance: e.Instance, Seq: e.Seq, EventID: e.EventID,
 						Message: fmt.Sprintf("instance %s seq %d: event %s is not part of the chain (event %s is): it was inserted", e.Instance, e.Seq, e.EventID, chosen.EventID)})
 				}
@@ -193,6 +278,9 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 		} else {
 			for _, e := range group {
 				switch {
+				case e.damage != nil:
+					damaged(e)
+					resync = true
 				case e.ComputeHash() != e.Hash:
 					add(Problem{Kind: ProblemChanged, Instance: e.Instance, Seq: e.Seq, EventID: e.EventID,
 						Message: fmt.Sprintf("instance %s seq %d: event %s does not match its hash: its content was changed", e.Instance, e.Seq, e.EventID)})
@@ -220,14 +308,35 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 		cur.Events++
 	}
 	var held []*Event // the group before group: processed once its successor is known
+	flush := func() {
+		if held != nil {
+			process(held, group)
+		}
+		if len(group) > 0 {
+			process(group, nil)
+		}
+		held, group = nil, nil
+	}
 	for it.Next() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		e := it.Event()
+		if e.damage != nil && e.EventID == "" {
+			// Bytes that hold no readable event: everything before them is settled.
+			flush()
+			enter(e.Instance, e.damage.AfterSeq+1)
+			damaged(e)
+			resync = true
+			continue
+		}
 		if len(group) > 0 && (group[0].Instance != e.Instance || group[0].Seq != e.Seq) {
 			if group[0].Instance > e.Instance || (group[0].Instance == e.Instance && group[0].Seq > e.Seq) {
-				return nil, fmt.Errorf("audit: events are not ordered by instance and seq (at instance %s seq %d)", e.Instance, e.Seq)
+				// Further out of place than a spool reader's window: still a finding, not
+				// a reason to stop.
+				add(Problem{Kind: ProblemReordered, Instance: e.Instance, Seq: e.Seq, EventID: e.EventID,
+					Message: fmt.Sprintf("instance %s seq %d: event %s is stored far out of order (after seq %d): events were reordered", e.Instance, e.Seq, e.EventID, group[0].Seq)})
+				continue
 			}
 			if held != nil {
 				process(held, group)
@@ -239,30 +348,35 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 	if err := it.Err(); err != nil {
 		return nil, err
 	}
-	if held != nil {
-		process(held, group)
-	}
-	if len(group) > 0 {
-		process(group, nil)
-	}
+	flush()
 	finish()
-	var missing []string
+	// Instances expected in the chain but absent from it.
+	expected := map[string]bool{}
 	for inst := range cps {
+		if opt.Spool == nil || opt.Spool.WithSink || inst == opt.Spool.Instance {
+			expected[inst] = true
+		}
+	}
+	if opt.Spool != nil {
+		expected[opt.Spool.Instance] = true
+	}
+	var missing []string
+	for inst := range expected {
 		if !seen[inst] {
 			missing = append(missing, inst)
 		}
 	}
 	sort.Strings(missing)
 	for _, inst := range missing {
-		if opt.TrimmedStart {
-			continue // another instance's spool
+		maxCp := maxCheckpoint(inst)
+		var from uint64 = 1
+		if shipped != nil && shipped.Instance == inst && shipped.Seq > 0 && shippedBefore(inst, shipped.Seq) {
+			from = shipped.Seq + 1
 		}
-		var maxCp uint64
-		for s := range cps[inst] {
-			maxCp = max(maxCp, s)
+		if maxCp >= from {
+			add(Problem{Kind: ProblemCut, Instance: inst, Seq: from,
+				Message: fmt.Sprintf("instance %s has signed checkpoints up to seq %d but events %d..%d are not in the log: they were removed", inst, maxCp, from, maxCp)})
 		}
-		add(Problem{Kind: ProblemCut, Instance: inst, Seq: 1,
-			Message: fmt.Sprintf("instance %s has signed checkpoints up to seq %d but no events in the log: its events were removed", inst, maxCp)})
 	}
 	return res, nil
 }

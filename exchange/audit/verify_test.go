@@ -61,8 +61,8 @@ func signedSpool(t *testing.T, dir string, opts ...Option) ([]*Event, []Checkpoi
 		t.Fatal(err)
 	}
 	cps, err := ReadCheckpoints(ck)
-	if err != nil || len(cps) != 2 || cps[1].Seq != tamperEvents {
-		t.Fatalf("checkpoints %+v, err %v: want seq 30 and %d", cps, err, tamperEvents)
+	if err != nil || len(cps) != 3 || cps[0].Seq != 0 || cps[2].Seq != tamperEvents {
+		t.Fatalf("checkpoints %+v, err %v: want seq 0 (at open), 30 and %d", cps, err, tamperEvents)
 	}
 	return evs, cps, pub
 }
