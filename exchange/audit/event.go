@@ -20,6 +20,10 @@ const (
 	KindDecision Kind = "decision"
 	// KindComplete is written after a data-bearing response ends.
 	KindComplete Kind = "complete"
+	// KindGap is written by `govx audit repair` (see [Repair]) as the first event after
+	// damage it moved aside: it links to the last intact event, its seq follows the lost
+	// ones, and Rows says how many seqs were lost, so that verify reports the repair.
+	KindGap Kind = "gap"
 )
 
 // Decision values of a decision event.
@@ -67,6 +71,12 @@ type Event struct {
 	Error          string    `json:"error"`
 	PrevHash       string    `json:"prev_hash"` // hex SHA-256
 	Hash           string    `json:"hash"`      // hex SHA-256
+
+	// Set only by a spool's chain reader, for Verify: the stretch of the segment this
+	// event was read from (or, with no EventID, could not be read from) is damaged; or
+	// the event was stored out of seq order (where).
+	damage    *Damage
+	misplaced string
 }
 
 // canonicalVersion starts every canonical encoding, so a future change of the encoding
