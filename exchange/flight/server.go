@@ -17,18 +17,22 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/flight"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/apache/arrow/go/v17/arrow/util"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	"govx/exchange"
 	"govx/exchange/auth"
@@ -40,6 +44,14 @@ import (
 // their receive limit to match.
 const MaxMessageSize = 64 << 20
 
+// Defaults of the connection limits (see WithAuthTimeout, WithMaxUnauthenticated).
+const (
+	DefaultAuthTimeout        = 10 * time.Second
+	DefaultMaxUnauthenticated = 512
+	// maxStreamsPerConn bounds the calls one connection runs at once.
+	maxStreamsPerConn = 256
+)
+
 // Server is the exchange's Flight service.
 type Server struct {
 	flight.BaseFlightServer
@@ -47,32 +59,71 @@ type Server struct {
 	tokens *auth.Tokens
 	mem    memory.Allocator
 	srv    flight.Server
+	guard  *guard
 }
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct {
+	authTimeout time.Duration
+	maxUnauth   int
+	log         *slog.Logger
+}
+
+// WithAuthTimeout sets how long a connection may stay open before it carries its first
+// authenticated call, TLS handshake included (default DefaultAuthTimeout).
+func WithAuthTimeout(d time.Duration) Option { return func(o *options) { o.authTimeout = d } }
+
+// WithMaxUnauthenticated sets how many connections may be open at once that have not
+// carried an authenticated call yet (default DefaultMaxUnauthenticated); connections
+// beyond are closed as they arrive.
+func WithMaxUnauthenticated(n int) Option { return func(o *options) { o.maxUnauth = n } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // New returns a Flight server over svc that authenticates with tokens (and, when
 // tlsConfig asks for client certificates, with those).
-func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem memory.Allocator) *Server {
+func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem memory.Allocator, opts ...Option) *Server {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
-	s := &Server{svc: svc, tokens: tokens, mem: mem}
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize)}
-	if tlsConfig != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConfig)))
+	o := options{authTimeout: DefaultAuthTimeout, maxUnauth: DefaultMaxUnauthenticated, log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	s.srv = flight.NewServerWithMiddleware([]flight.ServerMiddleware{{Unary: s.unaryAuth, Stream: s.streamAuth}}, opts...)
+	s := &Server{svc: svc, tokens: tokens, mem: mem, guard: newGuard(o.authTimeout, o.maxUnauth, o.log)}
+	gopts := []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
+		// A connection that does not finish its handshake in time is dropped by gRPC
+		// too; the guard bounds the time until the first authenticated call.
+		grpc.ConnectionTimeout(o.authTimeout),
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		// Pings find peers that vanished mid-stream (a pull blocked on a dead client
+		// would otherwise hold its snapshot, and its complete event, forever); idle
+		// connections are closed and clients reconnect on their next call.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+	}
+	if tlsConfig != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsConfig)))
+	}
+	s.srv = flight.NewServerWithMiddleware([]flight.ServerMiddleware{{Unary: s.unaryAuth, Stream: s.streamAuth}}, gopts...)
 	s.srv.RegisterFlightService(s)
 	return s
 }
 
 // Serve serves on lis until Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
-	s.srv.InitListener(lis)
+	s.srv.InitListener(s.guard.listener(lis))
 	return s.srv.Serve()
 }
 
-// Shutdown stops accepting calls and waits for running ones.
-func (s *Server) Shutdown() { s.srv.Shutdown() }
+// Shutdown stops accepting calls and waits for running ones. Connections that never
+// authenticated are closed first: nothing of theirs is worth waiting for.
+func (s *Server) Shutdown() {
+	s.guard.closeUnauthenticated()
+	s.srv.Shutdown()
+}
 
 type callerKey struct{}
 
@@ -90,6 +141,9 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		authorization = md.Get("authorization")[0]
 	}
 	subj, err := s.tokens.Subject(authorization, verified)
+	if err == nil && c.ClientAddr != "" {
+		s.guard.authenticated(c.ClientAddr)
+	}
 	if err != nil {
 		// A failed authentication is an access attempt too: audited, then refused.
 		action := exchange.ActionRead
@@ -213,7 +267,7 @@ func (s *Server) DoGet(tkt *flight.Ticket, stream flight.FlightService_DoGetServ
 	if err != nil {
 		return toStatus(err)
 	}
-	sink := &flightSink{stream: stream, mem: s.mem}
+	sink := &flightSink{stream: goneStream{stream}, mem: s.mem}
 	_, err = s.svc.Stream(ctx, g, sink)
 	if sink.w != nil {
 		if cerr := sink.w.Close(); err == nil {
@@ -223,8 +277,23 @@ func (s *Server) DoGet(tkt *flight.Ticket, stream flight.FlightService_DoGetServ
 	return toStatus(err)
 }
 
+// goneStream reports a failed send on a stream whose call has ended (the client
+// cancelled, or keepalive found it gone) as the client going away, so the pull's
+// complete event says aborted rather than error.
+type goneStream struct {
+	flight.FlightService_DoGetServer
+}
+
+func (g goneStream) Send(d *flight.FlightData) error {
+	err := g.FlightService_DoGetServer.Send(d)
+	if err != nil && g.Context().Err() != nil {
+		return exchange.ClientGone(err)
+	}
+	return err
+}
+
 type flightSink struct {
-	stream flight.FlightService_DoGetServer
+	stream goneStream
 	mem    memory.Allocator
 	w      *flight.Writer
 	bytes  int64
@@ -242,44 +311,63 @@ func (f *flightSink) Write(rec arrow.Record) error {
 
 func (f *flightSink) Bytes() int64 { return f.bytes }
 
-// toStatus maps the exchange's errors to gRPC codes. The message carries the stable
-// code and, for denials, every policy reason with its code.
+// toStatus maps the exchange's errors to gRPC statuses: the code by the error's kind,
+// the stable code and the policy's reasons as ErrorInfo details (see
+// exchange.ErrorDomain), and all of it as text in the message for people.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok && !isExchangeError(err) {
-		return err
-	}
-	if errors.Is(err, context.Canceled) {
-		return status.Error(codes.Canceled, "cancelled")
-	}
-	var xe *exchange.Error
-	if !errors.As(err, &xe) {
-		slog.Error("flight: internal error", "err", err)
-		return status.Error(codes.Internal, "internal error; the exchange logged it")
-	}
+	xe, ok := errors.AsType[*exchange.Error](err)
 	code := codes.Internal
-	switch xe.Kind {
-	case exchange.Invalid:
-		code = codes.InvalidArgument
-	case exchange.Unauthenticated:
-		code = codes.Unauthenticated
-	case exchange.PermissionDenied:
-		code = codes.PermissionDenied
-	case exchange.NotFound:
-		code = codes.NotFound
-	case exchange.ResourceExhausted:
-		code = codes.ResourceExhausted
-	case exchange.Unavailable:
-		code = codes.Unavailable
+	switch {
+	case ok:
+		code = grpcCode(xe.Kind)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		xe, code = exchange.E(exchange.Other, "cancelled", "the request was cancelled"), codes.Canceled
+	default:
+		slog.Error("flight: internal error", "err", err)
+		xe = exchange.E(exchange.Internal, "internal", "internal error; the exchange logged it")
 	}
-	return status.Error(code, StatusMessage(xe))
+	st := status.New(code, StatusMessage(xe))
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: xe.Code, Domain: exchange.ErrorDomain,
+		Metadata: map[string]string{"message": xe.Message}}}
+	for _, r := range xe.Reasons {
+		details = append(details, &errdetails.ErrorInfo{Reason: r.Code, Domain: exchange.ReasonDomain,
+			Metadata: map[string]string{"message": r.Message}})
+	}
+	withDetails, derr := st.WithDetails(details...)
+	if derr != nil {
+		// Only a status of code OK refuses details; keep the text rather than lose the error.
+		slog.Error("flight: error details not attached", "err", derr)
+		return st.Err()
+	}
+	return withDetails.Err()
 }
 
-// StatusMessage is how an exchange error reads in a gRPC status: "code: message" on the
-// first line and one "reason code: message" line per policy reason, so clients in any
-// language can split it without guessing at punctuation inside messages.
+// grpcCode maps an error kind to its gRPC code; an unclassified error is Internal.
+func grpcCode(k exchange.Kind) codes.Code {
+	switch k {
+	case exchange.Invalid:
+		return codes.InvalidArgument
+	case exchange.Unauthenticated:
+		return codes.Unauthenticated
+	case exchange.PermissionDenied:
+		return codes.PermissionDenied
+	case exchange.NotFound:
+		return codes.NotFound
+	case exchange.ResourceExhausted:
+		return codes.ResourceExhausted
+	case exchange.Unavailable:
+		return codes.Unavailable
+	}
+	return codes.Internal
+}
+
+// StatusMessage is how an exchange error reads in a gRPC status message, for people and
+// for clients that show only the text (pyarrow): "code: message" on the first line and
+// one "reason code: message" line per policy reason. Programs read the ErrorInfo
+// details instead: a message may hold any character, newlines included.
 func StatusMessage(xe *exchange.Error) string {
 	var b strings.Builder
 	b.WriteString(xe.Code)
@@ -292,9 +380,4 @@ func StatusMessage(xe *exchange.Error) string {
 		b.WriteString(r.Message)
 	}
 	return b.String()
-}
-
-func isExchangeError(err error) bool {
-	var xe *exchange.Error
-	return errors.As(err, &xe)
 }

@@ -1,0 +1,578 @@
+package flight
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/flight"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"govx/exchange"
+	"govx/exchange/audit"
+	"govx/exchange/client"
+	"govx/exchange/service"
+	"govx/exchange/service/servicetest"
+)
+
+const dibao = "minimum-living-allowance-review"
+
+// countingListener counts the connections it accepted: a reconnect shows as a second.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
+}
+
+// serve starts a Flight server over f on addr ("127.0.0.1:0" for any port) and stops
+// it when the test ends.
+func serve(t *testing.T, f *servicetest.Fixture, addr string, opts ...Option) (*Server, *countingListener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := &countingListener{Listener: ln}
+	srv := New(f.Svc, f.Tokens, nil, f.Mem, opts...)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	var once atomic.Bool
+	t.Cleanup(func() {
+		if once.CompareAndSwap(false, true) {
+			srv.Shutdown()
+			<-done
+		}
+	})
+	return srv, lis
+}
+
+// raw is a plain Arrow Flight client, as any language's would be: no govx code.
+func raw(t *testing.T, addr string) flight.Client {
+	t.Helper()
+	c, err := flight.NewClientWithMiddleware(addr, nil, nil, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func as(token string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+}
+
+func cmdDesc(v any) *flight.FlightDescriptor {
+	b, ok := v.([]byte)
+	if !ok {
+		b, _ = json.Marshal(v)
+	}
+	return &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: b}
+}
+
+// drain reads a DoGet stream to its end and returns the schema and the rows.
+func drain(stream flight.FlightService_DoGetClient) (*arrow.Schema, int64, error) {
+	rdr, err := flight.NewRecordReader(stream)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rdr.Release()
+	var n int64
+	for rdr.Next() {
+		n += rdr.Record().NumRows()
+	}
+	if err := rdr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return rdr.Schema(), n, err
+	}
+	return rdr.Schema(), n, nil
+}
+
+// pull runs GetFlightInfo and DoGet as token and returns the schema and row count.
+func pull(c flight.Client, token string, cmd any) (*arrow.Schema, int64, error) {
+	ctx := as(token)
+	info, err := c.GetFlightInfo(ctx, cmdDesc(cmd))
+	if err != nil {
+		return nil, 0, err
+	}
+	stream, err := c.DoGet(ctx, info.Endpoint[0].Ticket)
+	if err != nil {
+		return nil, 0, err
+	}
+	return drain(stream)
+}
+
+func ticket(t *testing.T, c flight.Client, token string, cmd any) *flight.Ticket {
+	t.Helper()
+	info, err := c.GetFlightInfo(as(token), cmdDesc(cmd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Endpoint[0].Ticket
+}
+
+func redeem(c flight.Client, token string, tkt *flight.Ticket) error {
+	stream, err := c.DoGet(as(token), tkt)
+	if err != nil {
+		return err
+	}
+	_, _, err = drain(stream)
+	return err
+}
+
+// errorInfo returns the exchange's ErrorInfo details of a gRPC error: the error's own
+// and one per policy reason.
+func errorInfo(err error) (own *errdetails.ErrorInfo, reasons []exchange.Reason) {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		switch {
+		case !ok:
+		case info.Domain == exchange.ErrorDomain && own == nil:
+			own = info
+		case info.Domain == exchange.ReasonDomain:
+			reasons = append(reasons, exchange.Reason{Code: info.Reason, Message: info.Metadata["message"]})
+		}
+	}
+	return own, reasons
+}
+
+// checkStatus checks err against the code's row in docs/errors.md: the gRPC code, the
+// ErrorInfo detail with the code and message, and the text for people.
+func checkStatus(t *testing.T, docs map[string]servicetest.DocRow, err error, code string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if err == nil || !ok {
+		t.Fatalf("got %v, want a gRPC status for %s", err, code)
+	}
+	row, documented := docs[code]
+	if !documented {
+		t.Fatalf("%s is not in docs/errors.md", code)
+	}
+	if st.Code().String() != row.GRPC {
+		t.Errorf("%s: gRPC code %s, docs/errors.md says %s", code, st.Code(), row.GRPC)
+	}
+	own, _ := errorInfo(err)
+	if own == nil || own.Reason != code || own.Metadata["message"] == "" {
+		t.Errorf("%s: ErrorInfo detail %v, want reason %s with a message", code, own, code)
+	} else if !strings.HasPrefix(st.Message(), code+": "+own.Metadata["message"]) {
+		t.Errorf("%s: status message %q does not start with the code and message", code, st.Message())
+	}
+}
+
+// TestErrorMapping drives every error the Flight edge can answer through a real
+// server and checks each against docs/errors.md, detail included.
+func TestErrorMapping(t *testing.T) {
+	docs := servicetest.DocumentedErrors(t)
+	var offset atomic.Int64 // moves the service's clock
+	f := servicetest.New(t, servicetest.Config{Options: []service.Option{
+		service.WithClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })}})
+	_, lis := serve(t, f, "127.0.0.1:0")
+	c := raw(t, lis.Addr().String())
+	hz := f.Token(t, "mz-3301/dibao-review")
+	rs := f.Token(t, "rs-33/pension")
+	read := func(mod func(*exchange.PullCmd)) exchange.PullCmd {
+		cmd := exchange.PullCmd{Dataset: "population.person", Purpose: dibao}
+		if mod != nil {
+			mod(&cmd)
+		}
+		return cmd
+	}
+	info := func(token string, cmd any) error {
+		_, err := c.GetFlightInfo(as(token), cmdDesc(cmd))
+		return err
+	}
+	_, _, err := pull(c, hz, read(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cursor string
+	{
+		info, _ := c.GetFlightInfo(as(hz), cmdDesc(read(nil)))
+		stream, _ := c.DoGet(as(hz), info.Endpoint[0].Ticket)
+		schema, _, err := drain(stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursor, _ = schema.Metadata().GetValue(exchange.MetaCursor)
+	}
+
+	covered := map[string]bool{}
+	for _, tt := range []struct {
+		code    string
+		reason  string // the policy reason carried, if any
+		request func() error
+	}{
+		{"unauthenticated", "", func() error { return info("", read(nil)) }},
+		{"unauthenticated", "", func() error { return info("govx_not-a-token", read(nil)) }},
+		{"bad_ticket", "", func() error { return redeem(c, hz, &flight.Ticket{Ticket: []byte("forged")}) }},
+		{"ticket_expired", "", func() error {
+			tkt := ticket(t, c, hz, read(nil))
+			offset.Store(int64(time.Hour))
+			defer offset.Store(0)
+			return redeem(c, hz, tkt)
+		}},
+		{"ticket_used", "", func() error {
+			tkt := ticket(t, c, hz, read(nil))
+			if err := redeem(c, hz, tkt); err != nil {
+				return err
+			}
+			return redeem(c, hz, tkt)
+		}},
+		{"foreign_ticket", "", func() error { return redeem(c, rs, ticket(t, c, hz, read(nil))) }},
+		{"permission_denied", "no_agreement", func() error { return info(f.Token(t, "zj-3205/housing-security"), read(nil)) }},
+		{"permission_denied", "filter_not_granted", func() error {
+			return info(hz, read(func(c *exchange.PullCmd) {
+				c.Filter = []exchange.Filter{{Column: "id_number", Op: "prefix", Value: "3301"}}
+			}))
+		}},
+		{"policy_error", "", func() error { return info(f.Token(t, "mz-3301/broken"), read(nil)) }},
+		{"unknown_dataset", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Dataset = "population.people" })) }},
+		{"unknown_column", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Columns = []string{"shoe_size"} })) }},
+		{"duplicate_column", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Columns = []string{"name", "name"} })) }},
+		{"invalid_filter", "", func() error {
+			return info(hz, read(func(c *exchange.PullCmd) {
+				c.Filter = []exchange.Filter{{Column: "household_region", Op: "like", Value: "3301"}}
+			}))
+		}},
+		{"invalid_cursor", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Since = "not-a-cursor" })) }},
+		{"foreign_cursor", "", func() error {
+			return info(rs, exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review", Since: cursor})
+		}},
+		{"malformed_request", "", func() error { return info(hz, []byte(`{"dataset":`)) }},
+		{"malformed_request", "", func() error {
+			_, err := c.GetFlightInfo(as(hz), &flight.FlightDescriptor{Type: flight.DescriptorPATH, Path: []string{"population.person"}})
+			return err
+		}},
+		{"duplicate_field", "", func() error {
+			return info(hz, []byte(`{"dataset":"population.person","purpose":"`+dibao+`","purpose":"other"}`))
+		}},
+		{"body_too_large", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.CaseRef = strings.Repeat("x", 1<<20) })) }},
+		{"bad_purpose", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Purpose = "Curiosity!" })) }},
+		{"bad_case_ref", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.CaseRef = "line\nbreak" })) }},
+		{"limit_with_since", "", func() error {
+			return info(hz, read(func(c *exchange.PullCmd) { c.Since, c.Limit = cursor, 5 }))
+		}},
+		{"bad_limit", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Limit = -1 })) }},
+		{"max_rows_exceeded", "", func() error { return info(f.Token(t, "mz-3301/max5"), read(nil)) }},
+	} {
+		err := tt.request()
+		checkStatus(t, docs, err, tt.code)
+		if _, reasons := errorInfo(err); tt.reason != "" && (len(reasons) != 1 || reasons[0].Code != tt.reason || reasons[0].Message == "") {
+			t.Errorf("%s: reasons %v, want exactly %s with a message", tt.code, reasons, tt.reason)
+		}
+		covered[tt.code] = true
+	}
+
+	t.Run("rate_limited", func(t *testing.T) {
+		f := servicetest.New(t, servicetest.Config{Options: []service.Option{service.WithRateLimit(0.001, 1)}})
+		_, lis := serve(t, f, "127.0.0.1:0")
+		c, tok := raw(t, lis.Addr().String()), f.Token(t, "mz-3301/dibao-review")
+		if _, err := c.GetFlightInfo(as(tok), cmdDesc(read(nil))); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.GetFlightInfo(as(tok), cmdDesc(read(nil)))
+		checkStatus(t, docs, err, "rate_limited")
+	})
+	covered["rate_limited"] = true
+	t.Run("audit_unavailable", func(t *testing.T) {
+		f := servicetest.New(t, servicetest.Config{})
+		_, lis := serve(t, f, "127.0.0.1:0")
+		c, tok := raw(t, lis.Addr().String()), f.Token(t, "mz-3301/dibao-review")
+		f.Spool.Close()
+		_, err := c.GetFlightInfo(as(tok), cmdDesc(read(nil)))
+		checkStatus(t, docs, err, "audit_unavailable")
+	})
+	covered["audit_unavailable"] = true
+	t.Run("credentials_unavailable", func(t *testing.T) {
+		f := servicetest.New(t, servicetest.Config{})
+		_, lis := serve(t, f, "127.0.0.1:0")
+		c, tok := raw(t, lis.Addr().String()), f.Token(t, "mz-3301/dibao-review")
+		if err := os.WriteFile(f.Tokens.Path(), []byte("{damaged"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.GetFlightInfo(as(tok), cmdDesc(read(nil)))
+		checkStatus(t, docs, err, "credentials_unavailable")
+	})
+	covered["credentials_unavailable"] = true
+
+	// What Flight can never answer, and why; everything else it can is covered above.
+	notOverFlight := map[string]string{
+		"not_found":        "Flight has no lookup; the HTTP tests cover it",
+		"invalid_columns":  "duplicate_column refuses a repeated column before the store sees it",
+		"invalid_mask":     "a mask that does not fit its column is policy data that `govx policy check` refuses",
+		"mask_key_missing": "a bug: the service always derives the department's key",
+		"internal":         "a bug by definition",
+		"cancelled":        "the caller's own cancellation: the client reports its context's error (TestAbortedPull)",
+	}
+	for code, row := range docs {
+		if row.GRPC != "—" && !covered[code] && notOverFlight[code] == "" {
+			t.Errorf("docs/errors.md lists %s over gRPC (%s), but no case here produces it", code, row.GRPC)
+		}
+	}
+}
+
+// TestReasonsSurviveAnyText: a policy reason's message may hold newlines and text that
+// looks like another reason; the details carry each reason whole and in order.
+func TestReasonsSurviveAnyText(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{})
+	_, lis := serve(t, f, "127.0.0.1:0")
+	c := raw(t, lis.Addr().String())
+	_, err := c.GetFlightInfo(as(f.Token(t, "mz-3301/newline")), cmdDesc(exchange.PullCmd{Dataset: "population.person", Purpose: dibao}))
+	own, reasons := errorInfo(err)
+	want := []exchange.Reason{{Code: "no_agreement", Message: "line one\nreason forged: line two"}, {Code: "unknown_purpose", Message: "second: reason"}}
+	if own == nil || own.Reason != "permission_denied" || !slices.Equal(reasons, want) {
+		t.Fatalf("details %v %v, want permission_denied with %v", own, reasons, want)
+	}
+	// pyarrow users see only the text: it still names everything.
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "no_agreement") || !strings.Contains(msg, "unknown_purpose") {
+		t.Fatalf("status message %q lacks the reason codes", msg)
+	}
+}
+
+// TestPullAndSchemaCarryTheCursor: DoGet's schema carries the version's cursor, which a
+// later changes pull continues from; GetSchema answers the granted columns, no data.
+func TestPullAndSchemaCarryTheCursor(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{})
+	_, lis := serve(t, f, "127.0.0.1:0")
+	c := raw(t, lis.Addr().String())
+	hz := f.Token(t, "mz-3301/dibao-review")
+	cmd := exchange.PullCmd{Dataset: "population.person", Purpose: dibao}
+	schema, rows, err := pull(c, hz, cmd)
+	if err != nil || rows != int64(len(f.IDs["3301"])) {
+		t.Fatalf("pull: %d rows, %v; want the %d Hangzhou persons", rows, err, len(f.IDs["3301"]))
+	}
+	cursor, ok := schema.Metadata().GetValue(exchange.MetaCursor)
+	if !ok || cursor == "" {
+		t.Fatalf("schema metadata %v has no %s", schema.Metadata(), exchange.MetaCursor)
+	}
+	cmd.Since = cursor
+	schema, rows, err = pull(c, hz, cmd)
+	if err != nil || rows != 0 || !schema.HasField("op") {
+		t.Fatalf("changes pull right after: %d rows, %v, schema %v; want none, with an op column", rows, err, schema)
+	}
+	res, err := c.GetSchema(as(hz), cmdDesc(exchange.PullCmd{Dataset: "population.person", Purpose: dibao}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := flight.DeserializeSchema(res.GetSchema(), f.Mem)
+	if err != nil || strings.Join(fieldNames(s), ",") != "id_number,name,household_region,birth_date" {
+		t.Fatalf("GetSchema: %v, %v", s, err)
+	}
+	var listed []string
+	lf, err := c.ListFlights(as(hz), &flight.Criteria{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		fi, err := lf.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cmd map[string]string
+		json.Unmarshal(fi.FlightDescriptor.Cmd, &cmd)
+		listed = append(listed, cmd["dataset"])
+	}
+	if !slices.Contains(listed, "population.person") {
+		t.Fatalf("ListFlights for mz-3301: %v", listed)
+	}
+}
+
+func fieldNames(s *arrow.Schema) []string {
+	var out []string
+	for _, f := range s.Fields() {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// TestAbortedPull: a client that stops reading a big pull and cancels is recorded as
+// aborted (rows sent so far), and the server lets go of the stream.
+func TestAbortedPull(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{Persons: 20000, NamePad: 1000, SegmentRows: 1024})
+	_, lis := serve(t, f, "127.0.0.1:0")
+	cl, err := client.New(client.Config{Flight: lis.Addr().String(), Token: f.Token(t, "rs-33/pension")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	inScope := int64(len(f.IDs["3301"]) + len(f.IDs["3302"]))
+	var rid string
+	stop := errors.New("enough")
+	_, err = cl.Pull(context.Background(), exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review"},
+		func(s *arrow.Schema) error { rid, _ = s.Metadata().GetValue(exchange.MetaRequestID); return nil },
+		func(arrow.Record) error { return stop })
+	if !errors.Is(err, stop) || rid == "" {
+		t.Fatalf("pull: %v (request id %q)", err, rid)
+	}
+	ev := f.Event(t, "the aborted pull's complete event", func(ev *audit.Event) bool {
+		return ev.Kind == audit.KindComplete && ev.RequestID == rid
+	})
+	if ev.Status != audit.StatusAborted || ev.Rows == 0 || int64(ev.Rows) >= inScope {
+		t.Fatalf("complete event: status %s, %d of %d rows; want aborted part way", ev.Status, ev.Rows, inScope)
+	}
+	// The same client pulls again at once: nothing of the aborted stream is left over.
+	rows, _, _, err := servertestPull(cl, exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review", Limit: 10})
+	if err != nil || rows != 10 {
+		t.Fatalf("pull after the abort: %d rows, %v", rows, err)
+	}
+}
+
+func servertestPull(cl *client.Client, cmd exchange.PullCmd) (int64, *arrow.Schema, string, error) {
+	res, err := cl.Pull(context.Background(), cmd, nil, func(arrow.Record) error { return nil })
+	return res.Rows, res.Schema, res.Cursor, err
+}
+
+// TestReconnectAfterRestart: a client outlives the server it first talked to; once an
+// exchange listens at the address again, its next pull goes through a new connection.
+func TestReconnectAfterRestart(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{})
+	srv, lis := serve(t, f, "127.0.0.1:0")
+	addr := lis.Addr().String()
+	cl, err := client.New(client.Config{Flight: addr, Token: f.Token(t, "mz-3301/dibao-review")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	cmd := exchange.PullCmd{Dataset: "population.person", Purpose: dibao}
+	if rows, _, _, err := servertestPull(cl, cmd); err != nil || rows == 0 {
+		t.Fatalf("first pull: %d rows, %v", rows, err)
+	}
+	srv.Shutdown()
+	if _, _, _, err := servertestPull(cl, cmd); err == nil {
+		t.Fatal("a pull with the exchange down succeeded")
+	}
+	_, lis2 := serve(t, f, addr)
+	servicetest.WaitFor(t, "a pull through the restarted exchange", func() bool {
+		rows, _, _, err := servertestPull(cl, cmd)
+		return err == nil && rows == int64(len(f.IDs["3301"]))
+	})
+	if n := lis2.accepted.Load(); n != 1 {
+		t.Fatalf("the restarted exchange accepted %d connections from one client, want 1", n)
+	}
+}
+
+// TestUnauthenticatedConnectionsBounded: connections that send nothing, or only calls
+// with bad credentials, are closed after the auth timeout, and no more than the cap are
+// open at once; an authenticated connection stays.
+func TestUnauthenticatedConnectionsBounded(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{})
+	const timeout = 300 * time.Millisecond
+	srv, lis := serve(t, f, "127.0.0.1:0", WithAuthTimeout(timeout), WithMaxUnauthenticated(3))
+	addr := lis.Addr().String()
+	// closedByServer reads what the server sends (gRPC opens with its settings) until
+	// the server closes the connection, or 10 seconds pass.
+	closedByServer := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		return err == nil || isReset(err)
+	}
+	// Three silent connections fill the cap; the fourth is closed on arrival.
+	var silent []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	servicetest.WaitFor(t, "three unauthenticated connections", func() bool { n, _, _ := srv.guard.stats(); return n == 3 })
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	start := time.Now()
+	if !closedByServer(extra) {
+		t.Fatal("a connection over the cap was not closed")
+	}
+	if _, refused, _ := srv.guard.stats(); refused != 1 {
+		t.Fatalf("refused %d connections, want 1", refused)
+	}
+	// The silent ones go after the timeout, not before.
+	for _, c := range silent {
+		if !closedByServer(c) {
+			t.Fatal("a silent connection outlived the auth timeout")
+		}
+	}
+	if waited := time.Since(start); waited < timeout/2 {
+		t.Fatalf("silent connections closed after %v, before the %v timeout", waited, timeout)
+	}
+
+	// A client with a bad token: its call is refused, its connection closed in time.
+	bad := raw(t, addr)
+	if _, err := bad.GetFlightInfo(as("govx_bad"), cmdDesc(exchange.PullCmd{Dataset: "population.person", Purpose: dibao})); status.Code(err).String() != "Unauthenticated" {
+		t.Fatalf("bad token: %v", err)
+	}
+	servicetest.WaitFor(t, "the bad token's connection closed", func() bool { n, _, _ := srv.guard.stats(); return n == 0 })
+	if _, _, expired := srv.guard.stats(); expired == 0 {
+		t.Fatal("no connection closed for not authenticating in time")
+	}
+
+	// An authenticated client keeps its connection past the timeout.
+	good := raw(t, addr)
+	tok := f.Token(t, "mz-3301/dibao-review")
+	if _, _, err := pull(good, tok, exchange.PullCmd{Dataset: "population.person", Purpose: dibao}); err != nil {
+		t.Fatal(err)
+	}
+	before := lis.accepted.Load()
+	probe, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	if !closedByServer(probe) { // a full timeout has passed since the pull
+		t.Fatal("probe connection not closed")
+	}
+	if _, _, err := pull(good, tok, exchange.PullCmd{Dataset: "population.person", Purpose: dibao}); err != nil {
+		t.Fatal(err)
+	}
+	if n := lis.accepted.Load() - before; n != 1 { // the probe; the client's connection stayed
+		t.Fatalf("%d connections accepted since the client's first pull, want only the probe's: the client had to reconnect", n)
+	}
+}
+
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && strings.Contains(op.Err.Error(), "reset")
+}
+
+// TestToStatusUnclassified: an error nobody classified says nothing of itself; a
+// cancellation is Canceled.
+func TestToStatusUnclassified(t *testing.T) {
+	err := toStatus(errors.New("disk on fire at /var/lib/govx"))
+	if st := status.Convert(err); st.Code().String() != "Internal" || strings.Contains(st.Message(), "disk") {
+		t.Fatalf("unclassified error: %v", st)
+	}
+	if own, _ := errorInfo(err); own == nil || own.Reason != "internal" {
+		t.Fatalf("unclassified error's detail %v", own)
+	}
+	err = toStatus(exchange.ClientGone(io.ErrClosedPipe))
+	if own, _ := errorInfo(err); status.Code(err).String() != "Canceled" || own == nil || own.Reason != "cancelled" {
+		t.Fatalf("client gone: %v %v", err, own)
+	}
+}
+
