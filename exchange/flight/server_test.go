@@ -248,7 +248,9 @@ func TestErrorMapping(t *testing.T) {
 		{"policy_error", "", func() error { return info(f.Token(t, "mz-3301/broken"), read(nil)) }},
 		{"unknown_dataset", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Dataset = "population.people" })) }},
 		{"unknown_column", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Columns = []string{"shoe_size"} })) }},
-		{"duplicate_column", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Columns = []string{"name", "name"} })) }},
+		{"duplicate_column", "", func() error {
+			return info(hz, read(func(c *exchange.PullCmd) { c.Columns = []string{"name", "name"} }))
+		}},
 		{"invalid_filter", "", func() error {
 			return info(hz, read(func(c *exchange.PullCmd) {
 				c.Filter = []exchange.Filter{{Column: "household_region", Op: "like", Value: "3301"}}
@@ -266,7 +268,9 @@ func TestErrorMapping(t *testing.T) {
 		{"duplicate_field", "", func() error {
 			return info(hz, []byte(`{"dataset":"population.person","purpose":"`+dibao+`","purpose":"other"}`))
 		}},
-		{"body_too_large", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.CaseRef = strings.Repeat("x", 1<<20) })) }},
+		{"body_too_large", "", func() error {
+			return info(hz, read(func(c *exchange.PullCmd) { c.CaseRef = strings.Repeat("x", 1<<20) }))
+		}},
 		{"bad_purpose", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Purpose = "Curiosity!" })) }},
 		{"bad_case_ref", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.CaseRef = "line\nbreak" })) }},
 		{"limit_with_since", "", func() error {
@@ -575,4 +579,3 @@ func TestToStatusUnclassified(t *testing.T) {
 		t.Fatalf("client gone: %v %v", err, own)
 	}
 }
-
