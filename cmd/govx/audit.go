@@ -115,7 +115,7 @@ func newAuditCmd() *cobra.Command {
 	a := &auditFlags{}
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "The auditor's tools: query, report, subject, verify, keygen",
+		Short: "The auditor's tools: query, report, subject, verify, repair, keygen",
 		Long: `Read the tamper-evident access log: every request to the exchange, allowed or denied
 (a "decision" event), and for data-bearing requests how it ended (a "complete" event).
 
@@ -124,7 +124,7 @@ audit spool (--spool, default ` + audit.DefaultSpoolDir + `), which holds everyt
 the exchange runs without ClickHouse and the events not yet shipped when it runs with it.`,
 	}
 	a.register(cmd)
-	cmd.AddCommand(auditQueryCmd(a), auditReportCmd(a), auditSubjectCmd(a), auditVerifyCmd(a), auditKeygenCmd())
+	cmd.AddCommand(auditQueryCmd(a), auditReportCmd(a), auditSubjectCmd(a), auditVerifyCmd(a), auditRepairCmd(a), auditKeygenCmd())
 	return cmd
 }
 
@@ -272,30 +272,39 @@ Working hours are local to --tz (default Asia/Shanghai).`,
 
 func auditVerifyCmd(a *auditFlags) *cobra.Command {
 	var ckpts, pubkey, format string
+	var allowUnverified bool
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Prove the audit log was not altered: check its hash chains against signed checkpoints",
 		Long: `Walk every instance's hash chain (ordered by instance and seq, duplicates from
 at-least-once delivery removed), recompute each event's hash, and check the chain heads
-against the signed checkpoints, which the exchange writes apart from ClickHouse. Names the
-first event that was changed, removed or inserted, and a tail cut off after the last
-checkpoint. Exits 2 when the log fails verification.`,
+against the signed checkpoints, which the exchange writes apart from ClickHouse.
+
+Names the first event that was changed, removed, inserted, duplicated or reordered, a
+stretch of a spool segment that is damaged (file and offset), a tail cut off before a
+checkpoint, and every gap recorded by ` + "`govx audit repair`" + `. From the chain alone
+every change is detected except a clean cut of the newest events: that needs the
+checkpoints.
+
+With --spool only, events the exchange already shipped to ClickHouse are no longer in the
+spool: the spool's signed shipped marker says so, and verify fails unless they are checked
+too (add --clickhouse: the spool and ClickHouse are verified together) or you accept that
+with --allow-unverified-shipped.
+
+Exit status: 0 intact, 2 verification failed, 1 the tool could not run.`,
 		Example: `  govx audit verify --clickhouse 127.0.0.1:9000 --checkpoints /var/lib/govx/audit/checkpoints.jsonl --pubkey audit-signing.key.pub
+  govx audit verify --clickhouse 127.0.0.1:9000 --spool /var/lib/govx/audit/spool   # ClickHouse and the unshipped rest together
   govx audit verify        # the local spool, default checkpoints and key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, spool, err := a.open()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			opt := audit.VerifyOptions{TrimmedStart: spool}
+			opt := audit.VerifyOptions{AllowUnverifiedShipped: allowUnverified}
 			if ckpts == "" && fileExists(audit.DefaultCheckpointFile) {
 				ckpts = audit.DefaultCheckpointFile
 			}
 			if pubkey == "" && fileExists(audit.DefaultKeyFile+".pub") {
 				pubkey = audit.DefaultKeyFile + ".pub"
 			}
+			var err error
 			if ckpts != "" {
 				if pubkey == "" {
 					return errors.New("checkpoints need the public key that signed them: give --pubkey")
@@ -307,7 +316,7 @@ checkpoint. Exits 2 when the log fails verification.`,
 					return err
 				}
 			}
-			it, err := st.Chain(cmd.Context())
+			it, err := a.chain(cmd, &opt)
 			if err != nil {
 				return err
 			}
@@ -334,6 +343,104 @@ checkpoint. Exits 2 when the log fails verification.`,
 	cmd.Flags().StringVar(&ckpts, "checkpoints", "", "signed checkpoint file (default "+audit.DefaultCheckpointFile+" if present)")
 	cmd.Flags().StringVar(&pubkey, "pubkey", "", "public key of the checkpoints (default "+audit.DefaultKeyFile+".pub if present)")
 	cmd.Flags().StringVar(&format, "format", "text", "text | json")
+	cmd.Flags().BoolVar(&allowUnverified, "allow-unverified-shipped", false, "with the spool alone: accept that events shipped to ClickHouse are not checked (a note instead of a failure)")
+	return cmd
+}
+
+// chain opens the chain to verify: ClickHouse, the spool, or both merged when both
+// --clickhouse and --spool are given.
+func (a *auditFlags) chain(cmd *cobra.Command, opt *audit.VerifyOptions) (audit.Iterator, error) {
+	spoolGiven := cmd.Flag("spool") != nil && cmd.Flag("spool").Changed
+	var its []audit.Iterator
+	closeAll := func() {
+		for _, it := range its {
+			it.Close()
+		}
+	}
+	if a.clickhouse == "" || spoolGiven {
+		st, err := audit.OpenSpoolStore(a.spool)
+		if err != nil {
+			return nil, err
+		}
+		m, err := st.Shipped()
+		if err != nil {
+			return nil, err
+		}
+		opt.Spool = &audit.SpoolSource{Instance: st.Instance(), Shipped: m, WithSink: a.clickhouse != ""}
+		it, err := st.Chain(cmd.Context())
+		if err != nil {
+			return nil, err
+		}
+		its = append(its, it)
+	}
+	if a.clickhouse != "" {
+		st, _, err := a.open()
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		it, err := st.Chain(cmd.Context())
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		its = append(its, it)
+	}
+	if len(its) == 2 {
+		return audit.MergeChains(its[1], its[0]), nil
+	}
+	return its[0], nil
+}
+
+func auditRepairCmd(a *auditFlags) *cobra.Command {
+	var ckpts, key string
+	cmd := &cobra.Command{
+		Use:   "repair",
+		Short: "Make a damaged audit spool usable again without destroying anything",
+		Long: `The exchange refuses to start on a spool with damage other than a torn final frame
+(a crash mid-write), naming the file, offset and seq. Stop the exchange, keep a copy of
+the spool directory, then run repair: it moves the damaged segment and every segment after
+it, byte for byte, into a damaged-<time> directory beside the segments, keeps the intact
+events before the damage in the live chain, and appends a "gap" event that links to the
+last intact event and records the lost range. The gap is signed with the checkpoint key
+when given, and ` + "`govx audit verify`" + ` reports it from then on (exit 2): the repair
+is evidence too. Give the damaged-<time> directory to the auditors.`,
+		Example: `  govx audit repair --spool /var/lib/govx/audit/spool --key /etc/govx/audit-signing.key --checkpoints /var/lib/govx/audit/checkpoints.jsonl`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opt := audit.RepairOptions{CheckpointFile: ckpts}
+			if ckpts == "" && fileExists(audit.DefaultCheckpointFile) {
+				opt.CheckpointFile = audit.DefaultCheckpointFile
+			}
+			if key == "" && fileExists(audit.DefaultKeyFile) {
+				key = audit.DefaultKeyFile
+			}
+			if key != "" {
+				k, err := audit.LoadPrivateKey(key)
+				if err != nil {
+					return err
+				}
+				opt.Key = k
+			}
+			res, err := audit.Repair(a.spool, opt)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if !res.Repaired {
+				fmt.Fprintf(out, "nothing to repair: spool %s has no damage and no gap (a torn final frame, if any, is cut by the exchange when it opens the spool)\n", a.spool)
+				return nil
+			}
+			fmt.Fprintf(out, "repaired spool %s\n  damage: %s\n  lost from the live chain: seq %d..%d\n  set aside intact in: %s\n  gap event: %s (seq %d)\n",
+				a.spool, res.Problem, res.LostFrom, res.LostTo, res.MovedTo, res.Gap.EventID, res.Gap.Seq)
+			if opt.Key == nil {
+				fmt.Fprintln(out, "  note: no signing key given: the gap event is chained but not covered by a checkpoint until the exchange signs its head")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&ckpts, "checkpoints", "", "checkpoint file: bounds the lost range and receives a checkpoint at the gap (default "+audit.DefaultCheckpointFile+" if present)")
+	cmd.Flags().StringVar(&key, "key", "", "checkpoint signing key (default "+audit.DefaultKeyFile+" if present)")
 	return cmd
 }
 

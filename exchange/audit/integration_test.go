@@ -310,4 +310,91 @@ func TestIntegrationVerifyClickHouseTampering(t *testing.T) {
 			checkVerify(t, res, err, tc, evs, forged)
 		})
 	}
+	// The ClickHouse copy's own ways of being altered: rows renumbered, the oldest rows
+	// deleted, every row deleted.
+	for _, tc := range []struct {
+		name, sql string
+		tc        tamperCase
+	}{
+		{"swapped seq", "ALTER TABLE %s UPDATE seq = if(seq = toUInt64(20), toUInt64(21), toUInt64(20)) WHERE seq = toUInt64(20) OR seq = toUInt64(21)", tamperCase{"swapped seq", ProblemChanged, 20, -1}},
+		{"first events deleted", "ALTER TABLE %s DELETE WHERE seq <= 10", tamperCase{"first events deleted", ProblemRemoved, 1, -1}},
+		{"every event deleted", "ALTER TABLE %s DELETE WHERE seq > 0", tamperCase{"every event deleted", ProblemCut, 1, -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := newCH(t, "tamper_"+strings.ReplaceAll(tc.name, " ", "_"))
+			_, cps, pub := signedSpool(t, t.TempDir(), WithSink(ch))
+			exec1(ch, fmt.Sprintf(tc.sql, ch.Table()))
+			it, err := ch.Chain(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Verify(ctx, it, VerifyOptions{Checkpoints: cps, PublicKey: pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Only the first problem is the diagnosis: a renumbering also breaks the links after it.
+			if res.OK() || res.Problems[0].Kind != tc.tc.kind || res.Problems[0].Seq != tc.tc.seq {
+				t.Fatalf("want first problem %s at seq %d:\n%s", tc.tc.kind, tc.tc.seq, res.Summary())
+			}
+		})
+	}
+}
+
+// TestIntegrationVerifyShippedRange: once events left the spool for ClickHouse, the spool
+// alone does not vouch for them (unverified, exit 2, unless explicitly allowed); the spool
+// and ClickHouse together verify; a shipped event deleted from ClickHouse is then caught.
+func TestIntegrationVerifyShippedRange(t *testing.T) {
+	ctx := context.Background()
+	ch := newCH(t, "shipped_range")
+	dir := t.TempDir()
+	_, cps, pub := signedSpool(t, dir, WithSink(ch), WithSegmentSize(2048))
+	st, err := OpenSpoolStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.Shipped()
+	if err != nil || m == nil || m.Seq != tamperEvents || !m.Valid(pub) {
+		t.Fatalf("shipped marker %+v (err %v): want a signed marker at seq %d", m, err, tamperEvents)
+	}
+	if segs, _ := listSegments(dir); len(segs) == 0 || segs[0] == 1 {
+		t.Fatalf("segments %v: want the shipped ones trimmed", segs)
+	}
+	verify := func(withCH, allow bool) *VerifyResult {
+		t.Helper()
+		sit, _ := st.Chain(ctx)
+		var it Iterator = sit
+		if withCH {
+			cit, err := ch.Chain(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			it = MergeChains(cit, sit)
+		}
+		res, err := Verify(ctx, it, VerifyOptions{Checkpoints: cps, PublicKey: pub, AllowUnverifiedShipped: allow,
+			Spool: &SpoolSource{Instance: st.Instance(), Shipped: m, WithSink: withCH}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := verify(false, false); res.OK() || res.Problems[0].Kind != ProblemUnverified {
+		t.Fatalf("spool alone after shipping: want an unverified problem\n%s", res.Summary())
+	}
+	if res := verify(false, true); !res.OK() || !strings.Contains(strings.Join(res.Notes, "\n"), "left the spool") {
+		t.Fatalf("spool alone, shipped range allowed: want OK with a note\n%s", res.Summary())
+	}
+	if res := verify(true, false); !res.OK() || res.Chains[0].Events != tamperEvents {
+		t.Fatalf("spool and ClickHouse together: want OK over every event\n%s", res.Summary())
+	}
+	conn, err := ch.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE seq = 3", ch.Table())); err != nil {
+		t.Fatal(err)
+	}
+	waitMutations(t, ch)
+	if res := verify(true, false); res.OK() || res.Problems[0].Kind != ProblemRemoved || res.Problems[0].Seq != 3 {
+		t.Fatalf("a shipped event deleted from ClickHouse: want removed at seq 3\n%s", res.Summary())
+	}
 }

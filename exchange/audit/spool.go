@@ -369,9 +369,10 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 		head = r.ev.Hash
 	}
 	if err == nil {
-		if free := s.freeSpace.Load(); s.reserve > 0 && free-int64(len(buf)) < s.reserve {
-			s.refreshSpace() // the last reading may be old: look again before refusing
-			if free = s.freeSpace.Load(); free-int64(len(buf)) < s.reserve {
+		// One statfs per group commit: next to its fsync it costs nothing.
+		if free, _, serr := diskSpace(s.dir); serr == nil {
+			s.freeSpace.Store(free)
+			if s.reserve > 0 && free-int64(len(buf)) < s.reserve {
 				err = fmt.Errorf("%w: %d bytes free, %d reserved", ErrReserve, free, s.reserve)
 			}
 		}

@@ -158,7 +158,8 @@ func (it *spoolIter) produce(dir, instance string) {
 		return
 	}
 	var maxSeq, after uint64
-	for _, first := range segs {
+	for i, first := range segs {
+		lastSeg := i == len(segs)-1
 		err := walkSegment(filepath.Join(dir, segName(first)), after, func(x segItem) error {
 			ev := x.ev
 			if ev == nil {
@@ -166,6 +167,7 @@ func (it *spoolIter) produce(dir, instance string) {
 			}
 			if x.damage != nil {
 				d := *x.damage
+				d.Torn = d.Torn && lastSeg // only the very end of the log can be torn by a crash
 				ev.damage = &d
 			}
 			if x.ev != nil {

@@ -182,7 +182,12 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 	}
 	damaged := func(e *Event) {
 		d := e.damage
-		add(Problem{Kind: ProblemChanged, Instance: e.Instance, Seq: d.AfterSeq + 1, EventID: e.EventID,
+		if e.EventID != "" {
+			add(Problem{Kind: ProblemChanged, Instance: e.Instance, Seq: e.Seq, EventID: e.EventID,
+				Message: fmt.Sprintf("instance %s seq %d: event %s was changed: %s", e.Instance, e.Seq, e.EventID, d)})
+			return
+		}
+		add(Problem{Kind: ProblemChanged, Instance: e.Instance, Seq: d.AfterSeq + 1,
 			Message: fmt.Sprintf("instance %s: %s, so the event(s) stored there after seq %d were changed", e.Instance, d, d.AfterSeq)})
 	}
 	process := func(group, next []*Event) {
@@ -326,6 +331,12 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 			// Bytes that hold no readable event: everything before them is settled.
 			flush()
 			enter(e.Instance, e.damage.AfterSeq+1)
+			if e.damage.Torn {
+				// A crash in the middle of a write: that event was never acknowledged. Had
+				// it been, a checkpoint covers it and the chain is reported cut.
+				res.Notes = append(res.Notes, fmt.Sprintf("instance %s: %s; the exchange cuts it (keeping the bytes aside) when it opens the spool", e.Instance, e.damage))
+				continue
+			}
 			damaged(e)
 			resync = true
 			continue
