@@ -43,7 +43,11 @@ type Config struct {
 		Instance   string `yaml:"instance"`
 		SigningKey string `yaml:"signing_key"` // Ed25519 private key (`govx audit keygen`); created if missing
 		Checkpoint string `yaml:"checkpoints"` // signed chain heads, kept apart from ClickHouse
-		ClickHouse struct {
+		// FreeSpaceReserve is the free space (bytes) the spool keeps on its file system:
+		// below it requests are refused before the disk is full. Unset: the smaller of
+		// 1 GiB and 5% of the file system; 0: no reserve.
+		FreeSpaceReserve *int64 `yaml:"free_space_reserve"`
+		ClickHouse       struct {
 			Addr        string `yaml:"addr"` // empty: the local spool is the audit store
 			Database    string `yaml:"database"`
 			Table       string `yaml:"table"`

@@ -355,6 +355,9 @@ func openAudit(cfg *Config, log *slog.Logger) (*audit.Spool, error) {
 	}
 	opts := []audit.Option{audit.WithInstance(cfg.Audit.Instance), audit.WithLogger(log),
 		audit.WithCheckpoints(key, cfg.Audit.Checkpoint, 10*time.Second)}
+	if r := cfg.Audit.FreeSpaceReserve; r != nil {
+		opts = append(opts, audit.WithFreeSpaceReserve(*r))
+	}
 	if ch := cfg.Audit.ClickHouse; ch.Addr != "" {
 		sink, err := audit.NewClickHouse(audit.ClickHouseConfig{Addr: ch.Addr, Database: ch.Database, Table: ch.Table,
 			Username: ch.Username, Password: os.Getenv(ch.PasswordEnv)})
@@ -404,6 +407,17 @@ func auditCollectors(sp *audit.Spool, shipping bool) []prometheus.Collector {
 			func() float64 { a, _ := sp.Stats(); return float64(a) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "govx_audit_fsyncs_total", Help: "Spool fsyncs (many events share one: group commit)."},
 			func() float64 { _, f := sp.Stats(); return float64(f) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_audit_writable", Help: "1 while the audit spool accepts events; 0 while it cannot write (requests are refused until it heals)."},
+			func() float64 {
+				if sp.Writable() != nil {
+					return 0
+				}
+				return 1
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_audit_spool_bytes", Help: "Bytes held in the audit spool's segment files."},
+			func() float64 { return float64(sp.SpoolBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_audit_free_space_margin_bytes", Help: "Free bytes on the spool's file system above the reserve; at or below 0 requests are refused."},
+			func() float64 { return float64(sp.FreeSpaceMargin()) }),
 	}
 	if shipping {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_audit_unshipped_events", Help: "Audit events in the spool not yet acknowledged by ClickHouse."},
