@@ -14,6 +14,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -85,9 +86,17 @@ func New(svc *service.Service, tokens *auth.Tokens, ready func() bool, reg *prom
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
+// StatusClientClosedRequest is what the metrics count for a request whose client went
+// away before its response was complete (nginx's 499): not the exchange's failure, so
+// never a 500.
+const StatusClientClosedRequest = 499
+
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	// outcome, when set, is what the request counts as although status went out: a
+	// pull cut short after its 200.
+	outcome int
 }
 
 func (s *statusWriter) WriteHeader(code int) { s.status = code; s.ResponseWriter.WriteHeader(code) }
@@ -103,7 +112,16 @@ func (h *Handler) route(pattern, name string, action exchange.Action, fn func(ht
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
-			h.requests.WithLabelValues(name, strconv.Itoa(sw.status)).Inc()
+			outcome := sw.status
+			if sw.outcome != 0 {
+				outcome = sw.outcome
+			}
+			if r.Context().Err() != nil {
+				// The request's context ends before the handler returns only when the
+				// client goes away: whatever was written did not all reach it.
+				outcome = StatusClientClosedRequest
+			}
+			h.requests.WithLabelValues(name, strconv.Itoa(outcome)).Inc()
 			h.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		}()
 		c, err := h.caller(r)
@@ -127,12 +145,39 @@ func (h *Handler) caller(r *http.Request) (service.Caller, error) {
 	return c, err
 }
 
+// body reads a request body, which must be JSON and say so: a form post (what curl -d
+// and an HTML form send) or a body of no declared type is refused rather than guessed.
 func (h *Handler) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if err := checkJSONType(r.Header.Get("Content-Type")); err != nil {
+		return nil, err
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.svc.MaxBody()))
 	if err != nil {
 		return nil, exchange.E(exchange.Invalid, "body_too_large", "the request body is larger than 1 MiB or could not be read")
 	}
 	return b, nil
+}
+
+// checkJSONType accepts application/json with at most a charset parameter, which
+// must be UTF-8 (JSON is UTF-8; RFC 8259).
+func checkJSONType(ctype string) error {
+	refuse := func(why string) error {
+		return exchange.E(exchange.Invalid, "unsupported_media_type",
+			why+"; send the body as JSON with the header Content-Type: application/json (curl: -H 'Content-Type: application/json')")
+	}
+	if ctype == "" {
+		return refuse("the request has no Content-Type")
+	}
+	mt, params, err := mime.ParseMediaType(ctype)
+	if err != nil || mt != "application/json" {
+		return refuse("the Content-Type " + strconv.Quote(ctype) + " is not application/json")
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return refuse("the Content-Type parameter " + k + "=" + v + " is not accepted; JSON is UTF-8")
+		}
+	}
+	return nil
 }
 
 func (h *Handler) catalog(w http.ResponseWriter, r *http.Request, c service.Caller) {
@@ -190,16 +235,57 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request, c service.Caller)
 		}
 		// Headers are gone; cutting the stream short is the only signal left, and the
 		// complete event records the error.
-		h.log.Warn("pull ended with an error mid-stream", "request_id", g.RequestID, "err", err)
+		sw, _ := w.(*statusWriter)
+		if clientGone(r, err) {
+			h.log.Info("client went away during a pull", "request_id", g.RequestID, "rows", sink.rows)
+			if sw != nil {
+				sw.outcome = StatusClientClosedRequest
+			}
+		} else {
+			h.log.Warn("pull ended with an error mid-stream", "request_id", g.RequestID, "err", err)
+			if sw != nil {
+				sw.outcome = statusOf(err)
+			}
+		}
 		panic(http.ErrAbortHandler)
 	}
 }
 
+// negotiate picks a pull's format from Accept: of the types the exchange serves, the
+// one with the highest q-value (the first listed among equals; q=0 means "not this").
+// With no Accept, or none the exchange serves, the answer is an Arrow IPC stream.
 func negotiate(accept string) (format, ctype string) {
-	switch {
-	case strings.Contains(accept, ContentCSV):
+	format, best := "arrow", -1.0
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if v, ok := params["q"]; ok {
+			if q, err = strconv.ParseFloat(v, 64); err != nil {
+				continue
+			}
+		}
+		var f string
+		switch mt {
+		case ContentArrow, "application/*", "*/*":
+			f = "arrow"
+		case ContentCSV, "text/*":
+			f = "csv"
+		case ContentNDJSON, "application/jsonl":
+			f = "ndjson"
+		default:
+			continue
+		}
+		if q > 0 && q > best {
+			format, best = f, q
+		}
+	}
+	switch format {
+	case "csv":
 		return "csv", ContentCSV + "; charset=utf-8"
-	case strings.Contains(accept, ContentNDJSON), strings.Contains(accept, "application/jsonl"):
+	case "ndjson":
 		return "ndjson", ContentNDJSON
 	}
 	return "arrow", ContentArrow
@@ -211,11 +297,14 @@ type httpSink struct {
 	ctype   string
 	mem     memory.Allocator
 	started bool
+	rows    int64
 	cw      *countWriter
 	ipcw    *ipc.Writer
 	csvw    *csv.Writer
 }
 
+// countWriter counts the bytes sent. A write fails only when the connection does: the
+// client went away (or stopped reading), which the audit log records as aborted.
 type countWriter struct {
 	w io.Writer
 	n int64
@@ -224,6 +313,9 @@ type countWriter struct {
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if err != nil {
+		err = exchange.ClientGone(err)
+	}
 	return n, err
 }
 
@@ -244,11 +336,19 @@ func (s *httpSink) Begin(schema *arrow.Schema) error {
 		s.ipcw = ipc.NewWriter(s.cw, ipc.WithSchema(schema), ipc.WithAllocator(s.mem))
 	case "csv":
 		s.csvw = csv.NewWriter(s.cw, schema, csv.WithHeader(true), csv.WithNullWriter(""))
+		// The header goes out with no row yet: an empty result (a changes pull with
+		// nothing new) still names its columns.
+		b := array.NewRecordBuilder(s.mem, schema)
+		defer b.Release()
+		empty := b.NewRecord()
+		defer empty.Release()
+		return s.csvw.Write(empty)
 	}
 	return nil
 }
 
 func (s *httpSink) Write(rec arrow.Record) error {
+	s.rows += rec.NumRows()
 	switch s.format {
 	case "arrow":
 		return s.ipcw.Write(rec)
@@ -341,12 +441,32 @@ func StatusOf(k exchange.Kind) int {
 	return http.StatusInternalServerError
 }
 
+// statusOf is the HTTP status of err: by its kind, except where HTTP has a more exact
+// status than the kind's.
+func statusOf(err error) int {
+	if xe, ok := errors.AsType[*exchange.Error](err); ok {
+		if xe.Code == "unsupported_media_type" {
+			return http.StatusUnsupportedMediaType
+		}
+		return StatusOf(xe.Kind)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return StatusClientClosedRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// clientGone reports whether a request failed because its client went away.
+func clientGone(r *http.Request, err error) bool {
+	return r.Context().Err() != nil || errors.Is(err, context.Canceled)
+}
+
 func writeError(w http.ResponseWriter, err error) {
 	var body exchange.ErrorBody
 	var xe *exchange.Error
 	if errors.As(err, &xe) {
 		body.Error.Code, body.Error.Message, body.Error.Reasons = xe.Code, xe.Message, xe.Reasons
-	} else if errors.Is(err, context.Canceled) {
+	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		body.Error.Code, body.Error.Message = "cancelled", "the request was cancelled"
 	} else {
 		slog.Error("http: internal error", "err", err)
@@ -355,5 +475,5 @@ func writeError(w http.ResponseWriter, err error) {
 	if body.Error.Code == "unauthenticated" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="govx"`)
 	}
-	writeJSON(w, StatusOf(exchange.KindOf(err)), body)
+	writeJSON(w, statusOf(err), body)
 }
