@@ -9,7 +9,6 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
-	"govx/schemas"
 )
 
 // ArrayOptions carries what some masks need besides the column.
@@ -21,6 +20,11 @@ type ArrayOptions struct {
 	Regions *array.String
 }
 
+// MetaKey is the Arrow field metadata key that names the mask applied to a column (the
+// same key the dataset schemas use for a column's default mask; a test in exchange/store
+// keeps the two equal, since this package imports nothing of govx but ident).
+const MetaKey = "govx.mask"
+
 // OutputField returns the field a column has in a response after mask m ("" for none):
 // a string field, except for null which keeps the type; its metadata govx.mask names
 // the mask applied ("" for none), the rest of its metadata is kept.
@@ -29,11 +33,11 @@ func OutputField(f arrow.Field, m string) arrow.Field {
 	nk := make([]string, 0, len(keys)+1)
 	nv := make([]string, 0, len(keys)+1)
 	for i, k := range keys {
-		if k != schemas.MetaMask {
+		if k != MetaKey {
 			nk, nv = append(nk, k), append(nv, vals[i])
 		}
 	}
-	nk, nv = append(nk, schemas.MetaMask), append(nv, m)
+	nk, nv = append(nk, MetaKey), append(nv, m)
 	out := arrow.Field{Name: f.Name, Type: f.Type, Nullable: f.Nullable, Metadata: arrow.NewMetadata(nk, nv)}
 	switch m {
 	case "":

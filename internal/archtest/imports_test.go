@@ -8,15 +8,22 @@ import (
 	"testing"
 )
 
-// allowed maps a package prefix to the govx packages it may import (by prefix). A
-// package takes the rule of the longest prefix that matches it; a package matching none
-// may import nothing of govx.
+// allowed maps a package to the govx packages it may import. A key without a trailing
+// slash names a package and its sub-packages; one with a trailing slash only the
+// sub-packages. A package takes the rule of the longest key that matches it; a package
+// matching none may import nothing of govx. An allowed import names a package and its
+// sub-packages (an entry with a trailing slash: the sub-packages only). Prefixes are
+// matched at a slash: govx/schemas never matches govx/schemasx.
 var allowed = map[string][]string{
-	"govx/schemas/ident":    {},
-	"govx/schemas":          {"govx/schemas/"},
-	"govx/connectors":       {"govx/schemas", "govx/connectors"},
-	"govx/policies":         {"govx/schemas"},
-	"govx/exchange":         {"govx/schemas", "govx/policies", "govx/exchange"},
+	"govx/schemas/ident": {},
+	"govx/schemas":       {"govx/schemas/"},
+	"govx/connectors":    {"govx/schemas", "govx/connectors"},
+	"govx/policies":      {"govx/schemas"},
+	// The core vocabulary (Subject, Request, Decision, errors) imports nothing of ours.
+	"govx/exchange":  {},
+	"govx/exchange/": {"govx/schemas", "govx/policies", "govx/exchange"},
+	// Masks are pure functions over values and Arrow arrays.
+	"govx/exchange/mask":    {"govx/schemas/ident"},
 	"govx/cmd/":             {"govx/"},
 	"govx/bench/":           {"govx/"},
 	"govx/deploy/":          {},
@@ -24,25 +31,49 @@ var allowed = map[string][]string{
 	"govx/internal/testenv": {},
 }
 
+// importers limits who may import a package: the service is reached only through the
+// edges (Flight, HTTP) and the server that wires them, so nothing else can bypass the
+// one place that decides and audits.
+var importers = map[string][]string{
+	"govx/exchange/service": {"govx/exchange/flight", "govx/exchange/httpapi", "govx/exchange/server", "govx/exchange/service/"},
+}
+
 // testOnly packages may be imported by any test, and by nothing else.
 var testOnly = []string{"govx/internal/testenv"}
 
+// matches reports whether pkg is named by key (see allowed).
+func matches(pkg, key string) bool {
+	if strings.HasSuffix(key, "/") {
+		return strings.HasPrefix(pkg, key)
+	}
+	return pkg == key || strings.HasPrefix(pkg, key+"/")
+}
+
 func rule(pkg string) []string {
-	best := ""
+	best, found := "", false
 	for p := range allowed {
-		if (pkg == p || strings.HasPrefix(pkg, strings.TrimSuffix(p, "/")+"/") || strings.HasPrefix(pkg, p)) && len(p) > len(best) {
-			best = p
+		if matches(pkg, p) && len(p) > len(best) {
+			best, found = p, true
 		}
+	}
+	if !found {
+		return nil
 	}
 	return allowed[best]
 }
 
 func permitted(pkg, imp string) bool {
-	if strings.HasPrefix(imp, pkg+"/") || imp == pkg {
-		return true // a package's own sub-packages are its implementation
+	if who, ok := importers[imp]; ok {
+		mayImport := false
+		for _, w := range who {
+			mayImport = mayImport || matches(pkg, w)
+		}
+		if !mayImport {
+			return false
+		}
 	}
 	for _, a := range rule(pkg) {
-		if imp == a || strings.HasPrefix(imp, strings.TrimSuffix(a, "/")+"/") {
+		if matches(imp, a) {
 			return true
 		}
 	}
@@ -108,6 +139,16 @@ func TestRulesCatchAViolation(t *testing.T) {
 		{"govx/exchange/flight", "govx/connectors", false},
 		{"govx/policies", "govx/exchange", false},
 		{"govx/cmd/govx", "govx/exchange/flight", true},
+		{"govx/exchange", "govx/exchange/store", false},
+		{"govx/exchange", "govx/schemas", false},
+		{"govx/exchange/mask", "govx/schemas/ident", true},
+		{"govx/exchange/mask", "govx/schemas", false},
+		{"govx/exchange/store", "govx/exchange/service", false},
+		{"govx/exchange/httpapi", "govx/exchange/service", true},
+		{"govx/exchange/service/servicetest", "govx/exchange/service", true},
+		{"govx/cmd/govx", "govx/exchange/service", false},
+		{"govx/schemasx", "govx/schemas/ident", false},
+		{"govx/exchangex/y", "govx/exchange", false},
 	} {
 		if got := permitted(tt.pkg, tt.imp); got != tt.ok {
 			t.Errorf("permitted(%s, %s) = %v, want %v", tt.pkg, tt.imp, got, tt.ok)
