@@ -160,9 +160,7 @@ func TestCheckUSCC(t *testing.T) {
 		{"外交 type 2", withUSCCCheck(t, "22110000600037341"), KindOrgType},
 		{"region prefix 99", withUSCCCheck(t, "91990000600037341"), KindRegion},
 		{"region letter", withUSCCCheck(t, "9133A106600037341"), KindRegion},
-		// Central-level registrations commonly carry 100000; GB/T 2260 has no
-		// province 10, and govx enforces the province rule as its contract states.
-		{"region 100000", withUSCCCheck(t, "12100000400001234"), KindRegion},
+		{"region 110000 is a province, 100001 is nothing", withUSCCCheck(t, "12100001400001234"), KindRegion},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -290,5 +288,23 @@ func TestImportsNothingOfOurs(t *testing.T) {
 				t.Errorf("%s imports %s; ident may import only the standard library", name, path)
 			}
 		}
+	}
+}
+
+// TestUSCCCentralBodies: bodies registered at the central level carry region 100000 in
+// their USCC (real codes, e.g. central public institutions 121000…), which is no GB/T 2260
+// region: valid in a USCC, still refused as a region or in a citizen ID.
+func TestUSCCCentralBodies(t *testing.T) {
+	for _, body := range []string{"12100000400001234", "11100000000013127", "51100000500000123"} {
+		code := withUSCCCheck(t, body)
+		if err := CheckUSCC(code); err != nil {
+			t.Errorf("central-level USCC %s refused: %v", code, err)
+		}
+	}
+	if err := CheckRegion(CentralRegion); err == nil {
+		t.Errorf("CheckRegion(%s) accepted the central registration code as a region", CentralRegion)
+	}
+	if err := CheckCitizenID(withCitizenCheck(t, "10000019900101123")); err == nil {
+		t.Error("a citizen ID with region 100000 was accepted")
 	}
 }

@@ -48,7 +48,8 @@ var usccAuthority = map[byte]struct{ name, types string }{
 // s must already be normalized (no spaces, upper-case letters). The rules are checked in
 // this order and the first failure is returned: length (18), charset (every character
 // from the code's alphabet), check character, registration authority (position 1), entity
-// type for that authority (position 2), region (positions 3–8, see CheckRegion). The
+// type for that authority (position 2), region (positions 3–8: see CheckRegion, or
+// CentralRegion for bodies registered at the central level). The
 // check character comes first so that a mistyped character is reported as a typo.
 func CheckUSCC(s string) error {
 	if len(s) != 18 {
@@ -70,11 +71,20 @@ func CheckUSCC(s string) error {
 	if !containsByte(auth.types, s[1]) {
 		return errorf(KindOrgType, "USCC entity type %q is not one that authority %q (%s) registers", string(s[1]), string(s[0]), auth.name)
 	}
+	if s[2:8] == CentralRegion {
+		return nil
+	}
 	if err := CheckRegion(s[2:8]); err != nil {
 		return errorf(KindRegion, "USCC positions 3–8: %s", err.Error())
 	}
 	return nil
 }
+
+// CentralRegion is the registration-authority code that bodies registered at the central
+// level (ministries, central public institutions, national social organizations) carry in
+// positions 3–8 of their USCC. It is not a GB/T 2260 region: it is valid in a USCC and
+// nowhere else (not in a citizen ID, not as a region_code).
+const CentralRegion = "100000"
 
 // USCCCheckChar returns the MOD 31 check character for the first 17 characters of a
 // unified social credit code.
