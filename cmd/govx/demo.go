@@ -469,7 +469,7 @@ print(client.do_get(info.endpoints[0].ticket, opts).read_all().slice(0, 5).to_py
 		"# Verify (核验): Ningbo health (wj-3302) learns only true/false, never the values:",
 		fmt.Sprintf("  $ govx verify population.person %s --claim name=%s --claim birth_date=%s --purpose birth-certificate-issuance --profile %s", nbID, nbName, nbBirth, p("wj-3302")),
 		"# The same pull over HTTP, as CSV:",
-		fmt.Sprintf(`  $ curl -s -H "Authorization: Bearer $(cat %s)" -H "Accept: text/csv" -d '{"purpose":"%s","limit":5}' http://%s/v1/datasets/population.person/pull`, tokenFile, purpose, x.HTTPAddr()),
+		fmt.Sprintf(`  $ curl -s -H "Authorization: Bearer $(cat %s)" -H "Accept: text/csv" -H "Content-Type: application/json" -d '{"purpose":"%s","limit":5}' http://%s/v1/datasets/population.person/pull`, tokenFile, purpose, x.HTTPAddr()),
 		"# A department system in Python (pyarrow.flight), the script is:",
 	}
 	for _, l := range strings.Split(strings.TrimSpace(py), "\n") {

@@ -552,6 +552,7 @@ func (e *e2eEnv) pullHTTP(t *testing.T, subject string, cmd exchange.PullCmd, co
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+e.token(subject))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/vnd.apache.arrow.stream")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

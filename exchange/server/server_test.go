@@ -292,6 +292,7 @@ func TestIntegrationExchange(t *testing.T) {
 		// Malformed JSON over HTTP.
 		req, _ := http.NewRequest("POST", "http://"+te.x.HTTPAddr()+"/v1/datasets/population.person/pull", strings.NewReader(`{"purpose":`))
 		req.Header.Set("Authorization", "Bearer "+te.token("mz-3301/dibao-review"))
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
