@@ -12,17 +12,20 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/flight"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -59,12 +62,16 @@ func LoadProfile(path string) (Config, error) {
 	return c, nil
 }
 
-// Client talks to one exchange.
+// Client talks to one exchange. It is safe for concurrent use: its calls share one
+// Flight connection (gRPC multiplexes them) and one pool of HTTP connections.
 type Client struct {
 	cfg  Config
 	http *http.Client
-	fc   flight.Client
 	mem  memory.Allocator
+
+	mu     sync.Mutex
+	fc     flight.Client // made by the first pull
+	closed bool
 }
 
 // MaxMessageSize is the gRPC receive limit: 64k-row batches are over gRPC's 4 MiB
@@ -88,13 +95,23 @@ func New(cfg Config) (*Client, error) {
 	return &Client{cfg: cfg, http: &http.Client{Transport: tr, Timeout: 0}, mem: memory.DefaultAllocator}, nil
 }
 
-// Close releases the Flight connection.
+// Close releases the Flight connection and the idle HTTP connections; calls after
+// Close fail.
 func (c *Client) Close() error {
-	if c.fc != nil {
-		return c.fc.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.http.CloseIdleConnections()
+	if c.fc == nil {
+		return nil
 	}
-	return nil
+	err := c.fc.Close()
+	c.fc = nil
+	return err
 }
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("govx client: closed")
 
 // Error is an error answered by the exchange: its stable code, message and, for a
 // denial, the policy's reasons.
@@ -114,7 +131,14 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// flight returns the Flight connection, made on first use: under the lock, so that
+// concurrent first pulls make one connection, not one each with all but one leaked.
 func (c *Client) flight(ctx context.Context) (flight.Client, context.Context, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ctx, ErrClosed
+	}
 	if c.fc == nil {
 		creds := insecure.NewCredentials()
 		if c.cfg.TLS != nil {
@@ -134,26 +158,37 @@ func (c *Client) flight(ctx context.Context) (flight.Client, context.Context, er
 	return c.fc, ctx, nil
 }
 
-// fromStatus turns a gRPC error into an *Error, splitting the exchange's "code:
-// message; reason: message" text.
-func fromStatus(err error) error {
+// fromStatus turns a gRPC error into an *Error from the exchange's ErrorInfo details
+// (see exchange.ErrorDomain). A status without them did not come from the exchange's
+// code (a proxy, or gRPC itself): it is reported as rpc_error with its text.
+func (c *Client) fromStatus(ctx context.Context, err error) error {
 	st, ok := status.FromError(err)
 	if !ok || st.Code() == codes.OK {
 		return err
 	}
-	if st.Code() == codes.Unavailable && strings.Contains(st.Message(), "connection refused") {
-		return fmt.Errorf("cannot reach the exchange's Flight port: %s (is `govx exchange serve` or `govx demo` running?)", st.Message())
+	if cerr := ctx.Err(); cerr != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
+		return fmt.Errorf("flight: %w", cerr) // the caller's own cancellation, not the exchange's answer
 	}
-	// The exchange writes "code: message" and then one "reason code: message" line per
-	// policy reason (see exchange/flight.StatusMessage).
-	lines := strings.Split(st.Message(), "\n")
-	code, msg, _ := strings.Cut(lines[0], ": ")
-	e := &Error{Status: st.Code().String(), Code: code, Message: msg}
-	for _, l := range lines[1:] {
-		rc, rm, _ := strings.Cut(strings.TrimPrefix(l, "reason "), ": ")
-		e.Reasons = append(e.Reasons, exchange.Reason{Code: rc, Message: rm})
+	e := &Error{Status: st.Code().String()}
+	for _, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok {
+			continue
+		}
+		switch info.GetDomain() {
+		case exchange.ErrorDomain:
+			e.Code, e.Message = info.GetReason(), info.GetMetadata()["message"]
+		case exchange.ReasonDomain:
+			e.Reasons = append(e.Reasons, exchange.Reason{Code: info.GetReason(), Message: info.GetMetadata()["message"]})
+		}
 	}
-	return e
+	if e.Code != "" {
+		return e
+	}
+	if st.Code() == codes.Unavailable {
+		return fmt.Errorf("cannot reach the exchange's Flight port %s: %s (is `govx exchange serve` or `govx demo` running?)", c.cfg.Flight, st.Message())
+	}
+	return &Error{Status: st.Code().String(), Code: "rpc_error", Message: st.Message()}
 }
 
 // PullResult is what a pull returns besides its batches.
@@ -171,19 +206,23 @@ func (c *Client) Pull(ctx context.Context, cmd exchange.PullCmd, begin func(*arr
 	if err != nil {
 		return res, err
 	}
+	// A stream left unread holds the exchange's snapshot and a gRPC stream open until
+	// its context ends: end it as soon as this pull returns, whether fn failed or not.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	body, _ := json.Marshal(cmd)
 	info, err := fc.GetFlightInfo(ctx, &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: body})
 	if err != nil {
-		return res, fromStatus(err)
+		return res, c.fromStatus(ctx, err)
 	}
 	for _, ep := range info.Endpoint {
 		stream, err := fc.DoGet(ctx, ep.Ticket)
 		if err != nil {
-			return res, fromStatus(err)
+			return res, c.fromStatus(ctx, err)
 		}
 		rdr, err := flight.NewRecordReader(stream, ipc.WithAllocator(c.mem))
 		if err != nil {
-			return res, fromStatus(err)
+			return res, c.fromStatus(ctx, err)
 		}
 		res.Schema = rdr.Schema()
 		if i := res.Schema.Metadata().FindKey(exchange.MetaCursor); i >= 0 {
@@ -206,7 +245,7 @@ func (c *Client) Pull(ctx context.Context, cmd exchange.PullCmd, begin func(*arr
 		err = rdr.Err()
 		rdr.Release()
 		if err != nil && err != io.EOF {
-			return res, fromStatus(err)
+			return res, c.fromStatus(ctx, err)
 		}
 	}
 	return res, nil
@@ -240,6 +279,12 @@ func (c *Client) Verify(ctx context.Context, dataset string, cmd exchange.Verify
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -257,7 +302,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if c.cfg.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach the exchange at %s: %w (is `govx exchange serve` or `govx demo` running?)", c.cfg.HTTP, err)
