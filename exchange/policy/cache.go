@@ -10,8 +10,9 @@ import (
 // cache is an exact decision cache for one policy revision. An entry holds the decision
 // for one input (minus its time) and the interval [lo, hi) of times for which it stands:
 // the interval between the agreement validity boundaries around the time it was made.
-// The shipped policy reads the time only to compare it with those boundaries, so within
-// the interval a fresh evaluation would decide the same; a new revision gets a new cache.
+// An engine keeps one only for a policy that analyzeCache proves reads the time solely to
+// compare it with those boundaries, so that within the interval a fresh evaluation would
+// decide the same; a new revision gets a new cache, or none.
 type cache struct {
 	mu      sync.RWMutex
 	entries map[string]cacheEntry

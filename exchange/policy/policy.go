@@ -3,7 +3,8 @@
 // It builds the policy input from a request and the dataset's schema in one place
 // (Input), fails closed (an evaluation error, an undefined or a malformed decision
 // denies with reason code policy_error), hot-reloads a policy directory keeping the last
-// good policy when an edit is broken, and caches decisions exactly.
+// good policy when an edit is broken, and caches decisions exactly, but only for a
+// policy it proves cacheable (cachemode.go); any other is evaluated afresh every time.
 //
 // Flight, HTTP and the steward's `govx policy explain` all decide through an Engine.
 package policy
@@ -57,6 +58,7 @@ type state struct {
 	pq     rego.PreparedEvalQuery
 	cache  *cache // nil when caching is off
 	reads  keyParts
+	mode   CacheMode
 }
 
 type options struct {
@@ -82,6 +84,7 @@ func WithBundle(b *policies.Bundle) Option { return func(o *options) { o.bundle 
 func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll = d } }
 
 // WithCacheSize sets the most decisions cached (default 100,000); 0 turns the cache off.
+// A policy whose decisions the engine cannot prove cacheable is never cached.
 func WithCacheSize(n int) Option { return func(o *options) { o.cacheMax = n } }
 
 // WithLogger sets where reloads are logged (default slog.Default()).
@@ -116,6 +119,9 @@ func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
 		return nil, err
 	}
 	e.state.Store(st)
+	if o.cacheMax > 0 && !st.mode.On {
+		o.log.Warn("policy decisions are not cached: each request evaluates the policy", "source", b.Source, "revision", b.Revision, "decision_cache", st.mode.String())
+	}
 	if o.dir != "" && o.bundle == nil {
 		e.stop, e.done = make(chan struct{}), make(chan struct{})
 		go e.watch()
@@ -145,7 +151,8 @@ func (e *Engine) prepare(b *policies.Bundle) (*state, error) {
 		return nil, fmt.Errorf("prepare policy %s: %w", b.Source, err)
 	}
 	st := &state{bundle: b, pq: pq, reads: requestReads(comp)}
-	if e.opts.cacheMax > 0 {
+	st.mode = analyzeCache(comp, st.reads)
+	if e.opts.cacheMax > 0 && st.mode.On {
 		st.cache = newCache(e.opts.cacheMax)
 	}
 	return st, nil
@@ -153,6 +160,15 @@ func (e *Engine) prepare(b *policies.Bundle) (*state, error) {
 
 // Revision returns the revision of the policy now deciding.
 func (e *Engine) Revision() string { return e.state.Load().bundle.Revision }
+
+// CacheMode reports whether the decisions of the policy now deciding are cached, and
+// why: off for a policy the engine cannot prove cacheable, or when WithCacheSize(0).
+func (e *Engine) CacheMode() CacheMode {
+	if e.opts.cacheMax <= 0 {
+		return CacheMode{Why: []string{"the cache size is 0"}}
+	}
+	return e.state.Load().mode
+}
 
 // Bundle returns the policy now deciding. It must not be modified.
 func (e *Engine) Bundle() *policies.Bundle { return e.state.Load().bundle }
@@ -265,6 +281,14 @@ func (e *Engine) Collectors() []prometheus.Collector {
 		counter("cache_hits_total", "Sharing decisions answered from the exact decision cache.", e.hits.Load),
 		counter("reloads_total", "Policy reloads that switched to a new revision.", e.reloads.Load),
 		counter("reload_errors_total", "Policy reloads that failed; the last good policy stayed.", e.reloadErrors.Load),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "govx", Subsystem: "policy", Name: "decision_cache_on",
+			Help: "1 while the decisions of the policy now deciding are cached; 0 while every request evaluates it (govx policy check says why)."},
+			func() float64 {
+				if e.CacheMode().On {
+					return 1
+				}
+				return 0
+			}),
 	}
 }
 
@@ -312,7 +336,7 @@ func (e *Engine) reloadLocked() error {
 	old := e.Revision()
 	e.state.Store(st)
 	e.reloads.Add(1)
-	e.opts.log.Info("policy reloaded", "dir", e.opts.dir, "from", old, "to", b.Revision)
+	e.opts.log.Info("policy reloaded", "dir", e.opts.dir, "from", old, "to", b.Revision, "decision_cache", e.CacheMode().String())
 	return nil
 }
 

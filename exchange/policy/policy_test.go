@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"govx/exchange"
 	"govx/exchange/policy"
 	"govx/policies"
@@ -199,27 +201,135 @@ func TestNewRejectsBrokenPolicy(t *testing.T) {
 	}
 }
 
+// timePolicies are edits of the shipped policy that use the time beyond agreement
+// validity, each with a request it allows at one time and denies at another within the
+// same validity interval: what an exact cache keyed on validity would get wrong.
+var timePolicies = []struct {
+	name       string
+	cond, rule string // cond is added to the grant; rule defines it
+	at, why    string // the line the engine must name (a substring of it) and what it says
+	allow      time.Time
+	deny       time.Time
+}{
+	{
+		name: "office hours (time.clock)", cond: "office_hours",
+		rule: "office_hours if {\n\t[hour, _, _] := time.clock(now)\n\thour >= 8\n\thour < 18\n}",
+		at:   "time.clock(now)", why: "reads input.time via time.clock",
+		allow: day, deny: time.Date(2026, 11, 26, 23, 0, 0, 0, time.UTC),
+	},
+	{
+		name: "weekdays (time.weekday)", cond: "workday",
+		rule: "workday if not time.weekday(now) in {\"Saturday\", \"Sunday\"}",
+		at:   "time.weekday(now)", why: "reads input.time via time.weekday",
+		allow: day, deny: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), // a Saturday
+	},
+	{
+		name: "dates (time.date)", cond: "not_month_end",
+		rule: "not_month_end if {\n\t[_, _, mday] := time.date(now)\n\tmday != 31\n}",
+		at:   "time.date(now)", why: "reads input.time via time.date",
+		allow: time.Date(2026, 12, 30, 12, 0, 0, 0, time.UTC), deny: time.Date(2026, 12, 31, 12, 0, 0, 0, time.UTC),
+	},
+	{
+		name: "aliased input", cond: "before_eight_pm",
+		rule: "req := input\n\nbefore_eight_pm if {\n\t[hour, _, _] := time.clock(time.parse_rfc3339_ns(req.time))\n\thour < 20\n}",
+		at:   "req := input", why: "reads input as a whole, which holds the time",
+		allow: day, deny: time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC),
+	},
+}
+
+// addTimeRule adds one of timePolicies to the sharing.rego in dir and returns the line
+// the engine must name.
+func addTimeRule(t *testing.T, dir, cond, rule, at string) int {
+	t.Helper()
+	file := filepath.Join(dir, "sharing.rego")
+	replaceIn(t, file, "\tgrant_ok\n}\n", "\tgrant_ok\n\t"+cond+"\n}\n\n"+rule+"\n")
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(string(raw), "\n") {
+		if strings.Contains(line, at) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%s has no line with %q", file, at)
+	return 0
+}
+
 // TestCachedEqualsUncached is the property that makes the cache safe: over random
 // requests at random times, many of them on agreement validity boundaries, and across
-// reloads that move those boundaries, a cached decision equals a fresh evaluation.
+// reloads that move those boundaries, a cached decision equals a fresh evaluation. For
+// policies that use the time otherwise, it holds because the engine finds that it
+// cannot cache them.
 func TestCachedEqualsUncached(t *testing.T) {
-	t.Run("shipped policy", func(t *testing.T) { testCachedEqualsUncached(t, copyPolicies(t, false), 2500) })
+	t.Run("shipped policy", func(t *testing.T) { testCachedEqualsUncached(t, copyPolicies(t, false), 10000, 2500) })
 	// A policy that reads case_ref, filter and limit: they must then be part of the key.
 	t.Run("policy reading case_ref, filter and limit", func(t *testing.T) {
 		dir := copyPolicies(t, false)
 		replaceIn(t, filepath.Join(dir, "sharing.rego"), "\tactions[input.action]\n\tdepartment\n",
 			"\tactions[input.action]\n\tdepartment\n\tinput.request.case_ref != \"none\"\n\tcount(input.request.filter) < 2\n\tinput.request.limit != 7\n")
 		// Fewer hits: most requests now differ in their key.
-		testCachedEqualsUncached(t, dir, 500)
+		testCachedEqualsUncached(t, dir, 10000, 500)
 	})
+	// The shipped comparisons written the other way round stay cacheable.
+	t.Run("policy comparing with >= and >", func(t *testing.T) {
+		dir := copyPolicies(t, false)
+		replaceIn(t, filepath.Join(dir, "sharing.rego"), "live := [a | some a in by_purpose; a.valid_from_ns <= now; now < a.valid_until_ns]",
+			"live := [a | some a in by_purpose; now >= a.valid_from_ns; a.valid_until_ns > now]")
+		replaceIn(t, filepath.Join(dir, "sharing.rego"), "\ta.valid_from_ns <= now\n\tnow < a.valid_until_ns\n\ta.action_set",
+			"\tnow >= a.valid_from_ns\n\ta.valid_until_ns > now\n\ta.action_set")
+		testCachedEqualsUncached(t, dir, 3000, 600)
+	})
+	for _, tc := range timePolicies {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyPolicies(t, false)
+			line := addTimeRule(t, dir, tc.cond, tc.rule, tc.at)
+			eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close()
+			mode := eng.CacheMode()
+			if want := fmt.Sprintf("sharing.rego:%d %s", line, tc.why); mode.On || len(mode.Why) == 0 || mode.Why[0] != want {
+				t.Fatalf("cache mode %v, want off — %s", mode, want)
+			}
+			// The request is allowed, then denied later the same day (or week), then
+			// allowed again: a cache that kept the first decision would allow it all day.
+			ctx := context.Background()
+			req := phoneReq
+			req.Columns = []string{"id_number", "name"}
+			for _, step := range []struct {
+				at    time.Time
+				allow bool
+			}{{tc.allow, true}, {tc.deny, false}, {tc.allow, true}, {tc.deny, false}} {
+				req.Time = step.at
+				if d := eng.Decide(ctx, req); d.Allow != step.allow {
+					t.Fatalf("at %s: %+v, want allow=%v", step.at, d, step.allow)
+				}
+			}
+			testCachedEqualsUncached(t, dir, 1500, 0)
+		})
+	}
 }
 
-func testCachedEqualsUncached(t *testing.T, dir string, minHits uint64) {
+// testCachedEqualsUncached compares n cached and fresh decisions, twice: before and after
+// a reload. minHits > 0 requires that many to come from the cache each time; 0 requires
+// the policy to be uncached and none to.
+func testCachedEqualsUncached(t *testing.T, dir string, n int, minHits uint64) {
 	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer eng.Close()
+	if on := eng.CacheMode().On; on != (minHits > 0) {
+		t.Fatalf("cache mode %v", eng.CacheMode())
+	}
+	hitsOK := func(hits uint64) bool {
+		if minHits == 0 {
+			return hits == 0
+		}
+		return hits >= minHits
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	pick := func(s []string) string { return s[rng.IntN(len(s))] }
 
@@ -279,10 +389,10 @@ func testCachedEqualsUncached(t *testing.T, dir string, minHits uint64) {
 			}
 		}
 	}
-	check("shipped policy", 10000)
+	check("before reload", n)
 	hits := eng.Stats().CacheHits
-	if hits < minHits {
-		t.Fatalf("only %d of 10000 decisions came from the cache; the property is not exercised", hits)
+	if !hitsOK(hits) {
+		t.Fatalf("%d of %d decisions came from the cache, want at least %d (0: none)", hits, n, minHits)
 	}
 
 	// Reload with moved boundaries: AGR-2026-0002 now ends a month earlier, AGR-2027-0001
@@ -299,9 +409,198 @@ func testCachedEqualsUncached(t *testing.T, dir string, minHits uint64) {
 		t.Fatal("the edit did not change the revision")
 	}
 	times = append(times, boundaryTimes()...)
-	check("after reload", 10000)
-	if eng.Stats().CacheHits-hits < minHits {
-		t.Fatal("the cache was not used after the reload")
+	check("after reload", n)
+	if h := eng.Stats().CacheHits - hits; !hitsOK(h) {
+		t.Fatalf("after the reload %d of %d decisions came from the cache, want at least %d (0: none)", h, n, minHits)
 	}
 	t.Logf("%s", fmt.Sprint(eng.Stats()))
+}
+
+// cacheGauge reads govx_policy_decision_cache_on from the engine's collectors.
+func cacheGauge(t *testing.T, eng *policy.Engine) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(eng.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "govx_policy_decision_cache_on" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no govx_policy_decision_cache_on metric")
+	return 0
+}
+
+// TestDecisionCacheMode follows a steward's edit: the shipped policy is cached; an
+// office-hours rule hot-reloaded into it turns the cache off, which the engine reports
+// (method and metric), and the evening's request is denied after the noon one was
+// allowed.
+func TestDecisionCacheMode(t *testing.T) {
+	dir := copyPolicies(t, false)
+	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	ctx := context.Background()
+	req := phoneReq
+	req.Columns = []string{"id_number", "name"}
+
+	if m := eng.CacheMode(); !m.On || !strings.Contains(m.String(), "validity boundaries") {
+		t.Fatalf("the shipped policy: cache mode %v, want on", m)
+	}
+	if g := cacheGauge(t, eng); g != 1 {
+		t.Errorf("govx_policy_decision_cache_on = %v with the shipped policy, want 1", g)
+	}
+	for range 2 {
+		if d := eng.Decide(ctx, req); !d.Allow {
+			t.Fatalf("the shipped policy at noon: %+v", d)
+		}
+	}
+	if eng.Stats().CacheHits != 1 {
+		t.Fatalf("the shipped policy's second decision did not come from the cache: %+v", eng.Stats())
+	}
+
+	rev := eng.Revision()
+	tp := timePolicies[0]
+	line := addTimeRule(t, dir, tp.cond, tp.rule, tp.at)
+	waitFor(t, "the office-hours policy loads", func() bool { return eng.Revision() != rev })
+	m := eng.CacheMode()
+	if want := fmt.Sprintf("off — sharing.rego:%d reads input.time via time.clock", line); m.On || m.String() != want {
+		t.Fatalf("after the edit: cache mode %q, want %q", m, want)
+	}
+	if g := cacheGauge(t, eng); g != 0 {
+		t.Errorf("govx_policy_decision_cache_on = %v with the office-hours policy, want 0", g)
+	}
+	hits := eng.Stats().CacheHits
+	req.Time = tp.allow
+	if d := eng.Decide(ctx, req); !d.Allow {
+		t.Fatalf("office hours at noon: %+v", d)
+	}
+	req.Time = tp.deny
+	if d := eng.Decide(ctx, req); d.Allow || d.Reasons[0].Code != "no_grant" {
+		t.Fatalf("office hours at 23:00: %+v, want denied", d)
+	}
+	if eng.Stats().CacheHits != hits {
+		t.Error("a decision of the office-hours policy came from the cache")
+	}
+
+	// Reverting the edit brings the cache back.
+	rev = eng.Revision()
+	replaceIn(t, filepath.Join(dir, "sharing.rego"), "\tgrant_ok\n\t"+tp.cond+"\n}\n\n"+tp.rule+"\n", "\tgrant_ok\n}\n")
+	waitFor(t, "the shipped policy loads again", func() bool { return eng.Revision() != rev })
+	if !eng.CacheMode().On || cacheGauge(t, eng) != 1 {
+		t.Errorf("after reverting: cache mode %v", eng.CacheMode())
+	}
+
+	off, err := policy.New(cat, policy.WithCacheSize(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := off.CacheMode(); m.On || m.String() != "off — the cache size is 0" {
+		t.Errorf("WithCacheSize(0): cache mode %q", m)
+	}
+}
+
+// TestCacheModeIsConservative runs the analysis on edits of the shipped policy that
+// reach the time, or something outside the input, in ways other than the agreement
+// validity comparisons, each of which must turn the cache off, naming file and line;
+// and on edits that keep to those comparisons, which must not.
+func TestCacheModeIsConservative(t *testing.T) {
+	const grant = "\tgrant_ok\n}\n"
+	cases := []struct {
+		name      string
+		file      string // "" is sharing.rego
+		old, new  string
+		at        string // a substring of the line named; "" when the cache stays on
+		why       string
+		extraFile string // another module, clock.rego, when set
+	}{
+		{name: "input.time read directly", old: grant, new: "\tgrant_ok\n\tlate\n}\n\nlate if {\n\t[hour, _, _] := time.clock(time.parse_rfc3339_ns(input.time))\n\thour >= 6\n}\n",
+			at: "time.clock(time.parse", why: "reads input.time via time.clock"},
+		{name: "input.time imported", old: "package govx.sharing\n", new: "package govx.sharing\n\nimport input.time as t\n\nlate if t > \"2026-06\"\n",
+			at: "late if t", why: "reads input.time via >"},
+		{name: "input with a variable key", old: grant, new: "\tgrant_ok\n\tcount([k | input[k]]) < 9\n}\n",
+			at: "input[k]", why: "reads input[k] with a variable key, which can reach input.time"},
+		{name: "walk(input)", old: grant, new: "\tgrant_ok\n\tcount([p | walk(input, [p, _])]) > 0\n}\n",
+			at: "walk(input", why: "reads input as a whole, which holds the time"},
+		{name: "object.get(input, \"time\")", old: grant, new: "\tgrant_ok\n\tobject.get(input, \"time\", \"\") != \"\"\n}\n",
+			at: "object.get(input", why: "reads input as a whole, which holds the time"},
+		{name: "the time compared with a constant", old: grant, new: "\tgrant_ok\n\tnow < 1830000000000000000\n}\n",
+			at: "now < 18300", why: "compares input.time with something other than the valid_from_ns or valid_until_ns of the department's agreements for the dataset"},
+		{name: "the time compared with a bound one nanosecond later", old: "live := [a | some a in by_purpose; a.valid_from_ns <= now; now < a.valid_until_ns]",
+			new: "live := [a | some a in by_purpose; now > a.valid_from_ns; now < a.valid_until_ns]",
+			at:  "live := [a", why: "compares input.time as time > bound: only bound <= time and time < bound keep their value between two validity boundaries"},
+		{name: "another department's agreements", old: grant, new: "\tgrant_ok\n\tsome x in data.agreements_by_key[\"mz-3201\"][input.resource.dataset]\n\tx.valid_from_ns <= now\n}\n",
+			at: "x.valid_from_ns <= now", why: "compares input.time with something other than the valid_from_ns or valid_until_ns of the department's agreements for the dataset"},
+		{name: "a list that only looks like agreements", old: grant, new: "\tgrant_ok\n\tsome x in fake\n\tx.valid_from_ns <= now\n}\n\nfake := [{\"valid_from_ns\": 0}]\n",
+			at: "x.valid_from_ns <= now", why: "compares input.time with something other than the valid_from_ns or valid_until_ns of the department's agreements for the dataset"},
+		{name: "with", old: grant, new: "\tgrant_ok\n}\n\nnoon if {\n\tdecision.allow with input.time as \"2026-01-01T12:00:00Z\"\n}\n",
+			at: "decision.allow with", why: "uses `with`, which can replace the input, data or a built-in inside a decision"},
+		{name: "a time built-in on a constant", old: grant, new: "\tgrant_ok\n\ttime.parse_rfc3339_ns(\"2027-01-01T00:00:00Z\") > 0\n}\n",
+			at: "time.parse_rfc3339_ns(\"2027", why: "calls time.parse_rfc3339_ns, a time built-in"},
+		{name: "a built-in whose result the input does not fix", old: grant, new: "\tgrant_ok\n\tnot_expired\n}\n\nnot_expired if {\n\t[valid, _, _] := io.jwt.decode_verify(\"x.y.z\", {\"secret\": \"k\"})\n\tnot valid\n}\n",
+			at: "io.jwt.decode_verify", why: "calls io.jwt.decode_verify, whose result the input does not determine"},
+		{name: "the time rule's package read whole", old: "package govx.sharing\n", new: "package govx.sharing\n\nimport data.govx.clock\n\nlate if object.get(clock, \"now\", 0) > 5\n",
+			extraFile: "package govx.clock\n\nnow := time.parse_rfc3339_ns(input.time)\n",
+			at:        "late if object.get", why: "reads data.govx.clock as a whole, which holds the time (data.govx.clock.now)"},
+		{name: "rules under data.agreements_by_key", old: grant, new: grant, file: "clock.rego",
+			extraFile: "package agreements_by_key\n\nfake := {\"population.person\": [{\"valid_from_ns\": 0}]}\n",
+			at:        "fake := ", why: "defines rules under data.agreements_by_key, where the exchange keeps the agreements whose validity the cache relies on"},
+		{name: "the time rule aliased", old: "now := time.parse_rfc3339_ns(input.time)\n", new: "now := data.govx.clock.instant\n",
+			extraFile: "package govx.clock\n\ninstant := time.parse_rfc3339_ns(input.time)\n",
+			at:        "now := data.govx.clock", why: "reads input.time outside a comparison with an agreement's validity"},
+		// Cacheable: the time rule in another file of the package, and other ways of
+		// writing the same comparisons.
+		{name: "the time rule in another file", old: "now := time.parse_rfc3339_ns(input.time)\n", new: "",
+			extraFile: "package govx.sharing\n\nnow := time.parse_rfc3339_ns(input.time)\n"},
+		{name: "the comparisons reordered", old: "live := [a | some a in by_purpose; a.valid_from_ns <= now; now < a.valid_until_ns]",
+			new: "live := [a | some a in by_purpose; now >= a.valid_from_ns; a.valid_until_ns > now]"},
+		{name: "agreements looked up through a variable", old: grant, new: "\tgrant_ok\n\tsome x in own\n\tx.valid_from_ns <= now\n}\n\nown := l if {\n\td := input.subject.department\n\tl := data.agreements_by_key[d][input.resource.dataset]\n} else := []\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyPolicies(t, false)
+			if tc.extraFile != "" {
+				writeFile(t, filepath.Join(dir, "clock.rego"), tc.extraFile)
+			}
+			file := tc.file
+			if file == "" {
+				file = "sharing.rego"
+				replaceIn(t, filepath.Join(dir, file), tc.old, tc.new)
+			}
+			b, err := policies.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if probs := policies.Check(b, cat); len(probs) > 0 {
+				t.Fatalf("the edit does not pass policy check: %v", policies.Problems(probs))
+			}
+			m, err := policy.CacheModeOf(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.at == "" {
+				if !m.On {
+					t.Fatalf("cache mode %v, want on", m)
+				}
+				return
+			}
+			raw, _ := os.ReadFile(filepath.Join(dir, file))
+			line := 0
+			for i, l := range strings.Split(string(raw), "\n") {
+				if strings.Contains(l, tc.at) {
+					line = i + 1
+					break
+				}
+			}
+			want := fmt.Sprintf("%s:%d %s", file, line, tc.why)
+			if m.On || len(m.Why) == 0 || !strings.HasPrefix(m.Why[0], want) {
+				t.Fatalf("cache mode %v, want off — %s", m, want)
+			}
+		})
+	}
 }
