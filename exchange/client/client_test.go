@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -25,38 +24,17 @@ import (
 
 const dibao = "minimum-living-allowance-review"
 
-// countingListener counts accepted connections: one client, one Flight connection.
-type countingListener struct {
-	net.Listener
-	accepted atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.accepted.Add(1)
-	}
-	return c, err
-}
-
 type exchangeAt struct {
 	f      *servicetest.Fixture
-	flight *countingListener
+	flight *servicetest.Listener
 	http   string
 }
 
 // start runs the Flight and HTTP edges over a fixture, in this process.
 func start(t *testing.T, f *servicetest.Fixture) *exchangeAt {
 	t.Helper()
-	fln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := &exchangeAt{f: f, flight: &countingListener{Listener: fln}, http: "http://" + hln.Addr().String()}
+	hln := servicetest.Listen(t, "127.0.0.1:0")
+	x := &exchangeAt{f: f, flight: servicetest.Listen(t, "127.0.0.1:0"), http: "http://" + hln.Addr().String()}
 	fs := xflight.New(f.Svc, f.Tokens, nil, f.Mem)
 	hs := &http.Server{Handler: httpapi.New(f.Svc, f.Tokens, func() bool { return true }, prometheus.NewRegistry(), nil)}
 	var wg sync.WaitGroup
@@ -122,7 +100,7 @@ func TestConcurrentUse(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := x.flight.accepted.Load(); n != 1 {
+	if n := x.flight.Accepted.Load(); n != 1 {
 		t.Fatalf("one client made %d Flight connections, want 1", n)
 	}
 }

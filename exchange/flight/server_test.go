@@ -30,29 +30,11 @@ import (
 
 const dibao = "minimum-living-allowance-review"
 
-// countingListener counts the connections it accepted: a reconnect shows as a second.
-type countingListener struct {
-	net.Listener
-	accepted atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.accepted.Add(1)
-	}
-	return c, err
-}
-
 // serve starts a Flight server over f on addr ("127.0.0.1:0" for any port) and stops
 // it when the test ends.
-func serve(t *testing.T, f *servicetest.Fixture, addr string, opts ...Option) (*Server, *countingListener) {
+func serve(t *testing.T, f *servicetest.Fixture, addr string, opts ...Option) (*Server, *servicetest.Listener) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis := &countingListener{Listener: ln}
+	lis := servicetest.Listen(t, addr)
 	srv := New(f.Svc, f.Tokens, nil, f.Mem, opts...)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lis) }()
@@ -473,7 +455,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 		rows, _, _, err := servertestPull(cl, cmd)
 		return err == nil && rows == int64(len(f.IDs["3301"]))
 	})
-	if n := lis2.accepted.Load(); n != 1 {
+	if n := lis2.Accepted.Load(); n != 1 {
 		t.Fatalf("the restarted exchange accepted %d connections from one client, want 1", n)
 	}
 }
@@ -542,7 +524,7 @@ func TestUnauthenticatedConnectionsBounded(t *testing.T) {
 	if _, _, err := pull(good, tok, exchange.PullCmd{Dataset: "population.person", Purpose: dibao}); err != nil {
 		t.Fatal(err)
 	}
-	before := lis.accepted.Load()
+	before := lis.Accepted.Load()
 	probe, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -554,7 +536,7 @@ func TestUnauthenticatedConnectionsBounded(t *testing.T) {
 	if _, _, err := pull(good, tok, exchange.PullCmd{Dataset: "population.person", Purpose: dibao}); err != nil {
 		t.Fatal(err)
 	}
-	if n := lis.accepted.Load() - before; n != 1 { // the probe; the client's connection stayed
+	if n := lis.Accepted.Load() - before; n != 1 { // the probe; the client's connection stayed
 		t.Fatalf("%d connections accepted since the client's first pull, want only the probe's: the client had to reconnect", n)
 	}
 }

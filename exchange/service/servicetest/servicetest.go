@@ -8,11 +8,13 @@ package servicetest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,4 +234,30 @@ func DocumentedErrors(t testing.TB) map[string]DocRow {
 		t.Fatalf("docs/errors.md: only %d rows parsed; has the table changed shape?", len(rows))
 	}
 	return rows
+}
+
+// Listener counts the connections it accepted: a client's reconnect, or a connection
+// per call where one should serve them all, shows in Accepted.
+type Listener struct {
+	net.Listener
+	Accepted atomic.Int64
+}
+
+// Listen listens on addr ("127.0.0.1:0" for any free port).
+func Listen(t testing.TB, addr string) *Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Listener{Listener: ln}
+}
+
+// Accept implements net.Listener.
+func (l *Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.Accepted.Add(1)
+	}
+	return c, err
 }
