@@ -55,22 +55,27 @@ func (c *Checkpoint) position() (Position, error) {
 	return p, nil
 }
 
+// setPosition records p, or, when a value of p cannot be encoded, returns why and leaves
+// the checkpoint as it was: a half-written position would name no row at all, and the
+// next run would start the snapshot (or the incremental re-read) over.
 func (c *Checkpoint) setPosition(p Position) error {
-	c.Cursor, c.Key, c.NullCursor = nil, nil, p.NullCursor
+	var cursor json.RawMessage
 	if p.Cursor != nil {
 		raw, err := encodeValue(p.Cursor)
 		if err != nil {
-			return err
+			return fmt.Errorf("cursor: %w", err)
 		}
-		c.Cursor = raw
+		cursor = raw
 	}
+	var key []json.RawMessage
 	for _, k := range p.Key {
 		raw, err := encodeValue(k)
 		if err != nil {
-			return err
+			return fmt.Errorf("key: %w", err)
 		}
-		c.Key = append(c.Key, raw)
+		key = append(key, raw)
 	}
+	c.Cursor, c.Key, c.NullCursor = cursor, key, p.NullCursor
 	return nil
 }
 

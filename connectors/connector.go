@@ -497,7 +497,9 @@ func (c *Connector) publish(ctx context.Context, chunks <-chan *chunk, phase str
 				queue, records = nil, 0
 				continue
 			}
-			c.acked(f.ch, phase)
+			if err := c.acked(f.ch, phase); err != nil {
+				return err
+			}
 			if err := c.storeCheckpoint(ctx, false); err != nil {
 				return err
 			}
@@ -556,7 +558,9 @@ func (c *Connector) recoverFrom(ctx context.Context, failed *inflight, later []*
 		if err := c.write(ctx, f.ch.msgs); err != nil {
 			return err
 		}
-		c.acked(f.ch, phase)
+		if err := c.acked(f.ch, phase); err != nil {
+			return err
+		}
 		if err := c.storeCheckpoint(ctx, false); err != nil {
 			return err
 		}
@@ -565,16 +569,19 @@ func (c *Connector) recoverFrom(ctx context.Context, failed *inflight, later []*
 }
 
 // acked records a chunk Kafka acknowledged: counters, and the position the next
-// checkpoint may name.
-func (c *Connector) acked(ch *chunk, phase string) {
+// checkpoint may name. A position the checkpoint cannot hold (a source value of a type
+// it cannot encode) is an error that stops the connector: storing the checkpoint
+// without it would send the next run back to the start.
+func (c *Connector) acked(ch *chunk, phase string) error {
+	var posErr error
 	if phase == PhaseSnapshot {
 		c.ckpt.SnapshotRows += ch.rows
-		_ = c.ckpt.setPosition(ch.last)
+		posErr = c.ckpt.setPosition(ch.last)
 	}
 	if ch.high != nil && (c.highWater == nil || !ch.highAt.Before(c.highWaterAt)) {
 		c.highWater, c.highWaterAt = ch.high, ch.highAt
 		if phase == PhaseIncremental {
-			_ = c.ckpt.setPosition(Position{Cursor: ch.high})
+			posErr = c.ckpt.setPosition(Position{Cursor: ch.high})
 		}
 	}
 	c.m.read.Add(float64(ch.rows))
@@ -597,6 +604,10 @@ func (c *Connector) acked(ch *chunk, phase string) {
 			p.LastEventTime = ch.maxEvent
 		}
 	})
+	if posErr != nil {
+		return fmt.Errorf("checkpoint of %s cannot hold the source's position (the checkpoint stays at the last position it could hold): %w", c.cfg.Name, posErr)
+	}
+	return nil
 }
 
 // readPages reads pages of native rows from pos to the end of the source and hands out
