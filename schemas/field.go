@@ -31,6 +31,7 @@ type Field struct {
 	Check       string      `yaml:"check"`
 	Pattern     string      `yaml:"pattern"`
 	Enum        []string    `yaml:"enum"`
+	Codes       []Code      `yaml:"codes"`
 	MaxLength   int         `yaml:"max_length"`
 	Min         *float64    `yaml:"min"`
 	Max         *float64    `yaml:"max"`
@@ -41,6 +42,14 @@ type Field struct {
 	scale     int
 	re        *regexp.Regexp
 	check     checkFunc
+	codeIndex map[string]int // Codes by value
+}
+
+// Code is one entry of a field's code list: an enum whose values carry bilingual titles,
+// for code lists people read (licence types), where a bare value would not say enough.
+type Code struct {
+	Code  string `yaml:"code"`
+	Title Title  `yaml:"title"`
 }
 
 var decimalType = regexp.MustCompile(`^decimal\((\d{1,2}),(\d{1,2})\)$`)
@@ -104,8 +113,11 @@ func (f *Field) init() error {
 		}
 		f.check = c
 	}
-	if (f.Pattern != "" || f.Check != "" || len(f.Enum) > 0 || f.MaxLength > 0) && f.kind != KindString {
-		return fmt.Errorf("check, pattern, enum and max_length apply to string fields only")
+	if (f.Pattern != "" || f.Check != "" || len(f.Enum) > 0 || len(f.Codes) > 0 || f.MaxLength > 0) && f.kind != KindString {
+		return fmt.Errorf("check, pattern, enum, codes and max_length apply to string fields only")
+	}
+	if err := f.initCodes(); err != nil {
+		return err
 	}
 	if (f.Min != nil || f.Max != nil) && f.kind != KindInt64 && f.kind != KindDecimal && f.kind != KindFloat64 {
 		return fmt.Errorf("min and max apply to numeric fields only")
@@ -118,3 +130,49 @@ func (f *Field) Kind() Kind { return f.kind }
 
 // DecimalPS returns the precision and scale of a decimal field.
 func (f *Field) DecimalPS() (precision, scale int) { return f.precision, f.scale }
+
+func (f *Field) initCodes() error {
+	if len(f.Codes) == 0 {
+		return nil
+	}
+	if len(f.Enum) > 0 {
+		return fmt.Errorf("enum and codes both list the allowed values; use one")
+	}
+	f.codeIndex = make(map[string]int, len(f.Codes))
+	for i, c := range f.Codes {
+		if c.Code == "" {
+			return fmt.Errorf("codes[%d]: code is empty", i)
+		}
+		if _, dup := f.codeIndex[c.Code]; dup {
+			return fmt.Errorf("codes: %q is listed twice", c.Code)
+		}
+		if c.Title.Zh == "" || c.Title.En == "" {
+			return fmt.Errorf("codes: %q needs a title with both zh and en", c.Code)
+		}
+		f.codeIndex[c.Code] = i
+	}
+	return nil
+}
+
+// CodeTitle returns the title of a value of the field's code list; false when the field
+// has no code list or the value is not on it.
+func (f *Field) CodeTitle(code string) (Title, bool) {
+	i, ok := f.codeIndex[code]
+	if !ok {
+		return Title{}, false
+	}
+	return f.Codes[i].Title, true
+}
+
+// Allowed returns the values the field is restricted to (its enum, or the codes of its
+// code list), or nil when any value passes.
+func (f *Field) Allowed() []string {
+	if len(f.Codes) == 0 {
+		return f.Enum
+	}
+	out := make([]string, len(f.Codes))
+	for i, c := range f.Codes {
+		out[i] = c.Code
+	}
+	return out
+}

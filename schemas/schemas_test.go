@@ -31,7 +31,7 @@ func TestLoadShippedDefinitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"economy.indicator", "legal_entity.organization", "population.person", "resource.land_parcel"}
+	want := []string{"economy.indicator", "legal_entity.organization", "license.certificate", "population.person", "resource.land_parcel"}
 	got := []string{}
 	for _, d := range c.Datasets() {
 		got = append(got, d.ID)
@@ -81,6 +81,10 @@ fields:
 		{"unknown check", strings.Replace(good, `mask: "null"`, "mask: \"null\"\n    check: vin", 1), `check "vin" is not a known validator`},
 		{"key names unknown field", strings.Replace(good, "key: [k]", "key: [id]", 1), `key names unknown field "id"`},
 		{"missing title", strings.Replace(good, "    title: {zh: 键, en: Key}\n", "", 1), `field "k": title needs both zh and en`},
+		{"code without title", strings.Replace(good, `mask: "null"`, "mask: \"null\"\n    codes: [{code: a, title: {zh: 甲}}]", 1), `codes: "a" needs a title with both zh and en`},
+		{"code listed twice", strings.Replace(good, `mask: "null"`, "mask: \"null\"\n    codes: [{code: a, title: {zh: 甲, en: A}}, {code: a, title: {zh: 乙, en: B}}]", 1), `codes: "a" is listed twice`},
+		{"enum and codes", strings.Replace(good, `mask: "null"`, "mask: \"null\"\n    enum: [a]\n    codes: [{code: a, title: {zh: 甲, en: A}}]", 1), `enum and codes both list`},
+		{"unknown code key", strings.Replace(good, `mask: "null"`, "mask: \"null\"\n    codes: [{code: a, name: x, title: {zh: 甲, en: A}}]", 1), `field name not found`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,5 +251,78 @@ func TestArrowSchemaCarriesMetadata(t *testing.T) {
 	}
 	if i := s.Metadata().FindKey(MetaDataset); i < 0 || s.Metadata().Values()[i] != "population.person" {
 		t.Fatalf("schema metadata = %v", s.Metadata())
+	}
+}
+
+func validLicence(t testing.TB) map[string]any {
+	return map[string]any{
+		"licence_no": "YYZZ33010620190000123", "licence_type": "business_licence",
+		"holder_uscc": uscc(t, "91330106MA2AXXXX0"), "holder_name": "杭州某某科技有限公司",
+		"issuer": "scjg-3301", "issuer_region": "330100", "issued_on": "2019-05-20",
+		"status":         "valid",
+		"content_digest": strings.Repeat("ab", 32), "issuer_signature": strings.Repeat("0f", 64),
+		"updated_at": "2025-01-01T00:00:00Z",
+	}
+}
+
+// TestLicenceCertificate: the licence type is a code list with titles; exactly one
+// holder identifier; digests and signatures are lower-case hex of the right length.
+func TestLicenceCertificate(t *testing.T) {
+	d, ok := MustLoad().Dataset("license.certificate")
+	if !ok {
+		t.Fatal("no license.certificate")
+	}
+	if d.Provider.Code != "zwfw" || strings.Join(d.Key, ",") != "licence_no" {
+		t.Fatalf("provider %q, key %v", d.Provider.Code, d.Key)
+	}
+	typ, _ := d.Field("licence_type")
+	if tt, ok := typ.CodeTitle("food_business_permit"); !ok || tt.Zh != "食品经营许可证" {
+		t.Errorf("food_business_permit title = %+v, %v", tt, ok)
+	}
+	if _, ok := typ.CodeTitle("fishing_licence"); ok {
+		t.Error("a code not on the list has a title")
+	}
+	for _, c := range []string{"business_licence", "food_business_permit", "construction_permit", "real_estate_certificate", "marriage_certificate", "driving_licence"} {
+		if _, ok := typ.CodeTitle(c); !ok {
+			t.Errorf("licence type %s is not on the code list", c)
+		}
+	}
+	if errs := d.Validate(validLicence(t)); len(errs) != 0 {
+		t.Fatalf("valid licence rejected: %v", errs)
+	}
+	tests := []struct {
+		name   string
+		change map[string]any
+		want   map[string]string
+	}{
+		{"type not on the code list", map[string]any{"licence_type": "fishing_licence"}, map[string]string{"licence_type": "enum"}},
+		{"both holders", map[string]any{"holder_id_number": citizenID(t, "33010619900307123")}, map[string]string{"holder_uscc|holder_id_number": "exactly_one_of"}},
+		{"no holder", map[string]any{"holder_uscc": nil}, map[string]string{"holder_uscc|holder_id_number": "exactly_one_of"}},
+		{"a person holds it", map[string]any{"holder_uscc": nil, "holder_id_number": citizenID(t, "33010619900307123")}, map[string]string{}},
+		{"upper-case digest", map[string]any{"content_digest": strings.Repeat("AB", 32)}, map[string]string{"content_digest": "pattern"}},
+		{"short signature", map[string]any{"issuer_signature": strings.Repeat("0f", 32)}, map[string]string{"issuer_signature": "pattern"}},
+		{"unknown status", map[string]any{"status": "lost"}, map[string]string{"status": "enum"}},
+		{"issuer not a department code", map[string]any{"issuer": "SCJG 3301"}, map[string]string{"issuer": "pattern"}},
+		{"no term", map[string]any{"valid_until": nil}, map[string]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := validLicence(t)
+			for k, v := range tt.change {
+				rec[k] = v
+			}
+			got := map[string]string{}
+			for _, e := range d.Validate(rec) {
+				got[e.Field] = e.Code
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("errors = %v, want %v", got, tt.want)
+			}
+			for f, code := range tt.want {
+				if got[f] != code {
+					t.Errorf("%s: code %q, want %q", f, got[f], code)
+				}
+			}
+		})
 	}
 }

@@ -79,6 +79,13 @@ func (f *Field) validate(v any) (FieldError, bool) {
 		if len(f.Enum) > 0 && !contains(f.Enum, s) {
 			return fail("enum", "%q is not one of %s", s, strings.Join(f.Enum, ", "))
 		}
+		if f.codeIndex != nil {
+			if _, ok := f.codeIndex[s]; !ok {
+				// The same code as enum: to a program reading the DLQ both mean "not
+				// an allowed value".
+				return fail("enum", "%q is not a code of the list: %s", s, strings.Join(f.Allowed(), ", "))
+			}
+		}
 		if f.re != nil && !f.re.MatchString(s) {
 			return fail("pattern", "%q does not match %s", s, f.Pattern)
 		}

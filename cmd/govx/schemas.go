@@ -56,6 +56,8 @@ func init() {
 				check := f.Check
 				switch {
 				case check != "":
+				case len(f.Codes) > 0:
+					check = fmt.Sprintf("code list (%d codes, below)", len(f.Codes))
 				case len(f.Enum) > 0:
 					check = "one of " + strings.Join(f.Enum, "|")
 				case f.Pattern != "":
@@ -69,7 +71,22 @@ func init() {
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s / %s\n", f.Name, f.Type, null, f.Sensitivity, f.Mask, check, f.Title.Zh, f.Title.En)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			for _, f := range d.Fields {
+				if len(f.Codes) == 0 {
+					continue
+				}
+				fmt.Fprintf(out, "\n%s codes:\n", f.Name)
+				for _, c := range f.Codes {
+					fmt.Fprintf(w, "  %s\t%s / %s\n", c.Code, c.Title.Zh, c.Title.En)
+				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
