@@ -88,7 +88,7 @@ func analyzeCache(c *ast.Compiler, kp keyParts) CacheMode {
 	if len(a.found) > 0 {
 		return CacheMode{Why: a.why()}
 	}
-	key := "department, system, action, dataset, purpose, columns"
+	key := "department, system, action, dataset, purpose"
 	for _, p := range []struct {
 		read bool
 		name string
@@ -97,8 +97,8 @@ func analyzeCache(c *ast.Compiler, kp keyParts) CacheMode {
 			key += ", " + p.name
 		}
 	}
-	return CacheMode{On: true, Why: []string{"a decision depends only on the request's " + key +
-		" and on where the time falls between the validity boundaries of the department's agreements for the dataset"}}
+	return CacheMode{On: true, Why: []string{"decisions depend only on the request's " + key + " and columns, and on the time" +
+		" only through the validity of the department's agreements for the dataset"}}
 }
 
 // why returns the findings in source order, without the weak ones on a line that has

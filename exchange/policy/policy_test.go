@@ -449,7 +449,7 @@ func TestDecisionCacheMode(t *testing.T) {
 	req := phoneReq
 	req.Columns = []string{"id_number", "name"}
 
-	if m := eng.CacheMode(); !m.On || !strings.Contains(m.String(), "validity boundaries") {
+	if m := eng.CacheMode(); !m.On || !strings.Contains(m.String(), "on the time only through the validity of the department's agreements") {
 		t.Fatalf("the shipped policy: cache mode %v, want on", m)
 	}
 	if g := cacheGauge(t, eng); g != 1 {
