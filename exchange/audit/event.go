@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Kind is the kind of an audit event.
@@ -327,4 +328,147 @@ func dataBearing(action string) bool {
 		return true
 	}
 	return false
+}
+
+// Limits bound the request-derived fields of an event: whatever a caller sends (a
+// dataset name in a URL, a purpose, a filter, keys, a client certificate's names) ends
+// up in an event that is fsynced, shipped and kept for years, so its size must not be
+// the caller's choice. See [Bound].
+type Limits struct {
+	// Text is the most bytes of one text field (dataset, purpose, case_ref, client_addr,
+	// department, system, agreement, policy_revision, error) and of one list entry.
+	Text int
+	// Filter is the most bytes of the filter's JSON text.
+	Filter int
+	// Items is the most entries of a list (columns, keys, reasons).
+	Items int
+	// Total, when positive, caps the whole canonical encoding (counting the event id the
+	// spool adds, not the instance name); fields are cut further until it holds.
+	Total int
+}
+
+// MaxUnauthenticatedEventBytes caps the canonical encoding of the event of a request
+// nobody authenticated: with the per-address budget of audited failures, it bounds
+// how fast an anonymous client can grow the spool.
+const MaxUnauthenticatedEventBytes = 2048
+
+// DefaultLimits are the limits of an authenticated request's event. A field of an
+// honest request stays far below them: purposes and case references are refused above
+// 64 characters, and a request names a few dozen columns at most.
+var DefaultLimits = Limits{Text: 512, Filter: 8192, Items: 256}
+
+// UnauthenticatedLimits are the limits of the event of a request that failed
+// authentication.
+var UnauthenticatedLimits = Limits{Text: 256, Filter: 512, Items: 4, Total: MaxUnauthenticatedEventBytes}
+
+// cutMarkerMax is the longest cut marker: "…[cut: <20 digits> bytes, sha256 <64 hex>]".
+const cutMarkerMax = len("…[cut: ") + 20 + len(" bytes, sha256 ") + 64 + len("]")
+
+// Bound cuts every request-derived field of ev that is longer than lim allows. A cut
+// value keeps its first bytes (at a UTF-8 boundary) and then says how long the whole
+// value was and what its SHA-256 was, e.g.
+//
+//	population.personpopul…[cut: 900000 bytes, sha256 9f86d081…]
+//
+// so an auditor can still recognise it and check it against a copy of the original. A
+// list longer than lim.Items keeps its first entries and ends with one entry saying how
+// many were cut and the SHA-256 of the whole list's canonical encoding. Values within
+// the limits are left exactly as they are, so bounding twice changes nothing. Bound
+// reports whether it cut anything.
+func Bound(ev *Event, lim Limits) bool {
+	cut := false
+	text := func(s *string, n int) {
+		if v, ok := cutString(*s, n); ok {
+			*s, cut = v, true
+		}
+	}
+	list := func(l *[]string, items, n int) {
+		if v, ok := cutList(*l, items, n); ok {
+			*l, cut = v, true
+		}
+	}
+	apply := func(lim Limits) {
+		for _, s := range []*string{&ev.Dataset, &ev.Purpose, &ev.CaseRef, &ev.ClientAddr, &ev.Department,
+			&ev.System, &ev.Action, &ev.Agreement, &ev.PolicyRevision, &ev.Error} {
+			text(s, lim.Text)
+		}
+		text(&ev.Filter, lim.Filter)
+		for _, l := range []*[]string{&ev.Columns, &ev.Keys, &ev.Reasons} {
+			list(l, lim.Items, lim.Text)
+		}
+	}
+	apply(lim)
+	if lim.Total <= 0 {
+		return cut
+	}
+	size := func() int {
+		n := len(ev.Canonical())
+		if ev.EventID == "" {
+			n += 36 // the spool assigns a UUID
+		}
+		return n
+	}
+	// Halve the limits until the event fits. At the floor every text is at most a bare
+	// marker (109 bytes) and every list a single entry (a list's marker is at most 135
+	// bytes): 11 texts, 3 lists and the fields the exchange sets itself stay under
+	// 1,800 bytes, so any Total of 2 KiB or more holds.
+	for size() > lim.Total && (lim.Text > cutMarkerMax || lim.Items > 1 || lim.Filter > cutMarkerMax) {
+		lim.Text = max(lim.Text/2, cutMarkerMax)
+		lim.Filter = max(lim.Filter/2, cutMarkerMax)
+		lim.Items = max(lim.Items/2, 1)
+		apply(lim)
+	}
+	return cut
+}
+
+// cutString returns s cut to at most n bytes with its cut marker, and whether it was cut.
+func cutString(s string, n int) (string, bool) {
+	if len(s) <= n {
+		return s, false
+	}
+	sum := sha256.Sum256([]byte(s))
+	marker := fmt.Sprintf("…[cut: %d bytes, sha256 %s]", len(s), hex.EncodeToString(sum[:]))
+	return utf8Prefix(s, n-len(marker)) + marker, true
+}
+
+// cutList bounds every entry of l to n bytes and the list to items entries, the last of
+// which then says how many entries were cut and the SHA-256 of the whole list.
+func cutList(l []string, items, n int) ([]string, bool) {
+	items = max(items, 1)
+	keep := l
+	if len(l) > items {
+		keep = l[:items-1]
+	}
+	cut := len(keep) < len(l)
+	for _, s := range keep {
+		cut = cut || len(s) > n
+	}
+	if !cut {
+		return l, false
+	}
+	out := make([]string, 0, len(keep)+1)
+	for _, s := range keep {
+		v, _ := cutString(s, n)
+		out = append(out, v)
+	}
+	if len(keep) < len(l) {
+		sum := sha256.Sum256(appendStrings(nil, l))
+		out = append(out, fmt.Sprintf("…[cut: %d of %d entries, sha256 %s]", len(l)-len(keep), len(l), hex.EncodeToString(sum[:])))
+	}
+	return out, true
+}
+
+// utf8Prefix returns the longest prefix of s of at most n bytes that does not split a
+// UTF-8 sequence.
+func utf8Prefix(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	if n >= len(s) {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

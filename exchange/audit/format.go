@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Formats of WriteEvents.
@@ -61,7 +63,7 @@ func WriteEvents(w io.Writer, it Iterator, format string, loc *time.Location) (i
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 				e.Time.In(loc).Format("2006-01-02 15:04:05.000"), e.Kind, cell(e.Department), cell(e.System),
 				cell(e.Action), cell(e.Dataset), cell(dec), rows, cell(e.Purpose), cell(e.CaseRef),
-				cell(strings.Join(e.Keys, ",")), e.RequestID)
+				cell(strings.Join(e.Keys, ",")), cell(e.RequestID))
 			n++
 		}
 		tw.Flush()
@@ -75,12 +77,54 @@ func WriteEvents(w io.Writer, it Iterator, format string, loc *time.Location) (i
 	return n, bw.Flush()
 }
 
-// cell keeps a table cell on one line: tabs and newlines in a value would break columns.
+// cell is a value as a table shows it: "-" when empty, else [Printable].
 func cell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
+	return Printable(s)
+}
+
+// Printable returns s safe to show on an auditor's terminal: every value in an event
+// may come from a caller, and a terminal obeys what it is sent. Control characters (C0,
+// DEL, C1 such as \x9b, the 8-bit CSI), every other rune that does not print (format
+// characters, among them the bidirectional overrides U+202A–U+202E and U+2066–U+2069
+// that reorder what follows, and zero-width characters) and bytes that are not UTF-8
+// are written as Go escapes (\x1b, \r, \u202e, \xff); a backslash is doubled, so an
+// escape seen on the screen always stands for an escaped rune, never for text that looks
+// like one. Only text outputs escape; CSV and JSON lines keep every value exact.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == '\\' || r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unicode.IsPrint(r):
+			b.WriteString(s[i : i+n])
+		case r < 0x80:
+			q := strconv.QuoteRuneToASCII(r) // '\x1b', '\n', '\t'
+			b.WriteString(q[1 : len(q)-1])
+		case r <= 0xffff:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			fmt.Fprintf(&b, "\\U%08x", r)
+		}
+		i += n
+	}
+	return b.String()
 }
 
 var csvHeader = []string{"event_id", "kind", "event_time", "instance", "seq", "request_id", "department",
@@ -127,11 +171,11 @@ func (r *Report) WriteText(w io.Writer, loc *time.Location) error {
 	} else {
 		fmt.Fprintf(bw, "findings (%d):\n", len(r.Findings))
 		for _, f := range r.Findings {
-			fmt.Fprintf(bw, "  [%s] %s\n", f.Kind, f.Message)
+			fmt.Fprintf(bw, "  [%s] %s\n", f.Kind, Printable(f.Message))
 		}
 	}
 	for _, n := range r.Notes {
-		fmt.Fprintf(bw, "note: %s\n", n)
+		fmt.Fprintf(bw, "note: %s\n", Printable(n))
 	}
 	return bw.Flush()
 }
