@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -112,7 +113,13 @@ func newPolicyCheckCmd() *cobra.Command {
 itself: every agreement must name a registered department, a catalogued dataset, that
 dataset's columns, known actions and masks, and a validity that ends after it starts;
 unknown keys are errors. Each problem names its file, line and entry. Exits 1 on any
-problem. The exchange refuses to load, or reload, a policy that fails this check.`,
+problem. The exchange refuses to load, or reload, a policy that fails this check.
+
+A policy that passes is also analysed for the exchange's decision cache: "decision
+cache: on" when its decisions provably depend on nothing but the request and the
+agreement validity boundaries, otherwise "off" with every place that reads the time (or
+could) in another way, such as sharing.rego:42 reads input.time via time.clock. An
+uncached policy is decided correctly, only more slowly.`,
 		Example: `  govx policy check ./policies`,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -132,8 +139,33 @@ problem. The exchange refuses to load, or reload, a policy that fails this check
 			}
 			fmt.Fprintf(out, "ok: %s: %d datasets, %d departments, %d agreements; revision %s\n",
 				b.Source, len(b.Datasets), len(b.Departments), len(b.Agreements), b.Revision)
+			mode, err := policy.CacheModeOf(b)
+			if err != nil {
+				return err
+			}
+			printCacheMode(out, mode)
 			return nil
 		},
+	}
+}
+
+// printCacheMode prints whether the exchange would cache the policy's decisions: the
+// first reason on the line, any others under it.
+func printCacheMode(w io.Writer, m policy.CacheMode) {
+	const label = "decision cache: "
+	state := "off"
+	if m.On {
+		state = "on"
+	}
+	for i, why := range m.Why {
+		if i == 0 {
+			fmt.Fprintf(w, "%s%s — %s\n", label, state, why)
+			continue
+		}
+		fmt.Fprintf(w, "%*s%s\n", utf8.RuneCountInString(label+state+" — "), "", why)
+	}
+	if len(m.Why) == 0 {
+		fmt.Fprintf(w, "%s%s\n", label, state)
 	}
 }
 

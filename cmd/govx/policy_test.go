@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,6 +71,8 @@ func TestPolicyTestFailingRegoExitsNonZero(t *testing.T) {
 func TestPolicyCheck(t *testing.T) {
 	if out, code := runPolicy(t, "check"); code != 0 || !strings.Contains(out, "ok: (embedded)") {
 		t.Fatalf("the embedded policy: exit %d:\n%s", code, out)
+	} else if !strings.Contains(out, "\ndecision cache: on — ") {
+		t.Errorf("the embedded policy's decisions are not reported cached:\n%s", out)
 	}
 	dir := copyPolicyDir(t)
 	file := filepath.Join(dir, "agreements.yaml")
@@ -111,5 +114,41 @@ func TestPolicyExplain(t *testing.T) {
 	out, code = runPolicy(t, "explain", "--as", "mz-3301", "--dataset", "population.person", "--time", "tomorrow")
 	if code != 2 || !strings.Contains(out, "--time") {
 		t.Errorf("a bad --time: exit %d:\n%s", code, out)
+	}
+}
+
+// TestPolicyCheckCacheMode: a policy that uses the time of day passes the check (it is
+// decided correctly), and the check says its decisions are not cached, and where.
+func TestPolicyCheckCacheMode(t *testing.T) {
+	dir := copyPolicyDir(t)
+	file := filepath.Join(dir, "sharing.rego")
+	raw, _ := os.ReadFile(file)
+	edited := strings.Replace(string(raw), "\tgrant_ok\n}\n", "\tgrant_ok\n\toffice_hours\n\tworkday\n}\n\n"+
+		"office_hours if {\n\t[hour, _, _] := time.clock(now)\n\thour >= 8\n\thour < 18\n}\n\n"+
+		"workday if not time.weekday(now) in {\"Saturday\", \"Sunday\"}\n", 1)
+	if edited == string(raw) {
+		t.Fatal("the grant to edit is gone")
+	}
+	if err := os.WriteFile(file, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lineOf := func(s string) int {
+		for i, l := range strings.Split(edited, "\n") {
+			if strings.Contains(l, s) {
+				return i + 1
+			}
+		}
+		t.Fatalf("no line with %q", s)
+		return 0
+	}
+	out, code := runPolicy(t, "check", dir)
+	if code != 0 || !strings.Contains(out, "ok: "+dir) {
+		t.Fatalf("exit %d, want 0:\n%s", code, out)
+	}
+	want := fmt.Sprintf("decision cache: off — sharing.rego:%d reads input.time via time.clock\n"+
+		"                      sharing.rego:%d reads input.time via time.weekday\n",
+		lineOf("time.clock(now)"), lineOf("time.weekday(now)"))
+	if !strings.HasSuffix(out, want) {
+		t.Errorf("check output does not end with\n%s\ngot:\n%s", want, out)
 	}
 }
