@@ -26,6 +26,8 @@ type CatalogEntry struct {
 	RegionColumn string `yaml:"region_column"`
 	// MaxRows is the default cap on one result; 0 means none.
 	MaxRows int64 `yaml:"max_rows"`
+	// KeyBudget is the dataset's default budget of keys checked by lookup and verify.
+	KeyBudget *KeyBudget `yaml:"key_budget"`
 
 	File string `yaml:"-"`
 	Line int    `yaml:"-"`
@@ -66,6 +68,9 @@ type Agreement struct {
 	ValidFrom  string   `yaml:"valid_from"`
 	ValidUntil string   `yaml:"valid_until"`
 	Approval   string   `yaml:"approval"`
+	// KeyBudget, when set, is the consumer's budget of keys checked by lookup and verify
+	// under this agreement, over the catalog's.
+	KeyBudget *KeyBudget `yaml:"key_budget"`
 
 	// From and Until are the validity as instants: valid at t when From <= t < Until.
 	From  time.Time `yaml:"-"`
@@ -102,6 +107,11 @@ func (b *Bundle) parseData(file string, raw []byte) []Problem {
 	for i := range doc.Datasets {
 		e := &doc.Datasets[i]
 		e.File, e.Line = file, lineAt(lines["datasets"], i)
+		if e.KeyBudget != nil {
+			for _, m := range e.KeyBudget.parse() {
+				probs = append(probs, Problem{File: file, Line: e.Line, Entry: "dataset " + e.Dataset, Message: m})
+			}
+		}
 		b.Datasets = append(b.Datasets, *e)
 	}
 	for i := range doc.Departments {
@@ -119,6 +129,11 @@ func (b *Bundle) parseData(file string, raw []byte) []Problem {
 		}
 		if a.Until, err = parseValidity(a.ValidUntil, true); err != nil {
 			probs = append(probs, Problem{File: file, Line: a.Line, Entry: entry, Message: "valid_until: " + err.Error()})
+		}
+		if a.KeyBudget != nil {
+			for _, m := range a.KeyBudget.parse() {
+				probs = append(probs, Problem{File: file, Line: a.Line, Entry: entry, Message: m})
+			}
 		}
 		b.Agreements = append(b.Agreements, *a)
 	}

@@ -52,8 +52,9 @@ type Bundle struct {
 	// they decide nothing), in hex. Every decision and audit event carries it.
 	Revision string
 
-	dataJSON   []byte
-	boundaries map[string][]int64
+	dataJSON      []byte
+	boundaries    map[string][]int64
+	agreementByID map[string]*Agreement
 }
 
 // Embedded returns the bundle built into the binary.
@@ -223,7 +224,11 @@ func (b *Bundle) buildData() error {
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
 	byKey := map[string]map[string][]any{}
 	b.boundaries = map[string][]int64{}
+	b.agreementByID = make(map[string]*Agreement, len(sorted))
 	for _, a := range sorted {
+		if _, dup := b.agreementByID[a.ID]; !dup { // Check reports duplicates; the first counts
+			b.agreementByID[a.ID] = a
+		}
 		if byKey[a.Consumer] == nil {
 			byKey[a.Consumer] = map[string][]any{}
 		}
