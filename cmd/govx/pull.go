@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -53,13 +55,8 @@ pass it as --since to get only the changes made after it.`,
 				pc.Columns = strings.Split(columns, ",")
 			}
 			if len(where) > 0 {
-				typeOf := fieldTypes(cmd, c, args[0])
-				for _, w := range where {
-					f, err := client.ParseWhere(w, typeOf)
-					if err != nil {
-						return err
-					}
-					pc.Filter = append(pc.Filter, f)
+				if pc.Filter, err = typedFilter(cmd.Context(), c, pc, where); err != nil {
+					return err
 				}
 			}
 			var w io.Writer = cmd.OutOrStdout()
@@ -119,21 +116,70 @@ pass it as --since to get only the changes made after it.`,
 	rootCmd.AddCommand(cmd)
 }
 
-// fieldTypes looks the dataset up in the caller's catalog so --where values are sent
-// with the column's type; if it cannot, values go as text and the exchange says which
-// is wrong.
-func fieldTypes(cmd *cobra.Command, c *client.Client, dataset string) func(string) string {
-	types := map[string]string{}
-	if list, err := c.Catalog(cmd.Context()); err == nil {
-		for _, d := range list {
-			if d.ID == dataset {
-				for _, f := range d.Fields {
-					types[f.Name] = f.Type
-				}
+// typedFilter parses the --where conditions and types each value by its column, so
+// numbers and booleans go as such (the exchange refuses a wrongly typed value rather
+// than guess). The types come from the schema this very pull would return (GetSchema
+// with the pull's dataset, purpose, columns and filter), not from the catalog: listing
+// the catalog decides a discover for every dataset and writes a denial for each one the
+// caller may not see, so a day of ordinary pulls read as probing in `govx audit report`.
+func typedFilter(ctx context.Context, c *client.Client, pc exchange.PullCmd, where []string) ([]exchange.Filter, error) {
+	var text []exchange.Filter
+	for _, w := range where {
+		f, err := client.ParseWhere(w, nil)
+		if err != nil {
+			return nil, err
+		}
+		text = append(text, f)
+	}
+	ask := pc
+	ask.Since, ask.Filter = "", text
+	if len(pc.Columns) > 0 {
+		// Columns only filtered on must be in the schema too, to have their types.
+		ask.Columns = slices.Clone(pc.Columns)
+		for _, f := range text {
+			if !slices.Contains(ask.Columns, f.Column) {
+				ask.Columns = append(ask.Columns, f.Column)
 			}
 		}
 	}
-	return func(col string) string { return types[col] }
+	sc, err := c.Schema(ctx, ask)
+	if err != nil {
+		if pc.Since == "" {
+			// The exchange decided the read this pull is; it would refuse the pull the
+			// same way, and asking twice would write the refusal twice.
+			return nil, err
+		}
+		// A changes pull may be granted where a read is not: the values go as text and
+		// the exchange decides the pull itself.
+		return text, nil
+	}
+	types := map[string]string{}
+	for _, f := range sc.Fields() {
+		types[f.Name] = whereType(f.Type)
+	}
+	filter := make([]exchange.Filter, 0, len(where))
+	for _, w := range where {
+		f, err := client.ParseWhere(w, func(col string) string { return types[col] })
+		if err != nil {
+			return nil, err
+		}
+		filter = append(filter, f)
+	}
+	return filter, nil
+}
+
+// whereType names an Arrow type as the schema types client.ParseWhere sends typed;
+// every other value (text, dates, timestamps, decimals) goes as text.
+func whereType(t arrow.DataType) string {
+	switch t.ID() {
+	case arrow.INT64:
+		return "int64"
+	case arrow.FLOAT64:
+		return "float64"
+	case arrow.BOOL:
+		return "bool"
+	}
+	return ""
 }
 
 func pullProgress() *progressbar.ProgressBar {

@@ -251,6 +251,22 @@ func (c *Client) Pull(ctx context.Context, cmd exchange.PullCmd, begin func(*arr
 	return res, nil
 }
 
+// Schema returns the schema a pull of cmd would return, without its rows (Flight
+// GetSchema). The exchange decides it as a read of cmd's dataset alone, so asking
+// touches no other dataset.
+func (c *Client) Schema(ctx context.Context, cmd exchange.PullCmd) (*arrow.Schema, error) {
+	fc, ctx, err := c.flight(ctx)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(cmd)
+	res, err := fc.GetSchema(ctx, &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: body})
+	if err != nil {
+		return nil, c.fromStatus(ctx, err)
+	}
+	return flight.DeserializeSchema(res.GetSchema(), c.mem)
+}
+
 // Catalog lists the datasets the caller may see.
 func (c *Client) Catalog(ctx context.Context) ([]exchange.DatasetInfo, error) {
 	var out struct {

@@ -44,6 +44,10 @@ type Config struct {
 	SegmentRows int
 	Decider     service.Decider // default: Scripted over the shipped policy
 	Options     []service.Option
+	// AllDatasets serves every other dataset of the catalog too, with no rows, as a
+	// real exchange serves them all: the catalog then holds datasets a caller may not
+	// discover.
+	AllDatasets bool
 }
 
 // Fixture is a running service and what its tests look at.
@@ -108,14 +112,24 @@ func New(t testing.TB, cfg Config) *Fixture {
 	}
 	f.Tokens = auth.OpenTokens(filepath.Join(t.TempDir(), "tokens.json"))
 	opts := append([]service.Option{service.WithAllocator(f.Mem)}, cfg.Options...)
-	f.Svc, err = service.New(cat, map[string]*store.Table{d.ID: f.Table}, cfg.Decider, f.Spool, Secret, opts...)
+	tables := map[string]*store.Table{d.ID: f.Table}
+	if cfg.AllDatasets {
+		for _, o := range cat.Datasets() {
+			if o.ID != d.ID {
+				tables[o.ID] = store.New(o, store.WithAllocator(f.Mem))
+			}
+		}
+	}
+	f.Svc, err = service.New(cat, tables, cfg.Decider, f.Spool, Secret, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		f.Svc.Wait()
 		f.Spool.Close()
-		f.Table.Close()
+		for _, tb := range tables {
+			tb.Close()
+		}
 		f.Mem.AssertSize(t, 0)
 	})
 	return f
