@@ -30,9 +30,11 @@ import (
 	"govx/exchange"
 	"govx/exchange/auth"
 	"govx/exchange/server"
+	"govx/exchange/service"
 	"govx/exchange/store"
 	"govx/policies"
 	"govx/schemas"
+	"govx/schemas/ident"
 )
 
 type demoOptions struct {
@@ -364,22 +366,11 @@ func issueDemoTokens(dir string, cfg *server.Config, x *server.Exchange) (map[st
 			return nil, err
 		}
 	}
-	// A department's demo system is the one its agreements name, if any, so the printed
-	// commands run as the system an agreement actually grants.
-	systems := map[string]string{}
-	for _, a := range b.Agreements {
-		if a.System != "" && systems[a.Consumer] == "" {
-			systems[a.Consumer] = a.System
-		}
-	}
 	for _, d := range b.Departments {
 		if providers[d.Code] {
 			continue
 		}
-		system := systems[d.Code]
-		if system == "" {
-			system = "demo"
-		}
+		system := demoSystem(b, d.Code)
 		tok, _, err := tokens.Issue(exchange.Subject{Department: d.Code, System: system}, "govx demo")
 		if err != nil {
 			return nil, err
@@ -396,6 +387,64 @@ func issueDemoTokens(dir string, cfg *server.Config, x *server.Exchange) (map[st
 		profiles[d.Code] = pf
 	}
 	return profiles, nil
+}
+
+// demoSystem names a department's demo system: the one its agreements name, if any, so
+// the printed commands run as the system an agreement actually grants.
+func demoSystem(b *policies.Bundle, dept string) string {
+	for _, a := range b.Agreements {
+		if a.Consumer == dept && a.System != "" {
+			return a.System
+		}
+	}
+	return "demo"
+}
+
+// decisionLine describes, for the list of commands to try, what the policy decides when
+// subject reads dataset for purpose at now: the agreement, the columns, the row scope
+// and the masks, or the reasons for a refusal. It asks the policy the exchange runs, so
+// the line says what the printed command gets, whatever the agreements say.
+func decisionLine(ctx context.Context, pol service.Decider, b *policies.Bundle, subject exchange.Subject, dataset, purpose string, now time.Time) string {
+	who := subject.Department
+	for _, d := range b.Departments {
+		if d.Code == subject.Department {
+			who = d.Name + " (" + d.Code + ")"
+		}
+	}
+	dec := pol.Decide(ctx, exchange.Request{Subject: subject, Action: exchange.ActionRead, Dataset: dataset, Purpose: purpose, Time: now})
+	if !dec.Allow {
+		codes := make([]string, len(dec.Reasons))
+		for i, r := range dec.Reasons {
+			codes[i] = r.Code
+		}
+		return fmt.Sprintf("# Denied to %s, reading %s for %s: %s", who, dataset, purpose, strings.Join(codes, ", "))
+	}
+	rows := "all rows"
+	if len(dec.RowFilter) > 0 {
+		var conds []string
+		for _, f := range dec.RowFilter {
+			cond := fmt.Sprintf("%s %s %v", f.Column, f.Op, f.Value)
+			// A region prefix reads better with the region's name (3301: 杭州市).
+			if v, ok := f.Value.(string); ok && f.Op == exchange.OpPrefix && len(v) <= 6 && len(v)%2 == 0 {
+				if r, ok := ident.LookupRegion(v + strings.Repeat("0", 6-len(v))); ok {
+					cond = r.Name + " (" + cond + ")"
+				}
+			}
+			conds = append(conds, cond)
+		}
+		rows = "rows in " + strings.Join(conds, " and ")
+	}
+	masked := "nothing masked"
+	var ms []string
+	for _, c := range dec.Columns {
+		if m, ok := dec.Masks[c]; ok {
+			ms = append(ms, c+" ("+m+")")
+		}
+	}
+	if len(ms) > 0 {
+		masked = "masked: " + strings.Join(ms, ", ")
+	}
+	return fmt.Sprintf("# Granted to %s by %s: %s; %s; %s:", who, dec.Agreement, strings.Join(dec.Columns, ", "), rows, masked)
 }
 
 // samplePerson returns the id_number, name and birth date of a live person whose
@@ -454,15 +503,20 @@ print(client.do_get(info.endpoints[0].ticket, opts).read_all().slice(0, 5).to_py
 		return err
 	}
 	p := func(dept string) string { return profiles[dept] }
+	b := x.Policy().Bundle()
+	decision := func(dept string) string {
+		subject := exchange.Subject{Department: dept, System: demoSystem(b, dept)}
+		return decisionLine(context.Background(), x.Policy(), b, subject, "population.person", purpose, time.Now())
+	}
 	lines := []string{
 		"",
 		"Try next (each line starting with $ is a command; `go run ./cmd/govx` works wherever it says govx):",
 		"",
 		"# The catalog the Hangzhou civil affairs bureau (mz-3301) may see:",
 		"  $ govx catalog --profile " + p("mz-3301"),
-		"# Granted: persons of Hangzhou only, names and ID numbers masked by the agreement:",
+		decision("mz-3301"),
 		fmt.Sprintf("  $ govx pull population.person --purpose %s --limit 5 --profile %s", purpose, p("mz-3301")),
-		"# Denied: the Suzhou housing bureau (zj-3205) has no agreement for population data:",
+		decision("zj-3205"),
 		fmt.Sprintf("  $ govx pull population.person --purpose %s --profile %s", purpose, p("zj-3205")),
 		"# One record by key (the key travels in the body, not the URL):",
 		fmt.Sprintf("  $ govx lookup population.person %s --purpose %s --profile %s", hzID, purpose, p("mz-3301")),
