@@ -1,10 +1,11 @@
 // Package ingest materializes the govx.<dataset> Kafka topics into the exchange's store:
 // every partition of every dataset topic is read from the position the store already
 // holds, each record is re-validated against its schema (a bad record is counted and
-// logged, never served), upserts and tombstones are applied in batches, and readiness is
-// reported once every dataset has caught up to the end offsets seen at start.
+// logged, never served), upserts and tombstones are applied in batches, and each
+// dataset's state is reported as it changes: catching up, current, waiting for Kafka,
+// or stopped at a record the store could not apply.
 //
-// Only the exchange's wiring (cmd/govx, the demo) imports it.
+// Only the exchange's wiring (exchange/server, cmd/govx, the demo) imports it.
 package ingest
 
 import (
@@ -26,12 +27,47 @@ import (
 
 // Config says where to read from.
 type Config struct {
+	// Brokers are tried in turn for metadata and offsets: any live one will do.
 	Brokers     []string
 	TopicPrefix string // default "govx."
 	Dialer      *kafka.Dialer
 	// BatchRecords caps how many records one store.Apply call takes.
 	BatchRecords int
+	// OnStatus, when set, hears each dataset's state whenever it changes: nil while the
+	// dataset is caught up and kept current, otherwise why it is not (ErrCatchingUp,
+	// ErrKafkaUnavailable, a *StoppedError). New reports ErrCatchingUp for every dataset
+	// before it returns, so nothing is taken as current before ingest has shown it. It
+	// is called from ingest's goroutines, one call at a time, and must not block.
+	OnStatus func(dataset string, err error)
 }
+
+// The states of a dataset other than current (see Config.OnStatus). They are wrapped
+// with the detail of the moment; test for them with errors.Is.
+var (
+	// ErrCatchingUp: the dataset has not yet read up to the end offsets its topic had
+	// when reading (re)started, or its topic does not exist yet.
+	ErrCatchingUp = errors.New("catching up with Kafka")
+	// ErrKafkaUnavailable: reading stopped on a Kafka error (brokers down, no leader)
+	// and is retried; the store keeps what it has.
+	ErrKafkaUnavailable = errors.New("waiting for Kafka")
+)
+
+// StoppedError is the state of a dataset whose ingest stopped because the store could
+// not apply a record for a reason of the table's (store.ErrTableFull, say), not of the
+// record's. Ingest does not move past that record: the table's positions stay before
+// it, and a restarted exchange reads it again from there.
+type StoppedError struct {
+	Dataset string
+	// Positions are the table's positions when it stopped: where a restart resumes.
+	Positions map[int32]int64
+	Err       error
+}
+
+func (e *StoppedError) Error() string {
+	return fmt.Sprintf("ingest stopped at a record the store could not apply (a restart resumes there): %v", e.Err)
+}
+
+func (e *StoppedError) Unwrap() error { return e.Err }
 
 // Ingester keeps a set of store tables equal to their Kafka topics.
 type Ingester struct {
@@ -42,11 +78,21 @@ type Ingester struct {
 
 	records atomic.Int64 // applied
 	invalid atomic.Int64 // rejected by validation
+	stopped *prometheus.GaugeVec
 
 	mu      sync.Mutex
-	caught  map[string]bool // datasets caught up with the end offsets seen at their start
+	state   map[string]error // by dataset: nil while current
+	caught  map[string]bool  // datasets caught up at least once
 	readyCh chan struct{}
 }
+
+// Timing of Kafka calls and of retries.
+const (
+	requestTimeout = 10 * time.Second // one metadata or offsets request
+	minBackoff     = 250 * time.Millisecond
+	maxBackoff     = 10 * time.Second
+	topicPoll      = 500 * time.Millisecond // while a dataset's topic does not exist yet
+)
 
 // New returns an ingester for the given tables.
 func New(cfg Config, cat *schemas.Catalog, tables map[string]*store.Table, log *slog.Logger) *Ingester {
@@ -57,12 +103,24 @@ func New(cfg Config, cat *schemas.Catalog, tables map[string]*store.Table, log *
 		cfg.BatchRecords = 4096
 	}
 	if cfg.Dialer == nil {
-		cfg.Dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+		cfg.Dialer = &kafka.Dialer{Timeout: requestTimeout, DualStack: true}
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Ingester{cfg: cfg, tables: tables, cat: cat, log: log, readyCh: make(chan struct{})}
+	in := &Ingester{cfg: cfg, tables: tables, cat: cat, log: log, readyCh: make(chan struct{}),
+		state: map[string]error{}, caught: map[string]bool{},
+		stopped: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "govx_ingest_stopped",
+			Help: "1 while ingest of the dataset is stopped at a record the store could not apply (until a restart)."}, []string{"dataset"}),
+	}
+	if len(tables) == 0 {
+		close(in.readyCh)
+	}
+	for id := range tables {
+		in.stopped.WithLabelValues(id).Set(0)
+		in.setState(id, ErrCatchingUp)
+	}
+	return in
 }
 
 // Stats are the ingester's counters.
@@ -75,8 +133,9 @@ func (in *Ingester) Stats() Stats {
 	return Stats{Records: in.records.Load(), Invalid: in.invalid.Load()}
 }
 
-// Ready returns a channel closed once every dataset has caught up to the end offsets
-// its topic had when Run started.
+// Ready returns a channel closed once every dataset has caught up, for the first time,
+// to the end offsets its topic had when reading started. Whether the datasets are
+// current now is Status.
 func (in *Ingester) Ready() <-chan struct{} { return in.readyCh }
 
 // IsReady reports whether Ready is closed.
@@ -89,11 +148,66 @@ func (in *Ingester) IsReady() bool {
 	}
 }
 
+// Status returns each dataset's state now: nil while current, else why not.
+func (in *Ingester) Status() map[string]error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make(map[string]error, len(in.state))
+	for id, err := range in.state {
+		out[id] = err
+	}
+	return out
+}
+
+// current reports whether every dataset is caught up and kept current.
+func (in *Ingester) current() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, err := range in.state {
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// setState records a dataset's state and tells OnStatus when it changed. It reports
+// whether it changed, so callers log transitions rather than every retry.
+func (in *Ingester) setState(id string, err error) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if prev, seen := in.state[id]; seen {
+		if prev == nil && err == nil || prev != nil && err != nil && prev.Error() == err.Error() {
+			return false
+		}
+		var st *StoppedError
+		if errors.As(prev, &st) {
+			// A stopped dataset stays stopped until the exchange restarts.
+			return false
+		}
+	}
+	in.state[id] = err
+	var st *StoppedError
+	if errors.As(err, &st) {
+		in.stopped.WithLabelValues(id).Set(1)
+	}
+	if err == nil && !in.caught[id] {
+		in.caught[id] = true
+		if len(in.caught) == len(in.tables) {
+			close(in.readyCh)
+		}
+	}
+	if in.cfg.OnStatus != nil {
+		in.cfg.OnStatus(id, err)
+	}
+	return true
+}
+
 // ClusterID asks the brokers for the cluster id, which the exchange keeps beside its
 // snapshot: a different id means a different cluster, whose offsets mean nothing to
 // the snapshot, so the store is rebuilt from the beginning.
 func ClusterID(ctx context.Context, cfg Config) (string, error) {
-	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second}
+	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: requestTimeout}
 	if cfg.Dialer != nil && cfg.Dialer.TLS != nil || cfg.Dialer != nil && cfg.Dialer.SASLMechanism != nil {
 		c.Transport = &kafka.Transport{TLS: cfg.Dialer.TLS, SASL: cfg.Dialer.SASLMechanism}
 	}
@@ -104,85 +218,131 @@ func ClusterID(ctx context.Context, cfg Config) (string, error) {
 	return md.ClusterID, nil
 }
 
-// Run reads until ctx ends. Topics that do not exist yet are waited for: a connector
-// creates its topic when it first runs.
+// Run reads until ctx ends, then returns ctx's error once every goroutine it started
+// has ended. A table of a dataset the catalog does not know is an error returned before
+// anything starts. Topics that do not exist yet are waited for (a connector creates its
+// topic when it first runs); Kafka errors are retried; a dataset whose table cannot
+// apply a record stops (see StoppedError) while the others go on.
 func (in *Ingester) Run(ctx context.Context) error {
-	if len(in.tables) == 0 {
-		in.mu.Lock()
-		close(in.readyCh)
-		in.mu.Unlock()
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, len(in.tables))
-	for id, t := range in.tables {
+	datasets := make([]*schemas.Dataset, 0, len(in.tables))
+	for id := range in.tables {
 		d, ok := in.cat.Dataset(id)
 		if !ok {
 			return fmt.Errorf("ingest: no schema for dataset %q", id)
 		}
+		datasets = append(datasets, d)
+	}
+	var wg sync.WaitGroup
+	for _, d := range datasets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// A broker restart or an unreachable cluster is waited out, not fatal: the
-			// exchange keeps serving what it has and catches up when Kafka is back.
-			backoff := 250 * time.Millisecond
-			for {
-				err := in.runDataset(ctx, d, t)
-				if ctx.Err() != nil {
-					return
-				}
-				var fatal *fatalError
-				if errors.As(err, &fatal) {
-					errc <- fmt.Errorf("ingest %s: %w", d.ID, err)
-					cancel()
-					return
-				}
-				in.log.Warn("ingest interrupted; retrying", "dataset", d.ID, "err", err, "in", backoff)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(2*backoff, 10*time.Second)
-			}
+			in.keep(ctx, d, in.tables[d.ID])
 		}()
 	}
 	wg.Wait()
-	select {
-	case err := <-errc:
-		return err
-	default:
-		return ctx.Err()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// keep runs one dataset's ingest until ctx ends or the store stops it. A broker restart
+// or an unreachable cluster is waited out, not fatal: the exchange keeps serving what it
+// has and catches up when Kafka is back.
+func (in *Ingester) keep(ctx context.Context, d *schemas.Dataset, t *store.Table) {
+	backoff := minBackoff
+	for {
+		began := time.Now()
+		err := in.runDataset(ctx, d, t)
+		if ctx.Err() != nil {
+			return
+		}
+		var stopped *StoppedError
+		if errors.As(err, &stopped) {
+			in.setState(d.ID, stopped)
+			in.log.Error("ingest of a dataset stopped: the store could not apply a record, and it is not skipped; "+
+				"the dataset is served as it is and /readyz is not ready until the exchange restarts and resumes from the positions",
+				"dataset", d.ID, "positions", stopped.Positions, "err", stopped.Err)
+			return
+		}
+		if time.Since(began) > maxBackoff {
+			// It ran for a while: this is a new outage, not the same one again.
+			backoff = minBackoff
+		}
+		in.setState(d.ID, fmt.Errorf("%w: %w", ErrKafkaUnavailable, err))
+		in.log.Warn("ingest interrupted; retrying", "dataset", d.ID, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
-// partitions returns the partitions of topic, waiting until it exists.
-func (in *Ingester) partitions(ctx context.Context, topic string) ([]kafka.Partition, error) {
-	for {
-		conn, err := in.cfg.Dialer.DialContext(ctx, "tcp", in.cfg.Brokers[0])
+// eachBroker calls fn with each configured broker in turn until one call succeeds, so
+// that any live broker of the list answers metadata and offset requests.
+func (in *Ingester) eachBroker(ctx context.Context, fn func(broker string) error) error {
+	var errs []error
+	for _, b := range in.cfg.Brokers {
+		err := fn(b)
 		if err == nil {
-			parts, perr := conn.ReadPartitions(topic)
-			conn.Close()
-			if perr == nil && len(parts) > 0 {
-				return parts, nil
-			}
-			err = perr
+			return nil
 		}
-		if !errors.Is(err, kafka.UnknownTopicOrPartition) && err != nil {
-			in.log.Warn("waiting for kafka", "topic", topic, "err", err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("broker %s: %w", b, err))
+	}
+	if len(errs) == 0 {
+		return errors.New("no kafka broker configured")
+	}
+	return errors.Join(errs...)
+}
+
+// partitions returns the partitions of topic, waiting until it exists. While no broker
+// answers, the dataset's state says so.
+func (in *Ingester) partitions(ctx context.Context, id, topic string) ([]kafka.Partition, error) {
+	for {
+		var parts []kafka.Partition
+		err := in.eachBroker(ctx, func(b string) error {
+			conn, err := in.cfg.Dialer.DialContext(ctx, "tcp", b)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(requestTimeout))
+			p, err := conn.ReadPartitions(topic)
+			if err == nil && len(p) == 0 {
+				err = kafka.UnknownTopicOrPartition
+			}
+			parts = p
+			return err
+		})
+		if err == nil {
+			return parts, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, kafka.UnknownTopicOrPartition) {
+			in.setState(id, fmt.Errorf("%w: topic %s does not exist yet (its connector creates it)", ErrCatchingUp, topic))
+		} else if in.setState(id, fmt.Errorf("%w: %w", ErrKafkaUnavailable, err)) {
+			in.log.Warn("waiting for kafka", "dataset", id, "topic", topic, "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(topicPoll):
 		}
 	}
 }
 
+// runDataset reads a dataset's partitions into its table until ctx ends, Kafka fails
+// (an error to retry) or the table cannot apply a record (a *StoppedError). It returns
+// only once its readers have ended.
 func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store.Table) error {
 	topic := in.cfg.TopicPrefix + d.ID
-	parts, err := in.partitions(ctx, topic)
+	parts, err := in.partitions(ctx, d.ID, topic)
 	if err != nil {
 		return err
 	}
@@ -199,7 +359,10 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 	var wg sync.WaitGroup
 	pos := t.Positions()
 	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	errc := make(chan error, len(parts))
 	for _, p := range parts {
 		// Positions are the next offset to read, as Kafka's committed offsets are.
@@ -226,8 +389,11 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 	}
 	signal := func() {
 		if caughtUp() {
-			in.markReady(d.ID)
+			in.setState(d.ID, nil)
 		}
+	}
+	if !caughtUp() {
+		in.setState(d.ID, ErrCatchingUp)
 	}
 	signal()
 	batch := make([]store.Change, 0, in.cfg.BatchRecords)
@@ -254,13 +420,17 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 				break drain
 			}
 		}
+		applied := len(batch)
 		if err := t.Apply(batch); err != nil {
 			var ce *store.ChangeError
 			if !errors.As(err, &ce) {
-				return &fatalError{err}
+				// The table refused a change for a reason of its own: moving on would
+				// lose the record, so the dataset stops where the table's positions are.
+				return &StoppedError{Dataset: d.ID, Positions: t.Positions(), Err: err}
 			}
 			// Records validation rejected were counted and logged when read; anything
 			// else the store refused is counted here, never served.
+			applied -= len(ce.Failed)
 			for _, f := range ce.Failed {
 				if !isValidationFailure(batch, f) {
 					in.invalid.Add(1)
@@ -270,18 +440,26 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 				}
 			}
 		}
-		in.records.Add(int64(len(batch)))
+		in.records.Add(int64(applied))
 		signal()
 	}
 }
 
+// endOffset returns the offset the next record of a partition will get, asking the
+// partition's leader through any live broker.
 func (in *Ingester) endOffset(ctx context.Context, topic string, partition int) (int64, error) {
-	conn, err := in.cfg.Dialer.DialLeader(ctx, "tcp", in.cfg.Brokers[0], topic, partition)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	return conn.ReadLastOffset()
+	var end int64
+	err := in.eachBroker(ctx, func(b string) error {
+		conn, err := in.cfg.Dialer.DialLeader(ctx, "tcp", b, topic, partition)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(requestTimeout))
+		end, err = conn.ReadLastOffset()
+		return err
+	})
+	return end, err
 }
 
 // readPartition decodes and validates one partition's records, sending each as a store
@@ -362,19 +540,21 @@ func decode(d *schemas.Dataset, value []byte) (map[string]any, string) {
 }
 
 // Collectors returns the ingester's Prometheus metrics.
+// Collectors returns the ingester's Prometheus metrics.
 func (in *Ingester) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "govx_ingest_records_total", Help: "Kafka records applied to the store."},
 			func() float64 { return float64(in.records.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "govx_ingest_invalid_total", Help: "Kafka records rejected by schema validation and not served."},
 			func() float64 { return float64(in.invalid.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_ingest_ready", Help: "1 once every dataset caught up with the end offsets seen at start."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_ingest_ready", Help: "1 while every dataset is caught up with Kafka and kept current."},
 			func() float64 {
-				if in.IsReady() {
+				if in.current() {
 					return 1
 				}
 				return 0
 			}),
+		in.stopped,
 	}
 }
 
@@ -385,26 +565,4 @@ func isValidationFailure(batch []store.Change, f store.FailedChange) bool {
 		}
 	}
 	return false
-}
-
-// fatalError is an error retrying cannot cure (the store refused a batch as a whole).
-type fatalError struct{ err error }
-
-func (e *fatalError) Error() string { return e.err.Error() }
-func (e *fatalError) Unwrap() error { return e.err }
-
-// markReady records that a dataset caught up; once every dataset has, Ready closes.
-func (in *Ingester) markReady(id string) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.caught == nil {
-		in.caught = map[string]bool{}
-	}
-	if in.caught[id] {
-		return
-	}
-	in.caught[id] = true
-	if len(in.caught) == len(in.tables) {
-		close(in.readyCh)
-	}
 }

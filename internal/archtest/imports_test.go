@@ -39,7 +39,7 @@ var importers = map[string][]string{
 }
 
 // testOnly packages may be imported by any test, and by nothing else.
-var testOnly = []string{"govx/internal/testenv"}
+var testOnly = []string{"govx/internal/testenv", "govx/internal/kafkatest"}
 
 // matches reports whether pkg is named by key (see allowed).
 func matches(pkg, key string) bool {
