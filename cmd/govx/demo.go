@@ -160,6 +160,8 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	case <-x.Ready():
 	case <-ctx.Done():
 		return nil
+	case <-x.Done():
+		return fmt.Errorf("the exchange stopped: %w; see %s", x.Err(), logFile.Name())
 	case <-time.After(10 * time.Minute):
 		return errors.New("the exchange did not catch up with Kafka within 10 minutes; see " + logFile.Name())
 	}
@@ -179,6 +181,8 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("a connector stopped: %w", err)
 		}
+	case <-x.Done():
+		return fmt.Errorf("the exchange stopped: %w", x.Err())
 	}
 	say("stopping")
 	os.Remove(filepath.Join(dir, "ready"))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -44,14 +45,23 @@ for every setting. --check validates the config and exits.`,
 			if err != nil {
 				return err
 			}
-			select {
-			case <-ctx.Done():
-			case <-x.Ready():
-				log.Info("exchange ready")
-				<-ctx.Done()
+			ready := x.Ready()
+			for {
+				select {
+				case <-ctx.Done():
+					log.Info("stopping")
+					return x.Close()
+				case <-x.Done():
+					// A part stopped: exit non-zero so that systemd or Kubernetes
+					// restarts the exchange, which resumes from its snapshot and Kafka.
+					err := x.Err()
+					log.Error("a part of the exchange stopped; exiting", "err", err)
+					return errors.Join(err, x.Close())
+				case <-ready:
+					log.Info("exchange ready")
+					ready = nil
+				}
 			}
-			log.Info("stopping")
-			return x.Close()
 		},
 	}
 	serve.Flags().StringVarP(&cfgPath, "config", "c", "", "the exchange's config file (YAML)")

@@ -26,7 +26,7 @@ func consumerExchange(t *testing.T, f *servicetest.Fixture, subject string) []st
 	fln := servicetest.Listen(t, "127.0.0.1:0")
 	hln := servicetest.Listen(t, "127.0.0.1:0")
 	fs := xflight.New(f.Svc, f.Tokens, nil, f.Mem)
-	hs := &http.Server{Handler: httpapi.New(f.Svc, f.Tokens, func() bool { return true }, prometheus.NewRegistry(), nil)}
+	hs := &http.Server{Handler: httpapi.New(f.Svc, f.Tokens, func() error { return nil }, prometheus.NewRegistry(), nil)}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); fs.Serve(fln) }()

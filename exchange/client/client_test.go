@@ -36,7 +36,7 @@ func start(t *testing.T, f *servicetest.Fixture) *exchangeAt {
 	hln := servicetest.Listen(t, "127.0.0.1:0")
 	x := &exchangeAt{f: f, flight: servicetest.Listen(t, "127.0.0.1:0"), http: "http://" + hln.Addr().String()}
 	fs := xflight.New(f.Svc, f.Tokens, nil, f.Mem)
-	hs := &http.Server{Handler: httpapi.New(f.Svc, f.Tokens, func() bool { return true }, prometheus.NewRegistry(), nil)}
+	hs := &http.Server{Handler: httpapi.New(f.Svc, f.Tokens, func() error { return nil }, prometheus.NewRegistry(), nil)}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); fs.Serve(x.flight) }()

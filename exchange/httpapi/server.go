@@ -44,7 +44,7 @@ const (
 type Handler struct {
 	svc      *service.Service
 	tokens   *auth.Tokens
-	ready    func() bool
+	ready    func() error
 	mem      memory.Allocator
 	log      *slog.Logger
 	mux      *http.ServeMux
@@ -52,9 +52,10 @@ type Handler struct {
 	latency  *prometheus.HistogramVec
 }
 
-// New returns the HTTP API over svc. ready reports readiness for /readyz; reg receives
+// New returns the HTTP API over svc. ready reports readiness for /readyz (nil: ready;
+// otherwise why not, which /readyz answers with 503 not_ready); reg receives
 // the API's metrics and is served at /metrics together with whatever else it holds.
-func New(svc *service.Service, tokens *auth.Tokens, ready func() bool, reg *prometheus.Registry, log *slog.Logger) *Handler {
+func New(svc *service.Service, tokens *auth.Tokens, ready func() error, reg *prometheus.Registry, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -66,8 +67,8 @@ func New(svc *service.Service, tokens *auth.Tokens, ready func() bool, reg *prom
 	reg.MustRegister(h.requests, h.latency)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			writeError(w, exchange.E(exchange.Unavailable, "not_ready", "the exchange is still catching up with Kafka"))
+		if err := ready(); err != nil {
+			writeError(w, exchange.E(exchange.Unavailable, "not_ready", "the exchange is not ready: "+err.Error()))
 			return
 		}
 		io.WriteString(w, "ready\n")

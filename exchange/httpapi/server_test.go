@@ -36,6 +36,14 @@ type api struct {
 	ready atomic.Bool
 }
 
+// readiness is what /readyz asks: ready unless the test cleared a.ready.
+func (a *api) readiness() error {
+	if a.ready.Load() {
+		return nil
+	}
+	return errors.New("ingest/population.person: catching up with Kafka")
+}
+
 // serve starts the HTTP API over f on addr ("127.0.0.1:0" for any port) and stops it
 // when the test ends.
 func serve(t *testing.T, f *servicetest.Fixture, addr string) *api {
@@ -46,7 +54,7 @@ func serve(t *testing.T, f *servicetest.Fixture, addr string) *api {
 	}
 	a := &api{base: "http://" + ln.Addr().String(), f: f}
 	a.ready.Store(true)
-	a.srv = &http.Server{Handler: httpapi.New(f.Svc, f.Tokens, a.ready.Load, prometheus.NewRegistry(), nil)}
+	a.srv = &http.Server{Handler: httpapi.New(f.Svc, f.Tokens, a.readiness, prometheus.NewRegistry(), nil)}
 	done := make(chan error, 1)
 	go func() { done <- a.srv.Serve(ln) }()
 	t.Cleanup(func() {

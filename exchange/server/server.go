@@ -52,11 +52,16 @@ type Exchange struct {
 	httpLn   net.Listener
 	cluster  string
 	epoch    string // what cursors are bound to: the Kafka cluster id
+	ready    Readiness
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	err    error
+	// The parts (Flight, HTTP, ingest, snapshots) run under one supervisor: the first
+	// to stop while the exchange is not closing sets err and closes done.
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	err     error
+	done    chan struct{}
+	closing bool
 }
 
 // Option adjusts how Start builds the exchange.
@@ -87,7 +92,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
-	x := &Exchange{cfg: cfg, log: o.log}
+	x := &Exchange{cfg: cfg, log: o.log, done: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -145,13 +150,16 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(x.policy.Collectors()...)
 	reg.MustRegister(auditCollectors(x.spool, cfg.Audit.ClickHouse.Addr != "")...)
+	// Each dataset is a readiness check of its own: catching up, waiting for Kafka or
+	// stopped at a record the store cannot apply all turn /readyz not ready, saying so.
+	kcfg.OnStatus = func(id string, err error) { x.ready.Set("ingest/"+id, err) }
 	x.ingester = ingest.New(kcfg, cat, x.tables, o.log)
 	reg.MustRegister(x.ingester.Collectors()...)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	x.cancel = cancel
 	x.flight = xflight.New(svc, x.tokens, tlsConfig, o.mem)
-	x.http = &http.Server{Handler: httpapi.New(svc, x.tokens, x.IsReady, reg, o.log), TLSConfig: tlsConfig,
+	x.http = &http.Server{Handler: httpapi.New(svc, x.tokens, x.ready.Err, reg, o.log), TLSConfig: tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	x.goRun("flight", func() error { return x.flight.Serve(x.flightLn) })
 	x.goRun("http", func() error {
@@ -166,13 +174,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 		}
 		return err
 	})
-	x.goRun("ingest", func() error {
-		err := x.ingester.Run(runCtx)
-		if errors.Is(err, context.Canceled) {
-			return nil
-		}
-		return err
-	})
+	x.goRun("ingest", func() error { return x.ingester.Run(runCtx) })
 	x.goRun("snapshots", func() error { x.snapshotLoop(runCtx); return nil })
 	ok = true
 	o.log.Info("exchange serving", "flight", x.FlightAddr(), "http", x.HTTPAddr(), "kafka_cluster", x.cluster,
@@ -180,20 +182,35 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	return x, nil
 }
 
+// goRun runs one part of the exchange. Each part runs until Close: one that returns
+// before, with an error or without, leaves the exchange serving half its API or stale
+// data, so it fails the part's readiness check, sets Err and closes Done, and the
+// process running the exchange is expected to close it and exit non-zero.
 func (x *Exchange) goRun(name string, fn func() error) {
 	x.wg.Add(1)
 	go func() {
 		defer x.wg.Done()
-		if err := fn(); err != nil {
-			x.log.Error("exchange part stopped", "part", name, "err", err)
-			x.mu.Lock()
-			if x.err == nil {
-				x.err = fmt.Errorf("%s: %w", name, err)
-			}
-			x.mu.Unlock()
+		err := fn()
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		if x.closing {
+			return
+		}
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		x.log.Error("exchange part stopped; the exchange must be restarted", "part", name, "err", err)
+		x.ready.Set(name, err)
+		if x.err == nil {
+			x.err = fmt.Errorf("%s: %w", name, err)
+			close(x.done)
 		}
 	}()
 }
+
+// Done returns a channel closed when a part of the exchange (Flight, HTTP, ingest,
+// snapshots) stopped while the exchange was not closing; Err says which and why.
+func (x *Exchange) Done() <-chan struct{} { return x.done }
 
 // Err returns the first error that stopped a part of the exchange, if any.
 func (x *Exchange) Err() error {
@@ -202,11 +219,16 @@ func (x *Exchange) Err() error {
 	return x.err
 }
 
-// Ready returns a channel closed once every dataset has caught up with Kafka.
+// Ready returns a channel closed once every dataset has caught up with Kafka for the
+// first time. Whether the exchange is ready now is IsReady.
 func (x *Exchange) Ready() <-chan struct{} { return x.ingester.Ready() }
 
-// IsReady reports whether the exchange has caught up with Kafka.
-func (x *Exchange) IsReady() bool { return x.ingester != nil && x.ingester.IsReady() }
+// IsReady reports whether every readiness check passes now (see Readiness).
+func (x *Exchange) IsReady() bool { return x.ready.Err() == nil }
+
+// Readiness returns the checks behind /readyz. A part adds its own with one call, e.g.
+// x.Readiness().Check("audit", spool.Writable).
+func (x *Exchange) Readiness() *Readiness { return &x.ready }
 
 // FlightAddr is the bound Flight address.
 func (x *Exchange) FlightAddr() string { return x.flightLn.Addr().String() }
@@ -226,6 +248,9 @@ func (x *Exchange) Tables() map[string]*store.Table { return x.tables }
 // Close stops serving, writes a last snapshot and closes the audit spool (which ships
 // what it can and checkpoints the chain head).
 func (x *Exchange) Close() error {
+	x.mu.Lock()
+	x.closing = true
+	x.mu.Unlock()
 	if x.flight != nil {
 		x.flight.Shutdown()
 	}
