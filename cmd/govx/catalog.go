@@ -1,8 +1,7 @@
 package main
 
 import (
-	"fmt"
-	"text/tabwriter"
+	"strconv"
 
 	"github.com/spf13/cobra"
 )
@@ -24,12 +23,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "DATASET\tROWS\tPROVIDER\tTITLE")
+			w := newTable(cmd.OutOrStdout(), "DATASET", "ROWS", "PROVIDER", "TITLE")
 			for _, d := range list {
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s / %s\n", d.ID, d.Rows, d.Provider, d.TitleZh, d.TitleEn)
+				w.add(d.ID, strconv.FormatInt(d.Rows, 10), d.Provider, d.TitleZh+" / "+d.TitleEn)
 			}
-			return w.Flush()
+			return w.flush()
 		},
 	}
 	cf.register(cmd)

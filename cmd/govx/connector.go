@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -227,8 +226,7 @@ It exits non-zero on any problem, including invalid sample rows.`,
 }
 
 func printMapping(out io.Writer, lines []connectors.MappingLine) {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "FIELD\tTYPE\tNULL\tFROM COLUMN\tCONVERSION")
+	w := newTable(out, "FIELD", "TYPE", "NULL", "FROM COLUMN", "CONVERSION")
 	for _, l := range lines {
 		col := l.Column
 		if col == "" {
@@ -238,7 +236,7 @@ func printMapping(out io.Writer, lines []connectors.MappingLine) {
 		if l.Nullable {
 			null = "yes"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", l.Field, l.Type, null, col, l.Detail)
+		w.add(l.Field, l.Type, null, col, l.Detail)
 	}
-	w.Flush()
+	w.flush()
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -242,14 +241,14 @@ func newPullSink(format string, w io.Writer) (*pullSink, error) {
 		s.begin = func(*arrow.Schema) error { return nil }
 		s.write = func(r arrow.Record) error { return array.RecordToJSON(r, w) }
 	case "table":
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		var tw *table
 		s.begin = func(sc *arrow.Schema) error {
 			names := make([]string, sc.NumFields())
 			for i, f := range sc.Fields() {
 				names[i] = strings.ToUpper(f.Name)
 			}
-			_, err := fmt.Fprintln(tw, strings.Join(names, "\t"))
-			return err
+			tw = newTable(w, names...)
+			return nil
 		}
 		s.write = func(r arrow.Record) error {
 			for i := 0; i < int(r.NumRows()); i++ {
@@ -261,13 +260,16 @@ func newPullSink(format string, w io.Writer) (*pullSink, error) {
 						cells[j] = col.ValueStr(i)
 					}
 				}
-				if _, err := fmt.Fprintln(tw, strings.Join(cells, "\t")); err != nil {
-					return err
-				}
+				tw.add(cells...)
 			}
 			return nil
 		}
-		s.close = tw.Flush
+		s.close = func() error {
+			if tw == nil {
+				return nil
+			}
+			return tw.flush()
+		}
 	default:
 		return nil, fmt.Errorf("--format %q: use arrow, parquet, csv, jsonl or table", format)
 	}

@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -25,12 +25,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "DATASET\tVERSION\tKEY\tPROVIDER\tTITLE")
+			w := newTable(cmd.OutOrStdout(), "DATASET", "VERSION", "KEY", "PROVIDER", "TITLE")
 			for _, d := range cat.Datasets() {
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s / %s\n", d.ID, d.Version, strings.Join(d.Key, ","), d.Provider.Code, d.Title.Zh, d.Title.En)
+				w.add(d.ID, strconv.Itoa(d.Version), strings.Join(d.Key, ","), d.Provider.Code, d.Title.Zh+" / "+d.Title.En)
 			}
-			return w.Flush()
+			return w.flush()
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -50,8 +49,7 @@ func init() {
 				fmt.Fprintf(out, "exactly one of: %s\n", strings.Join(d.ExactlyOneOf, ", "))
 			}
 			fmt.Fprintln(out)
-			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "FIELD\tTYPE\tNULL\tSENSITIVITY\tMASK\tCHECK\tTITLE")
+			w := newTable(out, "FIELD", "TYPE", "NULL", "SENSITIVITY", "MASK", "CHECK", "TITLE")
 			for _, f := range d.Fields {
 				check := f.Check
 				switch {
@@ -69,9 +67,9 @@ func init() {
 				if f.Nullable {
 					null = "yes"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s / %s\n", f.Name, f.Type, null, f.Sensitivity, f.Mask, check, f.Title.Zh, f.Title.En)
+				w.add(f.Name, f.Type, null, string(f.Sensitivity), f.Mask, check, f.Title.Zh+" / "+f.Title.En)
 			}
-			if err := w.Flush(); err != nil {
+			if err := w.flush(); err != nil {
 				return err
 			}
 			for _, f := range d.Fields {
@@ -79,10 +77,11 @@ func init() {
 					continue
 				}
 				fmt.Fprintf(out, "\n%s codes:\n", f.Name)
+				codes := newTable(out)
 				for _, c := range f.Codes {
-					fmt.Fprintf(w, "  %s\t%s / %s\n", c.Code, c.Title.Zh, c.Title.En)
+					codes.add("  "+c.Code, c.Title.Zh+" / "+c.Title.En)
 				}
-				if err := w.Flush(); err != nil {
+				if err := codes.flush(); err != nil {
 					return err
 				}
 			}

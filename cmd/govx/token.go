@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,16 +50,15 @@ effect on the next request, without restarting the exchange.`,
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tSUBJECT\tISSUED\tREVOKED\tNOTE")
+			w := newTable(cmd.OutOrStdout(), "ID", "SUBJECT", "ISSUED", "REVOKED", "NOTE")
 			for _, r := range recs {
 				revoked := "-"
 				if r.Revoked() {
 					revoked = r.RevokedAt.Format(time.RFC3339)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Subject, r.IssuedAt.Format(time.RFC3339), revoked, r.Note)
+				w.add(r.ID, r.Subject.String(), r.IssuedAt.Format(time.RFC3339), revoked, r.Note)
 			}
-			return w.Flush()
+			return w.flush()
 		},
 	}
 	revoke := &cobra.Command{
