@@ -160,9 +160,9 @@ func (r *Report) WriteText(w io.Writer, loc *time.Location) error {
 			r.First.In(loc).Format("2006-01-02 15:04"), r.Last.In(loc).Format("2006-01-02 15:04"), loc)
 	}
 	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "DEPARTMENT\tDATASET\tREQUESTS\tDENIED\tUNFINISHED\tROWS\tBYTES\t")
+	fmt.Fprintln(tw, "DEPARTMENT\tDATASET\tREQUESTS\tDENIED\tFAILED\tUNFINISHED\tROWS\tBYTES\t")
 	for _, x := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n", cell(x.Department), cell(x.Dataset), x.Requests, x.Denied, x.Unfinished, x.Rows, x.Bytes)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", cell(x.Department), cell(x.Dataset), x.Requests, x.Denied, x.Failed, x.Unfinished, x.Rows, x.Bytes)
 	}
 	tw.Flush()
 	fmt.Fprintln(bw)

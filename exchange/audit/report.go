@@ -21,7 +21,13 @@ const (
 	FindingNearExpiry    = "agreement-expiry"  // use of an agreement close to its end
 	FindingExpiredUse    = "expired-agreement" // use of an agreement after its end
 	FindingUnknownAgreem = "unknown-agreement" // an agreement the validity file does not know
+	FindingKeyGuessing   = "key-guessing"      // many verifies of one key: guessing its values
+	FindingKeySweep      = "key-sweep"         // many distinct keys from one department, whatever its baseline
+	FindingBudget        = "budget-exhausted"  // lookups or verifies refused by the department's key budget
 )
+
+// Codes of the refusals by a key budget (see policies.KeyBudget).
+var budgetCodes = []string{"verify_budget_exhausted", "lookup_budget_exhausted"}
 
 // ReportOptions tunes the report. Zero fields take the defaults of DefaultReportOptions.
 type ReportOptions struct {
@@ -37,7 +43,12 @@ type ReportOptions struct {
 	DenyWindow time.Duration // … within this window (default 10 min)
 
 	EnumMin    int     // distinct keys looked up or verified by one system in an hour (default 200)
-	EnumFactor float64 // … and this × that system's median hour (default 5)
+	EnumFactor float64 // … and this × that system's median over its other hours (default 5)
+
+	SweepMin int // distinct keys by one department in an hour, whatever its baseline (default 1000)
+
+	GuessMin    int           // verifies of one key by one department … (default 10)
+	GuessWindow time.Duration // … within this window (default 24 h)
 
 	// Agreements gives validity periods; nil means expiry is not checked (a note says so).
 	Agreements []AgreementValidity
@@ -66,6 +77,11 @@ func (o ReportOptions) withDefaults() ReportOptions {
 	def(&o.OffHoursMin, 20)
 	def(&o.DenyBurst, 20)
 	def(&o.EnumMin, 200)
+	def(&o.SweepMin, 1000)
+	def(&o.GuessMin, 10)
+	if o.GuessWindow == 0 {
+		o.GuessWindow = 24 * time.Hour
+	}
 	if o.VolumeFactor == 0 {
 		o.VolumeFactor = 5
 	}
@@ -180,6 +196,7 @@ type ReportRow struct {
 	Dataset    string `json:"dataset"`
 	Requests   int    `json:"requests"`
 	Denied     int    `json:"denied"`
+	Failed     int    `json:"failed"`     // allowed data-bearing requests that ended aborted or in error
 	Unfinished int    `json:"unfinished"` // allowed data-bearing requests without a complete
 	Rows       uint64 `json:"rows"`
 	Bytes      uint64 `json:"bytes"`
@@ -262,8 +279,13 @@ func BuildReport(ctx context.Context, it Iterator, opt ReportOptions) (*Report, 
 		r.Requests++
 		if e.Decision != Allow {
 			r.Denied++
-		} else if dataBearing(e.Action) && completes[e.RequestID] == nil {
-			r.Unfinished++
+		} else if dataBearing(e.Action) {
+			switch c := completes[e.RequestID]; {
+			case c == nil:
+				r.Unfinished++
+			case c.Status != StatusOK:
+				r.Failed++
+			}
 		}
 	}
 	daily := map[string]map[string]uint64{} // department -> local date -> rows
@@ -295,6 +317,9 @@ func BuildReport(ctx context.Context, it Iterator, opt ReportOptions) (*Report, 
 	rep.Findings = append(rep.Findings, volume(daily, o)...)
 	rep.Findings = append(rep.Findings, denyBursts(evs, o)...)
 	rep.Findings = append(rep.Findings, enumeration(evs, o)...)
+	rep.Findings = append(rep.Findings, keySweeps(evs, o)...)
+	rep.Findings = append(rep.Findings, keyGuessing(evs, o)...)
+	rep.Findings = append(rep.Findings, budgetRefusals(evs, o)...)
 	if o.Agreements == nil {
 		rep.Notes = append(rep.Notes, "agreement expiry not checked: give the agreements' validity with --agreements FILE")
 	} else {
@@ -402,25 +427,12 @@ func denyBursts(evs []*Event, o ReportOptions) []Finding {
 	}
 	var out []Finding
 	for _, k := range order {
-		d := denies[k]
-		for i := 0; i < len(d); {
-			j := i
-			for j < len(d) && d[j].Time.Sub(d[i].Time) < o.DenyWindow {
-				j++
-			}
-			if j-i >= o.DenyBurst {
-				// Extend over everything that keeps the burst going.
-				for j < len(d) && d[j].Time.Sub(d[j-1].Time) < o.DenyWindow {
-					j++
-				}
-				out = append(out, Finding{Kind: FindingDenyBurst, Department: k.dep, System: k.sys,
-					Start: d[i].Time, End: d[j-1].Time, Count: j - i,
-					Message: fmt.Sprintf("%s/%s was denied %d times between %s and %s: probing the policy?", k.dep, k.sys, j-i,
-						d[i].Time.In(o.Location).Format("01-02 15:04"), d[j-1].Time.In(o.Location).Format("01-02 15:04"))})
-				i = j
-				continue
-			}
-			i++
+		for _, run := range bursts(denies[k], o.DenyBurst, o.DenyWindow) {
+			first, last := run[0].Time, run[len(run)-1].Time
+			out = append(out, Finding{Kind: FindingDenyBurst, Department: k.dep, System: k.sys,
+				Start: first, End: last, Count: len(run),
+				Message: fmt.Sprintf("%s/%s was denied %d times between %s and %s: probing the policy?", k.dep, k.sys, len(run),
+					first.In(o.Location).Format("01-02 15:04"), last.In(o.Location).Format("01-02 15:04"))})
 		}
 	}
 	return out
@@ -462,9 +474,12 @@ func enumeration(evs []*Event, o ReportOptions) []Finding {
 		for i, h := range hours {
 			counts[i] = uint64(len(keys[h]))
 		}
-		med := medianU(counts)
 		for i, h := range hours {
 			n := counts[i]
+			// The baseline is the system's other hours: an hour never sets its own bar
+			// (a system whose only hour is a sweep has a baseline of nothing).
+			others := append(slices.Clone(counts[:i]), counts[i+1:]...)
+			med := medianU(others)
 			if n >= uint64(o.EnumMin) && float64(n) >= o.EnumFactor*float64(med) {
 				out = append(out, Finding{Kind: FindingEnumeration, Department: s.dep, System: s.sys,
 					Start: h.hour, End: h.hour.Add(time.Hour), Count: int(n),
@@ -474,6 +489,135 @@ func enumeration(evs []*Event, o ReportOptions) []Finding {
 		}
 	}
 	return out
+}
+
+// keySweeps flags a department that looked up or verified at least SweepMin distinct
+// keys of a dataset in one hour: the absolute rule beside enumeration's relative one, so
+// that a department whose every hour is a sweep is flagged too.
+func keySweeps(evs []*Event, o ReportOptions) []Finding {
+	type hk struct {
+		dep, ds string
+		hour    time.Time
+	}
+	keys := map[hk]map[string]bool{}
+	var order []hk
+	for _, e := range evs {
+		if (e.Action != "lookup" && e.Action != "verify") || len(e.Keys) == 0 {
+			continue
+		}
+		k := hk{e.Department, e.Dataset, e.Time.Truncate(time.Hour)}
+		if keys[k] == nil {
+			keys[k] = map[string]bool{}
+			order = append(order, k)
+		}
+		for _, key := range e.Keys {
+			keys[k][key] = true
+		}
+	}
+	var out []Finding
+	for _, k := range order {
+		if n := len(keys[k]); n >= o.SweepMin {
+			out = append(out, Finding{Kind: FindingKeySweep, Department: k.dep, Dataset: k.ds, Start: k.hour, End: k.hour.Add(time.Hour), Count: n,
+				Message: fmt.Sprintf("%s looked up or verified %d distinct keys of %s in the hour from %s (at least %d is flagged whatever its usual hours)",
+					k.dep, n, k.ds, k.hour.In(o.Location).Format("01-02 15:04"), o.SweepMin)})
+		}
+	}
+	return out
+}
+
+// keyGuessing flags GuessMin or more verifies of one key by one department within
+// GuessWindow, allowed or refused: a verify answers only true or false, so many claims
+// against one key are guesses at its values.
+func keyGuessing(evs []*Event, o ReportOptions) []Finding {
+	type kk struct{ dep, ds, key string }
+	byKey := map[kk][]*Event{}
+	var order []kk
+	for _, e := range evs {
+		if e.Action != "verify" {
+			continue
+		}
+		for _, key := range e.Keys {
+			k := kk{e.Department, e.Dataset, key}
+			if byKey[k] == nil {
+				order = append(order, k)
+			}
+			byKey[k] = append(byKey[k], e)
+		}
+	}
+	var out []Finding
+	for _, k := range order {
+		for _, run := range bursts(byKey[k], o.GuessMin, o.GuessWindow) {
+			allowed := 0
+			for _, e := range run {
+				if e.Decision == Allow {
+					allowed++
+				}
+			}
+			first, last := run[0].Time, run[len(run)-1].Time
+			out = append(out, Finding{Kind: FindingKeyGuessing, Department: k.dep, System: joinSystems(run), Dataset: k.ds, Start: first, End: last, Count: len(run),
+				Message: fmt.Sprintf("%s verified claims against one key of %s %d times (%d answered) between %s and %s: guessing its values? key %s",
+					k.dep, k.ds, len(run), allowed, first.In(o.Location).Format("01-02 15:04"), last.In(o.Location).Format("01-02 15:04"), k.key)})
+		}
+	}
+	return out
+}
+
+// budgetRefusals flags every department refused by its key budget: one finding per
+// dataset, action and run of refusals (each within an hour of the one before).
+func budgetRefusals(evs []*Event, o ReportOptions) []Finding {
+	type bk struct{ dep, ds, action string }
+	groups := map[bk][]*Event{}
+	var order []bk
+	for _, e := range evs {
+		if e.Decision != Deny || !slices.Contains(budgetCodes, e.Error) {
+			continue
+		}
+		k := bk{e.Department, e.Dataset, e.Action}
+		if groups[k] == nil {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], e)
+	}
+	var out []Finding
+	for _, k := range order {
+		for _, run := range bursts(groups[k], 1, time.Hour) {
+			first, last := run[0].Time, run[len(run)-1].Time
+			out = append(out, Finding{Kind: FindingBudget, Department: k.dep, System: joinSystems(run), Dataset: k.ds, Start: first, End: last, Count: len(run),
+				Message: fmt.Sprintf("%s was refused %d %s requests of %s by its key budget between %s and %s",
+					k.dep, len(run), k.action, k.ds, first.In(o.Location).Format("01-02 15:04"), last.In(o.Location).Format("01-02 15:04"))})
+		}
+	}
+	return out
+}
+
+// bursts returns the runs of evs (in time order) that start with at least min events
+// within window, extended over every later event within window of the one before it.
+func bursts(evs []*Event, min int, window time.Duration) [][]*Event {
+	var out [][]*Event
+	for i := 0; i < len(evs); {
+		j := i
+		for j < len(evs) && evs[j].Time.Sub(evs[i].Time) < window {
+			j++
+		}
+		if j-i < min {
+			i++
+			continue
+		}
+		for j < len(evs) && evs[j].Time.Sub(evs[j-1].Time) < window {
+			j++
+		}
+		out = append(out, evs[i:j])
+		i = j
+	}
+	return out
+}
+
+func joinSystems(evs []*Event) string {
+	m := map[string]bool{}
+	for _, e := range evs {
+		m[e.System] = true
+	}
+	return joinKeys(m)
 }
 
 func expiry(evs []*Event, o ReportOptions) []Finding {

@@ -205,3 +205,84 @@ func TestParseWorkHours(t *testing.T) {
 		}
 	}
 }
+
+// TestReportFindsGuessingAndSweeps: many verifies of one key (some refused by the key
+// budget), a first-ever sweep of 250 keys by a system with no other hours, and a
+// department whose every hour is a sweep of 1,200 keys are each flagged; the background
+// alone raises none of these.
+func TestReportFindsGuessingAndSweeps(t *testing.T) {
+	loc := shanghai()
+	g := background(3)
+	health := bgSystems[4] // wj-3302/health verifies persons
+	at := time.Date(2026, 3, 5, 14, 0, 0, 0, loc)
+	for i := 0; i < 30; i++ {
+		dec := Allow
+		if i >= 5 {
+			dec = Deny
+		}
+		g.access(health, at.Add(time.Duration(i)*4*time.Minute), "verify", []string{"330203199001010018"}, dec, 0)
+		if dec == Deny {
+			g.evs[len(g.evs)-1].Error = "verify_budget_exhausted"
+		}
+	}
+	newcomer := sysID{"mz-3201", "case-system", "population.person"}
+	sweep := time.Date(2026, 3, 6, 10, 0, 0, 0, loc)
+	for i := 0; i < 250; i++ {
+		g.access(newcomer, sweep.Add(time.Duration(i)*10*time.Second), "lookup", []string{fmt.Sprintf("3201021990%08d", i)}, Allow, 1)
+	}
+	steady := sysID{"fgw-33", "matcher", "legal_entity.organization"}
+	for h := 0; h < 3; h++ {
+		for i := 0; i < 1200; i++ {
+			g.access(steady, sweep.Add(time.Duration(h)*time.Hour+time.Duration(i)*2*time.Second), "verify", []string{fmt.Sprintf("h%d-%d", h, i)}, Allow, 0)
+		}
+	}
+	r := report(t, g.evs, ReportOptions{})
+	got := map[string]Finding{}
+	for _, f := range r.Findings {
+		got[f.Kind+"/"+f.Department] = f
+	}
+	if f, ok := got[FindingKeyGuessing+"/wj-3302"]; !ok || f.Count != 30 || !strings.Contains(f.Message, "(5 answered)") {
+		t.Errorf("key-guessing of wj-3302: %+v", f)
+	}
+	if f, ok := got[FindingBudget+"/wj-3302"]; !ok || f.Count != 25 {
+		t.Errorf("budget-exhausted of wj-3302: %+v", f)
+	}
+	if f, ok := got[FindingEnumeration+"/mz-3201"]; !ok || f.Count != 250 || !f.Start.Equal(sweep) {
+		t.Errorf("a first sweep of 250 keys is measured against no baseline and flagged: %+v", f)
+	}
+	sweeps := 0
+	for _, f := range r.Findings {
+		if f.Kind == FindingKeySweep && f.Department == "fgw-33" && f.Count == 1200 {
+			sweeps++
+		}
+		if f.Kind == FindingEnumeration && f.Department == "fgw-33" {
+			t.Errorf("fgw-33's sweeps are its baseline; the relative rule should not fire: %s", f.Message)
+		}
+	}
+	if sweeps != 3 {
+		t.Errorf("%d key-sweep findings for fgw-33's three hours of 1,200 keys, want 3", sweeps)
+	}
+	for _, f := range r.Findings {
+		switch f.Department {
+		case "wj-3302", "mz-3201", "fgw-33":
+		default:
+			t.Errorf("unexpected finding: %s", f.Message)
+		}
+	}
+}
+
+// TestReportCountsFailedApart: an allowed read whose client went away has a complete
+// saying so; the report counts it as failed, neither unfinished nor rows read.
+func TestReportCountsFailedApart(t *testing.T) {
+	at := time.Date(2026, 3, 3, 10, 0, 0, 0, shanghai())
+	evs := []*Event{
+		{EventID: NewEventID(), Kind: KindDecision, Time: at, RequestID: "r1", Department: "mz-3301", Action: "lookup", Dataset: "population.person", Decision: Allow},
+		{EventID: NewEventID(), Kind: KindComplete, Time: at, RequestID: "r1", Department: "mz-3301", Action: "lookup", Dataset: "population.person", Status: StatusAborted},
+		{EventID: NewEventID(), Kind: KindDecision, Time: at, RequestID: "r2", Department: "mz-3301", Action: "read", Dataset: "population.person", Decision: Allow},
+		{EventID: NewEventID(), Kind: KindComplete, Time: at, RequestID: "r2", Department: "mz-3301", Action: "read", Dataset: "population.person", Status: StatusOK, Rows: 7},
+	}
+	r := report(t, evs, ReportOptions{})
+	if len(r.Rows) != 1 || r.Rows[0].Failed != 1 || r.Rows[0].Unfinished != 0 || r.Rows[0].Rows != 7 || r.Rows[0].Requests != 2 {
+		t.Fatalf("rows %+v, want 2 requests, 1 failed, 0 unfinished, 7 rows", r.Rows)
+	}
+}
