@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 var rootCmd = &cobra.Command{
@@ -18,6 +20,38 @@ access, allowed or denied, lands in a tamper-evident audit log.`,
 	SilenceUsage:  true,
 	SilenceErrors: true,
 }
+
+func init() {
+	// cobra's usage template lists flags with pflag's FlagUsages; flagUsages stands in.
+	cobra.AddTemplateFunc("flagUsages", flagUsages)
+	t := rootCmd.UsageTemplate()
+	for _, set := range []string{"LocalFlags", "InheritedFlags"} {
+		t = strings.ReplaceAll(t, "."+set+".FlagUsages", "flagUsages ."+set)
+	}
+	rootCmd.SetUsageTemplate(t)
+}
+
+// flagUsages lists flags as pflag does, except that a bool flag reads `--json`, not
+// `--json[=true|false]`: pflag 1.1 writes out the optional value of every bool flag,
+// noise in every command's help for a switch that is on when named (--json=false
+// still works). The flags are copied, so parsing is untouched.
+func flagUsages(fs *pflag.FlagSet) string {
+	shown := pflag.NewFlagSet("", pflag.ContinueOnError)
+	shown.SortFlags = fs.SortFlags
+	fs.VisitAll(func(f *pflag.Flag) {
+		c := *f
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			c.Value = plainBool{f.Value}
+		}
+		shown.AddFlag(&c)
+	})
+	return shown.FlagUsages()
+}
+
+// plainBool is a bool flag's value without its IsBoolFlag method, which is what makes
+// pflag print [=true|false]; the flag still shows no value name and, when it defaults
+// to true, "(default true)".
+type plainBool struct{ pflag.Value }
 
 // exitError carries a specific exit status out of a subcommand, for commands whose
 // status means something beyond "failed" (e.g. "some rows were invalid").
