@@ -126,6 +126,9 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	if x.spool, err = openAudit(cfg, o.log); err != nil {
 		return nil, err
 	}
+	// While the spool cannot write, every request is refused: say so to the load balancer
+	// too, until the spool heals.
+	x.ready.Check("audit", x.spool.Writable)
 	x.tokens = auth.OpenTokens(cfg.TokensFile)
 	svcOpts := []service.Option{service.WithLogger(o.log), service.WithAllocator(o.mem), service.WithClock(o.clock),
 		service.WithTicketTTL(cfg.TicketTTL), service.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),

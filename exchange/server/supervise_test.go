@@ -39,7 +39,7 @@ func TestReadinessNamesEveryFailingCheck(t *testing.T) {
 // inProcess starts an exchange over an in-process broker holding a few persons, with
 // the local audit spool, and waits until it is ready. Nothing outside the process is
 // needed.
-func inProcess(t *testing.T) (*Exchange, *kafkatest.Broker, *memory.CheckedAllocator) {
+func inProcess(t *testing.T, mods ...func(*Config)) (*Exchange, *kafkatest.Broker, *memory.CheckedAllocator) {
 	t.Helper()
 	b := kafkatest.Start(t)
 	topic := "govx.population.person"
@@ -58,6 +58,9 @@ func inProcess(t *testing.T) (*Exchange, *kafkatest.Broker, *memory.CheckedAlloc
 	cfg.FlightAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Kafka.Brokers = []string{b.Addr()}
 	cfg.Datasets = []string{"population.person"}
+	for _, m := range mods {
+		m(cfg)
+	}
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	x, err := Start(context.Background(), cfg, WithAllocator(mem))
 	if err != nil {
