@@ -83,8 +83,9 @@ var (
 // Check compiles the bundle strictly (tests included) and checks its data against the
 // dataset schemas in cat and against itself: every agreement must name a registered
 // department, a catalogued dataset, that dataset's columns, known actions and masks, and
-// a validity that ends after it starts. It returns every problem found; none means the
-// bundle may be used.
+// a validity that ends after it starts; every issuer a code, a name and a region (keys
+// that do not parse, and issuers listed twice, fail the load already). It returns every
+// problem found; none means the bundle may be used.
 func Check(b *Bundle, cat *schemas.Catalog) []Problem {
 	var probs []Problem
 	if _, _, err := b.Compile(true); err != nil {
@@ -151,6 +152,25 @@ func Check(b *Bundle, cat *schemas.Catalog) []Problem {
 		}
 		if msg := checkLevelRegion(d.Level, d.Region); msg != "" {
 			add(d.File, d.Line, entry, "%s", msg)
+		}
+	}
+
+	for i := range b.Issuers {
+		is := &b.Issuers[i]
+		entry := "issuer " + is.Code
+		if !codePattern.MatchString(is.Code) {
+			add(is.File, is.Line, entry, "code %q must be lower-case letters and digits in dash-separated parts, like mz-3301 (the issuer field of its licences)", is.Code)
+		}
+		if strings.TrimSpace(is.Name) == "" {
+			add(is.File, is.Line, entry, "name is missing")
+		}
+		if is.Region != "" {
+			if err := ident.CheckRegion(is.Region); err != nil {
+				add(is.File, is.Line, entry, "region: %v", err)
+			}
+		}
+		if strings.TrimSpace(is.PublicKey) == "" {
+			add(is.File, is.Line, entry, "public_key is missing: the issuer's Ed25519 key, ed25519:<base64>")
 		}
 	}
 

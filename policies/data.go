@@ -2,6 +2,7 @@ package policies
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"govx/schemas/license"
 )
 
 // CatalogEntry is one dataset of the sharing catalog (共享目录).
@@ -79,12 +82,30 @@ type Agreement struct {
 	Line  int       `yaml:"-"`
 }
 
-// dataFile is the shape of every data file; a file may hold any of the three lists, so
-// a steward can split agreements across files.
+// Issuer is a department that issues e-licences (发证机关), with the Ed25519 public key
+// the exchange verifies its licences' signatures with.
+type Issuer struct {
+	Code string `yaml:"code"`
+	Name string `yaml:"name"`
+	// Region is the GB/T 2260 code of the issuer's area; empty for a national issuer.
+	Region string `yaml:"region"`
+	// PublicKey is "ed25519:" and the 32-byte key in standard base64
+	// (license.FormatPublicKey).
+	PublicKey string `yaml:"public_key"`
+
+	// Key is PublicKey parsed; nil when it does not parse (a load problem).
+	Key  ed25519.PublicKey `yaml:"-"`
+	File string            `yaml:"-"`
+	Line int               `yaml:"-"`
+}
+
+// dataFile is the shape of every data file; a file may hold any of the lists, so a
+// steward can split agreements across files.
 type dataFile struct {
 	Datasets    []CatalogEntry `yaml:"datasets"`
 	Departments []Department   `yaml:"departments"`
 	Agreements  []Agreement    `yaml:"agreements"`
+	Issuers     []Issuer       `yaml:"issuers"`
 }
 
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
@@ -118,6 +139,16 @@ func (b *Bundle) parseData(file string, raw []byte) []Problem {
 		d := &doc.Departments[i]
 		d.File, d.Line = file, lineAt(lines["departments"], i)
 		b.Departments = append(b.Departments, *d)
+	}
+	for i := range doc.Issuers {
+		is := &doc.Issuers[i]
+		is.File, is.Line = file, lineAt(lines["issuers"], i)
+		key, err := license.ParsePublicKey(is.PublicKey)
+		if err != nil {
+			probs = append(probs, Problem{File: file, Line: is.Line, Entry: "issuer " + is.Code, Message: "public_key: " + err.Error()})
+		}
+		is.Key = key
+		b.Issuers = append(b.Issuers, *is)
 	}
 	for i := range doc.Agreements {
 		a := &doc.Agreements[i]

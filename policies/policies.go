@@ -1,7 +1,8 @@
 // Package policies embeds the shipped sharing policy (Rego, package govx.sharing) and
-// its data (the sharing catalog, the departments, the sharing agreements), loads the
-// same from a directory a data steward edits, and validates it: a strict compile of the
-// Rego, and the data checked against the dataset schemas and against itself.
+// its data (the sharing catalog, the departments, the sharing agreements, the e-licence
+// issuers' public keys), loads the same from a directory a data steward edits, and
+// validates it: a strict compile of the Rego, and the data checked against the dataset
+// schemas and against itself.
 //
 // The exchange (exchange/policy) evaluates a Bundle; the steward's commands (govx
 // policy test|check|explain) load, check and test one. This package decides nothing
@@ -10,6 +11,7 @@ package policies
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -23,6 +25,8 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"govx/schemas/license"
 )
 
 //go:embed *.rego *.yaml
@@ -48,6 +52,8 @@ type Bundle struct {
 	Datasets    []CatalogEntry
 	Departments []Department
 	Agreements  []Agreement
+	// Issuers are the e-licence issuers and their public keys; Keyring holds the keys.
+	Issuers []Issuer
 	// Revision is the SHA-256 of the policy modules and data files (tests excluded, as
 	// they decide nothing), in hex. Every decision and audit event carries it.
 	Revision string
@@ -55,6 +61,7 @@ type Bundle struct {
 	dataJSON      []byte
 	boundaries    map[string][]int64
 	agreementByID map[string]*Agreement
+	keyring       *license.Keyring
 }
 
 // Embedded returns the bundle built into the binary.
@@ -114,6 +121,9 @@ func LoadFS(fsys fs.FS, dir, source string) (*Bundle, error) {
 	}
 	b.Revision = hex.EncodeToString(h.Sum(nil))
 	if err := b.buildData(); err != nil {
+		return nil, err
+	}
+	if err := b.buildKeyring(); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -189,6 +199,21 @@ func (b *Bundle) Department(code string) (*Department, bool) {
 	for i := range b.Departments {
 		if b.Departments[i].Code == code {
 			return &b.Departments[i], true
+		}
+	}
+	return nil, false
+}
+
+// Keyring returns the issuers' public keys, by issuer code, for verifying e-licence
+// signatures (license.Keyring.Verify). Issuers are policy data, so the keys change with
+// a reload like the rest of the bundle.
+func (b *Bundle) Keyring() *license.Keyring { return b.keyring }
+
+// Issuer returns the issuer with the given code.
+func (b *Bundle) Issuer(code string) (*Issuer, bool) {
+	for i := range b.Issuers {
+		if b.Issuers[i].Code == code {
+			return &b.Issuers[i], true
 		}
 	}
 	return nil, false
@@ -272,6 +297,33 @@ func (b *Bundle) buildData() error {
 		return fmt.Errorf("encode policy data: %w", err)
 	}
 	b.dataJSON = raw
+	return nil
+}
+
+// buildKeyring builds the keyring from the issuers. An issuer listed twice is a load
+// problem: which of two keys verifies a licence must never depend on file order.
+func (b *Bundle) buildKeyring() error {
+	keys := make(map[string]ed25519.PublicKey, len(b.Issuers))
+	first := map[string]*Issuer{}
+	var probs Problems
+	for i := range b.Issuers {
+		is := &b.Issuers[i]
+		if prev, dup := first[is.Code]; dup {
+			probs = append(probs, Problem{File: is.File, Line: is.Line, Entry: "issuer " + is.Code,
+				Message: fmt.Sprintf("listed twice (first at %s:%d)", prev.File, prev.Line)})
+			continue
+		}
+		first[is.Code] = is
+		keys[is.Code] = is.Key
+	}
+	if len(probs) > 0 {
+		return probs
+	}
+	k, err := license.NewKeyring(keys)
+	if err != nil {
+		return err
+	}
+	b.keyring = k
 	return nil
 }
 

@@ -95,10 +95,16 @@ func TestCheckFindsProblems(t *testing.T) {
 			[]string{"agreement AGR-2026-0004", `dataset "resource.parcels" is not in the sharing catalog`}},
 		{"unknown action", "agreements.yaml", "actions: [verify]", "actions: [verify, download]",
 			[]string{"agreement AGR-2026-0003", `unknown action "download"`}},
-		{"agreement on a none dataset", "agreements.yaml", "dataset: economy.indicator", "dataset: license.certificate",
+		{"agreement on a none dataset", "agreements.yaml", "dataset: economy.indicator", "dataset: population.criminal_record",
 			[]string{"agreement AGR-2026-0008", "not shared"}},
 		{"none without legal basis", "catalog.yaml", "share: none\n    legal_basis: ", "share: none\n    # legal_basis: ",
-			[]string{"dataset license.certificate", "legal_basis"}},
+			[]string{"dataset population.criminal_record", "legal_basis"}},
+		{"issuer code", "issuers.yaml", "{code: mz-3301,", "{code: MZ_3301,",
+			[]string{"issuers.yaml:", "issuer MZ_3301", "lower-case"}},
+		{"issuer region", "issuers.yaml", `region: "330100", public_key`, `region: "990100", public_key`,
+			[]string{"issuers.yaml:", "issuer bb-3301", "region"}},
+		{"issuer without a name", "issuers.yaml", "name: 杭州市民政局, ", "",
+			[]string{"issuer mz-3301", "name is missing"}},
 		{"bad mask", "agreements.yaml", "masks: {holder_id_number: hash}", "masks: {holder_id_number: blur}",
 			[]string{"agreement AGR-2026-0004", `mask "blur"`}},
 		{"validity reversed", "agreements.yaml", "valid_until: 2027-06-30", "valid_until: 2025-06-30",
@@ -180,5 +186,39 @@ func TestPolicyMayNotCallNondeterministicBuiltins(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), strings.SplitN(call, "(", 2)[0]) {
 			t.Errorf("a policy calling %s compiled: %v", call, err)
 		}
+	}
+}
+
+// TestIssuers: the shipped issuers' keys load into the keyring; a key that does not
+// parse, an issuer listed twice or an unknown key is a load problem naming file and line.
+func TestIssuers(t *testing.T) {
+	b, err := policies.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, ok := b.Issuer("mz-3301")
+	if !ok || is.Name != "杭州市民政局" || is.Region != "330100" {
+		t.Fatalf("issuer mz-3301 = %+v, %v", is, ok)
+	}
+	if key, ok := b.Keyring().Key("mz-3301"); !ok || !key.Equal(is.Key) {
+		t.Fatalf("keyring key of mz-3301 = %v, %v; want %v", key, ok, is.Key)
+	}
+	if got := len(b.Keyring().Issuers()); got != len(b.Issuers) || got < 30 {
+		t.Errorf("keyring holds %d issuers, the data lists %d", got, len(b.Issuers))
+	}
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"key of another algorithm", `public_key: "ed25519:`, `public_key: "rsa:`, `must start with "ed25519:"`},
+		{"key without its padding", `="}`, `"}`, "public_key"},
+		{"listed twice", "issuers:\n", "issuers:\n  - {code: mz-3301, name: 杭州市民政局, region: \"330100\", public_key: \"ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}\n", "listed twice"},
+		{"unknown key", "{code: mz-3301,", "{code: mz-3301, level: city,", `unknown key "level"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyEmbedded(t)
+			edit(t, filepath.Join(dir, "issuers.yaml"), tc.old, tc.new)
+			_, err := policies.Load(dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "issuers.yaml:") {
+				t.Fatalf("load = %v, want a problem in issuers.yaml saying %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -44,6 +44,20 @@ fields_of := {
 		{"name": "period", "sensitivity": "public", "mask": "null"},
 		{"name": "value", "sensitivity": "public", "mask": "null"},
 	],
+	"license.certificate": [
+		{"name": "licence_no", "sensitivity": "internal", "mask": "hash"},
+		{"name": "licence_type", "sensitivity": "public", "mask": "null"},
+		{"name": "holder_uscc", "sensitivity": "public", "mask": "hash"},
+		{"name": "holder_id_number", "sensitivity": "sensitive_personal", "mask": "id_card"},
+		{"name": "holder_name", "sensitivity": "personal", "mask": "name"},
+		{"name": "issuer", "sensitivity": "public", "mask": "null"},
+		{"name": "issuer_region", "sensitivity": "public", "mask": "null"},
+		{"name": "issued_on", "sensitivity": "public", "mask": "year"},
+		{"name": "valid_until", "sensitivity": "public", "mask": "year"},
+		{"name": "status", "sensitivity": "public", "mask": "null"},
+		{"name": "content_digest", "sensitivity": "internal", "mask": "null"},
+		{"name": "issuer_signature", "sensitivity": "internal", "mask": "null"},
+	],
 }
 
 # req builds an input the way exchange/policy does.
@@ -322,9 +336,9 @@ test_unknown_column if {
 }
 
 test_none_always_denies_citing_legal_basis if {
-	d := sharing.decision with input as req("gab", "", "read", "license.certificate", [], "")
+	d := sharing.decision with input as req("gab", "", "read", "population.criminal_record", [], "")
 	denied_with(d, "not_shared")
-	contains(d.reasons[0].message, "电子证照库")
+	contains(d.reasons[0].message, "刑事诉讼法")
 
 	# Even an agreement cannot grant a none dataset.
 	catalog := object.union(data.catalog, {"population.person": {"share": "none", "legal_basis": "测试依据"}})
@@ -360,4 +374,41 @@ test_discover_denials if {
 	denied_with(early, "agreement_not_yet_valid")
 	cols := sharing.decision with input as req("mz-3301", "dibao-review", "discover", "population.person", ["phone"], "")
 	denied_with(cols, "column_not_granted")
+}
+
+# --- the e-licence register ---------------------------------------------------------------
+
+test_licence_lookup_nationwide_holder_unmasked if {
+	d := sharing.decision with input as req("mz-3301", "dibao-review", "lookup", "license.certificate", ["licence_no", "licence_type", "holder_id_number", "holder_name", "status"], "minimum-living-allowance-review")
+	d.allow
+	d.agreement == "AGR-2026-0009"
+	d.row_filter == []
+	d.masks == {}
+}
+
+test_licence_lookup_never_returns_the_digest if {
+	d := sharing.decision with input as req("mz-3301", "dibao-review", "lookup", "license.certificate", ["licence_no", "content_digest"], "minimum-living-allowance-review")
+	denied_with(d, "column_not_granted")
+	contains(d.reasons[0].message, "content_digest")
+}
+
+test_licence_verify_only_refuses_lookup if {
+	v := sharing.decision with input as req("zj-3205", "housing-security", "verify", "license.certificate", ["licence_no", "content_digest", "status"], "housing-security-qualification")
+	v.allow
+	v.agreement == "AGR-2026-0010"
+	l := sharing.decision with input as req("zj-3205", "housing-security", "lookup", "license.certificate", ["licence_no", "status"], "housing-security-qualification")
+	denied_with(l, "verify_only")
+}
+
+test_licence_verify_scoped_to_issuer_region if {
+	d := sharing.decision with input as req("wj-3302", "", "verify", "license.certificate", ["licence_no", "content_digest"], "medical-practice-supervision")
+	d.allow
+	d.row_filter == [{"column": "issuer_region", "op": "prefix", "value": "3302"}]
+	g := sharing.decision with input as req("gxq-3301", "", "verify", "license.certificate", ["licence_no", "content_digest"], "enterprise-service-window")
+	g.row_filter == [{"column": "issuer_region", "op": "prefix", "value": "3301"}]
+}
+
+test_licence_needs_an_agreement if {
+	d := sharing.decision with input as req("rs-33", "", "lookup", "license.certificate", ["licence_no"], "pension-qualification-review")
+	denied_with(d, "no_agreement")
 }
