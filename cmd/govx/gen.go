@@ -23,6 +23,7 @@ func init() {
 		to          string
 		departments []string
 		invalidRate float64
+		issuers     string
 	)
 	cmd := &cobra.Command{
 		Use:   "gen --to TARGET",
@@ -32,11 +33,16 @@ func init() {
   scjgj  市场监管  scztdj    organizations (scale/10), legal representatives from the persons
   zrzyb  自然资源  bdc_zd    land parcels (scale/5), held by those organizations or persons
   tjj    统计      tj_zbsj   indicators for every region used × 2023–2025 years, quarters, months
+  zwfw   政务服务  dzzz_zzxx e-licences: a registration certificate per organization, a
+                             real-estate certificate per parcel, scale/4 personal licences
+                             or permits; signed with demo issuer keys derived from --seed
 
 The same --seed and --scale give identical rows in every target. Tables that exist are
 dropped and recreated, so re-running is safe. About --invalid-rate of the rows are made
 invalid on purpose (a wrong check character, an impossible date, …) for connectors'
-dead-letter queue; pass --invalid-rate 0 for clean data.
+dead-letter queue; pass --invalid-rate 0 for clean data. --issuers FILE writes the
+licence issuers' public keys for --seed as policy data (an issuers.yaml for the policy
+directory the exchange verifies licences with).
 
 Targets:
   sqlite:DIR                      DIR/<dept>.db, one SQLite file per department
@@ -57,6 +63,11 @@ Passwords are never printed.`,
 				return fmt.Errorf("--to is required: e.g. --to sqlite:./demo-data (see govx gen --help)")
 			}
 			opts := synth.Options{Scale: scale, Seed: seed, InvalidRate: invalidRate, Departments: departments}
+			if issuers != "" {
+				if err := os.WriteFile(issuers, synth.IssuersYAML(seed), 0o644); err != nil {
+					return fmt.Errorf("--issuers: %w", err)
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			return runGen(ctx, opts, to, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -68,6 +79,7 @@ Passwords are never printed.`,
 	f.StringVar(&to, "to", "", "target: sqlite:DIR, csv:DIR, postgres://… or mysql://…")
 	f.StringSliceVar(&departments, "departments", synth.Departments(), "departments to generate")
 	f.Float64Var(&invalidRate, "invalid-rate", synth.DefaultInvalidRate, "share of rows made invalid on purpose (0 to 0.5)")
+	f.StringVar(&issuers, "issuers", "", "also write the licence issuers' public keys for --seed to this policy data file")
 	rootCmd.AddCommand(cmd)
 }
 

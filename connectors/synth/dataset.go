@@ -17,6 +17,8 @@ func DatasetOf(dept string) string {
 		return "resource.land_parcel"
 	case DeptStatistics:
 		return "economy.indicator"
+	case DeptLicence:
+		return "license.certificate"
 	}
 	return ""
 }
@@ -91,6 +93,22 @@ func ToDataset(dept string, row []any) (map[string]any, error) {
 			"registered_on":    registered,
 			"updated_at":       timestamp(row[10]),
 		}, nil
+	case DeptLicence:
+		return map[string]any{
+			"licence_no":       row[0],
+			"licence_type":     lookup(row[1], licenceTypeCodes, ""),
+			"holder_uscc":      row[2],
+			"holder_id_number": row[3],
+			"holder_name":      row[4],
+			"issuer":           row[5],
+			"issuer_region":    row[7],
+			"issued_on":        date(row[8]),
+			"valid_until":      date(row[9]),
+			"status":           lookup(row[10], map[string]string{"有效": "valid", "暂扣": "suspended", "吊销": "revoked", "注销": "revoked", "过期": "expired"}, ""),
+			"content_digest":   row[11],
+			"issuer_signature": row[12],
+			"updated_at":       timestamp(row[13]),
+		}, nil
 	default: // DeptStatistics
 		return map[string]any{
 			"indicator_code": row[0],
@@ -162,3 +180,12 @@ func timestamp(v any) any {
 	}
 	return nil
 }
+
+// licenceTypeCodes maps the e-licence register's type names to license.certificate codes.
+var licenceTypeCodes = func() map[string]string {
+	m := make(map[string]string, len(licenceTypes))
+	for _, t := range licenceTypes {
+		m[t.zzlx] = t.code
+	}
+	return m
+}()

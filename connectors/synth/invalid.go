@@ -11,6 +11,9 @@ package synth
 //	zrzyb bdc_zd   variant 1: djrq is 30 February
 //	               variant 2: neither qlr_tyshxydm nor qlr_sfzh is set (no holder)
 //	tjj   tj_zbsj  tjq is a period that does not exist (2024Q0, 2024Q5, 2024-13, …)
+//	zwfw  dzzz_zzxx variant 1: the holder's identifier (czzt_sfzh or czzt_tyshxydm) has a
+//	               wrong check character
+//	               variant 2: zzwjzy (the content digest) is cut to 63 characters
 //
 // Planted persons and organizations are never referenced by other registers, so
 // references stay intact. Each planted row fails exactly one check of its dataset.
@@ -20,7 +23,7 @@ const (
 	usccAlphabet    = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 )
 
-var deptKinds = map[string]uint64{DeptPopulation: 1, DeptMarket: 2, DeptLand: 3, DeptStatistics: 4}
+var deptKinds = map[string]uint64{DeptPopulation: 1, DeptMarket: 2, DeptLand: 3, DeptStatistics: 4, DeptLicence: 5}
 
 // plantedVariant returns 0 for a valid row, else which way row i is invalid (1 or 2).
 func (g *Generator) plantedVariant(dept string, i int) int {

@@ -85,19 +85,25 @@ func (g *Generator) orgAt(i int) org {
 // refOrg picks the organization a parcel row refers to, probing seed-determined
 // indexes and skipping planted-invalid ones.
 func (g *Generator) refOrg(kind uint64, i int) org {
+	return g.orgAt(g.refOrgIndex(kind, i))
+}
+
+// refOrgIndex is the index of the organization refOrg picks, for callers that need
+// more of it than orgCore gives (its name, its status: regenerate its row).
+func (g *Generator) refOrgIndex(kind uint64, i int) int {
 	h := hash3(g.opts.Seed, kind, i)
 	n := uint64(g.nOrgs)
 	for k := uint64(0); k < 64; k++ {
 		if j := int(mix(h+k*0x9e3779b97f4a7c15) % n); g.plantedVariant(DeptMarket, j) == 0 {
-			return g.orgAt(j)
+			return j
 		}
 	}
 	for j := 0; j < g.nOrgs; j++ {
 		if g.plantedVariant(DeptMarket, j) == 0 {
-			return g.orgAt(j)
+			return j
 		}
 	}
-	return g.orgAt(int(h % n))
+	return int(h % n)
 }
 
 var (

@@ -42,6 +42,22 @@ var (
 )
 
 func (g *Generator) parcelRow(rr *rowRand, i int) []any {
+	row, djrq := g.parcelClean(rr, i)
+	switch g.plantedVariant(DeptLand, i) {
+	case 1:
+		// 30 February: an impossible registration date.
+		row[9] = djrq.Format("2006") + "/02/30"
+	case 2:
+		// A parcel with no right holder at all.
+		row[5], row[6] = nil, nil
+	}
+	return row
+}
+
+// parcelClean is parcel i as it would be if it were not planted invalid, with its
+// registration date: the real-estate certificate of the parcel is issued to its
+// holder on that date even when the land register's copy of the row is damaged.
+func (g *Generator) parcelClean(rr *rowRand, i int) ([]any, time.Time) {
 	r := rr.at(g.opts.Seed, kindParcel, i)
 	c := g.cinfo[r.IntN(len(g.cinfo))]
 	k := rightKinds[weighted(r, rightKindCum)]
@@ -65,15 +81,7 @@ func (g *Generator) parcelRow(rr *rowRand, i int) []any {
 		round6(c.lon + (r.Float64()-0.5)*0.08), round6(c.lat + (r.Float64()-0.5)*0.06),
 		djrq.Format("2006/01/02"), updatedAt(r),
 	}
-	switch g.plantedVariant(DeptLand, i) {
-	case 1:
-		// 30 February: an impossible registration date.
-		row[9] = djrq.Format("2006") + "/02/30"
-	case 2:
-		// A parcel with no right holder at all.
-		row[5], row[6] = nil, nil
-	}
-	return row
+	return row, djrq
 }
 
 func round6(x float64) float64 {

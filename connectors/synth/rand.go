@@ -12,6 +12,9 @@ const (
 	kindInvalid  // whether a row is planted invalid, and how
 	kindLegalRep // which person represents an organization
 	kindHolder   // who holds a parcel
+	kindLicence  // a licence row's own draws
+	kindPermit   // which organization an extra permit goes to
+	kindLicensee // which persons hold personal licences (a permutation)
 )
 
 // mix is the SplitMix64 finalizer: a fast bijective scrambler of 64 bits.

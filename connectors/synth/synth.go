@@ -1,7 +1,8 @@
 // Package synth generates synthetic department databases for govx: the population
 // register of public security (gab), the market-regulation register of legal entities
-// (scjgj), the land parcels of natural resources (zrzyb) and the statistics bureau's
-// indicators (tjj), each in the department's own native table and column names, as real
+// (scjgj), the land parcels of natural resources (zrzyb), the statistics bureau's
+// indicators (tjj) and the e-licence register of the government service data authority
+// (zwfw), each in the department's own native table and column names, as real
 // department systems keep them. `govx gen` loads them into SQLite, PostgreSQL, MariaDB or
 // CSV so that connectors, the exchange and the demo have realistic data to move.
 //
@@ -10,18 +11,25 @@
 // cross-register references are computed, never looked up in memory), and rows stream
 // straight to the target. The registers agree with each other: legal representatives
 // and individual parcel holders are persons of the population register, organizational
-// holders are registered organizations, and indicators cover exactly the regions the
-// other registers use.
+// holders are registered organizations, indicators cover exactly the regions the
+// other registers use, and licences go to those organizations, parcel holders and
+// persons.
+//
+// Licences are signed (schemas/license) with demo keys derived from the seed, one per
+// issuing department (IssuerKey); IssuersYAML writes their public keys as policy data,
+// and policies/issuers.yaml ships the ones for seed 1.
 //
 // A small, seed-determined share of rows is deliberately invalid (see InvalidRate and
 // PlantedInvalid) so that connectors' dead-letter handling has work to do.
 //
 // Only cmd/govx, benchmarks and tests import this package; it depends on schemas/ident
-// for the identifier check characters and on nothing else of govx.
+// for the identifier check characters, on schemas/license to sign licences, and on
+// nothing else of govx.
 package synth
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"iter"
@@ -37,11 +45,12 @@ const (
 	DeptMarket     = "scjgj" // 市场监管: legal entities
 	DeptLand       = "zrzyb" // 自然资源: land parcels
 	DeptStatistics = "tjj"   // 统计: indicators
+	DeptLicence    = "zwfw"  // 政务服务数据管理局: the e-licence register
 )
 
 // Departments lists every department the generator knows, in generation order.
 func Departments() []string {
-	return []string{DeptPopulation, DeptMarket, DeptLand, DeptStatistics}
+	return []string{DeptPopulation, DeptMarket, DeptLand, DeptStatistics, DeptLicence}
 }
 
 // DefaultInvalidRate is the share of rows `govx gen` plants invalid unless told otherwise.
@@ -50,7 +59,7 @@ const DefaultInvalidRate = 0.005
 // Options choose what to generate. The zero InvalidRate plants no invalid rows; the
 // command line defaults to DefaultInvalidRate (see DefaultOptions).
 type Options struct {
-	Scale       int      // persons; organizations are Scale/10, parcels Scale/5
+	Scale       int      // persons; organizations are Scale/10, parcels Scale/5, licences see Count
 	Seed        uint64   // same seed and scale give identical rows
 	InvalidRate float64  // share of rows (0–0.5) planted invalid, in a documented way
 	Departments []string // which departments to generate; empty means all
@@ -64,18 +73,22 @@ func DefaultOptions(scale int, seed uint64) Options {
 // Generator yields the native rows of each department. It is safe for concurrent use:
 // all state is fixed at construction.
 type Generator struct {
-	opts     Options
-	depts    []string
-	counties []ident.Region
-	cinfo    []countyInfo
-	nPersons int
-	nOrgs    int
-	nParcels int
+	opts      Options
+	depts     []string
+	counties  []ident.Region
+	cinfo     []countyInfo
+	nPersons  int
+	nOrgs     int
+	nParcels  int
+	nPersonal int // licences of persons (or organizations' permits in their place)
 
 	idSpace  uint64 // citizen-ID slots: counties × birth dates × 1000 sequences
 	orgSlots perm   // index -> 8-digit organization code body, unique USCCs
 
 	indRegions []string // every region indicators cover: counties, cities, provinces
+
+	issuerKeys     map[string]ed25519.PrivateKey // by issuer code
+	licencePersons perm                          // personal licence k -> person index
 }
 
 // Birth dates run from 1930-01-01 to 2020-12-31, as the brief of the demo fixes.
@@ -130,6 +143,12 @@ func New(opts Options) (*Generator, error) {
 	g.orgSlots = newPerm(100_000_000, opts.Seed, kindOrg)
 	g.cinfo = countyInfos(g.counties)
 	g.indRegions = indicatorRegions(g.counties)
+	g.nPersonal = opts.Scale / 4
+	g.licencePersons = newPerm(uint64(g.nPersons), opts.Seed, kindLicensee)
+	g.issuerKeys = map[string]ed25519.PrivateKey{}
+	for _, is := range issuersOf(g.cinfo) {
+		g.issuerKeys[is.Code] = IssuerKey(opts.Seed, is.Code)
+	}
 	return g, nil
 }
 
@@ -150,6 +169,10 @@ func (g *Generator) Count(dept string) int {
 		return g.nParcels
 	case DeptStatistics:
 		return len(indicators) * len(g.indRegions) * len(periods)
+	case DeptLicence:
+		// A registration certificate per organization, a real-estate certificate per
+		// parcel, and Scale/4 personal licences or permits (see licenceRow).
+		return g.nOrgs + g.nParcels + g.nPersonal
 	}
 	return 0
 }
@@ -170,6 +193,8 @@ func (g *Generator) row(r *rowRand, dept string, i int) []any {
 		return g.parcelRow(r, i)
 	case DeptStatistics:
 		return g.indicatorRow(r, i)
+	case DeptLicence:
+		return g.licenceRow(r, i)
 	}
 	return nil
 }

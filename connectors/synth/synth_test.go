@@ -110,7 +110,7 @@ func TestDeterminism(t *testing.T) {
 
 func TestScale(t *testing.T) {
 	g := newGen(t, 2000, 1, 0)
-	want := map[string]int{"gab": 2000, "scjgj": 200, "zrzyb": 400, "tjj": 12 * 20 * 51}
+	want := map[string]int{"gab": 2000, "scjgj": 200, "zrzyb": 400, "tjj": 12 * 20 * 51, "zwfw": 200 + 400 + 500}
 	for dept, n := range want {
 		if got := g.Count(dept); got != n {
 			t.Errorf("%s: %d rows, want %d", dept, got, n)
@@ -340,6 +340,7 @@ func TestPlantedInvalid(t *testing.T) {
 		t.Errorf("planted %d of %d rows (%.3f%%), want about %.1f%%", planted, total, 100*rate, 100*synth.DefaultInvalidRate)
 	}
 	checkReferences(t, regs, skip)
+	checkLicences(t, regs, skip)
 }
 
 func head(xs []int) []int { return xs[:min(len(xs), 20)] }

@@ -38,6 +38,8 @@ type Table struct {
 	Name    string
 	Comment string
 	Columns []Column
+	// Indexes are secondary indexes, each a list of columns, built after the load.
+	Indexes [][]string
 }
 
 // ColumnNames returns the column names in order.
@@ -62,7 +64,7 @@ func (t *Table) Key() []string {
 
 // Tables returns the native table of every department, in generation order.
 func Tables() []*Table {
-	return []*Table{&personTable, &orgTable, &parcelTable, &indicatorTable}
+	return []*Table{&personTable, &orgTable, &parcelTable, &indicatorTable, &licenceTable}
 }
 
 // TableOf returns dept's native table, or nil for an unknown department.
@@ -155,4 +157,30 @@ var indicatorTable = Table{
 		{Name: "fbrq", Type: Date, Comment: "发布日期"},
 		gxsj,
 	},
+}
+
+// licenceTable is 电子证照 证照信息 (dzzz_zzxx) of the government service data authority's
+// e-licence register: the licence type by its Chinese name, the holder by USCC
+// (czzt_tyshxydm) or citizen ID (czzt_sfzh), the issuing department by code and name,
+// the status in Chinese, the content digest and the issuer's signature in hex. It is
+// indexed on (gxsj, zzbh), the (cursor, key) order connectors page in.
+var licenceTable = Table{
+	Dept: DeptLicence, Name: "dzzz_zzxx", Comment: "电子证照信息",
+	Columns: []Column{
+		key(text("zzbh", 40, "证照编号")),
+		text("zzlx", 32, "证照类型"),
+		nullable(text("czzt_tyshxydm", 18, "持证主体统一社会信用代码")),
+		nullable(text("czzt_sfzh", 18, "持证人身份证号")),
+		text("czztmc", 200, "持证主体名称"),
+		text("fzjgdm", 32, "发证机关代码"),
+		text("fzjgmc", 64, "发证机关名称"),
+		text("fzjg_qhdm", 6, "发证机关行政区划代码"),
+		{Name: "fzrq", Type: Date, Comment: "发证日期"},
+		{Name: "yxqz", Type: Date, Nullable: true, Comment: "有效期至(空为长期)"},
+		text("zzzt", 4, "证照状态(有效/暂扣/吊销/注销/过期)"),
+		text("zzwjzy", 64, "证照文件摘要(SHA-256)"),
+		text("fzjgqm", 128, "发证机关签名(Ed25519)"),
+		gxsj,
+	},
+	Indexes: [][]string{{"gxsj", "zzbh"}},
 }

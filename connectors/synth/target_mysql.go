@@ -183,6 +183,13 @@ func (m *mysqlTable) Commit(ctx context.Context) error {
 		m.full.Close()
 	}
 	_, err := m.conn.ExecContext(ctx, "SET SESSION unique_checks = 1")
+	// Secondary indexes after the load: InnoDB then builds each by sorting, once.
+	for _, q := range indexSQL(m.t, m.qualified) {
+		if err != nil {
+			break
+		}
+		_, err = m.conn.ExecContext(ctx, q)
+	}
 	if cerr := m.conn.Close(); err == nil {
 		err = cerr
 	}

@@ -47,8 +47,8 @@ func postgresType(c Column) string {
 }
 
 // Create drops and recreates the table in one transaction with the load: readers see
-// the old table or the new one, never an empty one. The primary key is added after the
-// load, which builds the index once instead of row by row.
+// the old table or the new one, never an empty one. The primary key and the secondary
+// indexes are added after the load, which builds each once instead of row by row.
 func (p *postgresTarget) Create(ctx context.Context, t *Table) (TableWriter, error) {
 	schema := pgx.Identifier{t.Dept}.Sanitize()
 	qualified := pgx.Identifier{t.Dept, t.Name}.Sanitize()
@@ -106,9 +106,11 @@ func (p *postgresTable) Write(ctx context.Context, rows [][]any) error {
 
 func (p *postgresTable) Commit(ctx context.Context) error {
 	pk := "ALTER TABLE " + p.qualified + " ADD PRIMARY KEY (" + strings.Join(p.t.Key(), ", ") + ")"
-	if _, err := p.tx.Exec(ctx, pk); err != nil {
-		p.Abort()
-		return fmt.Errorf("postgres %s: %w", p.qualified, scrub(err, p.url))
+	for _, q := range append([]string{pk}, indexSQL(p.t, p.qualified)...) {
+		if _, err := p.tx.Exec(ctx, q); err != nil {
+			p.Abort()
+			return fmt.Errorf("postgres %s: %w", p.qualified, scrub(err, p.url))
+		}
 	}
 	if err := p.tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres %s: commit: %w", p.qualified, scrub(err, p.url))

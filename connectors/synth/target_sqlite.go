@@ -100,6 +100,16 @@ func createTableSQL(t *Table, qualified string, sqlType func(Column) string, suf
 	return b.String()
 }
 
+// indexSQL returns the CREATE INDEX statements of t's secondary indexes, shared by the
+// SQL targets. Each is named <table>_<columns>, which stays unique per table.
+func indexSQL(t *Table, qualified string) []string {
+	var out []string
+	for _, cols := range t.Indexes {
+		out = append(out, "CREATE INDEX "+t.Name+"_"+strings.Join(cols, "_")+" ON "+qualified+" ("+strings.Join(cols, ", ")+")")
+	}
+	return out
+}
+
 // insertSQL is a multi-row INSERT of n rows with ? placeholders.
 func insertSQL(qualified string, t *Table, n int) string {
 	one := "(" + strings.TrimSuffix(strings.Repeat("?,", len(t.Columns)), ",") + ")"
@@ -156,6 +166,13 @@ func (s *sqliteTable) Write(ctx context.Context, rows [][]any) error {
 func (s *sqliteTable) Commit(ctx context.Context) error {
 	if s.full != nil {
 		s.full.Close()
+	}
+	// Indexes are built once the rows are in: one sort instead of a b-tree insert per row.
+	for _, q := range indexSQL(s.t, s.t.Name) {
+		if _, err := s.tx.ExecContext(ctx, q); err != nil {
+			s.Abort()
+			return fmt.Errorf("%s: %w", s.path, err)
+		}
 	}
 	err := s.tx.Commit()
 	if cerr := s.db.Close(); err == nil {
