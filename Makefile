@@ -1,6 +1,6 @@
-# govx — build, lint and test. `make test` is what CI runs (.ci/run): it starts the real
-# services (deploy/local/up.sh), vets, runs every test against them, and stops what it
-# started, keeping the test run's exit status.
+# govx — build, lint and test. `make test` is what CI runs (.ci/run): it lints (`make
+# lint`), starts the real services (deploy/local/up.sh), runs every test against them,
+# and stops what it started, keeping the test run's exit status.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
@@ -16,18 +16,21 @@ TEST_TIMEOUT ?= 20m
 KEEP_SERVICES ?=
 STARTED := .local/make-test.started
 SUMMARY := .local/make-test.summary
+# staticcheck is pinned (release 2026.2.2 is module version v0.8.2, which reads Go 1.26)
+# and installed into .local/bin by `make lint` when missing or of another version.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := .local/bin/staticcheck
 
 .PHONY: test build lint bench services-up services-down
 
 # The closing "N passed, N failed, N skipped" line is printed again after the services
 # stop, so that it stays the last line of the run.
-test:
+test: lint
 	@mkdir -p .local; rm -f $(SUMMARY); status=0; \
 	deploy/local/up.sh --record $(STARTED) || status=$$?; \
 	if [ $$status -eq 0 ]; then \
 		( . .local/env.sh && \
 		  $(GO) build -o .local/testcheck ./deploy/local/testcheck && \
-		  echo "go vet $(PKGS)" && $(GO) vet $(PKGS) && \
 		  echo "go test $(PKGS)" && \
 		  $(GO) test -json -p 1 -timeout $(TEST_TIMEOUT) $(PKGS) | .local/testcheck -summary $(SUMMARY) \
 		) || status=$$?; \
@@ -41,10 +44,18 @@ test:
 build:
 	$(GO) build -o bin/govx ./cmd/govx
 
+# gofmt, go vet, staticcheck, and go.mod/go.sum exactly as `go mod tidy` leaves them.
 lint:
 	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go') </dev/null)"; \
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@if ! $(STATICCHECK) -version 2>/dev/null | grep -qF "($(STATICCHECK_VERSION:v%=%))"; then \
+		echo "installing staticcheck $(STATICCHECK_VERSION) into .local/bin"; \
+		GOBIN="$(CURDIR)/.local/bin" $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi
+	$(STATICCHECK) $(PKGS)
+	@echo "go mod tidy -diff"; $(GO) mod tidy -diff || \
+		{ echo "go.mod/go.sum are not tidy: run go mod tidy (the diff above is what it changes)"; exit 1; }
 
 bench:
 	@if [ -x bench/run.sh ]; then bench/run.sh; \

@@ -685,17 +685,6 @@ func ownValue(v any) any {
 	return v
 }
 
-func ownValues(vs []any) []any {
-	if vs == nil {
-		return nil
-	}
-	out := make([]any, len(vs))
-	for i, v := range vs {
-		out[i] = ownValue(v)
-	}
-	return out
-}
-
 // handleRow maps one native row into a message: an upsert, a tombstone (soft delete),
 // or a dead-letter record. A row re-read inside the look-back window unchanged since it
 // was last published is skipped.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -108,7 +109,7 @@ func connectorRunCmd() *cobra.Command {
 func serveMetrics(addr string) (*http.Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(connectors.Collectors()...)
-	reg.MustRegister(prometheus.NewGoCollector())
+	reg.MustRegister(collectors.NewGoCollector())
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr: %w", err)

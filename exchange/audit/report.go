@@ -226,8 +226,7 @@ type Report struct {
 }
 
 type reqInfo struct {
-	ev       *Event
-	complete bool
+	ev *Event
 }
 
 // BuildReport reads the events of it (any order) and sums them per department and

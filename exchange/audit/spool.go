@@ -327,7 +327,7 @@ func (s *Spool) writeLoop() {
 				break
 			}
 			if len(batch) > 0 {
-				buf = s.commit(batch, buf)
+				s.commit(batch, buf)
 			}
 			return
 		}

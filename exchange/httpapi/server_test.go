@@ -361,7 +361,7 @@ func TestPullFormats(t *testing.T) {
 	}
 	// The cursor continues: nothing changed since, so the changes pull is empty.
 	resp, _ := pull("text/csv", full)
-	resp, data := pull("text/csv", map[string]any{"purpose": dibao, "since": resp.Header.Get("Govx-Cursor")})
+	_, data := pull("text/csv", map[string]any{"purpose": dibao, "since": resp.Header.Get("Govx-Cursor")})
 	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "op") {
 		t.Fatalf("changes pull with the header's cursor: %q", data)
 	}
