@@ -231,10 +231,12 @@ func (s *Server) GetFlightInfo(ctx context.Context, desc *flight.FlightDescripto
 	}
 	schema, err := s.svc.GrantSchema(g)
 	if err != nil {
+		s.svc.Fail(ctx, g, err) // the allowed decision must not read as a stream never finished
 		return nil, toStatus(err)
 	}
 	ticket, err := s.svc.Ticket(g)
 	if err != nil {
+		s.svc.Fail(ctx, g, err)
 		return nil, toStatus(err)
 	}
 	return &flight.FlightInfo{

@@ -8,6 +8,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -105,6 +106,12 @@ func (s *statusWriter) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// FlushError flushes and says whether the connection took the bytes
+// (http.ResponseController uses it).
+func (s *statusWriter) FlushError() error {
+	return http.NewResponseController(s.ResponseWriter).Flush()
 }
 
 // route authenticates every API call before its handler runs: no anonymous access.
@@ -388,12 +395,36 @@ func (h *Handler) lookup(w http.ResponseWriter, r *http.Request, c service.Calle
 		writeError(w, h.svc.Rejected(r.Context(), c, exchange.ActionLookup, id, err))
 		return
 	}
-	rec, err := h.svc.Lookup(r.Context(), c, id, cmd)
-	if err != nil {
+	replied := false
+	err = h.svc.Lookup(r.Context(), c, id, cmd, func(rec map[string]any) (int64, error) {
+		replied = true
+		return sendJSON(w, map[string]any{"record": rec})
+	})
+	if err != nil && !replied {
 		writeError(w, err)
-		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"record": rec})
+}
+
+// sendJSON writes v as a 200 response and pushes it onto the connection, returning the
+// bytes written and whether the connection took them: the audit log records a lookup
+// whose record never left as aborted, not as read.
+func sendJSON(w http.ResponseWriter, v any) (int64, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return 0, err
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	n, err := w.Write(b.Bytes())
+	if err == nil {
+		err = http.NewResponseController(w).Flush()
+	}
+	if err != nil {
+		return int64(n), exchange.ClientGone(err)
+	}
+	return int64(n), nil
 }
 
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request, c service.Caller) {

@@ -153,6 +153,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(x.policy.Collectors()...)
 	reg.MustRegister(auditCollectors(x.spool, cfg.Audit.ClickHouse.Addr != "")...)
+	reg.MustRegister(svc.Collectors()...)
 	// Each dataset is a readiness check of its own: catching up, waiting for Kafka or
 	// stopped at a record the store cannot apply all turn /readyz not ready, saying so.
 	kcfg.OnStatus = func(id string, err error) { x.ready.Set("ingest/"+id, err) }

@@ -512,7 +512,7 @@ func TestIntegrationExchange(t *testing.T) {
 				t.Errorf("GET %s: %d, want %q in the body", path, resp.StatusCode, want)
 			}
 			if path == "/metrics" {
-				for _, m := range []string{"govx_policy_decisions_total", "govx_audit_appends_total", "govx_audit_unshipped_events", "govx_http_requests_total"} {
+				for _, m := range []string{"govx_policy_decisions_total", "govx_audit_appends_total", "govx_audit_unshipped_events", "govx_http_requests_total", `govx_auth_failures_total{audited="no"}`} {
 					if !strings.Contains(string(body), m) {
 						t.Errorf("/metrics lacks %s", m)
 					}

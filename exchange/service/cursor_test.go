@@ -57,7 +57,7 @@ func TestLookupKeyMustBeText(t *testing.T) {
 		if strings.HasSuffix(id, "X") && raw == digits {
 			continue // a number cannot even spell this ID
 		}
-		_, err := f.svc.Lookup(ctx, hz, "population.person", exchange.LookupCmd{Key: json.RawMessage(raw), Purpose: "minimum-living-allowance-review"})
+		_, err := lookup(f, ctx, hz, exchange.LookupCmd{Key: json.RawMessage(raw), Purpose: "minimum-living-allowance-review"})
 		if xe, ok := err.(*exchange.Error); !ok || xe.Code != "bad_key" || xe.Kind != exchange.Invalid {
 			t.Errorf("lookup with key %s: %v, want invalid bad_key", raw, err)
 		}
@@ -69,7 +69,7 @@ func TestLookupKeyMustBeText(t *testing.T) {
 		}
 	}
 	key, _ := json.Marshal(id)
-	if _, err := f.svc.Lookup(ctx, hz, "population.person", exchange.LookupCmd{Key: key, Purpose: "minimum-living-allowance-review"}); err != nil {
+	if _, err := lookup(f, ctx, hz, exchange.LookupCmd{Key: key, Purpose: "minimum-living-allowance-review"}); err != nil {
 		t.Fatalf("the same key as a string: %v", err)
 	}
 }

@@ -21,10 +21,30 @@ func newRequestID() string {
 
 func quote(s string) string { return strconv.Quote(s) }
 
+// auditTimeout bounds how long a request's event may wait for the spool once the
+// request itself no longer waits (its client went away): long enough for a busy spool's
+// group commit, short enough that a wedged spool cannot pile up goroutines.
+const auditTimeout = 10 * time.Second
+
+// record is the one place events go to the spool. It bounds the event's request-derived
+// fields (lim) and appends it on a context detached from the request's: a client that
+// goes away mid-request must still leave its event, so the append gives up only on its
+// own deadline, never on the caller's cancellation.
+func (s *Service) record(ctx context.Context, ev *audit.Event, lim audit.Limits) error {
+	audit.Bound(ev, lim)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
+	return s.audit.Append(ctx, ev)
+}
+
 // auditDecision durably records the decision for a request before anything is
 // returned. err, when set, is why the request was refused after (or instead of) the
 // policy: the event then says deny whatever the policy said.
 func (s *Service) auditDecision(ctx context.Context, c Caller, requestID string, req exchange.Request, dec exchange.Decision, keys []string, refused error) error {
+	return s.auditDecisionLimited(ctx, c, requestID, req, dec, keys, refused, audit.DefaultLimits)
+}
+
+func (s *Service) auditDecisionLimited(ctx context.Context, c Caller, requestID string, req exchange.Request, dec exchange.Decision, keys []string, refused error, lim audit.Limits) error {
 	ev := &audit.Event{
 		Kind:           audit.KindDecision,
 		RequestID:      requestID,
@@ -48,6 +68,7 @@ func (s *Service) auditDecision(ctx context.Context, c Caller, requestID string,
 	if dec.Allow && refused == nil {
 		ev.Decision = audit.Allow
 		ev.Columns = dec.Columns
+		ev.Filter = scopeJSON(dec.RowFilter, req.Filter)
 	}
 	if refused != nil {
 		var xe *exchange.Error
@@ -60,30 +81,53 @@ func (s *Service) auditDecision(ctx context.Context, c Caller, requestID string,
 			ev.Error = "internal"
 		}
 	}
-	if err := s.audit.Append(ctx, ev); err != nil {
+	if err := s.record(ctx, ev, lim); err != nil {
 		s.log.Error("audit spool refused an event; refusing the request", "err", err, "request_id", requestID)
+		if ev.Decision == audit.Allow && dataBearing(req.Action) {
+			// The spool may have taken the decision and failed only to say so in time:
+			// close the request, so that it can never read as data served.
+			s.recordComplete(ctx, ev, 0, 0, 0, audit.StatusError, "audit_unavailable")
+		}
 		return &exchange.Error{Kind: exchange.Unavailable, Code: "audit_unavailable",
 			Message: "the exchange cannot record this access in its audit log, so it refuses it; retry later", Err: err}
 	}
 	return nil
 }
 
+// dataBearing reports whether an action's allowed request is followed by a complete
+// event: it returns records (a verify answers only match or not, a discover the catalog).
+func dataBearing(a exchange.Action) bool {
+	return a == exchange.ActionRead || a == exchange.ActionChanges || a == exchange.ActionLookup
+}
+
 // auditRejected records a request refused before the policy was asked (rate limit,
 // unknown dataset, malformed input). The caller's error is returned either way; a
 // failure to audit makes it an audit_unavailable error instead.
 func (s *Service) auditRejected(ctx context.Context, c Caller, action exchange.Action, dataset string, refused error) error {
+	return s.auditRejectedLimited(ctx, c, action, dataset, refused, audit.DefaultLimits)
+}
+
+func (s *Service) auditRejectedLimited(ctx context.Context, c Caller, action exchange.Action, dataset string, refused error, lim audit.Limits) error {
 	req := exchange.Request{Subject: c.Subject, Action: action, Dataset: dataset}
-	if err := s.auditDecision(ctx, c, newRequestID(), req, exchange.Decision{}, nil, refused); err != nil {
+	if err := s.auditDecisionLimited(ctx, c, newRequestID(), req, exchange.Decision{}, nil, refused, lim); err != nil {
 		return err
 	}
 	return refused
 }
 
-// auditComplete records the end of a data-bearing response. It cannot refuse anything
-// any more, so a failure is logged.
+// auditComplete records the end of a data-bearing response: what went out and how it
+// ended — ok, aborted (the client went away), or error with the error's code. It cannot
+// refuse anything any more, so a failure is logged.
 func (s *Service) auditComplete(ctx context.Context, g *Grant, rows, bytes int64, started time.Time, err error) {
+	status, code := audit.StatusOK, ""
+	switch {
+	case err == nil:
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		status, code = audit.StatusAborted, "client went away"
+	default:
+		status, code = audit.StatusError, codeOf(err)
+	}
 	ev := &audit.Event{
-		Kind:           audit.KindComplete,
 		RequestID:      g.RequestID,
 		Department:     g.Subject.Department,
 		System:         g.Subject.System,
@@ -94,25 +138,29 @@ func (s *Service) auditComplete(ctx context.Context, g *Grant, rows, bytes int64
 		Purpose:        g.Purpose,
 		CaseRef:        g.CaseRef,
 		Keys:           g.Keys,
-		Decision:       audit.Allow,
 		Agreement:      g.Agreement,
 		PolicyRevision: g.Revision,
-		Rows:           uint64(rows),
-		Bytes:          uint64(bytes),
-		DurationMS:     uint64(time.Since(started).Milliseconds()),
-		Status:         audit.StatusOK,
 	}
-	switch {
-	case err == nil:
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		ev.Status, ev.Error = audit.StatusAborted, "client went away"
-	default:
-		ev.Status, ev.Error = audit.StatusError, codeOf(err)
+	s.recordComplete(ctx, ev, uint64(rows), uint64(bytes), uint64(time.Since(started).Milliseconds()), status, code)
+}
+
+// recordComplete writes the complete event of the request whose decision (or grant) ev
+// describes.
+func (s *Service) recordComplete(ctx context.Context, ev *audit.Event, rows, bytes, ms uint64, status, code string) {
+	c := &audit.Event{Kind: audit.KindComplete, RequestID: ev.RequestID, Department: ev.Department, System: ev.System,
+		ClientAddr: ev.ClientAddr, Action: ev.Action, Dataset: ev.Dataset, Columns: ev.Columns, Purpose: ev.Purpose,
+		CaseRef: ev.CaseRef, Keys: ev.Keys, Decision: audit.Allow, Agreement: ev.Agreement, PolicyRevision: ev.PolicyRevision,
+		Rows: rows, Bytes: bytes, DurationMS: ms, Status: status, Error: code}
+	if err := s.record(ctx, c, audit.DefaultLimits); err != nil {
+		s.log.Error("audit spool refused a complete event", "err", err, "request_id", ev.RequestID)
 	}
-	// The response has ended; a cancelled request context must not lose its record.
-	if aerr := s.audit.Append(context.WithoutCancel(ctx), ev); aerr != nil {
-		s.log.Error("audit spool refused a complete event", "err", aerr, "request_id", g.RequestID)
-	}
+}
+
+// Fail records that an allowed pull ended with err before any of its data was sent
+// (its ticket or schema could not be made): its decision is closed by a complete event,
+// never left to read as data served.
+func (s *Service) Fail(ctx context.Context, g *Grant, err error) {
+	s.auditComplete(ctx, g, 0, 0, time.Now(), err)
 }
 
 func filterJSON(f []exchange.Filter) string {
@@ -120,6 +168,33 @@ func filterJSON(f []exchange.Filter) string {
 		return ""
 	}
 	b, _ := json.Marshal(f)
+	return string(b)
+}
+
+// scopeFilter is one condition of the scope an allowed pull's event records: the
+// caller's own filters, and those of the decision's row filter marked By "policy".
+type scopeFilter struct {
+	exchange.Filter
+	By string `json:"by,omitempty"`
+}
+
+// scopeJSON is the filter field of an allowed request's decision event: the decision's
+// row filter (marked "by":"policy") followed by the caller's filter — the whole scope of
+// rows the request could return, so that `govx audit subject` can tell, years later and
+// whatever the policy has become since, whether a record was within it. Readers that
+// want only the caller's own filter skip the conditions marked by the policy.
+func scopeJSON(rowFilter, own []exchange.Filter) string {
+	if len(rowFilter) == 0 {
+		return filterJSON(own)
+	}
+	out := make([]scopeFilter, 0, len(rowFilter)+len(own))
+	for _, f := range rowFilter {
+		out = append(out, scopeFilter{Filter: f, By: "policy"})
+	}
+	for _, f := range own {
+		out = append(out, scopeFilter{Filter: f})
+	}
+	b, _ := json.Marshal(out)
 	return string(b)
 }
 

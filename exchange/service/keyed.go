@@ -72,36 +72,62 @@ func keyShape(d *schemas.Dataset) string {
 	return fmt.Sprintf("a JSON array of strings: %v", d.Key)
 }
 
-// Lookup returns one record, projected and masked as the decision says. A key outside
-// the caller's row scope answers not found, exactly as a missing key does, so existence
-// is not leaked; both are audited with the key.
-func (s *Service) Lookup(ctx context.Context, c Caller, dataset string, cmd exchange.LookupCmd) (map[string]any, error) {
+// Reply sends an allowed lookup's record to the caller and returns how many bytes went
+// out, and the error, if the sending failed (the client went away): the lookup's
+// complete event records that outcome, so a record that never reached its caller is not
+// logged as read, nor one that did as aborted.
+type Reply func(rec map[string]any) (bytes int64, err error)
+
+// Lookup finds one record, projected and masked as the decision says, and sends it with
+// reply. A key outside the caller's row scope answers not found, exactly as a missing
+// key does, so existence is not leaked; both are audited with the key. An error
+// returned before reply was called is the refusal to send the caller; an error from
+// reply is returned as it is.
+func (s *Service) Lookup(ctx context.Context, c Caller, dataset string, cmd exchange.LookupCmd, reply Reply) (err error) {
 	started := time.Now()
 	req := exchange.Request{Subject: c.Subject, Action: exchange.ActionLookup, Dataset: dataset,
 		Columns: cmd.Columns, Purpose: cmd.Purpose, CaseRef: cmd.CaseRef, Time: s.now()}
 	g, d, rec, err := s.keyed(ctx, c, req, cmd.Key)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	// From here the decision says allow: every way out writes the complete event, a
+	// panic (a bug in a mask) included.
+	var sent int64
+	rows := int64(0)
+	defer func() {
+		r := recover()
+		if r != nil {
+			err = fmt.Errorf("lookup panicked: %v", r)
+		}
+		done := func() { s.auditComplete(ctx, g, rows, sent, started, err) }
+		// The record is out; it need not wait for the complete event's fsync too.
+		// Wait waits for it.
+		if r != nil || !s.later(done) {
+			done()
+		}
+		if r != nil {
+			panic(r)
+		}
+	}()
 	opts := mask.Options{Key: s.departmentMaskKey(c.Subject.Department), Region: regionOf(d, rec)}
 	out := make(map[string]any, len(g.Columns))
 	for _, col := range g.Columns {
 		out[col] = rec[col]
 		if m, ok := g.Masks[col]; ok {
-			if out[col], err = mask.Value(m, rec[col], opts); err != nil {
+			var merr error
+			if out[col], merr = mask.Value(m, rec[col], opts); merr != nil {
 				// A value the mask cannot handle is withheld, never returned unmasked.
-				s.log.Error("mask failed; value withheld", "dataset", dataset, "column", col, "mask", m, "err", err)
+				s.log.Error("mask failed; value withheld", "dataset", dataset, "column", col, "mask", m, "err", merr)
 				out[col] = nil
 			}
 		}
 	}
-	b, _ := json.Marshal(out)
-	// The decision is on disk already; the record need not wait for the complete
-	// event's fsync too. Close waits for it.
-	if !s.later(func() { s.auditComplete(ctx, g, 1, int64(len(b)), started, nil) }) {
-		s.auditComplete(ctx, g, 1, int64(len(b)), started, nil) // closing: write it now
+	sent, err = reply(out)
+	if err == nil {
+		rows = 1
 	}
-	return out, nil
+	return err
 }
 
 // Verify compares claims with one record's stored values and returns only whether each
@@ -159,6 +185,9 @@ func (s *Service) keyed(ctx context.Context, c Caller, req exchange.Request, raw
 	}
 	d, t, dec, err := s.decide(ctx, c, req)
 	if err != nil {
+		return refuse(dec, err)
+	}
+	if err := s.spendKey(c, req.Action, d.ID, key, dec.Agreement); err != nil {
 		return refuse(dec, err)
 	}
 	snap := t.Snapshot()

@@ -394,7 +394,18 @@ type Sink interface {
 // (metadata "govx.cursor") for a later changes pull.
 func (s *Service) Stream(ctx context.Context, g *Grant, sink Sink) (rows int64, err error) {
 	started := time.Now()
-	defer func() { s.auditComplete(ctx, g, rows, sink.Bytes(), started, err) }()
+	defer func() {
+		// Every way out writes the complete event, a panic (a bug in a sink or an
+		// encoder) included: the decision said allow, and the log must say how it ended.
+		r := recover()
+		if r != nil {
+			err = fmt.Errorf("pull panicked: %v", r)
+		}
+		s.auditComplete(ctx, g, rows, sink.Bytes(), started, err)
+		if r != nil {
+			panic(r)
+		}
+	}()
 	d, t, err := s.dataset(g.Dataset)
 	if err != nil {
 		return 0, err
@@ -487,10 +498,17 @@ func pipeline(ctx context.Context, scan func(context.Context, func(arrow.Record)
 			}
 		})
 	}()
+	defer func() {
+		// Also when emit panics: stop the scan and release what it had queued.
+		cancel()
+		for rec := range recs {
+			rec.Release()
+		}
+	}()
 	var err error
 	for rec := range recs {
 		if err == nil {
-			if err = emit(rec); err != nil {
+			if err = emitOne(emit, rec); err != nil {
 				cancel() // stop the scan; the batches already queued are released below
 			}
 		}
@@ -500,6 +518,18 @@ func pipeline(ctx context.Context, scan func(context.Context, func(arrow.Record)
 		err = serr
 	}
 	return err
+}
+
+// emitOne is emit(rec) that releases rec should emit panic (the caller releases it
+// otherwise).
+func emitOne(emit func(arrow.Record) error, rec arrow.Record) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rec.Release()
+			panic(r)
+		}
+	}()
+	return emit(rec)
 }
 
 // errLimitReached stops a scan once the caller's own limit is met.

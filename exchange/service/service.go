@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"govx/exchange"
@@ -73,6 +74,10 @@ type Service struct {
 	failMu       sync.Mutex
 	failLimiters map[string]*rate.Limiter
 	failDropped  uint64
+	authFailures *prometheus.CounterVec // by audited "yes" | "no"
+
+	// budgets limits how many keys each department checks by lookup and verify.
+	budgets budgets
 
 	rateLimit rate.Limit
 	rateBurst int
@@ -120,6 +125,12 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
 		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, redeemed: map[string]time.Time{},
 		failLimiters: map[string]*rate.Limiter{},
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govx_auth_failures_total",
+			Help: `Failed authentications; audited="no" counts those over the per-address audit budget, which are logged in summary instead of audited one by one.`},
+			[]string{"audited"}),
+	}
+	for _, v := range []string{"yes", "no"} {
+		s.authFailures.WithLabelValues(v) // shown at 0 from the start, not only after a failure
 	}
 	for _, o := range opts {
 		o(s)
@@ -253,10 +264,18 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
+// Collectors returns the service's Prometheus metrics: govx_auth_failures_total by
+// whether each failure was audited.
+func (s *Service) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.authFailures}
+}
+
 // Unauthenticated records a request that failed authentication and returns err. Each
 // client address gets 5 audited failures a second (burst 20); beyond that failures are
-// counted and logged in summary instead, so that a flood of bad credentials cannot fill
-// the audit spool's disk and with it stop every department's access.
+// counted (govx_auth_failures_total{audited="no"}) and logged in summary instead, so
+// that a flood of bad credentials cannot fill the audit spool's disk and with it stop
+// every department's access. An audited failure's event is bounded to
+// audit.MaxUnauthenticatedEventBytes, whatever the request carried.
 func (s *Service) Unauthenticated(ctx context.Context, c Caller, action exchange.Action, dataset string, err error) error {
 	host, _, splitErr := net.SplitHostPort(c.ClientAddr)
 	if splitErr != nil {
@@ -281,7 +300,9 @@ func (s *Service) Unauthenticated(ctx context.Context, c Caller, action exchange
 	}
 	s.failMu.Unlock()
 	if !allow {
+		s.authFailures.WithLabelValues("no").Inc()
 		return err
 	}
-	return s.auditRejected(ctx, c, action, dataset, err)
+	s.authFailures.WithLabelValues("yes").Inc()
+	return s.auditRejectedLimited(ctx, c, action, dataset, err, audit.UnauthenticatedLimits)
 }

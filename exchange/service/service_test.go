@@ -15,6 +15,7 @@ import (
 	"govx/exchange/audit"
 	"govx/exchange/policy"
 	"govx/exchange/store"
+	"govx/policies"
 	"govx/schemas"
 	"govx/schemas/ident"
 )
@@ -30,6 +31,12 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, opts ...Option) *fixture {
+	t.Helper()
+	return newFixtureWith(t, nil, opts...)
+}
+
+// newFixtureWith is newFixture deciding by the policy bundle b (nil: the shipped one).
+func newFixtureWith(t *testing.T, b *policies.Bundle, opts ...Option) *fixture {
 	t.Helper()
 	cat := schemas.MustLoad()
 	d, _ := cat.Dataset("population.person")
@@ -52,7 +59,11 @@ func newFixture(t *testing.T, opts ...Option) *fixture {
 	if err := tbl.Apply(changes); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := policy.New(cat)
+	var popts []policy.Option
+	if b != nil {
+		popts = append(popts, policy.WithBundle(b))
+	}
+	eng, err := policy.New(cat, popts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +84,17 @@ func newFixture(t *testing.T, opts ...Option) *fixture {
 		f.mem.AssertSize(t, 0)
 	})
 	return f
+}
+
+// lookup looks up a population.person record as an edge does, returning what was sent.
+func lookup(f *fixture, ctx context.Context, c Caller, cmd exchange.LookupCmd) (map[string]any, error) {
+	var got map[string]any
+	err := f.svc.Lookup(ctx, c, "population.person", cmd, func(rec map[string]any) (int64, error) {
+		got = rec
+		b, err := json.Marshal(rec)
+		return int64(len(b)), err
+	})
+	return got, err
 }
 
 var hz = Caller{Subject: exchange.Subject{Department: "mz-3301", System: "dibao-review"}, ClientAddr: "127.0.0.1:1"}
@@ -115,7 +137,7 @@ func TestNoAccessWithoutAudit(t *testing.T) {
 		t.Fatalf("pull with a dead audit spool: %v, want audit_unavailable", err)
 	}
 	key, _ := json.Marshal(f.ids["3301"][0])
-	if _, err := f.svc.Lookup(context.Background(), hz, "population.person", exchange.LookupCmd{Key: key, Purpose: "minimum-living-allowance-review"}); err == nil || !strings.Contains(err.Error(), "audit_unavailable") {
+	if _, err := lookup(f, context.Background(), hz, exchange.LookupCmd{Key: key, Purpose: "minimum-living-allowance-review"}); err == nil || !strings.Contains(err.Error(), "audit_unavailable") {
 		t.Fatalf("lookup with a dead audit spool: %v", err)
 	}
 }
