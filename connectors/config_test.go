@@ -37,9 +37,6 @@ func TestExamples(t *testing.T) {
 		seen[cfg.Source.Driver+"/"+cfg.Dataset] = true
 	}
 	for _, ds := range catalog().Datasets() {
-		if ds.ID == "license.certificate" {
-			continue
-		}
 		for _, drv := range []string{"postgres", "sqlite"} {
 			if !seen[drv+"/"+ds.ID] {
 				t.Errorf("no %s example for %s", drv, ds.ID)

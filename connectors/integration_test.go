@@ -1,6 +1,7 @@
 package connectors_test
 
 import (
+	"crypto/ed25519"
 	"database/sql"
 	"fmt"
 	"net/url"
@@ -12,18 +13,20 @@ import (
 	"govx/connectors/synth"
 	"govx/internal/testenv"
 	"govx/schemas"
+	"govx/schemas/license"
 )
 
 var catalog = schemas.MustLoad()
 
-// TestIntegrationSnapshotRegisters snapshots all four registers — three from PostgreSQL,
+// TestIntegrationSnapshotRegisters snapshots all five registers — four from PostgreSQL,
 // market regulation from MariaDB — through the example configs and checks that every
 // valid row is in its topic with the value the reference mapping gives, every planted
-// invalid row in the dead-letter topic with reasons, and the counts reconcile.
+// invalid row in the dead-letter topic with reasons, the counts reconcile, and every
+// published licence's issuer signature holds under its issuer's key.
 func TestIntegrationSnapshotRegisters(t *testing.T) {
 	pg := newPostgresDB(t)
 	const scale = 3000
-	gPG := generate(t, pg, scale, synth.DeptPopulation, synth.DeptLand, synth.DeptStatistics)
+	gPG := generate(t, pg, scale, synth.DeptPopulation, synth.DeptLand, synth.DeptStatistics, synth.DeptLicence)
 
 	my := testenv.Require(t, testenv.MySQL)
 	myPrefix := "t" + randID() + "_"
@@ -39,6 +42,7 @@ func TestIntegrationSnapshotRegisters(t *testing.T) {
 		{synth.DeptPopulation, "gab.postgres.yaml", pg, gPG, ""},
 		{synth.DeptLand, "zrzyb.postgres.yaml", pg, gPG, ""},
 		{synth.DeptStatistics, "tjj.postgres.yaml", pg, gPG, ""},
+		{synth.DeptLicence, "zwfw.postgres.yaml", pg, gPG, ""},
 		{synth.DeptMarket, "scjgj.mysql.yaml", my, gMy, myPrefix + "scjgj.scztdj"},
 	}
 	var cfgs []*connectors.Config
@@ -78,6 +82,9 @@ func TestIntegrationSnapshotRegisters(t *testing.T) {
 			}
 		}
 		expectSynth(t, c.g, c.dept, cfgs[i], got, dlq)
+		if c.dept == synth.DeptLicence {
+			expectSignatures(t, c.g.Options().Seed, got)
+		}
 	}
 	cp, err := connectors.ReadCheckpoint(t.Context(), withPrefix(cfgs[0], prefix))
 	if err != nil || cp == nil || cp.Phase != connectors.PhaseIncremental || cp.Snapshots != 1 || cp.SnapshotRows != int64(scale) {
@@ -183,5 +190,34 @@ func TestIntegrationIncremental(t *testing.T) {
 	}
 	if p.Unchanged == 0 {
 		t.Errorf("rows re-read in the look-back window were published again (unchanged=0): %+v", p)
+	}
+}
+
+// expectSignatures checks that the licences published from the source still carry a
+// signature that holds under their issuer's key for the generator's seed: what the
+// issuer signed survives the database types and the connector's normalization.
+func expectSignatures(t *testing.T, seed uint64, got map[string]record) {
+	t.Helper()
+	keys := map[string]ed25519.PublicKey{}
+	for _, is := range synth.Issuers() {
+		keys[is.Code] = synth.IssuerKey(seed, is.Code).Public().(ed25519.PublicKey)
+	}
+	ring, err := license.NewKeyring(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for k, r := range got {
+		l, err := license.FromRecord(r.value)
+		if err == nil {
+			err = ring.Verify(l)
+		}
+		if err != nil {
+			t.Fatalf("licence %s from the topic: %v", k, err)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no licences published")
 	}
 }

@@ -19,14 +19,14 @@ import (
 )
 
 // integrationScale is what `govx gen --scale` the integration test loads into each
-// database: 100,000 persons, 142,240 rows in all.
+// database: 100,000 persons, 197,240 rows in all (55,000 of them licences).
 const integrationScale = 100_000
 
 // TestIntegrationGenTargets loads the same seed into SQLite, PostgreSQL and MariaDB
 // through Open and Generate (what `govx gen` runs), reads every row back, and checks the
 // three hold the same data as the generator (an order-independent digest and exact
-// counts per table) and that the rows failing their dataset's validation are exactly
-// the planted ones.
+// counts per table), that the rows failing their dataset's validation are exactly the
+// planted ones, and that the licence table has its (gxsj, zzbh) index.
 func TestIntegrationGenTargets(t *testing.T) {
 	pgURL := testenv.Require(t, testenv.Postgres)
 	myURL := testenv.Require(t, testenv.MySQL)
@@ -48,27 +48,44 @@ func TestIntegrationGenTargets(t *testing.T) {
 	myTarget := myURL + "?prefix=govx_synthtest_"
 	sqliteDir := t.TempDir()
 
+	mysqlDB := func() *sql.DB {
+		cfg, err := synth.MySQLConfig(myURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := sql.OpenDB(must(mysql.NewConnector(cfg)))
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	// Each target's catalog query lists the columns of the licence table's indexes
+	// other than the primary key, in index order, comma-separated.
 	targets := []struct {
 		name, target string
 		read         func(dept string) readBack
+		indexQuery   func() (*sql.DB, string)
 	}{
 		{"sqlite", "sqlite:" + sqliteDir, func(dept string) readBack {
 			return readSQLite(t, filepath.Join(sqliteDir, dept+".db"), synth.TableOf(dept))
+		}, func() (*sql.DB, string) {
+			return openSQL(t, "sqlite", "file:"+synth.SQLitePath(sqliteDir, synth.DeptLicence)+"?mode=ro"),
+				`SELECT group_concat(name, ',') FROM (SELECT ii.name FROM pragma_index_list('dzzz_zzxx') il, pragma_index_info(il.name) ii WHERE il.origin = 'c' ORDER BY il.name, ii.seqno)`
 		}},
 		{"postgres", pgTarget, func(dept string) readBack {
 			db := openSQL(t, "pgx", pgTarget)
 			tab := synth.TableOf(dept)
 			return readTable(t, db, dept+"."+tab.Name, tab, true)
+		}, func() (*sql.DB, string) {
+			return openSQL(t, "pgx", pgTarget),
+				`SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace s ON s.oid = c.relnamespace
+				 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+				 WHERE s.nspname = 'zwfw' AND c.relname = 'dzzz_zzxx' AND NOT i.indisprimary`
 		}},
 		{"mariadb", myTarget, func(dept string) readBack {
-			cfg, err := synth.MySQLConfig(myURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			db := sql.OpenDB(must(mysql.NewConnector(cfg)))
-			t.Cleanup(func() { db.Close() })
 			tab := synth.TableOf(dept)
-			return readTable(t, db, "govx_synthtest_"+dept+"."+tab.Name, tab, true)
+			return readTable(t, mysqlDB(), "govx_synthtest_"+dept+"."+tab.Name, tab, true)
+		}, func() (*sql.DB, string) {
+			return mysqlDB(), `SELECT GROUP_CONCAT(column_name ORDER BY seq_in_index SEPARATOR ',') FROM information_schema.statistics
+				 WHERE table_schema = 'govx_synthtest_zwfw' AND table_name = 'dzzz_zzxx' AND index_name <> 'PRIMARY'`
 		}},
 	}
 	for _, tg := range targets {
@@ -93,6 +110,14 @@ func TestIntegrationGenTargets(t *testing.T) {
 					t.Errorf("%s: read back %v, generated %v", dept, got.digest, want[dept])
 				}
 				checkPlanted(t, cat, g, dept, got.rows)
+			}
+			db, q := tg.indexQuery()
+			var cols sql.NullString
+			if err := db.QueryRowContext(ctx, q).Scan(&cols); err != nil {
+				t.Fatalf("list the licence table's indexes: %v", err)
+			}
+			if cols.String != "gxsj,zzbh" {
+				t.Errorf("licence table's secondary index columns %q, want gxsj,zzbh", cols.String)
 			}
 			t.Logf("loaded in %v, read back and checked in %v", loaded.Round(time.Millisecond), (time.Since(start) - loaded).Round(time.Millisecond))
 		})
