@@ -52,8 +52,8 @@ func init() {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole exchange in one process on embedded defaults",
-		Long: `Run everything in one process: generate the four providing departments' databases
-(SQLite, once), start an in-process Kafka-protocol broker (or use --kafka), run the four
+		Long: `Run everything in one process: generate the five providing departments' databases
+(SQLite, once), start an in-process Kafka-protocol broker (or use --kafka), run the five
 connectors, start the exchange (Flight and HTTP on 127.0.0.1) with the shipped policies,
 issue tokens for the consumer departments, and audit to a local spool (or ClickHouse with
 --clickhouse). When everything is ready it prints what to try next. Ctrl-C stops it.
@@ -148,6 +148,11 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	if err := policies.CopyEmbedded(cfg.PoliciesDir); err != nil {
 		return err
 	}
+	// The licences were signed with keys derived from the seed; the shipped issuers data
+	// holds seed 1's, so write the ones this run's licences verify with.
+	if err := os.WriteFile(filepath.Join(cfg.PoliciesDir, "issuers.yaml"), synth.IssuersYAML(o.seed), 0o644); err != nil {
+		return err
+	}
 	if o.clickhouse != "" {
 		cfg.Audit.ClickHouse.Addr = o.clickhouse
 	}
@@ -200,7 +205,9 @@ func auditWhere(cfg *server.Config) string {
 // with the same scale and seed.
 func ensureSources(ctx context.Context, dir string, o demoOptions, out io.Writer) error {
 	marker := filepath.Join(dir, "generated.json")
-	want, _ := json.Marshal(map[string]any{"scale": o.scale, "seed": o.seed})
+	// The departments are part of the marker: sources generated before a register was
+	// added lack its database, and its connector would fail on them.
+	want, _ := json.Marshal(map[string]any{"scale": o.scale, "seed": o.seed, "departments": synth.Departments()})
 	if have, err := os.ReadFile(marker); err == nil && string(have) == string(want) {
 		fmt.Fprintf(out, "sources: reusing the databases in %s\n", dir)
 		return nil
