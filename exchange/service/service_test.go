@@ -249,7 +249,7 @@ func FuzzParseCmd(f *testing.F) {
 
 func TestNotSharedDatasetCitesItsLegalBasis(t *testing.T) {
 	f := newFixture(t)
-	cmd := exchange.PullCmd{Dataset: "license.certificate", Purpose: "minimum-living-allowance-review"}
+	cmd := exchange.PullCmd{Dataset: "population.criminal_record", Purpose: "minimum-living-allowance-review"}
 	_, err := f.svc.Open(context.Background(), hz, cmd)
 	xe, ok := err.(*exchange.Error)
 	if !ok || xe.Kind != exchange.PermissionDenied || len(xe.Reasons) == 0 || xe.Reasons[0].Code != "not_shared" {
