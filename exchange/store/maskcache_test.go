@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -120,4 +121,52 @@ func TestMaskCachePinsOnlyLiveSegments(t *testing.T) {
 		t.Fatal("nothing cached")
 	}
 	tbl.Close()
+}
+
+// TestMaskCacheLetsCompactedSegmentsGo: compaction drops segments whose rows are all
+// history; the cache must let those go too, and keep serving what masking anew gives
+// for the segments holding the copied rows.
+func TestMaskCacheLetsCompactedSegmentsGo(t *testing.T) {
+	mem := checked(t)
+	d := dataset(t, "population.person")
+	g := &gen{r: newRand(), d: d, keys: 500}
+	tbl := New(d, WithAllocator(mem), WithSegmentRows(256), WithHistory(300))
+	defer tbl.Close()
+	plain := New(d, WithAllocator(mem), WithSegmentRows(256), WithMaskCache(0))
+	defer plain.Close()
+	spec := Spec{Columns: []string{"id_number", "name"}, Masks: map[string]string{"id_number": mask.IDCard, "name": mask.Name}}
+	var off int64
+	for round := 0; round < 40; round++ {
+		cs := churnChanges(t, g, 400, &off, 0)
+		for _, x := range []*Table{tbl, plain} {
+			if err := x.Apply(cs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		snap, ref := tbl.Snapshot(), plain.Snapshot()
+		if got, want := scanRows(t, snap, spec), scanRows(t, ref, spec); !slices.Equal(got, want) {
+			t.Fatalf("round %d: the cached masked scan differs from masking anew", round)
+		}
+		snap.Release()
+		ref.Release()
+	}
+	if st := tbl.Stats(); st.Reclaimed == 0 || st.Copied == 0 {
+		t.Fatalf("stats %+v: no compaction happened", st)
+	}
+	tbl.mu.RLock()
+	live := map[*segment]bool{}
+	for _, s := range tbl.segs {
+		live[s.seg] = true
+	}
+	tbl.mu.RUnlock()
+	tbl.masks.mu.Lock()
+	defer tbl.masks.mu.Unlock()
+	for k := range tbl.masks.m {
+		if !live[k.seg] {
+			t.Errorf("the mask cache pins a segment compaction dropped")
+		}
+	}
+	if len(tbl.masks.m) == 0 {
+		t.Fatal("nothing cached")
+	}
 }

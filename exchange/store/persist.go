@@ -21,41 +21,55 @@ const (
 	colOffset     = "__offset"
 	colDeleted    = "__deleted"
 	metaPositions = "govx.store.positions"
+	metaHorizon   = "govx.store.horizon"
 	metaFormat    = "govx.store.format"
-	fileFormat    = "1"
+	// fileFormat 2 adds the horizon; a format 1 file was written before compaction
+	// reclaimed anything, so it reads as an empty horizon.
+	fileFormat = "2"
 )
 
 // FileName returns the name of a dataset's snapshot file in a directory.
 func FileName(datasetID string) string { return datasetID + ".arrow" }
 
-func fileSchema(t *Table, pos Cursor) (*arrow.Schema, error) {
+// cursorJSON renders a cursor as a JSON object from partition to offset, sorted.
+func cursorJSON(c Cursor) (string, error) {
+	ps := make(map[string]int64, len(c))
+	for p, o := range c {
+		ps[strconv.Itoa(int(p))] = o
+	}
+	b, err := json.Marshal(ps) // sorted keys: deterministic
+	return string(b), err
+}
+
+func fileSchema(t *Table, pos, horizon Cursor) (*arrow.Schema, error) {
 	fields := append(append([]arrow.Field(nil), t.schema.Fields()...),
 		arrow.Field{Name: colPartition, Type: arrow.PrimitiveTypes.Int32},
 		arrow.Field{Name: colOffset, Type: arrow.PrimitiveTypes.Int64},
 		arrow.Field{Name: colDeleted, Type: arrow.FixedWidthTypes.Boolean})
-	ps := make(map[string]int64, len(pos))
-	for p, o := range pos {
-		ps[strconv.Itoa(int(p))] = o
+	pj, err := cursorJSON(pos)
+	if err != nil {
+		return nil, err
 	}
-	pj, err := json.Marshal(ps) // sorted keys: deterministic
+	hj, err := cursorJSON(horizon)
 	if err != nil {
 		return nil, err
 	}
 	md := t.schema.Metadata()
-	keys := append(append([]string(nil), md.Keys()...), metaPositions, metaFormat)
-	vals := append(append([]string(nil), md.Values()...), string(pj), fileFormat)
+	keys := append(append([]string(nil), md.Keys()...), metaPositions, metaHorizon, metaFormat)
+	vals := append(append([]string(nil), md.Values()...), pj, hj, fileFormat)
 	m := arrow.NewMetadata(keys, vals)
 	return arrow.NewSchema(fields, &m), nil
 }
 
 // WriteTo writes this version to dir as one Arrow IPC file (FileName): the live rows,
-// the last row of each deleted key (so changes pulls after a restart still report
-// deletes), each row's topic position, and the positions to resume from. The file is
+// the last row of each deleted key still kept (so changes pulls after a restart still
+// report deletes), each row's topic position, the positions to resume from, and the
+// horizon (so cursors too old stay refused). The file is
 // written under a temporary name, synced and renamed, so a crash leaves the previous
 // file whole.
 func (s *Snapshot) WriteTo(dir string) (err error) {
 	t := s.t
-	sch, err := fileSchema(t, s.pos)
+	sch, err := fileSchema(t, s.pos, s.horizon)
 	if err != nil {
 		return err
 	}
@@ -140,13 +154,13 @@ func (s *Snapshot) WriteTo(dir string) (err error) {
 		if _, _, live := s.find(tb.key); live {
 			continue
 		}
-		j := segFor(s.segs, viewStart, tb.row)
+		j := segAt(s.segs, viewSeg, tb.row)
 		d := bySeg[j]
 		if d == nil {
 			d = &dead{}
 			bySeg[j] = d
 		}
-		d.idx = append(d.idx, tb.row-s.segs[j].seg.start)
+		d.idx = append(d.idx, int32(tb.row-s.segs[j].seg.start))
 		d.part = append(d.part, tb.part)
 		d.off = append(d.off, tb.off)
 	}
@@ -214,8 +228,9 @@ func (t *Table) load(f *os.File, path string) error {
 	if v, _ := md.GetValue(schemas.MetaVersion); v != strconv.Itoa(t.d.Version) {
 		return stale("schema version " + v)
 	}
-	if v, _ := md.GetValue(metaFormat); v != fileFormat {
-		return stale("file format " + v)
+	format, _ := md.GetValue(metaFormat)
+	if format != fileFormat && format != "1" {
+		return stale("file format " + format)
 	}
 	if sch.NumFields() != nf+3 {
 		return stale("field count")
@@ -226,17 +241,28 @@ func (t *Table) load(f *os.File, path string) error {
 			return stale("field " + a.Name)
 		}
 	}
-	pj, _ := md.GetValue(metaPositions)
-	var ps map[string]int64
-	if err := json.Unmarshal([]byte(pj), &ps); err != nil {
-		return stale("positions")
-	}
-	for p, o := range ps {
-		n, err := strconv.ParseInt(p, 10, 32)
-		if err != nil {
-			return stale("positions")
+	readCursor := func(key string, into Cursor) error {
+		j, _ := md.GetValue(key)
+		var ps map[string]int64
+		if err := json.Unmarshal([]byte(j), &ps); err != nil {
+			return stale(key)
 		}
-		t.pos[int32(n)] = o
+		for p, o := range ps {
+			n, err := strconv.ParseInt(p, 10, 32)
+			if err != nil {
+				return stale(key)
+			}
+			into[int32(n)] = o
+		}
+		return nil
+	}
+	if err := readCursor(metaPositions, t.pos); err != nil {
+		return err
+	}
+	if format != "1" {
+		if err := readCursor(metaHorizon, t.horizon); err != nil {
+			return err
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -251,7 +277,7 @@ func (t *Table) load(f *os.File, path string) error {
 			return fmt.Errorf("store: reading %s: %v", path, err)
 		}
 	}
-	t.tail.start = t.nrows
+	t.tail.start = t.next
 	return nil
 }
 
@@ -267,9 +293,10 @@ func (t *Table) loadBatch(rec arrow.Record, nf int) error {
 		return errors.New("bad position columns")
 	}
 	data := array.NewRecord(t.schema, rec.Columns()[:nf], int64(n))
-	seg := &segment{rec: data, start: t.nrows, n: n,
+	seg := &segment{rec: data, start: t.next, n: n,
 		part: append([]int32(nil), part.Int32Values()...),
-		off:  append([]int64(nil), off.Int64Values()...)}
+		off:  append([]int64(nil), off.Int64Values()...),
+		prev: make([]int64, n)}
 	seg.refs.Store(1)
 	var keys []string
 	if t.keyCol < 0 {
@@ -290,25 +317,25 @@ func (t *Table) loadBatch(rec arrow.Record, nf int) error {
 	t.setKeys(seg, keys)
 	st := &segState{seg: seg, del: make([]uint64, (n+63)/64)}
 	t.segs = append(t.segs, st)
-	t.tail.start = t.nrows + int32(n) // rowKey must find these rows in segs, not the tail
+	t.tail.start = t.next + int64(n) // rowKey must find these rows in segs, not the tail
 	for i := 0; i < n; i++ {
-		row := t.nrows + int32(i)
+		row := t.next + int64(i)
 		key := seg.keys.Value(i)
-		old := int32(-1)
+		old := int64(-1)
 		if del.Value(i) {
-			st.del[i/64] |= 1 << (i % 64)
-			st.ndel++
+			st.kill(i)
+			st.death.note(0, seg.part[i], seg.off[i])
 			t.tombs = append(t.tombs, tomb{key: key, part: seg.part[i], off: seg.off[i], row: row})
 		} else {
 			old = t.idx.upsert(t.hash(key), key, row, t.rowKey)
 			if old >= 0 && !t.deleted(old) {
-				t.markDeleted(old)
+				t.markDeleted(old, seg.part[i], seg.off[i])
 				t.live--
 			}
 			t.live++
 		}
-		t.prev = append(t.prev, old)
+		seg.prev[i] = old
 	}
-	t.nrows += int32(n)
+	t.next += int64(n)
 	return nil
 }

@@ -216,15 +216,21 @@ func (s *Snapshot) Count(ctx context.Context, filters []exchange.Filter) (int64,
 // version, with the op column first: an upsert carries the row, a delete only its key
 // columns (others null). Filters apply to a delete as to the row's last version, so a
 // consumer learns only of deletes of rows it could read. A key changed several times
-// appears once, in its final state. This snapshot's Cursor is the next since.
+// appears once, in its final state. This snapshot's Cursor is the next since. A cursor
+// from before history the table reclaimed gets an error of code cursor_too_old
+// (ErrCursorTooOld) before any row is yielded.
 func (s *Snapshot) Changes(ctx context.Context, since Cursor, spec Spec, fn func(arrow.Record) error) error {
 	p, err := s.t.plan(spec, true)
 	if err != nil {
 		return err
 	}
+	if err := s.checkSince(since); err != nil {
+		return err
+	}
 	after := func(part int32, off int64) bool { return off >= since[part] }
+	asOf := s.versionsAsOf(after)
 	// Deletes, as row ids of the versions to report (filtered on those versions).
-	var deletes []int32
+	var deletes []int64
 	var buf []uint64
 	for i := range s.segs {
 		if err := ctx.Err(); err != nil {
@@ -245,8 +251,8 @@ func (s *Snapshot) Changes(ctx context.Context, since Cursor, spec Spec, fn func
 			// see it, and gets a delete for it.
 			for w := range changed {
 				for left := changed[w] &^ passing[w]; left != 0; left &= left - 1 {
-					row := v.seg.start + int32(w*64+bits.TrailingZeros64(left))
-					if old := s.versionAsOf(row, after); old >= 0 {
+					row := v.seg.start + int64(w*64+bits.TrailingZeros64(left))
+					if old := asOf(row); old >= 0 {
 						deletes = append(deletes, old)
 					}
 				}
@@ -265,13 +271,13 @@ func (s *Snapshot) Changes(ctx context.Context, since Cursor, spec Spec, fn func
 			continue // deleted, then inserted again: an upsert above
 		}
 		row := s.tombs[i].row
-		seg := s.segs[segFor(s.segs, viewStart, row)].seg
+		seg := s.segs[segAt(s.segs, viewSeg, row)].seg
 		if after(seg.part[row-seg.start], seg.off[row-seg.start]) {
 			// The deleted version was itself written after since: the caller holds the
 			// version before it, if any, and the delete is filtered on that one (a row
 			// that left the scope and was then deleted is still reported). A key born
 			// after since is filtered on its last version: a harmless extra delete.
-			if old := s.versionAsOf(row, after); old >= 0 {
+			if old := asOf(row); old >= 0 {
 				row = old
 			}
 		}
@@ -282,11 +288,11 @@ func (s *Snapshot) Changes(ctx context.Context, since Cursor, spec Spec, fn func
 
 // emitDeletes yields, as deletes, the given row versions that pass the plan's filter:
 // a consumer learns only of deletes of rows it could read.
-func (s *Snapshot) emitDeletes(ctx context.Context, rows []int32, p *plan, fn func(arrow.Record) error) error {
+func (s *Snapshot) emitDeletes(ctx context.Context, rows []int64, p *plan, fn func(arrow.Record) error) error {
 	bySeg := map[int][]int32{}
 	for _, row := range rows {
-		j := segFor(s.segs, viewStart, row)
-		bySeg[j] = append(bySeg[j], row-s.segs[j].seg.start)
+		j := segAt(s.segs, viewSeg, row)
+		bySeg[j] = append(bySeg[j], int32(row-s.segs[j].seg.start))
 	}
 	for i := range s.segs {
 		if len(bySeg[i]) == 0 {
@@ -431,22 +437,39 @@ func (s *Snapshot) CountChanges(ctx context.Context, since Cursor, filters []exc
 	return n, err
 }
 
-// versionAsOf returns the row id of the version of row's key that was current at
-// since (the newest older version not written after since), or -1.
-func (s *Snapshot) versionAsOf(row int32, after func(int32, int64) bool) int32 {
-	t := s.t
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	for r := t.prev[row]; r >= 0; r = t.prev[r] {
-		j := segFor(s.segs, viewStart, r)
-		if j < 0 {
-			return -1
-		}
-		seg := s.segs[j].seg
-		i := r - seg.start
-		if !after(seg.part[i], seg.off[i]) {
+// versionsAsOf returns a function giving, for a row, the row id of the version of its
+// key that was current at since (the newest older version not written after since), or
+// -1 when there was none: the key did not exist or was deleted then. It walks the
+// versions this snapshot holds. One it does not hold was reclaimed, which checkSince
+// allows only for rows that died before since; and a version that died by being
+// superseded died when its successor, found after since by the walk, was written. So a
+// reclaimed one was deleted before since, and the key did not exist at since.
+func (s *Snapshot) versionsAsOf(after func(int32, int64) bool) func(row int64) int64 {
+	var deletedAt map[int64]int // row -> its tombstone, built on first use
+	return func(row int64) int64 {
+		v := s.segs[segAt(s.segs, viewSeg, row)].seg
+		for r := v.prev[row-v.start]; r >= 0; {
+			j := segAt(s.segs, viewSeg, r)
+			if j < 0 {
+				return -1
+			}
+			seg := s.segs[j].seg
+			i := r - seg.start
+			if after(seg.part[i], seg.off[i]) {
+				r = seg.prev[i]
+				continue
+			}
+			if deletedAt == nil {
+				deletedAt = make(map[int64]int, len(s.tombs))
+				for k, tb := range s.tombs {
+					deletedAt[tb.row] = k
+				}
+			}
+			if k, ok := deletedAt[r]; ok && !after(s.tombs[k].part, s.tombs[k].off) {
+				return -1 // deleted before since
+			}
 			return r
 		}
+		return -1
 	}
-	return -1
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -13,13 +14,15 @@ import (
 // Snapshot is one consistent, immutable version of a table. It is safe for concurrent
 // use; Release it when done (its segments are freed when the last holder lets go).
 type Snapshot struct {
-	t     *Table
-	refs  atomic.Int32
-	segs  []segView
-	rows  int32 // row ids below rows belong to this version
-	live  int
-	pos   Cursor
-	tombs []tomb
+	t       *Table
+	refs    atomic.Int32
+	segs    []segView
+	rows    int64 // rows written before this version have ids below rows
+	live    int
+	pos     Cursor
+	tombs   []tomb
+	era     int64  // the table's compactions before this version
+	horizon Cursor // a changes pull from before it is too old
 }
 
 // segView is a segment as one version sees it.
@@ -29,7 +32,7 @@ type segView struct {
 	ndel int
 }
 
-func viewStart(v segView) int32 { return v.seg.start }
+func viewSeg(v segView) *segment { return v.seg }
 
 func (v *segView) deleted(i int) bool { return v.del[i/64]&(1<<(i%64)) != 0 }
 
@@ -40,6 +43,7 @@ func (s *Snapshot) Release() {
 			v.seg.release()
 		}
 		s.segs = nil
+		s.t.unregister(s.era)
 	}
 }
 
@@ -71,20 +75,21 @@ func (s *Snapshot) Lookup(key string) (map[string]any, bool) {
 func (s *Snapshot) find(key string) (*segView, int, bool) {
 	t := s.t
 	t.mu.RLock()
-	row := int32(-1)
+	row := int64(-1)
 	if !t.closed {
 		row = t.idx.lookup(t.hash(key), key, t.rowKey)
-		// Versions newer than the snapshot: walk back to the one it holds.
+		// Rows written after the snapshot (new versions, compaction's copies): walk
+		// back to the one it holds.
 		for row >= s.rows {
-			row = t.prev[row]
+			row = t.before(row)
 		}
 	}
 	t.mu.RUnlock()
 	if row < 0 {
 		return nil, 0, false
 	}
-	j := segFor(s.segs, viewStart, row)
-	if j < 0 {
+	j := segAt(s.segs, viewSeg, row)
+	if j < 0 { // the key's last row was reclaimed before this version: deleted
 		return nil, 0, false
 	}
 	v := &s.segs[j]
@@ -93,6 +98,31 @@ func (s *Snapshot) find(key string) (*segView, int, bool) {
 		return nil, 0, false
 	}
 	return v, i, true
+}
+
+// ErrCursorTooOld is the cause of the error a changes pull gets when the deletes or
+// versions it would need were reclaimed: the caller must pull in full again.
+var ErrCursorTooOld = errors.New("store: the cursor is older than the history the table keeps")
+
+// errCursorTooOld is ErrCursorTooOld for the edges, with its stable code.
+func errCursorTooOld() error {
+	return &exchange.Error{Kind: exchange.Invalid, Code: "cursor_too_old",
+		Message: "the since cursor is older than the changes the exchange still keeps (deletes are kept for a while, not forever); pull again in full, without since, and continue from the cursor that pull returns",
+		Err:     ErrCursorTooOld}
+}
+
+// checkSince refuses a cursor from before the horizon: deletes after it may have been
+// reclaimed. The empty cursor is a pull from nothing held, which needs no delete.
+func (s *Snapshot) checkSince(since Cursor) error {
+	if len(since) == 0 {
+		return nil
+	}
+	for p, h := range s.horizon {
+		if since[p] < h {
+			return errCursorTooOld()
+		}
+	}
+	return nil
 }
 
 // Cursor is a position in a dataset's topic: per partition, the next offset to read.

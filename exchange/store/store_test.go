@@ -385,7 +385,8 @@ func TestPersistenceRoundTrip(t *testing.T) {
 		d := dataset(t, id)
 		r := rand.New(rand.NewPCG(5, 5))
 		g := &gen{r: r, d: d, keys: 300}
-		tbl := New(d, WithAllocator(mem), WithSegmentRows(100))
+		// The middle cursor is 500 changes back: keep that much history.
+		tbl := New(d, WithAllocator(mem), WithSegmentRows(100), WithHistory(1000))
 		m := model{}
 		var cs []Change
 		for off := range int64(1500) {
@@ -418,7 +419,7 @@ func TestPersistenceRoundTrip(t *testing.T) {
 		positions := tbl.Positions()
 		tbl.Close()
 
-		re, err := Open(d, dir, WithAllocator(mem), WithSegmentRows(100))
+		re, err := Open(d, dir, WithAllocator(mem), WithSegmentRows(100), WithHistory(1000))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,11 @@ const DefaultSegmentRows = 65536
 // snapshots wait at most for one chunk, not for a whole ingest batch.
 const applyChunk = 512
 
+// DefaultGarbageRatio is the share of dead row versions at which compaction moves a
+// segment's live rows out (WithGarbageRatio); Kafka's log cleaner starts at the same
+// share (min.cleanable.dirty.ratio).
+const DefaultGarbageRatio = 0.5
+
 // Change is one record from the dataset's topic.
 type Change struct {
 	// Key is the Kafka key (schemas.Dataset.RecordKey). For an upsert it may be empty;
@@ -69,6 +74,34 @@ func (e *ChangeError) Error() string {
 	return b.String()
 }
 
+// ErrTableFull is why Apply stops when the table has no row id left for an upsert.
+var ErrTableFull = errors.New("store: the table is full (no row id left)")
+
+// ErrClosed is why Apply stops on a closed table.
+var ErrClosed = errors.New("store: the table is closed")
+
+// ApplyError reports that Apply stopped at a change for a reason of the table's, not of
+// the record's (Err is ErrTableFull or ErrClosed): that change and every later one of
+// the batch were not applied, and Positions stay before it, so a retry or a restart
+// reads it again. Skipped lists the invalid changes before it, passed as a *ChangeError
+// would. It is not a *ChangeError: an ingest must stop the dataset, not move on.
+type ApplyError struct {
+	Partition int32
+	Offset    int64
+	Err       error
+	Skipped   []FailedChange
+}
+
+func (e *ApplyError) Error() string {
+	msg := fmt.Sprintf("store: stopped at partition %d offset %d, not applied: %v", e.Partition, e.Offset, e.Err)
+	if len(e.Skipped) > 0 {
+		msg += fmt.Sprintf(" (%d invalid change(s) before it skipped)", len(e.Skipped))
+	}
+	return msg
+}
+
+func (e *ApplyError) Unwrap() error { return e.Err }
+
 // Option configures a Table.
 type Option func(*Table)
 
@@ -89,8 +122,35 @@ func WithSegmentRows(n int) Option {
 	}
 }
 
+// WithGarbageRatio sets the share of dead row versions (superseded or deleted) in a
+// segment at which compaction copies its live rows into a new segment, so that the
+// segment can be dropped once the history it holds is no longer kept (default
+// DefaultGarbageRatio; r must be in (0, 1]).
+func WithGarbageRatio(r float64) Option {
+	return func(t *Table) {
+		if r > 0 && r <= 1 {
+			t.ratio = r
+		}
+	}
+}
+
+// WithHistory sets how many of the latest changes the table keeps the history of: the
+// versions they superseded and the rows they deleted. A changes pull from a cursor
+// within them gets every delete and every row that left its scope; from an older
+// cursor whose history was reclaimed it is refused (ErrCursorTooOld). The default, 0,
+// keeps as many changes as the table has live rows (at least the segment size), which
+// bounds the table to a few times its live rows under any churn.
+func WithHistory(changes int) Option {
+	return func(t *Table) {
+		if changes > 0 {
+			t.history = changes
+		}
+	}
+}
+
 // Table is one dataset's materialized state. Apply is for the one ingest goroutine of
-// the dataset; Snapshot, Positions and Len may be called from any goroutine.
+// the dataset (concurrent calls are serialized); Snapshot, Positions, Len and Stats may
+// be called from any goroutine.
 type Table struct {
 	d         *schemas.Dataset
 	schema    *arrow.Schema
@@ -99,33 +159,66 @@ type Table struct {
 	keyCol    int // the key column when the key is one string field, else -1
 	regionCol int // a region-code column, the address mask's hint, or -1
 	seed      maphash.Seed
+	ratio     float64 // WithGarbageRatio
+	history   int     // WithHistory; 0: as many changes as there are live rows
 
-	mu     sync.RWMutex
-	segs   []*segState
-	tail   tail
-	idx    index
-	prev   []int32 // by row id: the previous version of the row's key, or -1
-	nrows  int32
-	live   int
-	pos    map[int32]int64
-	tombs  []tomb
-	dirty  bool
-	cached *Snapshot
-	closed bool
-	masks  maskCache
+	// applyMu makes Apply and compaction the table's only writer, so a compaction can
+	// copy rows outside mu knowing that nothing but Snapshot's seal changes meanwhile.
+	applyMu sync.Mutex
+
+	mu      sync.RWMutex
+	segs    []*segState // by start; compaction leaves gaps in the row ids
+	tail    tail
+	idx     index
+	next    int64 // the next row id; ids are never reused
+	maxRow  int64 // row ids end here: an upsert beyond is refused with ErrTableFull
+	seq     int64 // changes applied, the clock of deaths and of the history kept
+	live    int
+	pos     map[int32]int64
+	tombs   []tomb
+	horizon Cursor // per partition: deletes and versions before it were reclaimed
+	dirty   bool
+	cached  *Snapshot
+	closed  bool
+	masks   maskCache
+	stats   Stats
+
+	// Compaction. A snapshot walks from a key's latest row back to the row it holds
+	// (Snapshot.find), through rows written after it; the chain of rows that compaction
+	// dropped or copied is kept until no snapshot older than that compaction is left.
+	era        int64                 // compactions so far; a snapshot records the era it was taken in
+	ghosts     []ghost               // dropped segments' links, by start
+	pending    map[int64]pendingHead // dropped last rows of deleted keys the index still names
+	compacting bool                  // rows are being copied outside mu: do not merge segments
+
+	snapMu sync.Mutex
+	eras   map[int64]int // unreleased snapshots by era
 }
 
-// segment is an immutable run of rows [start, start+n): Arrow columns plus each row's
-// position in the topic. Snapshots share segments and count references to them.
+// Stats describes what a table holds, for operators and tests.
+type Stats struct {
+	Live     int   // live rows
+	Rows     int64 // row versions held: live rows, the history kept, and garbage not yet reclaimed
+	Segments int
+	// Copied counts the live rows compaction moved out of sparse segments, Reclaimed
+	// the row versions it freed, since the table was created.
+	Copied    int64
+	Reclaimed int64
+}
+
+// segment is an immutable run of rows with ids [start, start+n): Arrow columns plus each
+// row's position in the topic and the previous version of its key. Snapshots share
+// segments and count references to them.
 type segment struct {
 	refs    atomic.Int32
 	rec     arrow.Record
 	keys    *array.String // each row's key text
 	ownKeys bool          // keys is not a column of rec
-	start   int32
+	start   int64
 	n       int
 	part    []int32
 	off     []int64
+	prev    []int64 // the row id of the key's previous version (maybe reclaimed), or -1
 }
 
 func (s *segment) retain() { s.refs.Add(1) }
@@ -146,6 +239,70 @@ type segState struct {
 	del    []uint64
 	ndel   int
 	shared bool
+	death  deathLog
+	// src names, for rows compaction copied here, the row each was copied from (-1 for
+	// the others): snapshots older than the copy hold that row instead. It is dropped
+	// (nil) once no such snapshot is left.
+	src    []int64
+	srcEra int64
+}
+
+func (st *segState) dead(i int) bool { return st.del[i/64]&(1<<(i%64)) != 0 }
+
+// kill marks row i of the segment deleted, copying a bitmap a snapshot holds first.
+func (st *segState) kill(i int) {
+	if st.shared {
+		st.del = slices.Clone(st.del)
+		st.shared = false
+	}
+	st.del[i/64] |= 1 << (i % 64)
+	st.ndel++
+}
+
+// deathLog records the latest change that killed a row of a segment: its number (the
+// table's seq) and, per partition, its offset. A segment with no live row is dropped
+// once that change is older than the history kept; cursors before those offsets then
+// become too old. Rows compaction copied elsewhere die without an entry: nothing is lost.
+type deathLog struct {
+	last int64
+	pos  map[int32]int64
+}
+
+func (d *deathLog) note(seq int64, part int32, off int64) {
+	d.last = seq
+	if d.pos == nil {
+		d.pos = map[int32]int64{}
+	}
+	if o, ok := d.pos[part]; !ok || off > o {
+		d.pos[part] = off
+	}
+}
+
+func (d *deathLog) merge(o deathLog) {
+	d.last = max(d.last, o.last)
+	for p, off := range o.pos {
+		if d.pos == nil {
+			d.pos = map[int32]int64{}
+		}
+		if cur, ok := d.pos[p]; !ok || off > cur {
+			d.pos[p] = off
+		}
+	}
+}
+
+// ghost is a dropped segment's links, kept while a snapshot older than the drop may
+// walk through its rows.
+type ghost struct {
+	st  *segState
+	era int64
+}
+
+// pendingHead is a deleted key's last row, dropped by compaction while older snapshots
+// may still look the key up: the index keeps naming it until they are released.
+type pendingHead struct {
+	key string
+	h   uint64
+	era int64
 }
 
 // tail is the mutable end of the table, in Go slices.
@@ -154,8 +311,10 @@ type tail struct {
 	keys  []string
 	part  []int32
 	off   []int64
+	prev  []int64
 	del   []uint64
-	start int32
+	death deathLog
+	start int64
 	n     int
 }
 
@@ -165,7 +324,7 @@ type tomb struct {
 	key  string
 	part int32
 	off  int64
-	row  int32
+	row  int64
 }
 
 // New returns an empty table for dataset d.
@@ -178,9 +337,14 @@ func New(d *schemas.Dataset, opts ...Option) *Table {
 		keyCol:    -1,
 		regionCol: -1,
 		seed:      maphash.MakeSeed(),
+		ratio:     DefaultGarbageRatio,
+		maxRow:    math.MaxInt64,
 		pos:       map[int32]int64{},
+		horizon:   Cursor{},
 		dirty:     true,
 		masks:     maskCache{limit: DefaultMaskCacheBytes},
+		pending:   map[int64]pendingHead{},
+		eras:      map[int64]int{},
 	}
 	for _, o := range opts {
 		o(t)
@@ -223,6 +387,20 @@ func (t *Table) Len() int {
 	return t.live
 }
 
+// Stats returns what the table holds now.
+func (t *Table) Stats() Stats {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	s := t.stats
+	s.Live = t.live
+	s.Segments = len(t.segs)
+	s.Rows = int64(t.tail.n)
+	for _, st := range t.segs {
+		s.Rows += int64(st.seg.n)
+	}
+	return s
+}
+
 // Positions returns, per partition, the next offset to consume (the offset of the last
 // change applied plus one, as Kafka commits offsets): an ingest resumes there.
 func (t *Table) Positions() map[int32]int64 {
@@ -250,7 +428,8 @@ func (t *Table) Close() {
 	for _, s := range t.segs {
 		s.seg.release()
 	}
-	t.segs = nil
+	t.segs, t.ghosts = nil, nil
+	clear(t.pending)
 	t.masks.purge()
 }
 
@@ -263,14 +442,17 @@ func (t *Table) segRegions(seg *segment) *array.String {
 	return r
 }
 
-// errClosed is returned by Apply on a closed table.
-var errClosed = errors.New("store: the table is closed")
-
 // Apply applies changes in order: upserts by key, deletes on tombstones, and records
 // each partition's position. A change at an offset below its partition's position was
 // applied before (a replay after restart) and is skipped, so replays are idempotent.
-// Changes that cannot be stored are skipped and returned in a *ChangeError.
+// Changes that cannot be stored (the record's fault) are skipped, their positions
+// passed, and returned in a *ChangeError. When the table itself cannot take a change
+// (ErrTableFull, ErrClosed) Apply stops there and returns an *ApplyError: that change
+// and the rest of the batch are not applied and Positions stay before it, so nothing
+// is skipped.
 func (t *Table) Apply(changes []Change) error {
+	t.applyMu.Lock()
+	defer t.applyMu.Unlock()
 	nf := len(t.d.Fields)
 	cells := make([]cell, applyChunk*nf)
 	keys := make([]string, applyChunk)
@@ -297,8 +479,9 @@ func (t *Table) Apply(changes []Change) error {
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()
-			return errClosed
+			return &ApplyError{Partition: chunk[0].Partition, Offset: chunk[0].Offset, Err: ErrClosed, Skipped: failed}
 		}
+		applied := 0
 		for j := range chunk {
 			c := &chunk[j]
 			if p, seen := t.pos[c.Partition]; seen && c.Offset < p {
@@ -307,8 +490,9 @@ func (t *Table) Apply(changes []Change) error {
 			if c.Offset < 0 || c.Offset == math.MaxInt64 {
 				errs[j] = fmt.Errorf("offset %d is out of range", c.Offset)
 			}
-			if errs[j] == nil && t.nrows == math.MaxInt32 {
-				errs[j] = errors.New("the table is full (2³¹ row versions); restart the exchange to compact it")
+			if errs[j] == nil && c.Record != nil && t.next >= t.maxRow {
+				t.mu.Unlock()
+				return &ApplyError{Partition: c.Partition, Offset: c.Offset, Err: ErrTableFull, Skipped: failed}
 			}
 			if errs[j] != nil {
 				failed = append(failed, FailedChange{c.Partition, c.Offset, c.Key, errs[j]})
@@ -321,8 +505,10 @@ func (t *Table) Apply(changes []Change) error {
 				t.pos[c.Partition] = c.Offset + 1
 			}
 			t.dirty = true
+			applied++
 		}
 		t.mu.Unlock()
+		t.compact(applied)
 	}
 	if failed != nil {
 		return &ChangeError{Failed: failed}
@@ -366,10 +552,11 @@ func (t *Table) hash(key string) uint64 { return maphash.String(t.seed, key) }
 
 func (t *Table) upsertLocked(key string, cells []cell, part int32, off int64) {
 	h := t.hash(key)
-	row := t.nrows
+	row := t.next
 	old := t.idx.upsert(h, key, row, t.rowKey)
+	t.seq++
 	if old >= 0 && !t.deleted(old) {
-		t.markDeleted(old)
+		t.markDeleted(old, part, off)
 		t.live--
 	}
 	tl := &t.tail
@@ -379,12 +566,12 @@ func (t *Table) upsertLocked(key string, cells []cell, part int32, off int64) {
 	tl.keys = append(tl.keys, key)
 	tl.part = append(tl.part, part)
 	tl.off = append(tl.off, off)
+	tl.prev = append(tl.prev, old)
 	if tl.n%64 == 0 {
 		tl.del = append(tl.del, 0)
 	}
 	tl.n++
-	t.prev = append(t.prev, old)
-	t.nrows++
+	t.next++
 	t.live++
 	if tl.n >= t.segRows {
 		t.sealLocked()
@@ -396,51 +583,65 @@ func (t *Table) deleteLocked(key string, part int32, off int64) {
 	if row < 0 || t.deleted(row) {
 		return // never seen, or already deleted: nothing a consumer could hold
 	}
-	t.markDeleted(row)
+	t.seq++
+	t.markDeleted(row, part, off)
 	t.live--
 	t.tombs = append(t.tombs, tomb{key: key, part: part, off: off, row: row})
 }
 
-// segFor returns the index of the segment in segs holding row.
-func segFor[S any](segs []S, start func(S) int32, row int32) int {
-	return sort.Search(len(segs), func(i int) bool { return start(segs[i]) > row }) - 1
+// segAt returns the index of the segment in segs holding row, or -1 (a gap compaction
+// left, or beyond the last).
+func segAt[S any](segs []S, seg func(S) *segment, row int64) int {
+	j := sort.Search(len(segs), func(i int) bool { return seg(segs[i]).start > row }) - 1
+	if j < 0 || row >= seg(segs[j]).start+int64(seg(segs[j]).n) {
+		return -1
+	}
+	return j
 }
 
-func stateStart(s *segState) int32 { return s.seg.start }
+func stateSeg(s *segState) *segment { return s.seg }
 
-// rowKey returns the key of a row of the current version (for index collisions).
-func (t *Table) rowKey(row int32) string {
+// rowKey returns the key of a row the index names (for hash collisions).
+func (t *Table) rowKey(row int64) string {
 	if row >= t.tail.start {
 		return t.tail.keys[row-t.tail.start]
 	}
-	s := t.segs[segFor(t.segs, stateStart, row)].seg
-	return s.keys.Value(int(row - s.start))
+	if j := segAt(t.segs, stateSeg, row); j >= 0 {
+		s := t.segs[j].seg
+		return s.keys.Value(int(row - s.start))
+	}
+	if p, ok := t.pending[row]; ok {
+		return p.key
+	}
+	panic(fmt.Sprintf("store: the key index names row %d, which the table does not hold", row))
 }
 
-func (t *Table) deleted(row int32) bool {
+// deleted reports whether a row of the current version is dead; a row compaction
+// reclaimed is.
+func (t *Table) deleted(row int64) bool {
 	if row >= t.tail.start {
 		i := row - t.tail.start
 		return t.tail.del[i/64]&(1<<(i%64)) != 0
 	}
-	s := t.segs[segFor(t.segs, stateStart, row)]
-	i := row - s.seg.start
-	return s.del[i/64]&(1<<(i%64)) != 0
+	j := segAt(t.segs, stateSeg, row)
+	if j < 0 {
+		return true
+	}
+	return t.segs[j].dead(int(row - t.segs[j].seg.start))
 }
 
-func (t *Table) markDeleted(row int32) {
+// markDeleted kills a live row of the current version; the change at (part, off)
+// killed it.
+func (t *Table) markDeleted(row int64, part int32, off int64) {
 	if row >= t.tail.start {
 		i := row - t.tail.start
 		t.tail.del[i/64] |= 1 << (i % 64)
+		t.tail.death.note(t.seq, part, off)
 		return
 	}
-	s := t.segs[segFor(t.segs, stateStart, row)]
-	if s.shared {
-		s.del = slices.Clone(s.del)
-		s.shared = false
-	}
-	i := row - s.seg.start
-	s.del[i/64] |= 1 << (i % 64)
-	s.ndel++
+	st := t.segs[segAt(t.segs, stateSeg, row)]
+	st.kill(int(row - st.seg.start))
+	st.death.note(t.seq, part, off)
 }
 
 // sealLocked turns the tail into an immutable segment and merges small segments.
@@ -458,17 +659,18 @@ func (t *Table) sealLocked() {
 	for _, c := range cols {
 		c.Release()
 	}
-	seg := &segment{rec: rec, start: tl.start, n: tl.n, part: slices.Clone(tl.part), off: slices.Clone(tl.off)}
+	seg := &segment{rec: rec, start: tl.start, n: tl.n, part: slices.Clone(tl.part), off: slices.Clone(tl.off), prev: slices.Clone(tl.prev)}
 	seg.refs.Store(1)
 	t.setKeys(seg, tl.keys)
 	ndel := 0
 	for _, w := range tl.del {
 		ndel += bits.OnesCount64(w)
 	}
-	t.segs = append(t.segs, &segState{seg: seg, del: slices.Clone(tl.del), ndel: ndel})
-	tl.start += int32(tl.n)
+	t.segs = append(t.segs, &segState{seg: seg, del: slices.Clone(tl.del), ndel: ndel, death: tl.death})
+	tl.start += int64(tl.n)
 	tl.n = 0
-	tl.keys, tl.part, tl.off, tl.del = tl.keys[:0], tl.part[:0], tl.off[:0], tl.del[:0]
+	tl.keys, tl.part, tl.off, tl.prev, tl.del = tl.keys[:0], tl.part[:0], tl.off[:0], tl.prev[:0], tl.del[:0]
+	tl.death = deathLog{}
 	t.mergeSmall()
 }
 
@@ -485,12 +687,14 @@ func (t *Table) setKeys(seg *segment, keys []string) {
 }
 
 // mergeSmall merges the last two segments while the last is at least half the size of
-// the one before and both fit in one segment: snapshots seal small tails, and this
-// keeps their number logarithmic (each row is copied O(log segRows) times).
+// the one before, both fit in one segment and their row ids are adjacent: snapshots
+// seal small tails, and this keeps their number logarithmic (each row is copied
+// O(log segRows) times). Row ids stay as they are, so snapshots holding the old
+// segments and the index agree with the merged one.
 func (t *Table) mergeSmall() {
-	for len(t.segs) >= 2 {
+	for len(t.segs) >= 2 && !t.compacting {
 		a, b := t.segs[len(t.segs)-2], t.segs[len(t.segs)-1]
-		if b.seg.n*2 < a.seg.n || a.seg.n+b.seg.n > t.segRows {
+		if b.seg.n*2 < a.seg.n || a.seg.n+b.seg.n > t.segRows || a.seg.start+int64(a.seg.n) != b.seg.start {
 			return
 		}
 		cols := make([]arrow.Array, len(t.d.Fields))
@@ -508,7 +712,8 @@ func (t *Table) mergeSmall() {
 		}
 		seg := &segment{rec: rec, start: a.seg.start, n: n,
 			part: append(slices.Clone(a.seg.part), b.seg.part...),
-			off:  append(slices.Clone(a.seg.off), b.seg.off...)}
+			off:  append(slices.Clone(a.seg.off), b.seg.off...),
+			prev: append(slices.Clone(a.seg.prev), b.seg.prev...)}
 		seg.refs.Store(1)
 		if t.keyCol >= 0 {
 			seg.keys = rec.Column(t.keyCol).(*array.String)
@@ -519,17 +724,34 @@ func (t *Table) mergeSmall() {
 		del := make([]uint64, (n+63)/64)
 		copy(del, a.del)
 		for i := 0; i < b.seg.n; i++ {
-			if b.del[i/64]&(1<<(i%64)) != 0 {
+			if b.dead(i) {
 				j := a.seg.n + i
 				del[j/64] |= 1 << (j % 64)
 			}
+		}
+		st := &segState{seg: seg, del: del, ndel: a.ndel + b.ndel, death: a.death, srcEra: max(a.srcEra, b.srcEra)}
+		st.death.merge(b.death)
+		if a.src != nil || b.src != nil {
+			st.src = append(srcOrNone(a), srcOrNone(b)...)
 		}
 		t.masks.dropSegment(a.seg)
 		t.masks.dropSegment(b.seg)
 		a.seg.release()
 		b.seg.release()
-		t.segs = append(t.segs[:len(t.segs)-2], &segState{seg: seg, del: del, ndel: a.ndel + b.ndel})
+		t.segs = append(t.segs[:len(t.segs)-2], st)
 	}
+}
+
+// srcOrNone returns a segment's copy sources, or -1 for each row when none are kept.
+func srcOrNone(st *segState) []int64 {
+	if st.src != nil {
+		return slices.Clone(st.src)
+	}
+	src := make([]int64, st.seg.n)
+	for i := range src {
+		src[i] = -1
+	}
+	return src
 }
 
 // Snapshot returns the table's current version, consistent and immutable: later
@@ -543,7 +765,7 @@ func (t *Table) Snapshot() *Snapshot {
 		return t.cached
 	}
 	t.sealLocked()
-	s := &Snapshot{t: t, rows: t.nrows, live: t.live, tombs: t.tombs[:len(t.tombs):len(t.tombs)]}
+	s := &Snapshot{t: t, rows: t.next, live: t.live, tombs: t.tombs[:len(t.tombs):len(t.tombs)], era: t.era, horizon: t.horizon.clone()}
 	s.pos = make(Cursor, len(t.pos))
 	for p, o := range t.pos {
 		s.pos[p] = o
@@ -555,6 +777,9 @@ func (t *Table) Snapshot() *Snapshot {
 		s.segs[i] = segView{seg: st.seg, del: st.del, ndel: st.ndel}
 	}
 	s.refs.Store(2) // the caller's and the cache's
+	t.snapMu.Lock()
+	t.eras[s.era]++
+	t.snapMu.Unlock()
 	if t.cached != nil {
 		t.cached.Release()
 	}
@@ -564,13 +789,15 @@ func (t *Table) Snapshot() *Snapshot {
 }
 
 // index maps a key's hash to the row id of the key's latest version, with open
-// addressing. Entries are never removed (a deleted key keeps pointing at its last row,
-// marked deleted), so probing needs no tombstones. A hash match is confirmed against
+// addressing (linear probing). A deleted key keeps pointing at its last row, marked
+// deleted, until compaction reclaims that row; then its entry is removed by shifting
+// the probe run back, so probing needs no tombstones. A hash match is confirmed against
 // the row's key, so hash collisions cost a probe, never a wrong row. At 12 bytes a slot
-// and a load of at most 3/4 it is far smaller than a map[string]int32.
+// (the hash's low 32 bits place and pre-check a key) and a load of at most 3/4 it is far
+// smaller than a map[string]int64.
 type index struct {
-	hashes []uint64
-	rows   []int32 // row id + 1; 0 is an empty slot
+	hashes []uint32
+	rows   []int64 // row id + 1; 0 is an empty slot
 	n      int
 }
 
@@ -579,43 +806,74 @@ func (x *index) init(capacity int) {
 	for c < capacity {
 		c <<= 1
 	}
-	x.hashes = make([]uint64, c)
-	x.rows = make([]int32, c)
+	x.hashes = make([]uint32, c)
+	x.rows = make([]int64, c)
 	x.n = 0
 }
 
+func (x *index) home(h uint32) uint64 { return uint64(h) & uint64(len(x.rows)-1) }
+
 // lookup returns the latest row of key, or -1.
-func (x *index) lookup(h uint64, key string, keyOf func(int32) string) int32 {
-	m := uint64(len(x.rows) - 1)
-	for i := h & m; ; i = (i + 1) & m {
+func (x *index) lookup(h uint64, key string, keyOf func(int64) string) int64 {
+	h32, m := uint32(h), uint64(len(x.rows)-1)
+	for i := x.home(h32); ; i = (i + 1) & m {
 		r := x.rows[i]
 		if r == 0 {
 			return -1
 		}
-		if x.hashes[i] == h && keyOf(r-1) == key {
+		if x.hashes[i] == h32 && keyOf(r-1) == key {
 			return r - 1
 		}
 	}
 }
 
 // upsert points key at row and returns the row it pointed at before, or -1.
-func (x *index) upsert(h uint64, key string, row int32, keyOf func(int32) string) int32 {
-	m := uint64(len(x.rows) - 1)
-	for i := h & m; ; i = (i + 1) & m {
+func (x *index) upsert(h uint64, key string, row int64, keyOf func(int64) string) int64 {
+	h32, m := uint32(h), uint64(len(x.rows)-1)
+	for i := x.home(h32); ; i = (i + 1) & m {
 		r := x.rows[i]
 		if r == 0 {
-			x.hashes[i], x.rows[i] = h, row+1
+			x.hashes[i], x.rows[i] = h32, row+1
 			x.n++
 			if x.n*4 >= len(x.rows)*3 {
 				x.grow()
 			}
 			return -1
 		}
-		if x.hashes[i] == h && keyOf(r-1) == key {
+		if x.hashes[i] == h32 && keyOf(r-1) == key {
 			x.rows[i] = row + 1
 			return r - 1
 		}
 	}
+}
+
+// slotOf returns the slot naming row, whose key hashes to h, or -1 when the index
+// names another row for that key.
+func (x *index) slotOf(h uint64, row int64) int {
+	h32, m := uint32(h), uint64(len(x.rows)-1)
+	for i := x.home(h32); x.rows[i] != 0; i = (i + 1) & m {
+		if x.rows[i] == row+1 {
+			return int(i)
+		}
+	}
+	return -1
+}
+
+// removeAt empties slot i and moves later entries of its probe run back, so that every
+// entry stays reachable from its home slot without tombstones.
+func (x *index) removeAt(i int) {
+	m := len(x.rows) - 1
+	for j := (i + 1) & m; x.rows[j] != 0; j = (j + 1) & m {
+		// The entry at j may move to i only if its home is not cyclically in (i, j].
+		k := int(x.home(x.hashes[j]))
+		if (i < j && i < k && k <= j) || (i > j && (i < k || k <= j)) {
+			continue
+		}
+		x.hashes[i], x.rows[i] = x.hashes[j], x.rows[j]
+		i = j
+	}
+	x.hashes[i], x.rows[i] = 0, 0
+	x.n--
 }
 
 func (x *index) grow() {
@@ -626,7 +884,7 @@ func (x *index) grow() {
 		if r == 0 {
 			continue
 		}
-		i := oh[j] & m
+		i := x.home(oh[j])
 		for x.rows[i] != 0 {
 			i = (i + 1) & m
 		}
