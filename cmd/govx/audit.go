@@ -173,29 +173,6 @@ func runQuery(cmd *cobra.Command, a *auditFlags, format string) error {
 	return nil
 }
 
-func auditSubjectCmd(a *auditFlags) *cobra.Command {
-	var format string
-	cmd := &cobra.Command{
-		Use:   "subject --key ID",
-		Short: "Every access that touched one record (by its key, e.g. a citizen ID number)",
-		Long: `List every lookup or verify that named one record's key: who asked, when, why, under
-which agreement, and whether it was allowed. Bulk reads are selected by filter, not by key,
-and are found with 'govx audit query --dataset …'.`,
-		Example: `  govx audit subject --key 330106199001011234
-  govx audit subject --clickhouse 127.0.0.1:9000 --key 91330106MA2B3C4D5E --since 2026-01-01 --format jsonl`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if a.filter.Key == "" {
-				return errors.New("give the record's key with --key")
-			}
-			return runQuery(cmd, a, format)
-		},
-	}
-	a.registerFilters(cmd, true)
-	cmd.Flags().StringVar(&format, "format", "table", "table | csv | jsonl")
-	return cmd
-}
-
 func auditReportCmd(a *auditFlags) *cobra.Command {
 	var (
 		format, workHours, agreements string
@@ -204,13 +181,19 @@ func auditReportCmd(a *auditFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report",
 		Short: "Sum use per department and dataset and flag anomalies",
-		Long: `Sum requests, rows, bytes, denials and unfinished streams (allowed reads whose
-response never completed) per department and dataset, and flag:
+		Long: `Sum requests, rows, bytes, denials, failed requests (allowed, then aborted or in error:
+they returned nothing) and unfinished streams (allowed reads with no complete event) per
+department and dataset, and flag:
 
   off-hours          a burst of requests by one system outside working hours (weekends too)
   volume             a day whose rows are far above the department's own median day
   deny-burst         many denials of one system within minutes: probing the policy
-  enumeration        many distinct keys looked up or verified by one system in an hour
+  enumeration        many distinct keys looked up or verified by one system in an hour,
+                     against its other hours
+  key-sweep          very many distinct keys from one department in an hour, whatever its
+                     other hours
+  key-guessing       many verifies of one key by one department: guessing its values
+  budget-exhausted   lookups or verifies refused by the department's key budget
   agreement-expiry   use of an agreement close to (or after) its end (needs --agreements)
 
 Working hours are local to --tz (default Asia/Shanghai).`,
@@ -261,7 +244,10 @@ Working hours are local to --tz (default Asia/Shanghai).`,
 	f.StringVar(&agreements, "agreements", "", "YAML/JSON file of agreements with id and valid_until, to flag use near expiry")
 	f.IntVar(&opt.OffHoursMin, "off-hours-min", 20, "requests by one system in one off-hours stretch that make a finding")
 	f.IntVar(&opt.EnumMin, "enum-min", 200, "distinct keys per system per hour that make an enumeration finding")
-	f.Float64Var(&opt.EnumFactor, "enum-factor", 5, "… and how many times the system's median hour")
+	f.Float64Var(&opt.EnumFactor, "enum-factor", 5, "… and how many times the system's median over its other hours")
+	f.IntVar(&opt.SweepMin, "sweep-min", 1000, "distinct keys per department per hour that make a key-sweep finding, whatever its baseline")
+	f.IntVar(&opt.GuessMin, "guess-min", 10, "verifies of one key by one department within --guess-window that make a key-guessing finding")
+	f.DurationVar(&opt.GuessWindow, "guess-window", 24*time.Hour, "window for --guess-min")
 	f.IntVar(&opt.DenyBurst, "deny-burst", 20, "denials of one system within --deny-window that make a finding")
 	f.DurationVar(&opt.DenyWindow, "deny-window", 10*time.Minute, "window for --deny-burst")
 	f.Float64Var(&opt.VolumeFactor, "volume-factor", 5, "a department's day above this many times its median day is flagged")

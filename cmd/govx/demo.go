@@ -131,8 +131,12 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	}
 
 	xdir := filepath.Join(dir, "exchange")
-	if err := os.RemoveAll(xdir); err != nil {
+	kept, err := freshExchangeDir(xdir, time.Now())
+	if err != nil {
 		return err
+	}
+	for _, k := range kept {
+		say("audit: the previous run's audit log is kept in %s", k)
 	}
 	cfg := server.Defaults(xdir)
 	cfg.Kafka.Brokers = strings.Split(brokers, ",")
@@ -192,6 +196,62 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	say("stopping")
 	os.Remove(filepath.Join(dir, "ready"))
 	return nil
+}
+
+// The demo exchange's audit files (server.Defaults) and how a run's are kept.
+var demoAuditFiles = []string{"audit-spool", "audit.checkpoints", "audit.key.pub"}
+
+// freshExchangeDir empties the demo exchange's directory for a new run, but never
+// deletes an audit log: the previous run's spool, its signed checkpoints and the
+// public key they verify with are moved aside with the time as a suffix
+// (audit-spool.20261129T034000Z, …), and earlier runs' kept ones stay. It returns the
+// spools it moved aside now.
+func freshExchangeDir(xdir string, now time.Time) ([]string, error) {
+	suffix := "." + now.UTC().Format("20060102T150405Z")
+	for n := 2; ; n++ { // two runs within a second keep both
+		if _, err := os.Lstat(filepath.Join(xdir, demoAuditFiles[0]+suffix)); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		suffix = fmt.Sprintf(".%sZ-%d", now.UTC().Format("20060102T150405"), n)
+	}
+	var kept []string
+	for _, name := range demoAuditFiles {
+		from := filepath.Join(xdir, name)
+		if _, err := os.Lstat(from); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := os.Rename(from, from+suffix); err != nil {
+			return nil, fmt.Errorf("keeping the previous audit log: %w", err)
+		}
+		if name == demoAuditFiles[0] {
+			kept = append(kept, from+suffix)
+		}
+	}
+	entries, err := os.ReadDir(xdir)
+	if errors.Is(err, os.ErrNotExist) {
+		return kept, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if isKeptAudit(e.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(xdir, e.Name())); err != nil {
+			return nil, err
+		}
+	}
+	return kept, nil
+}
+
+func isKeptAudit(name string) bool {
+	for _, a := range demoAuditFiles {
+		if strings.HasPrefix(name, a+".") && len(name) > len(a)+1 && name[len(a)+1] >= '0' && name[len(a)+1] <= '9' {
+			return true
+		}
+	}
+	return false
 }
 
 func auditWhere(cfg *server.Config) string {
@@ -500,6 +560,19 @@ func printTryNext(out io.Writer, dir string, cfg *server.Config, x *server.Excha
 	purpose := "minimum-living-allowance-review"
 	// The README's walkthroughs read this key, so they work whatever the seed.
 	if err := os.WriteFile(filepath.Join(dir, "sample-person"), []byte(hzID+"\n"), 0o644); err != nil {
+		return err
+	}
+	// Its record as the register holds it, for `govx audit subject --record`: the demo
+	// stands in for the population register's steward, who would hand it to an auditor
+	// answering the person.
+	snap := x.Tables()["population.person"].Snapshot()
+	rec, _ := snap.Lookup(hzID)
+	snap.Release()
+	recJSON, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sample-person.json"), append(recJSON, '\n'), 0o644); err != nil {
 		return err
 	}
 	tokenFile := filepath.Join(dir, "tokens", "mz-3301.token")

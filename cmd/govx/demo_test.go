@@ -290,6 +290,9 @@ func checkReadme(t *testing.T, e *demoEnv, httpAddr string) {
 			t.Errorf("README command failed: %v\n%s\n%s%s", err, line, out, errOut)
 		case !denied && strings.TrimSpace(out+errOut) == "" && !strings.Contains(line, ">"):
 			t.Errorf("README command printed nothing:\n%s", line)
+		case strings.HasPrefix(line, "govx audit subject") && (!strings.Contains(out, "bulk pull whose scope included this record") || !strings.Contains(out, "330106-2026-000123")):
+			// The walkthroughs pulled Hangzhou's persons and looked this one up for a case.
+			t.Errorf("the subject report lacks the Hangzhou pulls or the case's lookup:\n%s", out)
 		}
 	}
 	// The steward's agreement took effect without a restart: Suzhou's rows, masked.
@@ -311,6 +314,13 @@ func TestIntegrationDemo(t *testing.T) {
 	d = e.start(t, free...)
 	if !strings.Contains(d.out.String(), "sources: reusing the databases") {
 		t.Errorf("the second run regenerated the databases:\n%s", d.out.String())
+	}
+	// …but not the first run's audit log: it is kept, the demo says where, and it still
+	// answers who read what.
+	if m := regexp.MustCompile(`audit: the previous run's audit log is kept in (\S+)`).FindStringSubmatch(d.out.String()); m == nil {
+		t.Errorf("the second run did not say where the first run's audit log went:\n%s", d.out.String())
+	} else if out, _, err := e.run("govx audit query --spool " + m[1] + " --department mz-3301 --action lookup"); err != nil || !strings.Contains(out, "lookup") {
+		t.Errorf("the kept audit log does not list the first run's lookups: %v\n%s", err, out)
 	}
 	out, _, err := e.run("govx pull population.person --purpose housing-security-qualification --profile govx-demo/profiles/zj-3205.yaml")
 	if err == nil {
