@@ -234,6 +234,30 @@ func TestErrorMapping(t *testing.T) {
 		check2(t, docs, a.do(t, req{method: "GET", path: "/v1/catalog", token: tok}), "credentials_unavailable")
 	})
 	covered["credentials_unavailable"] = true
+	// The shipped key budgets of population.person: 5 verifies and 20 lookups of one key
+	// per department an hour; one more is refused.
+	for _, tc := range []struct {
+		code, subject, path string
+		body                map[string]any
+		allowed             int
+	}{
+		{"verify_budget_exhausted", "wj-3302/birth-cert", "/v1/datasets/population.person/verify",
+			map[string]any{"key": f.IDs["3302"][0], "purpose": "birth-certificate-issuance", "claims": map[string]any{"name": "王五"}}, 5},
+		{"lookup_budget_exhausted", "rs-33/pension", lookup, map[string]any{"key": f.IDs["3302"][0], "purpose": "pension-qualification-review"}, 20},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			tok := f.Token(t, tc.subject)
+			for i := 0; i < tc.allowed; i++ {
+				resp := a.do(t, req{path: tc.path, token: tok, body: tc.body})
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("request %d within the budget: %d", i+1, resp.StatusCode)
+				}
+			}
+			check2(t, docs, a.do(t, req{path: tc.path, token: tok, body: tc.body}), tc.code)
+		})
+		covered[tc.code] = true
+	}
 
 	// What HTTP can never answer, and why; everything else it can is covered above.
 	notOverHTTP := map[string]string{
