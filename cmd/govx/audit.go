@@ -149,6 +149,18 @@ func auditQueryCmd(a *auditFlags) *cobra.Command {
 	return cmd
 }
 
+// warnDamage tells the auditor, on standard error, of damaged stretches of a spool that
+// a read passed over: what they see is not the whole log, and verify says more.
+func warnDamage(cmd *cobra.Command, it audit.Iterator) {
+	w, ok := it.(audit.Warner)
+	if !ok {
+		return
+	}
+	for _, msg := range w.Warnings() {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", audit.Printable(msg))
+	}
+}
+
 func runQuery(cmd *cobra.Command, a *auditFlags, format string) error {
 	loc, err := a.resolve()
 	if err != nil {
@@ -164,6 +176,7 @@ func runQuery(cmd *cobra.Command, a *auditFlags, format string) error {
 		return err
 	}
 	n, err := audit.WriteEvents(cmd.OutOrStdout(), it, format, loc)
+	warnDamage(cmd, it)
 	if err != nil {
 		return err
 	}
@@ -225,6 +238,7 @@ Working hours are local to --tz (default Asia/Shanghai).`,
 				return err
 			}
 			rep, err := audit.BuildReport(cmd.Context(), it, opt)
+			warnDamage(cmd, it)
 			if err != nil {
 				return err
 			}

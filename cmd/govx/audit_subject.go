@@ -77,6 +77,7 @@ lookups and verifies are listed, and the report says so.`,
 				return err
 			}
 			rep, err := audit.BuildSubject(cmd.Context(), it, opt)
+			warnDamage(cmd, it)
 			if err != nil {
 				return err
 			}

@@ -304,3 +304,23 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestAuditQueryWarnsOfDamage: a query over a spool with a damaged middle frame shows the
+// events on both sides of it, and says that the log is damaged, instead of taking the
+// damage for the end of the log.
+func TestAuditQueryWarnsOfDamage(t *testing.T) {
+	spool, _, _ := tamperSpool(t)
+	fr := readFrames(t, spool)
+	fr[19] = flip(fr[19], 2, false) // a length field: the frame cannot be read at all
+	writeFrames(t, spool, fr)
+	out, code := runAudit(t, "query", "--spool", spool, "--format", "jsonl")
+	if code != 0 {
+		t.Fatalf("query: exit %d\n%s", code, out)
+	}
+	if n := strings.Count(out, `"event_id"`); n != tamperEvents-1 {
+		t.Fatalf("query shows %d events, want the %d intact ones on both sides of the damage\n%s", n, tamperEvents-1, out)
+	}
+	if !strings.Contains(out, "warning: the spool is damaged at ") || !strings.Contains(out, "govx audit verify") {
+		t.Fatalf("query does not warn of the damage:\n%s", out)
+	}
+}
