@@ -30,7 +30,6 @@ import (
 	"govx/exchange"
 	"govx/exchange/auth"
 	"govx/exchange/server"
-	"govx/exchange/service"
 	"govx/exchange/store"
 	"govx/policies"
 	"govx/schemas"
@@ -475,7 +474,13 @@ func demoSystem(b *policies.Bundle, dept string) string {
 // subject reads dataset for purpose at now: the agreement, the columns, the row scope
 // and the masks, or the reasons for a refusal. It asks the policy the exchange runs, so
 // the line says what the printed command gets, whatever the agreements say.
-func decisionLine(ctx context.Context, pol service.Decider, b *policies.Bundle, subject exchange.Subject, dataset, purpose string, now time.Time) string {
+// decider is what the banner needs of the running policy (exchange/policy's engine): the
+// service, which wraps it for requests, stays behind the edges.
+type decider interface {
+	Decide(ctx context.Context, req exchange.Request) exchange.Decision
+}
+
+func decisionLine(ctx context.Context, pol decider, b *policies.Bundle, subject exchange.Subject, dataset, purpose string, now time.Time) string {
 	who := subject.Department
 	for _, d := range b.Departments {
 		if d.Code == subject.Department {
