@@ -76,9 +76,13 @@ func (t *Table) compactStep(budget int) (copied int, did bool) {
 		return 0, did
 	}
 	// The copies take the next row ids, so the tail goes first; merging segments would
-	// replace victims, so it waits until the copies are in.
+	// replace victims, so it waits until the copies are in. Close may release the
+	// table's references meanwhile: the step holds its own.
 	t.compacting = true
 	t.sealLocked()
+	for _, v := range victims {
+		v.st.seg.retain()
+	}
 	t.mu.Unlock()
 
 	// Readers go on meanwhile; nothing else writes, since Apply is waiting for this.
@@ -86,7 +90,12 @@ func (t *Table) compactStep(budget int) (copied int, did bool) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	defer func() { t.compacting = false }()
+	defer func() {
+		t.compacting = false
+		for _, v := range victims {
+			v.st.seg.release()
+		}
+	}()
 	if t.closed {
 		ev.seg.release()
 		return 0, false
