@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -12,12 +10,6 @@ import (
 	"govx/exchange"
 	"govx/exchange/audit"
 )
-
-func newRequestID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return "req-" + hex.EncodeToString(b[:])
-}
 
 func quote(s string) string { return strconv.Quote(s) }
 
@@ -98,21 +90,6 @@ func (s *Service) auditDecisionLimited(ctx context.Context, c Caller, requestID 
 // event: it returns records (a verify answers only match or not, a discover the catalog).
 func dataBearing(a exchange.Action) bool {
 	return a == exchange.ActionRead || a == exchange.ActionChanges || a == exchange.ActionLookup
-}
-
-// auditRejected records a request refused before the policy was asked (rate limit,
-// unknown dataset, malformed input). The caller's error is returned either way; a
-// failure to audit makes it an audit_unavailable error instead.
-func (s *Service) auditRejected(ctx context.Context, c Caller, action exchange.Action, dataset string, refused error) error {
-	return s.auditRejectedLimited(ctx, c, action, dataset, refused, audit.DefaultLimits)
-}
-
-func (s *Service) auditRejectedLimited(ctx context.Context, c Caller, action exchange.Action, dataset string, refused error, lim audit.Limits) error {
-	req := exchange.Request{Subject: c.Subject, Action: action, Dataset: dataset}
-	if err := s.auditDecisionLimited(ctx, c, newRequestID(), req, exchange.Decision{}, nil, refused, lim); err != nil {
-		return err
-	}
-	return refused
 }
 
 // auditComplete records the end of a data-bearing response: what went out and how it

@@ -10,12 +10,6 @@ import (
 	"govx/exchange/store"
 )
 
-// Rejected audits a request the edge could not even parse (malformed JSON, a bad
-// descriptor) or authenticate, and returns err: no request goes unrecorded.
-func (s *Service) Rejected(ctx context.Context, c Caller, action exchange.Action, dataset string, err error) error {
-	return s.auditRejected(ctx, c, action, dataset, err)
-}
-
 // DatasetSchema returns a dataset's full Arrow schema, as the catalog shows it.
 func (s *Service) DatasetSchema(id string) (*arrow.Schema, error) {
 	d, _, err := s.dataset(id)

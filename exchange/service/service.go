@@ -14,7 +14,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"log/slog"
-	"net"
 	"sort"
 	"sync"
 	"time"
@@ -178,7 +177,7 @@ func (s *Service) Catalog(ctx context.Context, c Caller) ([]exchange.DatasetInfo
 			continue
 		}
 		req := exchange.Request{Subject: c.Subject, Action: exchange.ActionDiscover, Dataset: d.ID, Time: s.now()}
-		dec := s.policy.Decide(ctx, req)
+		dec := s.ask(ctx, req)
 		if err := s.auditDecision(ctx, c, newRequestID(), req, dec, nil, nil); err != nil {
 			return nil, err
 		}
@@ -218,7 +217,7 @@ func (s *Service) Describe(ctx context.Context, c Caller, id string) (exchange.D
 	if err != nil {
 		return exchange.DatasetInfo{}, s.auditRejected(ctx, c, exchange.ActionDiscover, id, notFound)
 	}
-	dec := s.policy.Decide(ctx, req)
+	dec := s.ask(ctx, req)
 	if !dec.Allow {
 		if err := s.auditDecision(ctx, c, newRequestID(), req, dec, nil, notFound); err != nil {
 			return exchange.DatasetInfo{}, err
@@ -249,12 +248,6 @@ func (s *Service) admit(c Caller) error {
 	return nil
 }
 
-// Caller is an authenticated subject and where the request came from.
-type Caller struct {
-	Subject    exchange.Subject
-	ClientAddr string
-}
-
 func sortedKeys(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -268,41 +261,4 @@ func sortedKeys(m map[string]string) []string {
 // whether each failure was audited.
 func (s *Service) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{s.authFailures}
-}
-
-// Unauthenticated records a request that failed authentication and returns err. Each
-// client address gets 5 audited failures a second (burst 20); beyond that failures are
-// counted (govx_auth_failures_total{audited="no"}) and logged in summary instead, so
-// that a flood of bad credentials cannot fill the audit spool's disk and with it stop
-// every department's access. An audited failure's event is bounded to
-// audit.MaxUnauthenticatedEventBytes, whatever the request carried.
-func (s *Service) Unauthenticated(ctx context.Context, c Caller, action exchange.Action, dataset string, err error) error {
-	host, _, splitErr := net.SplitHostPort(c.ClientAddr)
-	if splitErr != nil {
-		host = c.ClientAddr
-	}
-	s.failMu.Lock()
-	l, ok := s.failLimiters[host]
-	if !ok {
-		if len(s.failLimiters) > 10000 {
-			clear(s.failLimiters) // bounded: a spread of addresses resets the budgets
-		}
-		l = rate.NewLimiter(5, 20)
-		s.failLimiters[host] = l
-	}
-	allow := l.Allow()
-	if !allow {
-		s.failDropped++
-		if s.failDropped%1000 == 1 {
-			s.log.Warn("failed authentications over the audit budget; counted, not audited one by one",
-				"client", host, "not_audited_total", s.failDropped)
-		}
-	}
-	s.failMu.Unlock()
-	if !allow {
-		s.authFailures.WithLabelValues("no").Inc()
-		return err
-	}
-	s.authFailures.WithLabelValues("yes").Inc()
-	return s.auditRejectedLimited(ctx, c, action, dataset, err, audit.UnauthenticatedLimits)
 }
