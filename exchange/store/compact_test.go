@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
 
 	"govx/exchange"
 )
@@ -392,5 +396,94 @@ func TestGarbageRatioAndHistoryOptions(t *testing.T) {
 		if New(d, WithGarbageRatio(bad)).ratio != DefaultGarbageRatio {
 			t.Errorf("WithGarbageRatio(%v) was accepted", bad)
 		}
+	}
+}
+
+// TestOpenReadsFormat1: a snapshot file written before compaction existed (format 1, no
+// horizon) opens with nothing reclaimed, so every cursor from before is served.
+func TestOpenReadsFormat1(t *testing.T) {
+	mem := checked(t)
+	dir := t.TempDir()
+	d := dataset(t, "population.person")
+	tbl := New(d, WithAllocator(mem))
+	if err := tbl.Apply([]Change{
+		{Record: person("330106199001011234", "张三", "330106"), Offset: 0},
+		{Record: person("330106199001015678", "李四", "330106"), Offset: 1},
+		{Key: "330106199001015678", Offset: 2},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := tbl.Snapshot()
+	if err := s.WriteTo(dir); err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	tbl.Close()
+
+	// Rewrite the file as format 1 wrote it: no horizon, format "1".
+	path := filepath.Join(dir, FileName(d.ID))
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ipc.NewFileReader(f, ipc.WithAllocator(mem))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := r.Schema().Metadata()
+	var keys, vals []string
+	for i, k := range md.Keys() {
+		switch k {
+		case metaHorizon:
+		case metaFormat:
+			keys, vals = append(keys, k), append(vals, "1")
+		default:
+			keys, vals = append(keys, k), append(vals, md.Values()[i])
+		}
+	}
+	m := arrow.NewMetadata(keys, vals)
+	sch := arrow.NewSchema(r.Schema().Fields(), &m)
+	var recs []arrow.Record
+	for i := 0; i < r.NumRecords(); i++ {
+		rec, err := r.RecordAt(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, array.NewRecord(sch, rec.Columns(), rec.NumRows()))
+		rec.Release()
+	}
+	r.Close()
+	f.Close()
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := ipc.NewFileWriter(out, ipc.WithSchema(sch), ipc.WithAllocator(mem))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs {
+		if err := w.Write(rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Release()
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+
+	re, err := Open(d, dir, WithAllocator(mem))
+	if err != nil {
+		t.Fatalf("Open of a format 1 file: %v", err)
+	}
+	defer re.Close()
+	s = re.Snapshot()
+	defer s.Release()
+	if got := changesRows(t, s, Cursor{0: 1}, Spec{Columns: []string{"id_number"}}); !slices.Equal(got, []string{`["delete","330106199001015678"]`}) {
+		t.Fatalf("changes since offset 1 after opening a format 1 file = %v, want the delete", got)
+	}
+	if !mapsEqual(re.Positions(), map[int32]int64{0: 3}) || s.Len() != 1 {
+		t.Fatalf("positions %v, Len %d", re.Positions(), s.Len())
 	}
 }
