@@ -71,6 +71,9 @@ type Agreement struct {
 	ValidFrom  string   `yaml:"valid_from"`
 	ValidUntil string   `yaml:"valid_until"`
 	Approval   string   `yaml:"approval"`
+	// Application is the sharing application (共享申请) whose approval made the
+	// agreement, for agreements the exchange writes itself (exchange/apply).
+	Application string `yaml:"application"`
 	// KeyBudget, when set, is the consumer's budget of keys checked by lookup and verify
 	// under this agreement, over the catalog's.
 	KeyBudget *KeyBudget `yaml:"key_budget"`

@@ -284,6 +284,9 @@ func printDecision(w io.Writer, b *policies.Bundle, req exchange.Request, d exch
 		fmt.Fprintf(w, "agreement   %s", d.Agreement)
 		if a, ok := b.Agreement(d.Agreement); ok {
 			fmt.Fprintf(w, " %s (approval %s; valid %s to %s)", a.Title, a.Approval, a.ValidFrom, a.ValidUntil)
+			if a.Application != "" {
+				fmt.Fprintf(w, "\napplication %s (the approved sharing application that granted it)", a.Application)
+			}
 		}
 		fmt.Fprintln(w)
 	} else if d.Allow {
