@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"govx/exchange/audit"
+	"govx/exchange/audit/review"
+	"govx/policies"
 )
 
 // auditFlags are shared by the auditor's subcommands.
@@ -157,7 +159,7 @@ func warnDamage(cmd *cobra.Command, it audit.Iterator) {
 		return
 	}
 	for _, msg := range w.Warnings() {
-		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", audit.Printable(msg))
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", review.Printable(msg))
 	}
 }
 
@@ -175,7 +177,7 @@ func runQuery(cmd *cobra.Command, a *auditFlags, format string) error {
 	if err != nil {
 		return err
 	}
-	n, err := audit.WriteEvents(cmd.OutOrStdout(), it, format, loc)
+	n, err := review.WriteEvents(cmd.OutOrStdout(), it, format, loc)
 	warnDamage(cmd, it)
 	if err != nil {
 		return err
@@ -189,7 +191,7 @@ func runQuery(cmd *cobra.Command, a *auditFlags, format string) error {
 func auditReportCmd(a *auditFlags) *cobra.Command {
 	var (
 		format, workHours, agreements string
-		opt                           audit.ReportOptions
+		opt                           review.ReportOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "report",
@@ -207,11 +209,11 @@ department and dataset, and flag:
                      other hours
   key-guessing       many verifies of one key by one department: guessing its values
   budget-exhausted   lookups or verifies refused by the department's key budget
-  agreement-expiry   use of an agreement close to (or after) its end (needs --agreements)
+  agreement-expiry   use of an agreement close to (or after) its end (needs --policies)
 
 Working hours are local to --tz (default Asia/Shanghai).`,
 		Example: `  govx audit report --since 2026-03-01 --until 2026-04-01
-  govx audit report --clickhouse 127.0.0.1:9000 --since 30d --work-hours 08:30-18:00 --agreements policies/data/agreements.yaml
+  govx audit report --clickhouse 127.0.0.1:9000 --since 30d --work-hours 08:30-18:00 --policies /etc/govx/policies
   govx audit report --since 7d --format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -220,13 +222,15 @@ Working hours are local to --tz (default Asia/Shanghai).`,
 				return err
 			}
 			opt.Location = loc
-			if opt.WorkStart, opt.WorkEnd, err = audit.ParseWorkHours(workHours); err != nil {
+			if opt.WorkStart, opt.WorkEnd, err = review.ParseWorkHours(workHours); err != nil {
 				return fmt.Errorf("--work-hours: %w", err)
 			}
 			if agreements != "" {
-				if opt.Agreements, err = audit.LoadAgreements(agreements); err != nil {
-					return err
+				b, err := policies.Load(agreements)
+				if err != nil {
+					return fmt.Errorf("--policies %s: %w", agreements, err)
 				}
+				opt.Agreements = review.AgreementsOf(b)
 			}
 			st, _, err := a.open()
 			if err != nil {
@@ -237,7 +241,7 @@ Working hours are local to --tz (default Asia/Shanghai).`,
 			if err != nil {
 				return err
 			}
-			rep, err := audit.BuildReport(cmd.Context(), it, opt)
+			rep, err := review.BuildReport(cmd.Context(), it, opt)
 			warnDamage(cmd, it)
 			if err != nil {
 				return err
@@ -255,7 +259,7 @@ Working hours are local to --tz (default Asia/Shanghai).`,
 	f := cmd.Flags()
 	f.StringVar(&format, "format", "text", "text | json")
 	f.StringVar(&workHours, "work-hours", "08:30-18:00", "working hours on weekdays, HH:MM-HH:MM")
-	f.StringVar(&agreements, "agreements", "", "YAML/JSON file of agreements with id and valid_until, to flag use near expiry")
+	f.StringVar(&agreements, "policies", "", "policy directory whose agreements' validity flags use near or after expiry (read as the exchange reads it)")
 	f.IntVar(&opt.OffHoursMin, "off-hours-min", 20, "requests by one system in one off-hours stretch that make a finding")
 	f.IntVar(&opt.EnumMin, "enum-min", 200, "distinct keys per system per hour that make an enumeration finding")
 	f.Float64Var(&opt.EnumFactor, "enum-factor", 5, "… and how many times the system's median over its other hours")

@@ -12,6 +12,7 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/audit"
+	"govx/exchange/audit/review"
 	"govx/exchange/store"
 	"govx/schemas"
 )
@@ -52,7 +53,7 @@ lookups and verifies are listed, and the report says so.`,
 			if err != nil {
 				return err
 			}
-			opt := audit.SubjectOptions{Key: a.filter.Key, Dataset: a.filter.Dataset}
+			opt := review.SubjectOptions{Key: a.filter.Key, Dataset: a.filter.Dataset}
 			f := a.filter
 			if record != "" {
 				if f.Dataset == "" {
@@ -76,12 +77,12 @@ lookups and verifies are listed, and the report says so.`,
 			if err != nil {
 				return err
 			}
-			rep, err := audit.BuildSubject(cmd.Context(), it, opt)
+			rep, err := review.BuildSubject(cmd.Context(), it, opt)
 			warnDamage(cmd, it)
 			if err != nil {
 				return err
 			}
-			return audit.WriteSubject(cmd.OutOrStdout(), rep, format, loc)
+			return review.WriteSubject(cmd.OutOrStdout(), rep, format, loc)
 		},
 	}
 	a.registerFilters(cmd, true)

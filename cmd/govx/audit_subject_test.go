@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"govx/exchange/audit"
+	"govx/exchange/audit/review"
 	"govx/schemas/ident"
 )
 
@@ -76,8 +77,8 @@ func TestAuditSubjectListsBulkPulls(t *testing.T) {
 			t.Errorf("the subject report shows %q:\n%s", not, out)
 		}
 	}
-	if n := strings.Count(out, audit.HowPull); n != 3 {
-		t.Errorf("%d lines say %q, want 3:\n%s", n, audit.HowPull, out)
+	if n := strings.Count(out, review.HowPull); n != 3 {
+		t.Errorf("%d lines say %q, want 3:\n%s", n, review.HowPull, out)
 	}
 
 	// A person who moved from Nanjing: given both versions, Nanjing's pull is listed too.

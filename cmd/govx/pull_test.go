@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"govx/exchange/audit"
+	"govx/exchange/audit/review"
 	xflight "govx/exchange/flight"
 	"govx/exchange/httpapi"
 	"govx/exchange/service"
@@ -78,12 +79,12 @@ func TestPullWithWhereDeniesNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatalf("audit report: %v\n%s", err, out)
 	}
-	var rep audit.Report
+	var rep review.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("audit report --format json: %v\n%s", err, out)
 	}
 	for _, fd := range rep.Findings {
-		if fd.Kind == audit.FindingDenyBurst {
+		if fd.Kind == review.FindingDenyBurst {
 			t.Errorf("audit report flags ordinary pulls as probing: %+v", fd)
 		}
 	}

@@ -1,5 +1,6 @@
 // Package audit records every access to the exchange in a durable, tamper-evident log and
-// gives auditors the tools to read it.
+// proves it intact (checkpoints, Verify, Repair); exchange/audit/review holds the
+// auditor's reports over it.
 //
 // The exchange imports this package; audit imports nothing else of govx, so it can be
 // used by the exchange, by `govx audit` and by tests without pulling in the serving path.

@@ -320,9 +320,9 @@ func NewEventID() string {
 	return string(s[:])
 }
 
-// dataBearing reports whether an action returns data and so is followed by a complete
+// DataBearing reports whether an action returns data and so is followed by a complete
 // event. A verify answers only match/no-match and a discover only the catalog.
-func dataBearing(action string) bool {
+func DataBearing(action string) bool {
 	switch action {
 	case "read", "changes", "lookup":
 		return true

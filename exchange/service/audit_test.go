@@ -18,6 +18,7 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/audit"
+	"govx/exchange/audit/review"
 	"govx/policies"
 	"govx/schemas/ident"
 )
@@ -190,7 +191,7 @@ func citizenID(t *testing.T, county string, n int) string {
 	return body + string(c)
 }
 
-func reportOf(t *testing.T, dir string) *audit.Report {
+func reportOf(t *testing.T, dir string) *review.Report {
 	t.Helper()
 	st, err := audit.OpenSpoolStore(dir)
 	if err != nil {
@@ -200,15 +201,15 @@ func reportOf(t *testing.T, dir string) *audit.Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := audit.BuildReport(context.Background(), it, audit.ReportOptions{})
+	rep, err := review.BuildReport(context.Background(), it, review.ReportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return rep
 }
 
-func findings(rep *audit.Report, kind, dept string) []audit.Finding {
-	var out []audit.Finding
+func findings(rep *review.Report, kind, dept string) []review.Finding {
+	var out []review.Finding
 	for _, f := range rep.Findings {
 		if f.Kind == kind && f.Department == dept {
 			out = append(out, f)
@@ -264,10 +265,10 @@ func TestVerifyGuessingBudget(t *testing.T) {
 		t.Errorf("%d refusals audited with the key, want 295", denials)
 	}
 	rep := reportOf(t, f.dir)
-	if g := findings(rep, audit.FindingKeyGuessing, "wj-3302"); len(g) != 1 || g[0].Count != 300 {
+	if g := findings(rep, review.FindingKeyGuessing, "wj-3302"); len(g) != 1 || g[0].Count != 300 {
 		t.Errorf("key-guessing findings %+v, want one of 300 verifies", g)
 	}
-	if b := findings(rep, audit.FindingBudget, "wj-3302"); len(b) != 1 || b[0].Count != 295 {
+	if b := findings(rep, review.FindingBudget, "wj-3302"); len(b) != 1 || b[0].Count != 295 {
 		t.Errorf("budget-exhausted findings %+v, want one of 295 refusals", b)
 	}
 	mu.Lock()
@@ -324,10 +325,10 @@ func TestLookupDistinctKeysBudget(t *testing.T) {
 	}
 	f.svc.Wait()
 	rep := reportOf(t, f.dir)
-	if e := findings(rep, audit.FindingEnumeration, "mz-3301"); len(e) != 1 || e[0].Count != 250 {
+	if e := findings(rep, review.FindingEnumeration, "mz-3301"); len(e) != 1 || e[0].Count != 250 {
 		t.Errorf("enumeration findings %+v, want one of 250 distinct keys", e)
 	}
-	if r := findings(rep, audit.FindingBudget, "mz-3301"); len(r) != 1 || r[0].Count != 50 {
+	if r := findings(rep, review.FindingBudget, "mz-3301"); len(r) != 1 || r[0].Count != 50 {
 		t.Errorf("budget-exhausted findings %+v, want one of 50 refusals", r)
 	}
 }

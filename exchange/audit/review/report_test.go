@@ -1,14 +1,15 @@
-package audit
+package review
 
 import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"govx/exchange/audit"
+	"govx/policies"
 )
 
 type sysID struct{ dep, sys, ds string }
@@ -23,19 +24,19 @@ var bgSystems = []sysID{
 
 type gen struct {
 	rng *rand.Rand
-	evs []*Event
+	evs []*audit.Event
 	n   int
 }
 
 func (g *gen) access(s sysID, at time.Time, action string, keys []string, decision string, rows uint64) {
 	g.n++
 	id := fmt.Sprintf("req-%d", g.n)
-	d := &Event{EventID: NewEventID(), Kind: KindDecision, Time: at, RequestID: id, Department: s.dep,
+	d := &audit.Event{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at, RequestID: id, Department: s.dep,
 		System: s.sys, Action: action, Dataset: s.ds, Keys: keys, Decision: decision, Agreement: "agr-" + s.dep}
 	g.evs = append(g.evs, d)
-	if decision == Allow && dataBearing(action) {
-		g.evs = append(g.evs, &Event{EventID: NewEventID(), Kind: KindComplete, Time: at.Add(200 * time.Millisecond),
-			RequestID: id, Department: s.dep, System: s.sys, Action: action, Dataset: s.ds, Rows: rows, Status: StatusOK})
+	if decision == audit.Allow && audit.DataBearing(action) {
+		g.evs = append(g.evs, &audit.Event{EventID: audit.NewEventID(), Kind: audit.KindComplete, Time: at.Add(200 * time.Millisecond),
+			RequestID: id, Department: s.dep, System: s.sys, Action: action, Dataset: s.ds, Rows: rows, Status: audit.StatusOK})
 	}
 }
 
@@ -53,9 +54,9 @@ func background(seed uint64) *gen {
 				n := 40 + g.rng.IntN(40)
 				for i := 0; i < n; i++ {
 					at := d.Add(9*time.Hour + time.Duration(g.rng.Int64N(int64(8*time.Hour+20*time.Minute))))
-					dec := Allow
+					dec := audit.Allow
 					if g.rng.IntN(50) == 0 {
-						dec = Deny
+						dec = audit.Deny
 					}
 					switch g.rng.IntN(3) {
 					case 0:
@@ -70,7 +71,7 @@ func background(seed uint64) *gen {
 			if g.rng.IntN(10) < 3 { // someone working late, now and then
 				for i := 0; i < 1+g.rng.IntN(3); i++ {
 					at := d.Add(19*time.Hour + time.Duration(g.rng.Int64N(int64(3*time.Hour))))
-					g.access(s, at, "read", nil, Allow, uint64(10+g.rng.IntN(100)))
+					g.access(s, at, "read", nil, audit.Allow, uint64(10+g.rng.IntN(100)))
 				}
 			}
 		}
@@ -78,9 +79,9 @@ func background(seed uint64) *gen {
 	return g
 }
 
-func report(t *testing.T, evs []*Event, opt ReportOptions) *Report {
+func report(t *testing.T, evs []*audit.Event, opt ReportOptions) *Report {
 	t.Helper()
-	it, _ := SliceStore(evs).Events(context.Background(), Filter{})
+	it, _ := audit.SliceStore(evs).Events(context.Background(), audit.Filter{})
 	r, err := BuildReport(context.Background(), it, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -105,13 +106,13 @@ func TestReportFindsPlantedAnomalies(t *testing.T) {
 			// Saturday 02:00–03:00: the pension system reads personal data all night.
 			night := time.Date(2026, 3, 7, 2, 0, 0, 0, loc)
 			for i := 0; i < 60; i++ {
-				g.access(bgSystems[1], night.Add(time.Duration(i)*time.Minute), "read", nil, Allow, 1000)
+				g.access(bgSystems[1], night.Add(time.Duration(i)*time.Minute), "read", nil, audit.Allow, 1000)
 			}
 			// Wednesday 10:00–11:00: the tax system verifies 600 sequential ID numbers.
 			wed := time.Date(2026, 3, 4, 10, 0, 0, 0, loc)
 			for i := 0; i < 600; i++ {
 				g.access(bgSystems[2], wed.Add(time.Duration(i)*5*time.Second), "verify",
-					[]string{fmt.Sprintf("3301061990%08d", i)}, Allow, 0)
+					[]string{fmt.Sprintf("3301061990%08d", i)}, audit.Allow, 0)
 			}
 			r := report(t, g.evs, ReportOptions{})
 			var off, enum bool
@@ -141,24 +142,24 @@ func TestReportDenyBurstUnfinishedAndExpiry(t *testing.T) {
 	g := background(7)
 	at := time.Date(2026, 3, 3, 14, 0, 0, 0, loc)
 	for i := 0; i < 25; i++ {
-		g.access(bgSystems[3], at.Add(time.Duration(i)*10*time.Second), "read", nil, Deny, 0)
+		g.access(bgSystems[3], at.Add(time.Duration(i)*10*time.Second), "read", nil, audit.Deny, 0)
 	}
 	// A stream that never completed: a decision without its complete.
-	g.evs = append(g.evs, &Event{EventID: NewEventID(), Kind: KindDecision, Time: at, RequestID: "crashed",
-		Department: "wj-3302", System: "health", Action: "read", Dataset: "population.person", Decision: Allow, Agreement: "agr-wj-3302"})
-	dir := t.TempDir()
-	agr := filepath.Join(dir, "agreements.yaml")
-	os.WriteFile(agr, []byte(`agreements:
-  - {id: agr-mz-3301, valid_until: "2027-01-01", consumer: mz-3301}
-  - {id: agr-rs-33, valid_until: "2026-03-20"}
-  - {id: agr-sw-33, valid_until: "2026-03-05"}
-  - {id: agr-zj-3205, valid_until: "2030-01-01"}
-  - {id: agr-wj-3302, valid_from: "2025-01-01", valid_until: "2030-01-01"}
-`), 0o600)
-	agreements, err := LoadAgreements(agr)
-	if err != nil {
-		t.Fatal(err)
+	g.evs = append(g.evs, &audit.Event{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at, RequestID: "crashed",
+		Department: "wj-3302", System: "health", Action: "read", Dataset: "population.person", Decision: audit.Allow, Agreement: "agr-wj-3302"})
+	// Validity as the policies package computes it: a valid_until date ends at the next
+	// midnight in China Standard Time.
+	day := func(y int, m time.Month, d int) time.Time {
+		return time.Date(y, m, d, 0, 0, 0, 0, loc).AddDate(0, 0, 1)
 	}
+	b := &policies.Bundle{Agreements: []policies.Agreement{
+		{ID: "agr-mz-3301", Until: day(2027, 1, 1)},
+		{ID: "agr-rs-33", Until: day(2026, 3, 20)},
+		{ID: "agr-sw-33", Until: day(2026, 3, 5)},
+		{ID: "agr-zj-3205", Until: day(2030, 1, 1)},
+		{ID: "agr-wj-3302", From: time.Date(2025, 1, 1, 0, 0, 0, 0, loc), Until: day(2030, 1, 1)},
+	}}
+	agreements := AgreementsOf(b)
 	r := report(t, g.evs, ReportOptions{Agreements: agreements})
 	kinds := map[string]string{}
 	for _, f := range r.Findings {
@@ -183,7 +184,7 @@ func TestReportDenyBurstUnfinishedAndExpiry(t *testing.T) {
 		t.Errorf("%d unfinished streams, want 1", unfinished)
 	}
 	r = report(t, g.evs, ReportOptions{})
-	if len(r.Notes) == 0 || !strings.Contains(r.Notes[0], "--agreements") {
+	if len(r.Notes) == 0 || !strings.Contains(r.Notes[0], "--policies") {
 		t.Errorf("without agreements the report must say expiry was not checked; notes %v", r.Notes)
 	}
 }
@@ -216,24 +217,24 @@ func TestReportFindsGuessingAndSweeps(t *testing.T) {
 	health := bgSystems[4] // wj-3302/health verifies persons
 	at := time.Date(2026, 3, 5, 14, 0, 0, 0, loc)
 	for i := 0; i < 30; i++ {
-		dec := Allow
+		dec := audit.Allow
 		if i >= 5 {
-			dec = Deny
+			dec = audit.Deny
 		}
 		g.access(health, at.Add(time.Duration(i)*4*time.Minute), "verify", []string{"330203199001010018"}, dec, 0)
-		if dec == Deny {
+		if dec == audit.Deny {
 			g.evs[len(g.evs)-1].Error = "verify_budget_exhausted"
 		}
 	}
 	newcomer := sysID{"mz-3201", "case-system", "population.person"}
 	sweep := time.Date(2026, 3, 6, 10, 0, 0, 0, loc)
 	for i := 0; i < 250; i++ {
-		g.access(newcomer, sweep.Add(time.Duration(i)*10*time.Second), "lookup", []string{fmt.Sprintf("3201021990%08d", i)}, Allow, 1)
+		g.access(newcomer, sweep.Add(time.Duration(i)*10*time.Second), "lookup", []string{fmt.Sprintf("3201021990%08d", i)}, audit.Allow, 1)
 	}
 	steady := sysID{"fgw-33", "matcher", "legal_entity.organization"}
 	for h := 0; h < 3; h++ {
 		for i := 0; i < 1200; i++ {
-			g.access(steady, sweep.Add(time.Duration(h)*time.Hour+time.Duration(i)*2*time.Second), "verify", []string{fmt.Sprintf("h%d-%d", h, i)}, Allow, 0)
+			g.access(steady, sweep.Add(time.Duration(h)*time.Hour+time.Duration(i)*2*time.Second), "verify", []string{fmt.Sprintf("h%d-%d", h, i)}, audit.Allow, 0)
 		}
 	}
 	r := report(t, g.evs, ReportOptions{})
@@ -275,14 +276,38 @@ func TestReportFindsGuessingAndSweeps(t *testing.T) {
 // saying so; the report counts it as failed, neither unfinished nor rows read.
 func TestReportCountsFailedApart(t *testing.T) {
 	at := time.Date(2026, 3, 3, 10, 0, 0, 0, shanghai())
-	evs := []*Event{
-		{EventID: NewEventID(), Kind: KindDecision, Time: at, RequestID: "r1", Department: "mz-3301", Action: "lookup", Dataset: "population.person", Decision: Allow},
-		{EventID: NewEventID(), Kind: KindComplete, Time: at, RequestID: "r1", Department: "mz-3301", Action: "lookup", Dataset: "population.person", Status: StatusAborted},
-		{EventID: NewEventID(), Kind: KindDecision, Time: at, RequestID: "r2", Department: "mz-3301", Action: "read", Dataset: "population.person", Decision: Allow},
-		{EventID: NewEventID(), Kind: KindComplete, Time: at, RequestID: "r2", Department: "mz-3301", Action: "read", Dataset: "population.person", Status: StatusOK, Rows: 7},
+	evs := []*audit.Event{
+		{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at, RequestID: "r1", Department: "mz-3301", Action: "lookup", Dataset: "population.person", Decision: audit.Allow},
+		{EventID: audit.NewEventID(), Kind: audit.KindComplete, Time: at, RequestID: "r1", Department: "mz-3301", Action: "lookup", Dataset: "population.person", Status: audit.StatusAborted},
+		{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at, RequestID: "r2", Department: "mz-3301", Action: "read", Dataset: "population.person", Decision: audit.Allow},
+		{EventID: audit.NewEventID(), Kind: audit.KindComplete, Time: at, RequestID: "r2", Department: "mz-3301", Action: "read", Dataset: "population.person", Status: audit.StatusOK, Rows: 7},
 	}
 	r := report(t, evs, ReportOptions{})
 	if len(r.Rows) != 1 || r.Rows[0].Failed != 1 || r.Rows[0].Unfinished != 0 || r.Rows[0].Rows != 7 || r.Rows[0].Requests != 2 {
 		t.Fatalf("rows %+v, want 2 requests, 1 failed, 0 unfinished, 7 rows", r.Rows)
+	}
+}
+
+// TestAgreementsReadThroughPolicies: the report takes every agreement's validity from the
+// policy bundle as the policy parsed it, the shipped agreements included.
+func TestAgreementsReadThroughPolicies(t *testing.T) {
+	b, err := policies.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := AgreementsOf(b)
+	if len(got) != len(b.Agreements) || len(got) == 0 {
+		t.Fatalf("%d agreements from a bundle of %d", len(got), len(b.Agreements))
+	}
+	for i, a := range b.Agreements {
+		if got[i].ID != a.ID || !got[i].ValidUntil.Equal(a.Until) || !got[i].ValidFrom.Equal(a.From) {
+			t.Errorf("agreement %s: report has %v..%v, the policy %v..%v", a.ID, got[i].ValidFrom, got[i].ValidUntil, a.From, a.Until)
+		}
+		if a.ValidUntil != "" && len(a.ValidUntil) == len("2006-01-02") {
+			last, _ := time.ParseInLocation("2006-01-02", a.ValidUntil, shanghai())
+			if !got[i].ValidUntil.Equal(last.AddDate(0, 0, 1)) {
+				t.Errorf("agreement %s valid_until %s: the report ends it at %v, not at the end of that day in China", a.ID, a.ValidUntil, got[i].ValidUntil)
+			}
+		}
 	}
 }

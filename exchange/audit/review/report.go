@@ -1,15 +1,15 @@
-package audit
+package review
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"govx/exchange/audit"
+	"govx/policies"
 )
 
 // Finding kinds of a report.
@@ -132,62 +132,16 @@ func ParseWorkHours(s string) (start, end time.Duration, err error) {
 	return start, end, nil
 }
 
-// LoadAgreements reads agreement validity from a YAML or JSON file: a list of
-// agreements, or an object with an "agreements" list, each with "id" and "valid_until"
-// (and optionally "valid_from"), dates as YYYY-MM-DD or RFC 3339. Other fields are
-// ignored, so the policy data file of the sharing agreements can be given as it is.
-func LoadAgreements(path string) ([]AgreementValidity, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("audit: cannot read agreements: %w", err)
+// AgreementsOf returns the validity of every agreement of a policy bundle exactly as
+// the policy reads it (policies parses the dates: a valid_until date covers its whole
+// day in China Standard Time), so the report and the decisions never disagree on when
+// an agreement ended.
+func AgreementsOf(b *policies.Bundle) []AgreementValidity {
+	out := make([]AgreementValidity, 0, len(b.Agreements))
+	for _, a := range b.Agreements {
+		out = append(out, AgreementValidity{ID: a.ID, ValidFrom: a.From, ValidUntil: a.Until})
 	}
-	type item struct {
-		ID         string `yaml:"id"`
-		ValidFrom  string `yaml:"valid_from"`
-		ValidUntil string `yaml:"valid_until"`
-	}
-	var list []item
-	if err := yaml.Unmarshal(b, &list); err != nil {
-		var wrap struct {
-			Agreements []item `yaml:"agreements"`
-		}
-		if err2 := yaml.Unmarshal(b, &wrap); err2 != nil {
-			return nil, fmt.Errorf("audit: %s: want a list of agreements with id and valid_until: %w", path, err)
-		}
-		list = wrap.Agreements
-	}
-	parse := func(s string) (time.Time, error) {
-		if s == "" {
-			return time.Time{}, nil
-		}
-		if t, err := time.Parse(time.RFC3339, s); err == nil {
-			return t, nil
-		}
-		t, err := time.ParseInLocation("2006-01-02", s, shanghai())
-		if err != nil {
-			return t, err
-		}
-		return t.AddDate(0, 0, 1), nil // valid through the whole last day
-	}
-	var out []AgreementValidity
-	for i, it := range list {
-		if it.ID == "" || it.ValidUntil == "" {
-			return nil, fmt.Errorf("audit: %s: agreement %d needs an id and a valid_until", path, i+1)
-		}
-		a := AgreementValidity{ID: it.ID}
-		if a.ValidUntil, err = parse(it.ValidUntil); err != nil {
-			return nil, fmt.Errorf("audit: %s: agreement %s: valid_until %q is not a date", path, it.ID, it.ValidUntil)
-		}
-		if it.ValidFrom != "" {
-			if a.ValidFrom, err = time.Parse(time.RFC3339, it.ValidFrom); err != nil {
-				if a.ValidFrom, err = time.ParseInLocation("2006-01-02", it.ValidFrom, shanghai()); err != nil {
-					return nil, fmt.Errorf("audit: %s: agreement %s: valid_from %q is not a date", path, it.ID, it.ValidFrom)
-				}
-			}
-		}
-		out = append(out, a)
-	}
-	return out, nil
+	return out
 }
 
 // ReportRow sums one department's use of one dataset.
@@ -226,18 +180,18 @@ type Report struct {
 }
 
 type reqInfo struct {
-	ev *Event
+	ev *audit.Event
 }
 
 // BuildReport reads the events of it (any order) and sums them per department and
 // dataset, then looks for the anomalies described by ReportOptions.
-func BuildReport(ctx context.Context, it Iterator, opt ReportOptions) (*Report, error) {
+func BuildReport(ctx context.Context, it audit.Iterator, opt ReportOptions) (*Report, error) {
 	defer it.Close()
 	o := opt.withDefaults()
 	rep := &Report{}
 	decisions := map[string]*reqInfo{}
-	completes := map[string]*Event{}
-	var evs []*Event
+	completes := map[string]*audit.Event{}
+	var evs []*audit.Event
 	for it.Next() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -251,17 +205,17 @@ func BuildReport(ctx context.Context, it Iterator, opt ReportOptions) (*Report, 
 			rep.Last = e.Time
 		}
 		switch e.Kind {
-		case KindDecision:
+		case audit.KindDecision:
 			decisions[e.RequestID] = &reqInfo{ev: e}
 			evs = append(evs, e)
-		case KindComplete:
+		case audit.KindComplete:
 			completes[e.RequestID] = e
 		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, err
 	}
-	slices.SortStableFunc(evs, func(a, b *Event) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(evs, func(a, b *audit.Event) int { return a.Time.Compare(b.Time) })
 
 	// Per department × dataset.
 	type dk struct{ dep, ds string }
@@ -276,13 +230,13 @@ func BuildReport(ctx context.Context, it Iterator, opt ReportOptions) (*Report, 
 	for _, e := range evs {
 		r := row(e.Department, e.Dataset)
 		r.Requests++
-		if e.Decision != Allow {
+		if e.Decision != audit.Allow {
 			r.Denied++
-		} else if dataBearing(e.Action) {
+		} else if audit.DataBearing(e.Action) {
 			switch c := completes[e.RequestID]; {
 			case c == nil:
 				r.Unfinished++
-			case c.Status != StatusOK:
+			case c.Status != audit.StatusOK:
 				r.Failed++
 			}
 		}
@@ -320,7 +274,7 @@ func BuildReport(ctx context.Context, it Iterator, opt ReportOptions) (*Report, 
 	rep.Findings = append(rep.Findings, keyGuessing(evs, o)...)
 	rep.Findings = append(rep.Findings, budgetRefusals(evs, o)...)
 	if o.Agreements == nil {
-		rep.Notes = append(rep.Notes, "agreement expiry not checked: give the agreements' validity with --agreements FILE")
+		rep.Notes = append(rep.Notes, "agreement expiry not checked: give the policy directory with --policies DIR (its agreements' validity, as the policy reads it)")
 	} else {
 		rep.Findings = append(rep.Findings, expiry(evs, o)...)
 	}
@@ -336,12 +290,12 @@ func BuildReport(ctx context.Context, it Iterator, opt ReportOptions) (*Report, 
 
 type sysKey struct{ dep, sys string }
 
-func offHours(evs []*Event, o ReportOptions) []Finding {
+func offHours(evs []*audit.Event, o ReportOptions) []Finding {
 	type wk struct {
 		sysKey
 		window string
 	}
-	groups := map[wk][]*Event{}
+	groups := map[wk][]*audit.Event{}
 	var order []wk
 	for _, e := range evs {
 		lt := e.Time.In(o.Location)
@@ -411,11 +365,11 @@ func volume(daily map[string]map[string]uint64, o ReportOptions) []Finding {
 	return out
 }
 
-func denyBursts(evs []*Event, o ReportOptions) []Finding {
-	denies := map[sysKey][]*Event{}
+func denyBursts(evs []*audit.Event, o ReportOptions) []Finding {
+	denies := map[sysKey][]*audit.Event{}
 	var order []sysKey
 	for _, e := range evs {
-		if e.Decision != Deny {
+		if e.Decision != audit.Deny {
 			continue
 		}
 		k := sysKey{e.Department, e.System}
@@ -437,7 +391,7 @@ func denyBursts(evs []*Event, o ReportOptions) []Finding {
 	return out
 }
 
-func enumeration(evs []*Event, o ReportOptions) []Finding {
+func enumeration(evs []*audit.Event, o ReportOptions) []Finding {
 	type hk struct {
 		sysKey
 		hour time.Time
@@ -493,7 +447,7 @@ func enumeration(evs []*Event, o ReportOptions) []Finding {
 // keySweeps flags a department that looked up or verified at least SweepMin distinct
 // keys of a dataset in one hour: the absolute rule beside enumeration's relative one, so
 // that a department whose every hour is a sweep is flagged too.
-func keySweeps(evs []*Event, o ReportOptions) []Finding {
+func keySweeps(evs []*audit.Event, o ReportOptions) []Finding {
 	type hk struct {
 		dep, ds string
 		hour    time.Time
@@ -527,9 +481,9 @@ func keySweeps(evs []*Event, o ReportOptions) []Finding {
 // keyGuessing flags GuessMin or more verifies of one key by one department within
 // GuessWindow, allowed or refused: a verify answers only true or false, so many claims
 // against one key are guesses at its values.
-func keyGuessing(evs []*Event, o ReportOptions) []Finding {
+func keyGuessing(evs []*audit.Event, o ReportOptions) []Finding {
 	type kk struct{ dep, ds, key string }
-	byKey := map[kk][]*Event{}
+	byKey := map[kk][]*audit.Event{}
 	var order []kk
 	for _, e := range evs {
 		if e.Action != "verify" {
@@ -548,7 +502,7 @@ func keyGuessing(evs []*Event, o ReportOptions) []Finding {
 		for _, run := range bursts(byKey[k], o.GuessMin, o.GuessWindow) {
 			allowed := 0
 			for _, e := range run {
-				if e.Decision == Allow {
+				if e.Decision == audit.Allow {
 					allowed++
 				}
 			}
@@ -563,12 +517,12 @@ func keyGuessing(evs []*Event, o ReportOptions) []Finding {
 
 // budgetRefusals flags every department refused by its key budget: one finding per
 // dataset, action and run of refusals (each within an hour of the one before).
-func budgetRefusals(evs []*Event, o ReportOptions) []Finding {
+func budgetRefusals(evs []*audit.Event, o ReportOptions) []Finding {
 	type bk struct{ dep, ds, action string }
-	groups := map[bk][]*Event{}
+	groups := map[bk][]*audit.Event{}
 	var order []bk
 	for _, e := range evs {
-		if e.Decision != Deny || !slices.Contains(budgetCodes, e.Error) {
+		if e.Decision != audit.Deny || !slices.Contains(budgetCodes, e.Error) {
 			continue
 		}
 		k := bk{e.Department, e.Dataset, e.Action}
@@ -591,8 +545,8 @@ func budgetRefusals(evs []*Event, o ReportOptions) []Finding {
 
 // bursts returns the runs of evs (in time order) that start with at least min events
 // within window, extended over every later event within window of the one before it.
-func bursts(evs []*Event, min int, window time.Duration) [][]*Event {
-	var out [][]*Event
+func bursts(evs []*audit.Event, min int, window time.Duration) [][]*audit.Event {
+	var out [][]*audit.Event
 	for i := 0; i < len(evs); {
 		j := i
 		for j < len(evs) && evs[j].Time.Sub(evs[i].Time) < window {
@@ -611,7 +565,7 @@ func bursts(evs []*Event, min int, window time.Duration) [][]*Event {
 	return out
 }
 
-func joinSystems(evs []*Event) string {
+func joinSystems(evs []*audit.Event) string {
 	m := map[string]bool{}
 	for _, e := range evs {
 		m[e.System] = true
@@ -619,7 +573,7 @@ func joinSystems(evs []*Event) string {
 	return joinKeys(m)
 }
 
-func expiry(evs []*Event, o ReportOptions) []Finding {
+func expiry(evs []*audit.Event, o ReportOptions) []Finding {
 	valid := map[string]AgreementValidity{}
 	for _, a := range o.Agreements {
 		valid[a.ID] = a
@@ -627,10 +581,10 @@ func expiry(evs []*Event, o ReportOptions) []Finding {
 	type ak struct {
 		kind, dep, agr string
 	}
-	groups := map[ak][]*Event{}
+	groups := map[ak][]*audit.Event{}
 	var order []ak
 	for _, e := range evs {
-		if e.Decision != Allow || e.Agreement == "" {
+		if e.Decision != audit.Allow || e.Agreement == "" {
 			continue
 		}
 		a, ok := valid[e.Agreement]

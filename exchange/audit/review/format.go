@@ -1,4 +1,4 @@
-package audit
+package review
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"govx/exchange/audit"
 )
 
 // Formats of WriteEvents.
@@ -20,7 +22,7 @@ var Formats = []string{"table", "csv", "jsonl"}
 // WriteEvents writes the events of it to w as "table" (aligned columns for a
 // terminal, times in loc), "csv" (every field, a header line) or "jsonl" (one JSON
 // object a line, every field). It returns how many events it wrote.
-func WriteEvents(w io.Writer, it Iterator, format string, loc *time.Location) (int, error) {
+func WriteEvents(w io.Writer, it audit.Iterator, format string, loc *time.Location) (int, error) {
 	defer it.Close()
 	if loc == nil {
 		loc = shanghai()
@@ -56,7 +58,7 @@ func WriteEvents(w io.Writer, it Iterator, format string, loc *time.Location) (i
 		for it.Next() {
 			e := it.Event()
 			dec, rows := e.Decision, ""
-			if e.Kind == KindComplete {
+			if e.Kind == audit.KindComplete {
 				dec = e.Status
 				rows = strconv.FormatUint(e.Rows, 10)
 			}
@@ -132,7 +134,7 @@ var csvHeader = []string{"event_id", "kind", "event_time", "instance", "seq", "r
 	"decision", "reasons", "agreement", "policy_revision", "rows", "bytes", "duration_ms", "status",
 	"error", "prev_hash", "hash"}
 
-func csvRecord(e *Event) []string {
+func csvRecord(e *audit.Event) []string {
 	js := func(v []string) string {
 		if v == nil {
 			v = []string{}

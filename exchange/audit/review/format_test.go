@@ -1,4 +1,4 @@
-package audit
+package review
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"govx/exchange/audit"
 )
 
 // hostile are values an anonymous caller can put in an event: ESC sequences that clear
@@ -34,13 +36,13 @@ func checkTerminalSafe(t *testing.T, what, out string) {
 	}
 }
 
-func hostileEvents() []*Event {
+func hostileEvents() []*audit.Event {
 	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
-	var evs []*Event
+	var evs []*audit.Event
 	for i, h := range hostile {
-		evs = append(evs, &Event{EventID: NewEventID(), Kind: KindDecision, Time: at.Add(time.Duration(i) * time.Second),
+		evs = append(evs, &audit.Event{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at.Add(time.Duration(i) * time.Second),
 			RequestID: fmt.Sprintf("req-%d", i), Department: "mz-3301", System: "dibao-review", Action: "lookup",
-			Dataset: h, CaseRef: h, Keys: []string{h}, Decision: Deny, Reasons: []string{"unauthenticated"}})
+			Dataset: h, CaseRef: h, Keys: []string{h}, Decision: audit.Deny, Reasons: []string{"unauthenticated"}})
 	}
 	return evs
 }
@@ -50,7 +52,7 @@ func hostileEvents() []*Event {
 func TestFormatTableEscapesControls(t *testing.T) {
 	evs := hostileEvents()
 	write := func(format string) string {
-		it, _ := SliceStore(evs).Events(context.Background(), Filter{})
+		it, _ := audit.SliceStore(evs).Events(context.Background(), audit.Filter{})
 		var b bytes.Buffer
 		if _, err := WriteEvents(&b, it, format, time.UTC); err != nil {
 			t.Fatal(err)
@@ -78,7 +80,7 @@ func TestFormatTableEscapesControls(t *testing.T) {
 		}
 	}
 	for i, line := range strings.Split(strings.TrimSpace(write("jsonl")), "\n") {
-		var ev Event
+		var ev audit.Event
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatal(err)
 		}
@@ -93,11 +95,11 @@ func TestFormatTableEscapesControls(t *testing.T) {
 // its findings' messages.
 func TestFormatReportEscapesControls(t *testing.T) {
 	at := time.Date(2026, 3, 4, 10, 0, 0, 0, shanghai())
-	var evs []*Event
+	var evs []*audit.Event
 	for i := 0; i < 30; i++ {
-		evs = append(evs, &Event{EventID: NewEventID(), Kind: KindDecision, Time: at.Add(time.Duration(i) * time.Second),
+		evs = append(evs, &audit.Event{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at.Add(time.Duration(i) * time.Second),
 			RequestID: fmt.Sprint("r", i), Department: "mz-3301\x1b[2J", System: "sys\u202etxt.exe", Action: "read",
-			Dataset: "population.person\r", Decision: Deny})
+			Dataset: "population.person\r", Decision: audit.Deny})
 	}
 	rep := report(t, evs, ReportOptions{})
 	if len(rep.Findings) == 0 {

@@ -1,4 +1,4 @@
-package audit
+package review
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"govx/exchange/audit"
 )
 
 // How an access touched the record, in a subject report.
@@ -33,14 +35,14 @@ type SubjectOptions struct {
 	// record. An error means the scope cannot be evaluated (it was cut, or is not JSON):
 	// the pull is then listed as one that could have included it, with the reason. Nil:
 	// pulls are not matched, and the report says so.
-	InScope func(ev *Event) (bool, error)
+	InScope func(ev *audit.Event) (bool, error)
 }
 
 // SubjectAccess is one request that touched the record.
 type SubjectAccess struct {
-	How      string `json:"how"`
-	Decision *Event `json:"decision"`
-	Complete *Event `json:"complete,omitempty"` // nil when the request has none
+	How      string       `json:"how"`
+	Decision *audit.Event `json:"decision"`
+	Complete *audit.Event `json:"complete,omitempty"` // nil when the request has none
 	// Outcome says what came of it, for people.
 	Outcome string `json:"outcome"`
 	// Read reports whether the request returned the record's values, or may have: a
@@ -67,10 +69,10 @@ type SubjectReport struct {
 // every decision whose keys name opt.Key (lookups and verifies, allowed or not), and,
 // with opt.InScope, every allowed read or changes pull of opt.Dataset whose recorded
 // scope includes the record — each with its outcome from its complete event.
-func BuildSubject(ctx context.Context, it Iterator, opt SubjectOptions) (*SubjectReport, error) {
+func BuildSubject(ctx context.Context, it audit.Iterator, opt SubjectOptions) (*SubjectReport, error) {
 	defer it.Close()
-	decisions := map[string]*Event{}
-	completes := map[string]*Event{}
+	decisions := map[string]*audit.Event{}
+	completes := map[string]*audit.Event{}
 	var order []string
 	for it.Next() {
 		if err := ctx.Err(); err != nil {
@@ -78,12 +80,12 @@ func BuildSubject(ctx context.Context, it Iterator, opt SubjectOptions) (*Subjec
 		}
 		e := *it.Event()
 		switch e.Kind {
-		case KindDecision:
+		case audit.KindDecision:
 			if _, dup := decisions[e.RequestID]; !dup {
 				order = append(order, e.RequestID)
 			}
 			decisions[e.RequestID] = &e
-		case KindComplete:
+		case audit.KindComplete:
 			completes[e.RequestID] = &e
 		}
 	}
@@ -100,7 +102,7 @@ func BuildSubject(ctx context.Context, it Iterator, opt SubjectOptions) (*Subjec
 			if d.Action == "verify" {
 				a.How = HowVerify
 			}
-		case opt.InScope != nil && d.Decision == Allow && d.Dataset == opt.Dataset && (d.Action == "read" || d.Action == "changes"):
+		case opt.InScope != nil && d.Decision == audit.Allow && d.Dataset == opt.Dataset && (d.Action == "read" || d.Action == "changes"):
 			in, err := opt.InScope(d)
 			if err != nil {
 				a.Note = "scope not evaluated (" + err.Error() + "); listed as could have included it"
@@ -115,7 +117,7 @@ func BuildSubject(ctx context.Context, it Iterator, opt SubjectOptions) (*Subjec
 		switch {
 		case a.Read:
 			rep.Reads++
-		case a.How == HowVerify && d.Decision == Allow:
+		case a.How == HowVerify && d.Decision == audit.Allow:
 			rep.Verifies++
 		default:
 			rep.Nothing++
@@ -133,7 +135,7 @@ func BuildSubject(ctx context.Context, it Iterator, opt SubjectOptions) (*Subjec
 // the record.
 func outcome(a SubjectAccess) (string, bool) {
 	d, c := a.Decision, a.Complete
-	if d.Decision != Allow {
+	if d.Decision != audit.Allow {
 		why := d.Error
 		if why == "" {
 			why = strings.Join(d.Reasons, ",")
@@ -146,11 +148,11 @@ func outcome(a SubjectAccess) (string, bool) {
 	switch {
 	case c == nil:
 		return "allowed, no complete event: may have been cut short after sending (exchange stopped, or a Flight ticket never redeemed)", true
-	case c.Rows == 0 && c.Status == StatusOK:
+	case c.Rows == 0 && c.Status == audit.StatusOK:
 		return "returned nothing (no rows)", false
 	case c.Rows == 0:
 		return "returned nothing (" + c.Status + ": " + c.Error + ")", false
-	case a.How == HowPull && c.Status != StatusOK:
+	case a.How == HowPull && c.Status != audit.StatusOK:
 		return fmt.Sprintf("%s after %d rows; the record may have been among them", c.Status, c.Rows), true
 	case a.How == HowPull:
 		return fmt.Sprintf("returned %d rows; the record could have been among them", c.Rows), true

@@ -1,4 +1,4 @@
-package audit
+package review
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"govx/exchange/audit"
 )
 
 // TestSubjectListsReadsWithOutcomes: the subject report lists lookups and verifies that
@@ -16,32 +18,32 @@ func TestSubjectListsReadsWithOutcomes(t *testing.T) {
 	const key = "330106199001011234"
 	at := time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC)
 	n := 0
-	var evs []*Event
-	add := func(action, decision, errCode, filter string, keys []string, complete *Event) string {
+	var evs []*audit.Event
+	add := func(action, decision, errCode, filter string, keys []string, complete *audit.Event) string {
 		n++
 		id := "r" + string(rune('a'+n))
-		evs = append(evs, &Event{EventID: NewEventID(), Kind: KindDecision, Time: at.Add(time.Duration(n) * time.Minute), RequestID: id,
+		evs = append(evs, &audit.Event{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at.Add(time.Duration(n) * time.Minute), RequestID: id,
 			Department: "mz-3301", System: "dibao-review", Action: action, Dataset: "population.person", Keys: keys,
 			Decision: decision, Error: errCode, Filter: filter})
 		if complete != nil {
-			complete.EventID, complete.Kind, complete.RequestID, complete.Time = NewEventID(), KindComplete, id, at.Add(time.Duration(n)*time.Minute+time.Second)
+			complete.EventID, complete.Kind, complete.RequestID, complete.Time = audit.NewEventID(), audit.KindComplete, id, at.Add(time.Duration(n)*time.Minute+time.Second)
 			evs = append(evs, complete)
 		}
 		return id
 	}
-	read := add("lookup", Allow, "", "", []string{key}, &Event{Rows: 1, Status: StatusOK})
-	gone := add("lookup", Allow, "", "", []string{key}, &Event{Status: StatusAborted, Error: "client went away"})
-	denied := add("lookup", Deny, "lookup_budget_exhausted", "", []string{key}, nil)
-	verified := add("verify", Allow, "", "", []string{key}, nil)
-	pulled := add("read", Allow, "", "in", nil, &Event{Rows: 500, Status: StatusOK})
-	add("read", Allow, "", "out", nil, &Event{Rows: 500, Status: StatusOK})
-	empty := add("changes", Allow, "", "in", nil, &Event{Rows: 0, Status: StatusOK})
-	unfinished := add("read", Allow, "", "in", nil, nil)
-	cut := add("read", Allow, "", "cut", nil, &Event{Rows: 3, Status: StatusOK})
-	add("read", Deny, "", "in", nil, nil)                                                           // a denied pull returned nothing of anyone
-	add("lookup", Allow, "", "", []string{"330106199001015678"}, &Event{Rows: 1, Status: StatusOK}) // another person
+	read := add("lookup", audit.Allow, "", "", []string{key}, &audit.Event{Rows: 1, Status: audit.StatusOK})
+	gone := add("lookup", audit.Allow, "", "", []string{key}, &audit.Event{Status: audit.StatusAborted, Error: "client went away"})
+	denied := add("lookup", audit.Deny, "lookup_budget_exhausted", "", []string{key}, nil)
+	verified := add("verify", audit.Allow, "", "", []string{key}, nil)
+	pulled := add("read", audit.Allow, "", "in", nil, &audit.Event{Rows: 500, Status: audit.StatusOK})
+	add("read", audit.Allow, "", "out", nil, &audit.Event{Rows: 500, Status: audit.StatusOK})
+	empty := add("changes", audit.Allow, "", "in", nil, &audit.Event{Rows: 0, Status: audit.StatusOK})
+	unfinished := add("read", audit.Allow, "", "in", nil, nil)
+	cut := add("read", audit.Allow, "", "cut", nil, &audit.Event{Rows: 3, Status: audit.StatusOK})
+	add("read", audit.Deny, "", "in", nil, nil)                                                                       // a denied pull returned nothing of anyone
+	add("lookup", audit.Allow, "", "", []string{"330106199001015678"}, &audit.Event{Rows: 1, Status: audit.StatusOK}) // another person
 
-	inScope := func(ev *Event) (bool, error) {
+	inScope := func(ev *audit.Event) (bool, error) {
 		switch ev.Filter {
 		case "cut":
 			return false, errors.New("the recorded scope was cut")
@@ -50,7 +52,7 @@ func TestSubjectListsReadsWithOutcomes(t *testing.T) {
 		}
 		return true, nil
 	}
-	it, _ := SliceStore(evs).Events(context.Background(), Filter{})
+	it, _ := audit.SliceStore(evs).Events(context.Background(), audit.Filter{})
 	rep, err := BuildSubject(context.Background(), it, SubjectOptions{Key: key, Dataset: "population.person", InScope: inScope})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +92,7 @@ func TestSubjectListsReadsWithOutcomes(t *testing.T) {
 	}
 
 	// Without the record's values, pulls are not matched and the report says so.
-	it, _ = SliceStore(evs).Events(context.Background(), Filter{})
+	it, _ = audit.SliceStore(evs).Events(context.Background(), audit.Filter{})
 	rep, _ = BuildSubject(context.Background(), it, SubjectOptions{Key: key})
 	if len(rep.Accesses) != 4 || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "--record") {
 		t.Errorf("without --record: %d accesses, notes %v; want the 4 keyed ones and a note", len(rep.Accesses), rep.Notes)
