@@ -80,7 +80,7 @@ var groups = []struct {
 	{"provider", "Providing departments:", []string{"connector", "gen", "schemas"}},
 	{"steward", "Data stewards:", []string{"policy"}},
 	{"auditor", "Auditors:", []string{"audit"}},
-	{"operator", "Operators:", []string{"exchange", "token", "demo"}},
+	{"operator", "Operators:", []string{"exchange", "token", "pki", "demo"}},
 }
 
 // groupCommands assigns each subcommand its group; main calls it once all are registered.
