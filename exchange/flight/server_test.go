@@ -26,6 +26,7 @@ import (
 	"govx/exchange/client"
 	"govx/exchange/service"
 	"govx/exchange/service/servicetest"
+	"govx/exchange/store"
 )
 
 const dibao = "minimum-living-allowance-review"
@@ -300,6 +301,29 @@ func TestErrorMapping(t *testing.T) {
 		checkStatus(t, docs, err, "credentials_unavailable")
 	})
 	covered["credentials_unavailable"] = true
+	t.Run("cursor_too_old", func(t *testing.T) {
+		// A short history: rewriting every record makes the first cursor too old.
+		f := servicetest.New(t, servicetest.Config{SegmentRows: 16, StoreOptions: []store.Option{store.WithHistory(30)}})
+		_, lis := serve(t, f, "127.0.0.1:0")
+		c, tok := raw(t, lis.Addr().String()), f.Token(t, "mz-3301/dibao-review")
+		info, err := c.GetFlightInfo(as(tok), cmdDesc(read(nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, err := c.DoGet(as(tok), info.Endpoint[0].Ticket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		schema, _, err := drain(stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, _ := schema.Metadata().GetValue(exchange.MetaCursor)
+		f.Rewrite(t, 20)
+		_, err = c.GetFlightInfo(as(tok), cmdDesc(read(func(c *exchange.PullCmd) { c.Since = old })))
+		checkStatus(t, docs, err, "cursor_too_old")
+	})
+	covered["cursor_too_old"] = true
 
 	// What Flight can never answer, and why; everything else it can is covered above.
 	notOverFlight := map[string]string{

@@ -25,6 +25,7 @@ import (
 	"govx/exchange/httpapi"
 	"govx/exchange/service"
 	"govx/exchange/service/servicetest"
+	"govx/exchange/store"
 )
 
 const dibao = "minimum-living-allowance-review"
@@ -130,7 +131,8 @@ func pullPath(ds string) string { return "/v1/datasets/" + ds + "/pull" }
 // and checks each against docs/errors.md.
 func TestErrorMapping(t *testing.T) {
 	docs := servicetest.DocumentedErrors(t)
-	f := servicetest.New(t, servicetest.Config{})
+	// A short history, so that rewriting every record makes the first cursor too old.
+	f := servicetest.New(t, servicetest.Config{SegmentRows: 16, StoreOptions: []store.Option{store.WithHistory(30)}})
 	a := serve(t, f, "127.0.0.1:0")
 	hz := f.Token(t, "mz-3301/dibao-review")
 	body := func(mod func(m map[string]any)) map[string]any {
@@ -258,6 +260,11 @@ func TestErrorMapping(t *testing.T) {
 		})
 		covered[tc.code] = true
 	}
+
+	// Last, as it changes the table: once the store reclaimed the history a cursor
+	// needs, a changes pull from it is refused before any row is sent.
+	f.Rewrite(t, 20)
+	check("cursor_too_old", "", req{path: pullPath("population.person"), token: hz, body: body(func(m map[string]any) { m["since"] = cursor })})
 
 	// What HTTP can never answer, and why; everything else it can is covered above.
 	notOverHTTP := map[string]string{

@@ -48,6 +48,9 @@ type Config struct {
 	// real exchange serves them all: the catalog then holds datasets a caller may not
 	// discover.
 	AllDatasets bool
+	// StoreOptions are added to the persons table's options (e.g. a short history, so
+	// that Rewrite makes old cursors too old).
+	StoreOptions []store.Option
 }
 
 // Fixture is a running service and what its tests look at.
@@ -60,6 +63,25 @@ type Fixture struct {
 	Table    *store.Table
 	// IDs holds the citizen IDs by city prefix ("3301", "3201", "3302").
 	IDs map[string][]string
+
+	records []map[string]any
+	offset  int64
+}
+
+// Rewrite applies every person's record again, rounds times, as a source that keeps
+// updating them would: superseded versions pile up for the store to reclaim.
+func (f *Fixture) Rewrite(t testing.TB, rounds int) {
+	t.Helper()
+	for r := 0; r < rounds; r++ {
+		changes := make([]store.Change, 0, len(f.records))
+		for _, rec := range f.records {
+			changes = append(changes, store.Change{Partition: 0, Offset: f.offset, Record: rec})
+			f.offset++
+		}
+		if err := f.Table.Apply(changes); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // Secret is the service's signing secret: a second service built with it accepts the
@@ -76,7 +98,7 @@ func New(t testing.TB, cfg Config) *Fixture {
 	cat := schemas.MustLoad()
 	d, _ := cat.Dataset("population.person")
 	f := &Fixture{Mem: memory.NewCheckedAllocator(memory.NewGoAllocator()), IDs: map[string][]string{}}
-	f.Table = store.New(d, store.WithAllocator(f.Mem), store.WithSegmentRows(cfg.SegmentRows))
+	f.Table = store.New(d, append([]store.Option{store.WithAllocator(f.Mem), store.WithSegmentRows(cfg.SegmentRows)}, cfg.StoreOptions...)...)
 	pad := strings.Repeat("华", cfg.NamePad)
 	changes := make([]store.Change, 0, cfg.Persons)
 	for i := 0; i < cfg.Persons; i++ {
@@ -97,6 +119,10 @@ func New(t testing.TB, cfg Config) *Fixture {
 	if err := f.Table.Apply(changes); err != nil {
 		t.Fatal(err)
 	}
+	for _, c := range changes {
+		f.records = append(f.records, c.Record)
+	}
+	f.offset = int64(len(changes))
 	if cfg.Decider == nil {
 		eng, err := policy.New(cat)
 		if err != nil {
