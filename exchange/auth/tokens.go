@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -39,6 +40,9 @@ func (r TokenRecord) Revoked() bool { return !r.RevokedAt.IsZero() }
 // a revocation takes effect on the next request without a restart.
 type Tokens struct {
 	path string
+	// certCheck, when set, is asked about every verified client certificate chain at
+	// every call (see CheckCertificates).
+	certCheck func(verified [][]*x509.Certificate) error
 
 	mu      sync.Mutex
 	modTime time.Time

@@ -27,7 +27,6 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"govx/exchange"
 	"govx/exchange/auth"
@@ -55,8 +54,13 @@ type Handler struct {
 
 // New returns the HTTP API over svc. ready reports readiness for /readyz (nil: ready;
 // otherwise why not, which /readyz answers with 503 not_ready); reg receives
-// the API's metrics and is served at /metrics together with whatever else it holds.
-func New(svc *service.Service, tokens *auth.Tokens, ready func() error, reg *prometheus.Registry, log *slog.Logger) *Handler {
+// the API's metrics and is served at /metrics together with whatever else it holds
+// (unless WithoutOps: then Ops serves those three on a listener of their own).
+func New(svc *service.Service, tokens *auth.Tokens, ready func() error, reg *prometheus.Registry, log *slog.Logger, opts ...Option) *Handler {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if log == nil {
 		log = slog.Default()
 	}
@@ -66,15 +70,9 @@ func New(svc *service.Service, tokens *auth.Tokens, ready func() error, reg *pro
 			Buckets: []float64{.0001, .0005, .001, .002, .005, .01, .05, .1, .5, 1, 5, 30}}, []string{"route"}),
 	}
 	reg.MustRegister(h.requests, h.latency)
-	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	h.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
-			writeError(w, exchange.E(exchange.Unavailable, "not_ready", "the exchange is not ready: "+err.Error()))
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
-	h.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if !o.noOps {
+		registerOps(h.mux, ready, reg)
+	}
 	h.route("GET /v1/catalog", "catalog", exchange.ActionDiscover, h.catalog)
 	h.route("GET /v1/datasets/{id}", "dataset", exchange.ActionDiscover, h.dataset)
 	h.route("POST /v1/datasets/{id}/pull", "pull", exchange.ActionRead, h.pull)

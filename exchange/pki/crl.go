@@ -203,6 +203,24 @@ func (r *Revocations) Err() error {
 	return r.expiredLocked()
 }
 
+// NextUpdate returns the earliest next update of the loaded lists, or the zero time
+// when none is loaded.
+func (r *Revocations) NextUpdate() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refreshLocked(false)
+	var first time.Time
+	if r.set == nil {
+		return first
+	}
+	for _, e := range r.set.byCA {
+		if first.IsZero() || (!e.nextUpdate.IsZero() && e.nextUpdate.Before(first)) {
+			first = e.nextUpdate
+		}
+	}
+	return first
+}
+
 func (r *Revocations) expiredLocked() error {
 	now := r.now()
 	for _, e := range r.set.byCA {

@@ -59,7 +59,21 @@ type Config struct {
 		Cert     string `yaml:"cert"`
 		Key      string `yaml:"key"`
 		ClientCA string `yaml:"client_ca"` // when set, client certificates are verified (mTLS)
+		// CRL is the client CAs' revocation list (`govx pki crl`), looked at every second
+		// and reloaded when it changes. While it cannot be loaded or is past its next
+		// update, every client certificate is refused.
+		CRL string `yaml:"crl"`
 	} `yaml:"tls"`
+	// Ops is the operations listener: /healthz, /readyz and /metrics apart from the API.
+	Ops struct {
+		// Listen is its address (plain HTTP: a private address for probes and
+		// Prometheus). Empty: the three are served on http_addr, as on a developer's
+		// loopback.
+		Listen string `yaml:"listen"`
+		// AlsoOnAPI keeps them on http_addr too, with listen set (a load balancer that
+		// can only probe the API port).
+		AlsoOnAPI bool `yaml:"also_on_api"`
+	} `yaml:"ops"`
 	RateLimit struct {
 		PerSecond float64 `yaml:"per_second"` // per department; 0: none
 		Burst     int     `yaml:"burst"`
@@ -112,7 +126,7 @@ func (c *Config) resolve(base string) {
 	def(&c.Audit.SigningKey, "audit.key")
 	def(&c.Audit.Checkpoint, "audit.checkpoints")
 	for _, p := range []*string{&c.DataDir, &c.TokensFile, &c.SecretFile, &c.Audit.SpoolDir, &c.Audit.SigningKey,
-		&c.Audit.Checkpoint, &c.PoliciesDir, &c.TLS.Cert, &c.TLS.Key, &c.TLS.ClientCA} {
+		&c.Audit.Checkpoint, &c.PoliciesDir, &c.TLS.Cert, &c.TLS.Key, &c.TLS.ClientCA, &c.TLS.CRL} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -141,6 +155,18 @@ func (c *Config) Check() error {
 	}
 	if c.TLS.ClientCA != "" && c.TLS.Cert == "" {
 		errs = append(errs, errors.New("tls.client_ca needs tls.cert and tls.key: mutual TLS runs over TLS"))
+	}
+	if c.TLS.CRL != "" && c.TLS.ClientCA == "" {
+		errs = append(errs, errors.New("tls.crl needs tls.client_ca: the list revokes client certificates of those CAs"))
+	}
+	if c.Ops.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Ops.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("ops.listen %q: want host:port, e.g. 127.0.0.1:9090", c.Ops.Listen))
+		} else if port != "0" && (c.Ops.Listen == c.HTTPAddr || c.Ops.Listen == c.FlightAddr) {
+			errs = append(errs, fmt.Errorf("ops.listen %s: give the operations listener an address of its own", c.Ops.Listen))
+		}
+	} else if c.Ops.AlsoOnAPI {
+		errs = append(errs, errors.New("ops.also_on_api needs ops.listen: without it the operations endpoints are on http_addr already"))
 	}
 	if c.RateLimit.PerSecond < 0 || c.RateLimit.Burst < 0 {
 		errs = append(errs, errors.New("rate_limit: per_second and burst must not be negative"))

@@ -30,6 +30,7 @@ import (
 	xflight "govx/exchange/flight"
 	"govx/exchange/httpapi"
 	"govx/exchange/ingest"
+	"govx/exchange/pki"
 	"govx/exchange/policy"
 	"govx/exchange/service"
 	"govx/exchange/store"
@@ -50,6 +51,9 @@ type Exchange struct {
 	http     *http.Server
 	flightLn net.Listener
 	httpLn   net.Listener
+	ops      *http.Server // nil without ops.listen
+	opsLn    net.Listener
+	revs     *pki.Revocations // nil without tls.crl
 	cluster  string
 	epoch    string // what cursors are bound to: the Kafka cluster id
 	ready    Readiness
@@ -138,9 +142,17 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 		return nil, err
 	}
 	x.svc = svc
-	tlsConfig, err := loadTLS(cfg)
+	tlsConfig, revs, err := loadTLS(cfg, o.log)
 	if err != nil {
 		return nil, err
+	}
+	if revs != nil {
+		// Checked at the handshake (a new connection) and at every call (a connection
+		// opened before the revocation), and while the list cannot be used every client
+		// certificate is refused: say so to the load balancer too.
+		x.revs = revs
+		x.tokens.CheckCertificates(revs.Check)
+		x.ready.Check("tls.crl", revs.Err)
 	}
 
 	if x.flightLn, err = net.Listen("tcp", cfg.FlightAddr); err != nil {
@@ -148,6 +160,11 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	}
 	if x.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http_addr: %w", err)
+	}
+	if cfg.Ops.Listen != "" {
+		if x.opsLn, err = net.Listen("tcp", cfg.Ops.Listen); err != nil {
+			return nil, fmt.Errorf("ops.listen: %w", err)
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -159,12 +176,31 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	kcfg.OnStatus = func(id string, err error) { x.ready.Set("ingest/"+id, err) }
 	x.ingester = ingest.New(kcfg, cat, x.tables, o.log)
 	reg.MustRegister(x.ingester.Collectors()...)
+	if revs != nil {
+		reg.MustRegister(crlCollectors(revs)...)
+	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	x.cancel = cancel
 	x.flight = xflight.New(svc, x.tokens, tlsConfig, o.mem)
-	x.http = &http.Server{Handler: httpapi.New(svc, x.tokens, x.ready.Err, reg, o.log), TLSConfig: tlsConfig,
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	var apiOpts []httpapi.Option
+	if x.opsLn != nil && !cfg.Ops.AlsoOnAPI {
+		apiOpts = append(apiOpts, httpapi.WithoutOps())
+	}
+	x.http = &http.Server{Handler: httpapi.New(svc, x.tokens, x.ready.Err, reg, o.log, apiOpts...), TLSConfig: tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+		// Refused handshakes (a revoked or foreign certificate) go to the structured log.
+		ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
+	if x.opsLn != nil {
+		x.ops = &http.Server{Handler: httpapi.Ops(x.ready.Err, reg),
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+		x.goRun("ops", func() error {
+			if err := x.ops.Serve(x.opsLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	x.goRun("flight", func() error { return x.flight.Serve(x.flightLn) })
 	x.goRun("http", func() error {
 		var err error
@@ -181,7 +217,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	x.goRun("ingest", func() error { return x.ingester.Run(runCtx) })
 	x.goRun("snapshots", func() error { x.snapshotLoop(runCtx); return nil })
 	ok = true
-	o.log.Info("exchange serving", "flight", x.FlightAddr(), "http", x.HTTPAddr(), "kafka_cluster", x.cluster,
+	o.log.Info("exchange serving", "flight", x.FlightAddr(), "http", x.HTTPAddr(), "ops", x.OpsAddr(), "kafka_cluster", x.cluster,
 		"policy_revision", x.policy.Revision(), "audit_instance", x.spool.Instance())
 	return x, nil
 }
@@ -240,6 +276,15 @@ func (x *Exchange) FlightAddr() string { return x.flightLn.Addr().String() }
 // HTTPAddr is the bound HTTP address.
 func (x *Exchange) HTTPAddr() string { return x.httpLn.Addr().String() }
 
+// OpsAddr is the bound operations address, or "" without ops.listen (the operations
+// endpoints are then on HTTPAddr).
+func (x *Exchange) OpsAddr() string {
+	if x.opsLn == nil {
+		return ""
+	}
+	return x.opsLn.Addr().String()
+}
+
 // Policy returns the policy engine (its revision, reloads).
 func (x *Exchange) Policy() *policy.Engine { return x.policy }
 
@@ -258,12 +303,14 @@ func (x *Exchange) Close() error {
 	if x.flight != nil {
 		x.flight.Shutdown()
 	}
-	if x.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		x.http.Shutdown(ctx)
-		cancel()
+	for _, srv := range []*http.Server{x.http, x.ops} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			srv.Shutdown(ctx)
+			cancel()
+		}
 	}
-	for _, ln := range []net.Listener{x.flightLn, x.httpLn} {
+	for _, ln := range []net.Listener{x.flightLn, x.httpLn, x.opsLn} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -402,29 +449,74 @@ func openAudit(cfg *Config, log *slog.Logger) (*audit.Spool, error) {
 	return s, nil
 }
 
-func loadTLS(cfg *Config) (*tls.Config, error) {
+// loadTLS builds the TLS configuration of both API listeners, and with tls.crl the
+// revocation list every client certificate is checked against at the handshake.
+func loadTLS(cfg *Config, log *slog.Logger) (*tls.Config, *pki.Revocations, error) {
 	if cfg.TLS.Cert == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
-	if cfg.TLS.ClientCA != "" {
-		pem, err := os.ReadFile(cfg.TLS.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("tls.client_ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.client_ca %s holds no PEM certificate", cfg.TLS.ClientCA)
-		}
-		tc.ClientCAs = pool
-		// Tokens stay usable over TLS; a presented certificate must verify.
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	if cfg.TLS.ClientCA == "" {
+		return tc, nil, nil
 	}
-	return tc, nil
+	data, err := os.ReadFile(cfg.TLS.ClientCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls.client_ca: %w", err)
+	}
+	cas, err := pki.ParseCertificates(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls.client_ca %s: %w", cfg.TLS.ClientCA, err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		pool.AddCert(c)
+	}
+	tc.ClientCAs = pool
+	// Tokens stay usable over TLS; a presented certificate must verify.
+	tc.ClientAuth = tls.VerifyClientCertIfGiven
+	if cfg.TLS.CRL == "" {
+		return tc, nil, nil
+	}
+	revs, err := pki.LoadRevocations(cfg.TLS.CRL, cas, pki.OnReload(func(err error) {
+		if err != nil {
+			log.Error("client certificate revocation list unusable: every client certificate is refused until it is fixed", "crl", cfg.TLS.CRL, "err", err)
+			return
+		}
+		log.Info("client certificate revocation list loaded", "crl", cfg.TLS.CRL)
+	}))
+	if err != nil {
+		return nil, nil, err
+	}
+	// Runs after crypto/tls verified the chain against the client CAs: a revoked
+	// certificate never completes a handshake.
+	tc.VerifyConnection = func(cs tls.ConnectionState) error { return revs.Check(cs.VerifiedChains) }
+	return tc, revs, nil
+}
+
+// crlCollectors expose the revocation list, so an alert fires before its next update
+// passes and client certificates start being refused.
+func crlCollectors(revs *pki.Revocations) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_tls_crl_usable", Help: "1 while the client certificate revocation list is loaded and current; 0 while every client certificate is refused."},
+			func() float64 {
+				if revs.Err() != nil {
+					return 0
+				}
+				return 1
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_tls_crl_next_update_timestamp_seconds", Help: "When the loaded revocation list (the earliest, with several CAs) must be replaced by a fresh one (Unix time); 0 when none is loaded."},
+			func() float64 {
+				t := revs.NextUpdate()
+				if t.IsZero() {
+					return 0
+				}
+				return float64(t.Unix())
+			}),
+	}
 }
 
 // auditCollectors exposes the audit spool: appends and fsyncs (group commit at work),
