@@ -84,11 +84,11 @@ var accessActions = map[string][]string{
 // Application is one sharing application. The requested fields are the applicant's;
 // Conditions, Reasons and the outcome are the answer's.
 type Application struct {
-	ID        string `json:"id"`
-	Applicant string `json:"applicant"` // the applying department
-	System    string `json:"system"`    // the system the data is for
-	Dataset   string `json:"dataset"`
-	Provider  string `json:"provider"` // the dataset's providing department (schemas)
+	ID        string   `json:"id"`
+	Applicant string   `json:"applicant"` // the applying department
+	System    string   `json:"system"`    // the system the data is for
+	Dataset   string   `json:"dataset"`
+	Provider  string   `json:"provider"` // the dataset's providing department (schemas)
 	Columns   []string `json:"columns"`
 	Purpose   string   `json:"purpose"`
 	// LegalBasis is the duty the data serves and its legal ground (履职依据).
@@ -140,12 +140,12 @@ type Conditions struct {
 
 // Step is one entry of an application's or a correction's history.
 type Step struct {
-	At         time.Time        `json:"at"`
-	By         exchange.Subject `json:"by"`
-	Action     string           `json:"action"`
-	From       string           `json:"from"`
-	To         string           `json:"to"`
-	Detail     string           `json:"detail,omitempty"`
+	At     time.Time        `json:"at"`
+	By     exchange.Subject `json:"by"`
+	Action string           `json:"action"`
+	From   string           `json:"from"`
+	To     string           `json:"to"`
+	Detail string           `json:"detail,omitempty"`
 }
 
 // Correction states.

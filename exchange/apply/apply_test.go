@@ -447,4 +447,3 @@ func (h *harness) must2(x *Correction, err error) *Correction {
 	}
 	return x
 }
-
