@@ -88,9 +88,17 @@ func cst(s string) time.Time {
 
 func newHarness(t *testing.T, dsn string) *harness {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "policies")
-	if err := policies.CopyEmbedded(dir); err != nil {
-		t.Fatal(err)
+	return newHarnessAt(t, filepath.Join(t.TempDir(), "policies"), dsn)
+}
+
+// newHarnessAt is newHarness over the policy directory dir, created from the shipped
+// policy when missing (a restarted exchange finds it as it was left).
+func newHarnessAt(t *testing.T, dir, dsn string) *harness {
+	t.Helper()
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		if err := policies.CopyEmbedded(dir); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cat, err := schemas.Load()
 	if err != nil {
