@@ -146,6 +146,7 @@ func (t *Table) unregister(era int64) {
 // pruneLocked forgets the links no unreleased snapshot can walk through any more: those
 // made in eras no older than the oldest snapshot's.
 func (t *Table) pruneLocked() {
+	t.links.prune()
 	oldest := t.oldestEra()
 	ghosts := t.ghosts[:0]
 	for _, g := range t.ghosts {

@@ -328,6 +328,7 @@ func (t *Table) loadBatch(rec arrow.Record, nf int) error {
 			t.tombs = append(t.tombs, tomb{key: key, part: seg.part[i], off: seg.off[i], row: row})
 		} else {
 			old = t.idx.upsert(t.hash(key), key, row, t.rowKey)
+			t.links.setRow(key, data, i, t.seq)
 			if old >= 0 && !t.deleted(old) {
 				t.markDeleted(old, seg.part[i], seg.off[i])
 				t.live--

@@ -23,6 +23,7 @@ type Snapshot struct {
 	tombs   []tomb
 	era     int64  // the table's compactions before this version
 	horizon Cursor // a changes pull from before it is too old
+	seq     int64  // the changes applied before this version (the secondary indexes' clock)
 }
 
 // segView is a segment as one version sees it.
@@ -44,6 +45,7 @@ func (s *Snapshot) Release() {
 		}
 		s.segs = nil
 		s.t.unregister(s.era)
+		s.t.links.release(s.seq)
 	}
 }
 

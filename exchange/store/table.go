@@ -182,6 +182,7 @@ type Table struct {
 	closed  bool
 	masks   maskCache
 	stats   Stats
+	links   links // the secondary indexes (index.go)
 
 	// Compaction. A snapshot walks from a key's latest row back to the row it holds
 	// (Snapshot.find), through rows written after it; the chain of rows that compaction
@@ -365,6 +366,7 @@ func New(d *schemas.Dataset, opts ...Option) *Table {
 		t.tail.cols[i] = colBuf{kind: d.Fields[i].Kind(), dt: t.schema.Field(i).Type}
 	}
 	t.idx.init(1024)
+	t.links.init(t)
 	return t
 }
 
@@ -555,6 +557,7 @@ func (t *Table) upsertLocked(key string, cells []cell, part int32, off int64) {
 	row := t.next
 	old := t.idx.upsert(h, key, row, t.rowKey)
 	t.seq++
+	t.links.setCells(key, cells, t.seq)
 	if old >= 0 && !t.deleted(old) {
 		t.markDeleted(old, part, off)
 		t.live--
@@ -584,6 +587,7 @@ func (t *Table) deleteLocked(key string, part int32, off int64) {
 		return // never seen, or already deleted: nothing a consumer could hold
 	}
 	t.seq++
+	t.links.remove(key, t.seq)
 	t.markDeleted(row, part, off)
 	t.live--
 	t.tombs = append(t.tombs, tomb{key: key, part: part, off: off, row: row})
@@ -765,7 +769,8 @@ func (t *Table) Snapshot() *Snapshot {
 		return t.cached
 	}
 	t.sealLocked()
-	s := &Snapshot{t: t, rows: t.next, live: t.live, tombs: t.tombs[:len(t.tombs):len(t.tombs)], era: t.era, horizon: t.horizon.clone()}
+	s := &Snapshot{t: t, rows: t.next, live: t.live, tombs: t.tombs[:len(t.tombs):len(t.tombs)], era: t.era, horizon: t.horizon.clone(), seq: t.seq}
+	t.links.hold(s.seq)
 	s.pos = make(Cursor, len(t.pos))
 	for p, o := range t.pos {
 		s.pos[p] = o
