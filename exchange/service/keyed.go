@@ -110,24 +110,30 @@ func (s *Service) Lookup(ctx context.Context, c Caller, dataset string, cmd exch
 			panic(r)
 		}
 	}()
-	opts := mask.Options{Key: s.departmentMaskKey(c.Subject.Department), Region: regionOf(d, rec)}
-	out := make(map[string]any, len(g.Columns))
-	for _, col := range g.Columns {
-		out[col] = rec[col]
-		if m, ok := g.Masks[col]; ok {
-			var merr error
-			if out[col], merr = mask.Value(m, rec[col], opts); merr != nil {
-				// A value the mask cannot handle is withheld, never returned unmasked.
-				s.log.Error("mask failed; value withheld", "dataset", dataset, "column", col, "mask", m, "err", merr)
-				out[col] = nil
-			}
-		}
-	}
-	sent, err = reply(out)
+	sent, err = reply(s.maskRecord(c.Subject.Department, d, g.Columns, g.Masks, rec))
 	if err == nil {
 		rows = 1
 	}
 	return err
+}
+
+// maskRecord projects one record to cols and masks it as masks say, for the caller's
+// department: what a lookup returns, and each part of a subject view.
+func (s *Service) maskRecord(dept string, d *schemas.Dataset, cols []string, masks map[string]string, rec map[string]any) map[string]any {
+	opts := mask.Options{Key: s.departmentMaskKey(dept), Region: regionOf(d, rec)}
+	out := make(map[string]any, len(cols))
+	for _, col := range cols {
+		out[col] = rec[col]
+		if m, ok := masks[col]; ok {
+			var merr error
+			if out[col], merr = mask.Value(m, rec[col], opts); merr != nil {
+				// A value the mask cannot handle is withheld, never returned unmasked.
+				s.log.Error("mask failed; value withheld", "dataset", d.ID, "column", col, "mask", m, "err", merr)
+				out[col] = nil
+			}
+		}
+	}
+	return out
 }
 
 // Verify compares claims with one record's stored values and returns only whether each
