@@ -447,8 +447,8 @@ func (s *Service) grant(a *Application, to State, in *Conditions) error {
 	if c.RowScope != "" && !regionRE.MatchString(c.RowScope) {
 		return bad("row_scope %q: six digits (GB/T 2260)", c.RowScope)
 	}
-	if a.RowScope != "" && a.RowScope != "000000" && !strings.HasPrefix(strings.TrimRight(c.RowScope, "0"), strings.TrimRight(a.RowScope, "0")) {
-		return bad("row_scope %s is wider than %s, which was applied for", c.RowScope, a.RowScope)
+	if applied := s.appliedScope(a); c.RowScope != "" && !within(c.RowScope, applied) {
+		return bad("row_scope %s is wider than %s, which was applied for", c.RowScope, applied)
 	}
 	if c.MaxRows < 0 {
 		return bad("max_rows must not be negative")
@@ -469,6 +469,31 @@ func (s *Service) grant(a *Application, to State, in *Conditions) error {
 	}
 	a.State, a.Conditions, a.Agreement, a.Clock, a.Due = to, &c, AgreementID(a.ID), "", time.Time{}
 	return nil
+}
+
+// appliedScope is the row scope an application asked for: its own, or else the
+// applicant's region ("000000", nationwide, for a national department).
+func (s *Service) appliedScope(a *Application) string {
+	if a.RowScope != "" {
+		return a.RowScope
+	}
+	if d, ok := s.cfg.Policy.Bundle().Department(a.Applicant); ok && d.Region != "" {
+		return d.Region
+	}
+	return "000000"
+}
+
+// within reports whether the region scope x lies inside scope w, both GB/T 2260 codes
+// read as the policy reads them: a province 330000 is the prefix 33, a city 330100 the
+// prefix 3301.
+func within(x, w string) bool {
+	prefix := func(c string) string {
+		for strings.HasSuffix(c, "00") {
+			c = c[:len(c)-2]
+		}
+		return c
+	}
+	return strings.HasPrefix(prefix(x), prefix(w))
 }
 
 // take runs one step on an application: authorized by the process policy, legal in the

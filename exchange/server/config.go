@@ -79,6 +79,12 @@ type Config struct {
 		Burst     int     `yaml:"burst"`
 	} `yaml:"rate_limit"`
 	TicketTTL time.Duration `yaml:"ticket_ttl"`
+	// Applications is the sharing application process's state.
+	Applications struct {
+		// Database is a PostgreSQL URL (postgres://…); empty: SQLite, applications.db in
+		// data_dir. The password may be given in the URL or by PGPASSWORD.
+		Database string `yaml:"database"`
+	} `yaml:"applications"`
 }
 
 // LoadConfig reads and checks a config file.

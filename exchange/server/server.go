@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"govx/exchange/apply"
 	"govx/exchange/audit"
 	"govx/exchange/auth"
 	xflight "govx/exchange/flight"
@@ -57,6 +58,10 @@ type Exchange struct {
 	cluster  string
 	epoch    string // what cursors are bound to: the Kafka cluster id
 	ready    Readiness
+
+	// apply runs the sharing application process; applyStore is its database.
+	apply      *apply.Service
+	applyStore *apply.Store
 
 	// The parts (Flight, HTTP, ingest, snapshots) run under one supervisor: the first
 	// to stop while the exchange is not closing sets err and closes done.
@@ -187,7 +192,12 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	if x.opsLn != nil && !cfg.Ops.AlsoOnAPI {
 		apiOpts = append(apiOpts, httpapi.WithoutOps())
 	}
-	x.http = &http.Server{Handler: httpapi.New(svc, x.tokens, x.ready.Err, reg, o.log, apiOpts...), TLSConfig: tlsConfig,
+	if err := x.startApplications(ctx, cat, reg); err != nil {
+		return nil, err
+	}
+	api := httpapi.New(svc, x.tokens, x.ready.Err, reg, o.log, apiOpts...)
+	api.MountApplications(x.apply)
+	x.http = &http.Server{Handler: api, TLSConfig: tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		// Refused handshakes (a revoked or foreign certificate) go to the structured log.
 		ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
@@ -216,6 +226,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	})
 	x.goRun("ingest", func() error { return x.ingester.Run(runCtx) })
 	x.goRun("snapshots", func() error { x.snapshotLoop(runCtx); return nil })
+	x.goRun("corrections", func() error { x.closeCorrections(runCtx, time.Second); return nil })
 	ok = true
 	o.log.Info("exchange serving", "flight", x.FlightAddr(), "http", x.HTTPAddr(), "ops", x.OpsAddr(), "kafka_cluster", x.cluster,
 		"policy_revision", x.policy.Revision(), "audit_instance", x.spool.Instance())
@@ -328,6 +339,9 @@ func (x *Exchange) Close() error {
 	}
 	if x.policy != nil {
 		errs = append(errs, x.policy.Close())
+	}
+	if x.applyStore != nil {
+		errs = append(errs, x.applyStore.Close())
 	}
 	if x.spool != nil {
 		errs = append(errs, x.spool.Close())
