@@ -459,7 +459,7 @@ var catalog = sync.OnceValue(func() *schemas.Catalog { return schemas.MustLoad()
 func (s SourceConfig) location() (*time.Location, error) {
 	switch tz := s.Timezone; tz {
 	case "", "Asia/Shanghai", "CST", "+08:00":
-		return cst, nil
+		return schemas.ChinaTime, nil
 	case "UTC", "Z", "+00:00":
 		return time.UTC, nil
 	default:

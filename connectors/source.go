@@ -115,7 +115,7 @@ func driversLocked() []string {
 
 // CursorTime reads a cursor value as a point in time: a time.Time, a timestamp text in
 // one of schemas.TimestampLayouts (no offset: China Standard Time), or Unix seconds.
-func CursorTime(v any) (time.Time, bool) { return cursorTimeIn(v, cst) }
+func CursorTime(v any) (time.Time, bool) { return cursorTimeIn(v, schemas.ChinaTime) }
 
 // cursorTimeIn is CursorTime with offset-less text taken in loc.
 func cursorTimeIn(v any, loc *time.Location) (time.Time, bool) {
@@ -140,8 +140,6 @@ func cursorTimeIn(v any, loc *time.Location) (time.Time, bool) {
 	}
 	return time.Time{}, false
 }
-
-var cst = time.FixedZone("CST", 8*3600)
 
 // parseTime parses a timestamp text in the extra layouts, then RFC 3339 and
 // schemas.TimestampLayouts; text without an offset is in loc.
@@ -173,7 +171,7 @@ func cursorMinus(v any, d time.Duration) (any, bool) {
 		return c - int64(d/time.Second), true
 	case string:
 		for _, l := range append([]string{time.RFC3339Nano}, schemas.TimestampLayouts...) {
-			if t, err := time.ParseInLocation(l, c, cst); err == nil {
+			if t, err := time.ParseInLocation(l, c, schemas.ChinaTime); err == nil {
 				return t.Add(-d).In(t.Location()).Format(l), true
 			}
 		}

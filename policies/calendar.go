@@ -3,6 +3,7 @@ package policies
 import (
 	"errors"
 	"fmt"
+	"govx/schemas"
 	"time"
 )
 
@@ -99,7 +100,7 @@ func newCalendar(ys []calendarYear) (*Calendar, []Problem) {
 
 func (d calendarDay) span(year int) (time.Time, time.Time, error) {
 	parse := func(s string) (time.Time, error) {
-		t, err := time.ParseInLocation(time.DateOnly, s, chinaTime)
+		t, err := time.ParseInLocation(time.DateOnly, s, schemas.ChinaTime)
 		if err != nil {
 			return t, fmt.Errorf("%q is not a date (2026-10-01)", s)
 		}

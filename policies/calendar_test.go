@@ -2,6 +2,7 @@ package policies
 
 import (
 	"errors"
+	"govx/schemas"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,7 +50,7 @@ func TestShippedCalendarWorkingDays(t *testing.T) {
 		{"2026-10-10", true}, // 调休 Saturday
 		{"2026-10-11", false},
 	} {
-		d, _ := time.ParseInLocation(time.DateOnly, tc.day, chinaTime)
+		d, _ := time.ParseInLocation(time.DateOnly, tc.day, schemas.ChinaTime)
 		got, err := c.WorkingDay(d)
 		if err != nil || got != tc.work {
 			t.Errorf("%s (%s): working %v, %v; want %v", tc.day, d.Weekday(), got, err, tc.work)
@@ -79,7 +80,7 @@ func TestDeadlines(t *testing.T) {
 		{"over a weekend", "2026-03-05T10:00:00+08:00", 2, "2026-03-09"},
 		{"the day it arrives never counts, even at 00:01", "2026-03-02T00:01:00+08:00", 1, "2026-03-03"},
 		{"a Friday night arrival (UTC still Friday)", "2026-03-06T15:30:00Z", 1, "2026-03-09"}, // 23:30 CST Friday
-		{"UTC Sunday is Monday in Shanghai", "2026-03-08T17:00:00Z", 1, "2026-03-10"},           // 01:00 CST Monday
+		{"UTC Sunday is Monday in Shanghai", "2026-03-08T17:00:00Z", 1, "2026-03-10"},          // 01:00 CST Monday
 		{"adjusted Saturday counts", "2026-02-12T09:00:00+08:00", 1, "2026-02-13"},
 		{"adjusted Saturday counts (2)", "2026-02-13T09:00:00+08:00", 1, "2026-02-14"},
 		{"across the Spring Festival", "2026-02-13T09:00:00+08:00", 2, "2026-02-24"},
@@ -97,9 +98,9 @@ func TestDeadlines(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		want, _ := time.ParseInLocation(time.DateOnly, tc.due, chinaTime)
+		want, _ := time.ParseInLocation(time.DateOnly, tc.due, schemas.ChinaTime)
 		if !got.Equal(want.AddDate(0, 0, 1)) {
-			t.Errorf("%s: %d working days from %s end %s, want the end of %s", tc.name, tc.n, tc.start, got.In(chinaTime), tc.due)
+			t.Errorf("%s: %d working days from %s end %s, want the end of %s", tc.name, tc.n, tc.start, got.In(schemas.ChinaTime), tc.due)
 		}
 	}
 }
@@ -111,9 +112,9 @@ func TestDeadlineOutsideCalendar(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, start := range []time.Time{
-		time.Date(2026, 12, 30, 10, 0, 0, 0, chinaTime), // walks into 2027
-		time.Date(2024, 12, 31, 10, 0, 0, 0, chinaTime), // starts in 2024
-		time.Date(2031, 5, 6, 10, 0, 0, 0, chinaTime),
+		time.Date(2026, 12, 30, 10, 0, 0, 0, schemas.ChinaTime), // walks into 2027
+		time.Date(2024, 12, 31, 10, 0, 0, 0, schemas.ChinaTime), // starts in 2024
+		time.Date(2031, 5, 6, 10, 0, 0, 0, schemas.ChinaTime),
 	} {
 		_, err := p.Calendar.Deadline(start, 5)
 		if !errors.Is(err, ErrOutsideCalendar) || !strings.Contains(err.Error(), "policies/calendar/") {

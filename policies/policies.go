@@ -26,6 +26,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"govx/schemas"
 	"govx/schemas/license"
 )
 
@@ -353,14 +354,10 @@ func compact(s []int64) []int64 {
 	return out
 }
 
-// chinaTime is China Standard Time. A fixed zone, so that loading does not depend on
-// the machine's time zone database.
-var chinaTime = time.FixedZone("CST", 8*3600)
-
 // parseValidity parses a valid_from or valid_until value: a date means the whole day in
 // China Standard Time, so a valid_until date is exclusive from the next midnight.
 func parseValidity(s string, until bool) (time.Time, error) {
-	if t, err := time.ParseInLocation(time.DateOnly, s, chinaTime); err == nil {
+	if t, err := time.ParseInLocation(time.DateOnly, s, schemas.ChinaTime); err == nil {
 		if until {
 			t = t.AddDate(0, 0, 1)
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"govx/schemas"
 	"io"
 	"io/fs"
 	"os"
@@ -259,6 +260,6 @@ func copyProcess(dir string) error {
 
 // chinaDate is a calendar day in China Standard Time.
 func chinaDate(t time.Time) time.Time {
-	y, m, d := t.In(chinaTime).Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, chinaTime)
+	y, m, d := t.In(schemas.ChinaTime).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, schemas.ChinaTime)
 }

@@ -13,9 +13,11 @@ import (
 	"golang.org/x/text/width"
 )
 
-// China Standard Time has had no daylight saving since 1991; a fixed zone avoids
-// depending on the host's tz database for source timestamps without an offset.
-var chinaTime = time.FixedZone("CST", 8*3600)
+// ChinaTime is China Standard Time (UTC+8), the one zone of govx: source timestamps
+// without an offset, agreement and licence dates, the working calendar and the audit
+// reports' default all use it. China has had no daylight saving since 1991, so a fixed
+// zone is exact and does not depend on the host's tz database.
+var ChinaTime = time.FixedZone("CST", 8*3600)
 
 // NormalizeText trims a value and folds full-width characters (ＡＢＣ１２３, the
 // ideographic space) to half-width, as department systems and citizens type them
@@ -172,7 +174,7 @@ func NormalizeDate(s string, layouts ...string) (string, error) {
 	s = NormalizeText(s)
 	for _, ls := range [2][]string{layouts, DateLayouts} {
 		for _, l := range ls {
-			if t, err := time.ParseInLocation(l, s, chinaTime); err == nil {
+			if t, err := time.ParseInLocation(l, s, ChinaTime); err == nil {
 				return t.Format(time.DateOnly), nil
 			}
 		}
@@ -186,7 +188,7 @@ func NormalizeTimestamp(s string, layouts ...string) (string, error) {
 	s = NormalizeText(s)
 	for _, ls := range [2][]string{layouts, TimestampLayouts} {
 		for _, l := range ls {
-			if t, err := time.ParseInLocation(l, s, chinaTime); err == nil {
+			if t, err := time.ParseInLocation(l, s, ChinaTime); err == nil {
 				return t.UTC().Format(time.RFC3339Nano), nil
 			}
 		}

@@ -256,7 +256,7 @@ func parseExplainTime(s string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
-	if t, err := time.ParseInLocation(time.DateOnly, s, time.FixedZone("CST", 8*3600)); err == nil {
+	if t, err := time.ParseInLocation(time.DateOnly, s, schemas.ChinaTime); err == nil {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("--time %q: want RFC 3339 (2026-11-26T12:00:00+08:00) or a date (2026-11-26)", s)

@@ -305,9 +305,6 @@ const (
 	StatusExpired   = "expired"
 )
 
-// chinaTime is China Standard Time: a licence's last valid day ends at midnight there.
-var chinaTime = time.FixedZone("CST", 8*3600)
-
 // EffectiveStatus returns a licence's status at instant at: the register's status,
 // except that a licence recorded as valid whose valid_until day (China Standard Time)
 // has passed is expired — the register may not have caught up yet, and a verification
@@ -316,7 +313,7 @@ func EffectiveStatus(status, validUntil string, at time.Time) string {
 	if status != StatusValid || validUntil == "" {
 		return status
 	}
-	last, err := time.ParseInLocation(time.DateOnly, validUntil, chinaTime)
+	last, err := time.ParseInLocation(time.DateOnly, validUntil, schemas.ChinaTime)
 	if err != nil {
 		return status
 	}

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"govx/exchange/audit"
+	"govx/schemas"
 )
 
 // Formats of WriteEvents.
@@ -25,7 +26,7 @@ var Formats = []string{"table", "csv", "jsonl"}
 func WriteEvents(w io.Writer, it audit.Iterator, format string, loc *time.Location) (int, error) {
 	defer it.Close()
 	if loc == nil {
-		loc = shanghai()
+		loc = schemas.ChinaTime
 	}
 	bw := bufio.NewWriter(w)
 	n := 0
@@ -152,7 +153,7 @@ func csvRecord(e *audit.Event) []string {
 // WriteText writes the report for a terminal, times in loc.
 func (r *Report) WriteText(w io.Writer, loc *time.Location) error {
 	if loc == nil {
-		loc = shanghai()
+		loc = schemas.ChinaTime
 	}
 	bw := bufio.NewWriter(w)
 	if r.Events == 0 {

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"govx/exchange/audit"
+	"govx/schemas"
 )
 
 // hostile are values an anonymous caller can put in an event: ESC sequences that clear
@@ -94,7 +95,7 @@ func TestFormatTableEscapesControls(t *testing.T) {
 // TestFormatReportEscapesControls: the text report escapes values in its table and in
 // its findings' messages.
 func TestFormatReportEscapesControls(t *testing.T) {
-	at := time.Date(2026, 3, 4, 10, 0, 0, 0, shanghai())
+	at := time.Date(2026, 3, 4, 10, 0, 0, 0, schemas.ChinaTime)
 	var evs []*audit.Event
 	for i := 0; i < 30; i++ {
 		evs = append(evs, &audit.Event{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at.Add(time.Duration(i) * time.Second),

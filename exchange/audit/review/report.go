@@ -10,6 +10,7 @@ import (
 
 	"govx/exchange/audit"
 	"govx/policies"
+	"govx/schemas"
 )
 
 // Finding kinds of a report.
@@ -31,7 +32,7 @@ var budgetCodes = []string{"verify_budget_exhausted", "lookup_budget_exhausted"}
 
 // ReportOptions tunes the report. Zero fields take the defaults of DefaultReportOptions.
 type ReportOptions struct {
-	Location    *time.Location // working hours are local to it (default Asia/Shanghai)
+	Location    *time.Location // working hours are local to it (default China Standard Time)
 	WorkStart   time.Duration  // since midnight (default 08:30)
 	WorkEnd     time.Duration  // since midnight (default 18:00); weekends are off hours
 	OffHoursMin int            // requests by one system in one off-hours stretch (default 20)
@@ -64,7 +65,7 @@ type AgreementValidity struct {
 
 func (o ReportOptions) withDefaults() ReportOptions {
 	if o.Location == nil {
-		o.Location = shanghai()
+		o.Location = schemas.ChinaTime
 	}
 	if o.WorkStart == 0 && o.WorkEnd == 0 {
 		o.WorkStart, o.WorkEnd = 8*time.Hour+30*time.Minute, 18*time.Hour
@@ -98,13 +99,6 @@ func (o ReportOptions) withDefaults() ReportOptions {
 		o.ExpiryWarn = 30 * 24 * time.Hour
 	}
 	return o
-}
-
-func shanghai() *time.Location {
-	if loc, err := time.LoadLocation("Asia/Shanghai"); err == nil {
-		return loc
-	}
-	return time.FixedZone("CST", 8*3600) // no tzdata: China has had no DST since 1991
 }
 
 // ParseWorkHours parses "08:30-18:00".

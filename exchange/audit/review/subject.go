@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"govx/exchange/audit"
+	"govx/schemas"
 )
 
 // How an access touched the record, in a subject report.
@@ -164,7 +165,7 @@ func outcome(a SubjectAccess) (string, bool) {
 // times in loc), "jsonl" (one access a line, exact) or "csv" (one access a line, exact).
 func WriteSubject(w io.Writer, rep *SubjectReport, format string, loc *time.Location) error {
 	if loc == nil {
-		loc = shanghai()
+		loc = schemas.ChinaTime
 	}
 	bw := bufio.NewWriter(w)
 	switch format {
