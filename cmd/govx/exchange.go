@@ -16,6 +16,7 @@ import (
 func init() {
 	var cfgPath string
 	var check bool
+	var instance string
 	cmd := &cobra.Command{
 		Use:   "exchange",
 		Short: "Run the exchange",
@@ -33,6 +34,11 @@ for every setting. --check validates the config and exits.`,
 			cfg, err := server.LoadConfig(cfgPath)
 			if err != nil {
 				return err
+			}
+			if instance != "" {
+				// Replicas share one config file (a ConfigMap) but each audits in a
+				// chain of its own: the pod's name, given on the command line.
+				cfg.Audit.Instance = instance
 			}
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", cfgPath)
@@ -66,6 +72,7 @@ for every setting. --check validates the config and exits.`,
 	}
 	serve.Flags().StringVarP(&cfgPath, "config", "c", "", "the exchange's config file (YAML)")
 	serve.Flags().BoolVar(&check, "check", false, "validate the config and exit")
+	serve.Flags().StringVar(&instance, "instance", "", "the audit chain's instance id, instead of audit.instance (one per replica)")
 	serve.MarkFlagRequired("config")
 	cmd.AddCommand(serve)
 	rootCmd.AddCommand(cmd)
