@@ -76,9 +76,9 @@ var groups = []struct {
 	id, title string
 	commands  []string
 }{
-	{"consumer", "Department systems (consumers):", []string{"catalog", "pull", "lookup", "verify"}},
+	{"consumer", "Department systems (consumers):", []string{"catalog", "pull", "lookup", "verify", "apply", "corrections"}},
 	{"provider", "Providing departments:", []string{"connector", "gen", "schemas"}},
-	{"steward", "Data stewards:", []string{"policy"}},
+	{"steward", "Data stewards:", []string{"policy", "applications"}},
 	{"auditor", "Auditors:", []string{"audit"}},
 	{"operator", "Operators:", []string{"exchange", "token", "pki", "demo"}},
 }
