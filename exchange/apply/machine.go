@@ -38,18 +38,3 @@ func checkLegal(id string, state State, step string) error {
 	return exchange.E(exchange.Invalid, "illegal_transition",
 		fmt.Sprintf("%s is %s: %s is possible only from %s", id, state, step, strings.Join(names, " or ")))
 }
-
-// needText returns the coded error for a required text left empty (or only spaces).
-func needText(code, what string, texts ...string) error {
-	n := 0
-	for _, t := range texts {
-		if strings.TrimSpace(t) == "" {
-			return exchange.E(exchange.Invalid, code, what+" must not be empty")
-		}
-		n++
-	}
-	if n == 0 {
-		return exchange.E(exchange.Invalid, code, what+" are required: say why")
-	}
-	return nil
-}
