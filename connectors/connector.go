@@ -789,20 +789,20 @@ func (c *Connector) deadLetter(ch *chunk, values []any, errs []schemas.FieldErro
 func (c *Connector) rowHash(r Row) (string, uint64) {
 	var key string
 	if len(r.Key) == 1 {
-		key = textOf(r.Key[0])
+		key = schemas.CanonicalText(r.Key[0])
 	} else {
 		var kb []byte
 		for i, k := range r.Key {
 			if i > 0 {
 				kb = append(kb, 0)
 			}
-			kb = appendText(kb, k)
+			kb = schemas.AppendCanonicalText(kb, k)
 		}
 		key = string(kb)
 	}
 	buf := c.hashBuf[:0]
 	for _, v := range r.Values {
-		buf = appendText(buf, v)
+		buf = schemas.AppendCanonicalText(buf, v)
 		buf = append(buf, 0)
 	}
 	c.hashBuf = buf

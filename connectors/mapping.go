@@ -83,7 +83,7 @@ func (m *mapper) deleted(values []any) bool {
 	if m.delCol < 0 {
 		return false
 	}
-	return schemas.NormalizeText(textOf(values[m.delCol])) == m.delVal
+	return schemas.NormalizeText(schemas.CanonicalText(values[m.delCol])) == m.delVal
 }
 
 // mapRow returns the record of a native row and every failed check (normalization and
@@ -153,7 +153,7 @@ func (mf *mappedField) value(v any) (any, error) {
 		v = string(b)
 	}
 	if len(mf.values) > 0 && v != nil {
-		if to, ok := mf.values[schemas.NormalizeText(textOf(v))]; ok {
+		if to, ok := mf.values[schemas.NormalizeText(schemas.CanonicalText(v))]; ok {
 			v = to
 		}
 	}
@@ -165,43 +165,6 @@ func (mf *mappedField) value(v any) (any, error) {
 		}
 	}
 	return mf.f.Normalize(v, mf.formats...)
-}
-
-func textOf(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []byte:
-		return string(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	case time.Time:
-		return x.Format(time.RFC3339Nano)
-	}
-	return fmt.Sprint(v)
-}
-
-// appendText appends textOf(v) to buf.
-func appendText(buf []byte, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		return buf
-	case string:
-		return append(buf, x...)
-	case []byte:
-		return append(buf, x...)
-	case int64:
-		return strconv.AppendInt(buf, x, 10)
-	case float64:
-		return strconv.AppendFloat(buf, x, 'f', -1, 64)
-	case time.Time:
-		return x.AppendFormat(buf, time.RFC3339Nano)
-	}
-	return fmt.Append(buf, v)
 }
 
 // encodeRecord writes a record as a JSON object in dataset field order. It is the hot

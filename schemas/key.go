@@ -13,7 +13,7 @@ func (d *Dataset) RecordKey(rec map[string]any) (string, error) {
 		if v == nil {
 			return "", fmt.Errorf("%s: key field %s is missing", d.ID, d.Key[0])
 		}
-		return stringOf(v), nil
+		return CanonicalText(v), nil
 	}
 	vals := make([]any, len(d.Key))
 	for i, k := range d.Key {
@@ -37,7 +37,7 @@ func (d *Dataset) ParseKey(key string) ([]string, error) {
 	}
 	out := make([]string, len(vals))
 	for i, v := range vals {
-		out[i] = stringOf(v)
+		out[i] = CanonicalText(v)
 	}
 	return out, nil
 }

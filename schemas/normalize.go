@@ -74,7 +74,7 @@ func (f *Field) Normalize(v any, layouts ...string) (any, error) {
 	}
 	switch f.kind {
 	case KindString:
-		s := stringOf(v)
+		s := CanonicalText(v)
 		if f.Check != "" {
 			// Check characters are upper-case by standard; people type a lower-case x.
 			s = strings.ToUpper(s)
@@ -196,18 +196,40 @@ func NormalizeTimestamp(s string, layouts ...string) (string, error) {
 	return "", fmt.Errorf("%q is not a timestamp (expected RFC 3339 or 2006-01-02 15:04:05)", s)
 }
 
-func stringOf(v any) string {
-	switch s := v.(type) {
-	case string:
+// CanonicalText returns the text of a value, the one conversion govx has: a canonical
+// value (as Normalize returns it) is written this way in record keys, hashed this way by
+// the hash mask (exchange/mask's Array must agree, over every column type; a test in
+// exchange/store checks it), and source values are matched this way against a
+// connector's value maps. Strings are as they are; int64 in decimal; float64 in the
+// shortest decimal that reads back exactly, without an exponent; bools true or false;
+// nil is empty. For values before normalization: []byte is its text, a time.Time RFC
+// 3339 with nanoseconds in its own zone, anything else as fmt prints it.
+func CanonicalText(v any) string {
+	if s, ok := v.(string); ok {
 		return s
-	case int64:
-		return strconv.FormatInt(s, 10)
-	case float64:
-		return strconv.FormatFloat(s, 'f', -1, 64)
-	case time.Time:
-		return s.Format(time.RFC3339Nano)
 	}
-	return fmt.Sprint(v)
+	return string(AppendCanonicalText(nil, v))
+}
+
+// AppendCanonicalText appends CanonicalText(v) to dst.
+func AppendCanonicalText(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return dst
+	case string:
+		return append(dst, x...)
+	case []byte:
+		return append(dst, x...)
+	case int64:
+		return strconv.AppendInt(dst, x, 10)
+	case float64:
+		return strconv.AppendFloat(dst, x, 'f', -1, 64)
+	case bool:
+		return strconv.AppendBool(dst, x)
+	case time.Time:
+		return x.AppendFormat(dst, time.RFC3339Nano)
+	}
+	return fmt.Append(dst, v)
 }
 
 // NormalizeRecord normalizes every field of a source record in place of a copy, and

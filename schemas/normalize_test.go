@@ -90,3 +90,34 @@ func TestNormalizeThenValidate(t *testing.T) {
 		t.Fatalf("normalized record invalid: %v (%v)", verrs, rec)
 	}
 }
+
+// TestCanonicalText: every kind of canonical value, and the source values connectors
+// match against value maps, have one text; Append gives the same.
+func TestCanonicalText(t *testing.T) {
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{"张三 330106", "张三 330106"},
+		{int64(-42), "-42"},
+		{float64(0.1), "0.1"},
+		{float64(1e21), "1000000000000000000000"},
+		{float64(-2.5e-7), "-0.00000025"},
+		{"-0.50", "-0.50"},                                             // a decimal, as Normalize writes it
+		{"2024-09-30", "2024-09-30"},                                   // a date
+		{"2026-11-26T04:00:00.000005Z", "2026-11-26T04:00:00.000005Z"}, // a timestamp
+		{true, "true"},
+		{false, "false"},
+		{nil, ""},
+		{[]byte("男"), "男"},
+		{time.Date(2026, 11, 26, 12, 0, 0, 5000, ChinaTime), "2026-11-26T12:00:00.000005+08:00"},
+		{int32(7), "7"},
+	} {
+		if got := CanonicalText(tc.v); got != tc.want {
+			t.Errorf("CanonicalText(%#v) = %q, want %q", tc.v, got, tc.want)
+		}
+		if got := string(AppendCanonicalText([]byte("x"), tc.v)); got != "x"+tc.want {
+			t.Errorf("AppendCanonicalText(x, %#v) = %q, want %q", tc.v, got, "x"+tc.want)
+		}
+	}
+}

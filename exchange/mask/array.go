@@ -149,9 +149,11 @@ func Array(mem memory.Allocator, arr arrow.Array, m string, o ArrayOptions) (arr
 	return b.NewArray(), nil
 }
 
-// canonicalText returns a function appending row i of arr in the canonical text form
-// records carry (schemas.Field.Normalize): the hash of a value is the same whether it
-// is masked in a scan or in a lookup.
+// canonicalText returns a function appending row i of arr as schemas.CanonicalText
+// writes the canonical value (schemas.Field.Normalize) the row holds: the hash of a
+// value is the same whether it is masked in a scan or in a lookup. This is the Arrow
+// side of that one definition, not a second one; exchange/store's TestScanMatchesNaive
+// keeps the two equal over every column type.
 func canonicalText(arr arrow.Array) func(dst []byte, i int) []byte {
 	switch a := arr.(type) {
 	case *array.String:

@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -84,6 +83,11 @@ type Options struct {
 	Key []byte
 	// Region is the row's region code (GB/T 2260), a hint for the address mask.
 	Region string
+	// Text returns the canonical text of a value that is not a string
+	// (schemas.CanonicalText, which this package may not import): the hash mask hashes
+	// it, so a value must have the one text Array hashes for its column type. Hashing a
+	// value that is not a string without it is an error.
+	Text func(v any) string
 }
 
 // IDCardString keeps the first 6 and last 4 characters and stars the rest:
@@ -118,7 +122,7 @@ func HashString(key []byte, s string) (string, error) {
 
 // Value masks one canonical value (string, int64, float64, bool; dates, timestamps and
 // decimals as strings), as a lookup returns it. Nil stays nil. Masks other than null
-// return strings.
+// return strings. The hash of a value that is not a string needs o.Text.
 func Value(m string, v any, o Options) (any, error) {
 	if m == Null || v == nil {
 		if !Valid(m) && m != "" {
@@ -130,7 +134,14 @@ func Value(m string, v any, o Options) (any, error) {
 	case "":
 		return v, nil
 	case Hash:
-		return HashString(o.Key, textOf(v))
+		s, ok := v.(string)
+		if !ok {
+			if o.Text == nil {
+				return nil, fmt.Errorf("mask: hashing a %T needs its canonical text (Options.Text)", v)
+			}
+			s = o.Text(v)
+		}
+		return HashString(o.Key, s)
 	case Year:
 		if s, ok := v.(string); ok {
 			if y := YearString(s); y != "" {
@@ -147,20 +158,6 @@ func Value(m string, v any, o Options) (any, error) {
 		return string(appendString(nil, m, s, o.Region)), nil
 	}
 	return nil, fmt.Errorf("mask: unknown mask %q", m)
-}
-
-func textOf(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	case bool:
-		return strconv.FormatBool(x)
-	}
-	return fmt.Sprint(v)
 }
 
 // appendString applies one of the string masks (not hash, not null).

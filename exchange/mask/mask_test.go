@@ -306,3 +306,26 @@ func FuzzMasks(f *testing.F) {
 		}
 	})
 }
+
+// TestHashNeedsCanonicalText: a value that is not a string is hashed as the caller's
+// Options.Text writes it (schemas.CanonicalText in govx), and without one it is refused,
+// never hashed as some other text a scan would not produce.
+func TestHashNeedsCanonicalText(t *testing.T) {
+	key := DeriveKey([]byte("master-secret-for-tests-only-000"), "mz-3301")
+	if v, err := Value(Hash, int64(42), Options{Key: key}); err == nil {
+		t.Fatalf("hash of an int64 without Options.Text = %v, want an error", v)
+	}
+	want, _ := HashString(key, "42")
+	text := func(v any) string {
+		if v != int64(42) {
+			t.Fatalf("Text called with %#v", v)
+		}
+		return "42"
+	}
+	if got, err := Value(Hash, int64(42), Options{Key: key, Text: text}); err != nil || got != want {
+		t.Fatalf("hash of int64 42 = %v, %v; want %v (the hash of its text)", got, err, want)
+	}
+	if got, _ := Value(Hash, "42", Options{Key: key}); got != want {
+		t.Fatalf("hash of the string 42 = %v, want %v", got, want)
+	}
+}

@@ -120,7 +120,7 @@ func (s *Service) Lookup(ctx context.Context, c Caller, dataset string, cmd exch
 // maskRecord projects one record to cols and masks it as masks say, for the caller's
 // department: what a lookup returns, and each part of a subject view.
 func (s *Service) maskRecord(dept string, d *schemas.Dataset, cols []string, masks map[string]string, rec map[string]any) map[string]any {
-	opts := mask.Options{Key: s.departmentMaskKey(dept), Region: regionOf(d, rec)}
+	opts := mask.Options{Key: s.departmentMaskKey(dept), Region: regionOf(d, rec), Text: schemas.CanonicalText}
 	out := make(map[string]any, len(cols))
 	for _, col := range cols {
 		out[col] = rec[col]

@@ -252,7 +252,7 @@ func naiveRow(t *testing.T, d *schemas.Dataset, rec map[string]any, spec Spec) [
 	}
 	out := make([]any, len(cols))
 	for i, c := range cols {
-		v, err := mask.Value(spec.Masks[c], rec[c], mask.Options{Key: spec.MaskKey, Region: region})
+		v, err := mask.Value(spec.Masks[c], rec[c], mask.Options{Key: spec.MaskKey, Region: region, Text: schemas.CanonicalText})
 		if err != nil {
 			t.Fatalf("mask %s of %s: %v", spec.Masks[c], c, err)
 		}
