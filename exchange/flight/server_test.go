@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/flight"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -261,6 +262,13 @@ func TestErrorMapping(t *testing.T) {
 		}},
 		{"bad_limit", "", func() error { return info(hz, read(func(c *exchange.PullCmd) { c.Limit = -1 })) }},
 		{"max_rows_exceeded", "", func() error { return info(f.Token(t, "mz-3301/max5"), read(nil)) }},
+		{"bad_subject_id", "", func() error {
+			return doAction(c, hz, exchange.ActionTypeSubjectPerson, map[string]any{"id": "330106199001011230", "purpose": dibao})
+		}},
+		{"bad_digest", "", func() error {
+			return doAction(c, hz, exchange.ActionTypeLicenceVerify, map[string]any{"licence_no": "JSZ-330106-000001", "digest": "abc", "purpose": dibao})
+		}},
+		{"unknown_action", "", func() error { return doAction(c, hz, "drop.tables", map[string]any{}) }},
 	} {
 		err := tt.request()
 		checkStatus(t, docs, err, tt.code)
@@ -324,10 +332,27 @@ func TestErrorMapping(t *testing.T) {
 		checkStatus(t, docs, err, "cursor_too_old")
 	})
 	covered["cursor_too_old"] = true
+	t.Run("licence verification", func(t *testing.T) {
+		f := servicetest.New(t, servicetest.Config{Registers: true})
+		_, lis := serve(t, f, "127.0.0.1:0")
+		c, tok := raw(t, lis.Addr().String()), f.Token(t, "gxq-3301/window")
+		body := func(no string) map[string]any {
+			return map[string]any{"licence_no": no, "digest": f.Registers.Digests[f.Registers.OrgLicence], "purpose": "enterprise-service-window"}
+		}
+		checkStatus(t, docs, doAction(c, tok, exchange.ActionTypeLicenceVerify, body("")), "bad_key")
+		checkStatus(t, docs, doAction(c, tok, exchange.ActionTypeLicenceVerify, body("YYZZ-000000-999999")), "not_found")
+		// The shipped key budget: 5 verifies of one key an hour; the 6th is refused.
+		for i := 0; i < 4; i++ {
+			if err := doAction(c, tok, exchange.ActionTypeLicenceVerify, body("YYZZ-000000-999999")); status.Code(err) != codes.NotFound {
+				t.Fatalf("verify %d within the budget: %v", i+2, err)
+			}
+		}
+		checkStatus(t, docs, doAction(c, tok, exchange.ActionTypeLicenceVerify, body("YYZZ-000000-999999")), "verify_budget_exhausted")
+	})
+	covered["bad_key"], covered["not_found"], covered["verify_budget_exhausted"] = true, true, true
 
 	// What Flight can never answer, and why; everything else it can is covered above.
 	notOverFlight := map[string]string{
-		"not_found":        "Flight has no lookup; the HTTP tests cover it",
 		"invalid_columns":  "duplicate_column refuses a repeated column before the store sees it",
 		"invalid_mask":     "a mask that does not fit its column is policy data that `govx policy check` refuses",
 		"mask_key_missing": "a bug: the service always derives the department's key",

@@ -205,6 +205,9 @@ func TestErrorMapping(t *testing.T) {
 	check("bad_key", "", req{path: lookup, token: hz, body: map[string]any{"key": []string{"a", "b"}, "purpose": dibao}})
 	check("no_claims", "", req{path: "/v1/datasets/population.person/verify", token: hz, body: map[string]any{"key": f.IDs["3301"][0], "purpose": dibao}})
 	check("max_rows_exceeded", "", req{path: pullPath("population.person"), token: f.Token(t, "mz-3301/max5"), body: body(nil)})
+	check("bad_subject_id", "", req{path: "/v1/subjects/person", token: hz, body: map[string]any{"id": "330106199001011230", "purpose": dibao}})
+	check("bad_subject_id", "", req{path: "/v1/subjects/organization", token: hz, body: map[string]any{"id": f.IDs["3301"][0], "purpose": dibao}})
+	check("bad_digest", "", req{path: "/v1/licenses/verify", token: hz, body: map[string]any{"licence_no": "JSZ-330106-000001", "digest": "abc", "purpose": dibao}})
 	for _, ct := range []string{"-", "application/x-www-form-urlencoded", "text/plain", "application/json; charset=latin1", "application/jsonx"} {
 		check("unsupported_media_type", "", req{path: pullPath("population.person"), token: hz, ctype: ct, body: body(nil)})
 	}

@@ -27,6 +27,7 @@ import (
 	"govx/exchange/auth"
 	"govx/exchange/store"
 	"govx/schemas"
+	"govx/schemas/license"
 )
 
 // Decider makes policy decisions; exchange/policy's engine is the real one.
@@ -77,6 +78,9 @@ type Service struct {
 
 	// budgets limits how many keys each department checks by lookup and verify.
 	budgets budgets
+
+	// keys returns the licence issuers' public keys (WithKeyring); nil: the policy's.
+	keys func() *license.Keyring
 
 	rateLimit rate.Limit
 	rateBurst int

@@ -51,6 +51,9 @@ type Config struct {
 	// StoreOptions are added to the persons table's options (e.g. a short history, so
 	// that Rewrite makes old cursors too old).
 	StoreOptions []store.Option
+	// Registers serves every dataset, with records linked to the first Hangzhou person
+	// in the organization, parcel and licence registers (see Registers).
+	Registers bool
 }
 
 // Fixture is a running service and what its tests look at.
@@ -63,6 +66,10 @@ type Fixture struct {
 	Table    *store.Table
 	// IDs holds the citizen IDs by city prefix ("3301", "3201", "3302").
 	IDs map[string][]string
+	// Tables are the tables served, by dataset.
+	Tables map[string]*store.Table
+	// Registers are the linked records of Config.Registers.
+	Registers *Registers
 
 	records []map[string]any
 	offset  int64
@@ -139,9 +146,13 @@ func New(t testing.TB, cfg Config) *Fixture {
 	f.Tokens = auth.OpenTokens(filepath.Join(t.TempDir(), "tokens.json"))
 	opts := append([]service.Option{service.WithAllocator(f.Mem)}, cfg.Options...)
 	tables := map[string]*store.Table{d.ID: f.Table}
-	if cfg.AllDatasets {
+	f.Tables = tables
+	if cfg.Registers {
+		opts = append(opts, f.addRegisters(t, cat, tables)...)
+	}
+	if cfg.AllDatasets || cfg.Registers {
 		for _, o := range cat.Datasets() {
-			if o.ID != d.ID {
+			if tables[o.ID] == nil {
 				tables[o.ID] = store.New(o, store.WithAllocator(f.Mem))
 			}
 		}
