@@ -1,11 +1,8 @@
 package connectors
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"govx/internal/strictyaml"
 	"govx/schemas"
 )
 
@@ -151,8 +149,6 @@ const (
 	DefaultTopicPrefix  = "govx."
 )
 
-var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
-
 // LoadConfig reads and checks a connector config. Unknown fields are errors naming the
 // file and line; every problem found is reported at once.
 func LoadConfig(path string) (*Config, error) {
@@ -165,23 +161,9 @@ func LoadConfig(path string) (*Config, error) {
 
 // ParseConfig is LoadConfig for bytes already read; file names them in messages.
 func ParseConfig(file string, data []byte) (*Config, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var c Config
-	if err := dec.Decode(&c); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			msgs := make([]string, len(te.Errors))
-			for i, e := range te.Errors {
-				if m := unknownField.FindStringSubmatch(e); m != nil {
-					msgs[i] = fmt.Sprintf("%s:%s: unknown field %q (in %s)", file, m[1], m[2], strings.TrimPrefix(m[3], "connectors."))
-				} else {
-					msgs[i] = file + ": " + e
-				}
-			}
-			return nil, errors.New(strings.Join(msgs, "\n"))
-		}
-		return nil, fmt.Errorf("%s: %w", file, err)
+	if err := strictyaml.Decode(file, data, &c); err != nil {
+		return nil, err
 	}
 	c.file = file
 	if err := c.check(); err != nil {

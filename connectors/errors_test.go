@@ -64,12 +64,12 @@ func TestIntegrationClearErrors(t *testing.T) {
 func TestUnknownConfigField(t *testing.T) {
 	data := []byte("name: x\ndepartment: gab\ndataset: population.person\nsource:\n  driver: postgres\n  dsn_env: X\n  tabel: gab.rk_jbxx\n")
 	_, err := connectors.ParseConfig("bad.yaml", data)
-	if err == nil || !strings.Contains(err.Error(), `bad.yaml:7: unknown field "tabel"`) {
+	if err == nil || !strings.Contains(err.Error(), `bad.yaml:7: unknown key "tabel"`) {
 		t.Fatalf("got %v, want the file, line 7 and the field named", err)
 	}
 	data = []byte("dataset: population.person\nfields:\n  name: {column: xm, formtas: [x]}\n")
 	_, err = connectors.ParseConfig("bad2.yaml", data)
-	if err == nil || !strings.Contains(err.Error(), `bad2.yaml:3: unknown field "formtas"`) {
+	if err == nil || !strings.Contains(err.Error(), `bad2.yaml:3: unknown key "formtas"`) {
 		t.Fatalf("got %v, want line 3 and formtas named", err)
 	}
 }

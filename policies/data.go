@@ -1,18 +1,13 @@
 package policies
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"errors"
-	"fmt"
-	"io"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"govx/internal/strictyaml"
 	"govx/schemas/license"
 )
 
@@ -111,16 +106,11 @@ type dataFile struct {
 	Issuers     []Issuer       `yaml:"issuers"`
 }
 
-var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
-var unknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-
 // parseData decodes one data file strictly and appends its entries to b.
 func (b *Bundle) parseData(file string, raw []byte) []Problem {
 	var doc dataFile
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return yamlProblems(file, err)
+	if probs := decodeYAML(file, raw, &doc); probs != nil {
+		return probs
 	}
 	// yaml.v3 decodes into structs without positions; a second pass over the node tree
 	// finds the line of each list entry for messages.
@@ -174,26 +164,19 @@ func (b *Bundle) parseData(file string, raw []byte) []Problem {
 	return probs
 }
 
-// yamlProblems turns a yaml.v3 error into problems with file and line.
-func yamlProblems(file string, err error) []Problem {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if m := yamlLine.FindStringSubmatch(msg); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			return []Problem{{File: file, Line: n, Message: m[2]}}
-		}
-		return []Problem{{File: file, Message: msg}}
+// decodeYAML decodes one policy YAML file strictly (one document, no unknown key; see
+// strictyaml) and returns its problems with file and line. An empty file holds nothing
+// and is no problem. An unknown key's problem says where the keys are listed.
+func decodeYAML(file string, raw []byte, v any) []Problem {
+	err := strictyaml.Decode(file, raw, v)
+	if err == nil || errors.Is(err, strictyaml.ErrEmpty) {
+		return nil
 	}
 	var probs []Problem
-	for _, e := range te.Errors {
-		p := Problem{File: file, Message: e}
-		if m := yamlLine.FindStringSubmatch(e); m != nil {
-			p.Line, _ = strconv.Atoi(m[1])
-			p.Message = m[2]
-			if u := unknownField.FindStringSubmatch(m[2]); u != nil {
-				p.Message = fmt.Sprintf("unknown key %q (see the comment at the top of the shipped file for the keys)", u[1])
-			}
+	for _, e := range strictyaml.Problems(err) {
+		p := Problem{File: file, Line: e.Line, Message: e.Msg}
+		if e.Key != "" {
+			p.Message += " (see the comment at the top of the shipped file for the keys)"
 		}
 		probs = append(probs, p)
 	}

@@ -1,22 +1,17 @@
 package policies
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"govx/schemas"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"sort"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // The sharing process's policy lives in two subdirectories of a policy directory, which
@@ -114,8 +109,8 @@ func loadProcess(fsys fs.FS, source string) (*Process, error) {
 			continue
 		}
 		var y calendarYear
-		if err := strictYAML(raw, &y); err != nil {
-			probs = append(probs, yamlProblems(path.Join(source, name), err)...)
+		if yp := decodeYAML(path.Join(source, name), raw, &y); yp != nil {
+			probs = append(probs, yp...)
 			continue
 		}
 		y.file = path.Join(source, name)
@@ -130,18 +125,14 @@ func loadProcess(fsys fs.FS, source string) (*Process, error) {
 	}
 	limitsFile := path.Join(ApplicationsDir, "limits.yaml")
 	if raw := read(limitsFile); raw != nil {
-		if err := strictYAML(raw, &limits); err != nil {
-			probs = append(probs, yamlProblems(path.Join(source, limitsFile), err)...)
-		}
+		probs = append(probs, decodeYAML(path.Join(source, limitsFile), raw, &limits)...)
 	}
 	p.Limits = limits.Limits
 	probs = append(probs, checkLimits(path.Join(source, limitsFile), p.Limits)...)
 
 	rolesFile := path.Join(ApplicationsDir, "roles.yaml")
 	if raw := read(rolesFile); raw != nil {
-		if err := strictYAML(raw, &p.Roles); err != nil {
-			probs = append(probs, yamlProblems(path.Join(source, rolesFile), err)...)
-		}
+		probs = append(probs, decodeYAML(path.Join(source, rolesFile), raw, &p.Roles)...)
 	}
 	for _, r := range append(append([]RoleHolder{}, p.Roles.DataAuthority...), p.Roles.Stewards...) {
 		if r.Department == "" {
@@ -167,15 +158,6 @@ func loadProcess(fsys fs.FS, source string) (*Process, error) {
 	}
 	p.Revision = hex.EncodeToString(h.Sum(nil))
 	return p, nil
-}
-
-func strictYAML(raw []byte, v any) error {
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
 }
 
 func checkLimits(file string, ls []TimeLimit) []Problem {

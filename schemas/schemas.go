@@ -7,16 +7,14 @@
 package schemas
 
 import (
-	"bytes"
 	"embed"
 	"errors"
 	"fmt"
+	"govx/internal/strictyaml"
 	"io/fs"
 	"path"
 	"sort"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 //go:embed *.yaml
@@ -124,11 +122,9 @@ func LoadFS(fsys fs.FS, dir string) (*Catalog, error) {
 
 // Parse decodes and checks one dataset definition; file names it in errors.
 func Parse(file string, data []byte) (*Dataset, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var d Dataset
-	if err := dec.Decode(&d); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+	if err := strictyaml.Decode(file, data, &d); err != nil {
+		return nil, err
 	}
 	if err := d.init(); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)

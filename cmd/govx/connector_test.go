@@ -58,7 +58,7 @@ func TestIntegrationConnectorCheckErrors(t *testing.T) {
 		{"wrong password", wrong, base, "password authentication failed"},
 		{"missing table", good, strings.Replace(base, schema+".rk_jbxx", schema+".no_such_table", 1), "does not exist"},
 		{"unknown column", good, strings.Replace(base, "name: xm", "name: xingming", 1), `no column "xingming"`},
-		{"unknown config field", good, strings.Replace(base, "poll_interval:", "pol_interval:", 1), `unknown field "pol_interval"`},
+		{"unknown config field", good, strings.Replace(base, "poll_interval:", "pol_interval:", 1), `unknown key "pol_interval"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

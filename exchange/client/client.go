@@ -32,9 +32,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"gopkg.in/yaml.v3"
 
 	"govx/exchange"
+	"govx/internal/strictyaml"
 )
 
 // Config says where the exchange is and who is calling.
@@ -54,10 +54,8 @@ func LoadProfile(path string) (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("profile %s: %w", path, err)
+	if err := strictyaml.Decode(path, data, &c); err != nil {
+		return c, err
 	}
 	return c, nil
 }

@@ -1,17 +1,15 @@
 package server
 
 import (
-	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"govx/internal/strictyaml"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Config is the exchange's configuration file (`govx exchange serve -c FILE`). Unknown
@@ -93,11 +91,9 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var c Config
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := strictyaml.Decode(path, data, &c); err != nil {
+		return nil, err
 	}
 	c.resolve(filepath.Dir(path))
 	if err := c.Check(); err != nil {

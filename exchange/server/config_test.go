@@ -20,7 +20,8 @@ func TestExampleConfigLoads(t *testing.T) {
 func TestConfigIsStrict(t *testing.T) {
 	dir := t.TempDir()
 	for _, tt := range []struct{ yaml, want string }{
-		{"flight_addr: 127.0.0.1:8815\nkafka:\n  brokers: [k:9092]\nhttp_adr: x\n", "line 4: field http_adr not found"},
+		{"flight_addr: 127.0.0.1:8815\nkafka:\n  brokers: [k:9092]\nhttp_adr: x\n", `x.yaml:4: unknown key "http_adr"`},
+		{"kafka:\n  brokers: [k:9092]\n---\nkafka:\n  brokers: [other:9092]\n", "x.yaml:3: a second YAML document"},
 		{"kafka:\n  brokers: []\n", "kafka.brokers: name at least one broker"},
 		{"kafka:\n  brokers: [k:9092]\nflight_addr: nonsense\n", `flight_addr "nonsense": want host:port`},
 		{"kafka:\n  brokers: [k:9092]\ntls:\n  client_ca: ca.pem\n", "tls.client_ca needs tls.cert and tls.key"},

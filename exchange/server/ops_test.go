@@ -68,7 +68,7 @@ func TestConfigOpsAndCRLChecks(t *testing.T) {
 		{"kafka:\n  brokers: [k:9092]\nops:\n  also_on_api: true\n", "ops.also_on_api needs ops.listen"},
 		{"kafka:\n  brokers: [k:9092]\nhttp_addr: 127.0.0.1:8080\nops:\n  listen: 127.0.0.1:8080\n", "an address of its own"},
 		{"kafka:\n  brokers: [k:9092]\ntls:\n  cert: c.pem\n  key: k.pem\n  crl: crl.pem\n", "tls.crl needs tls.client_ca"},
-		{"kafka:\n  brokers: [k:9092]\nops:\n  listn: x\n", "field listn not found"},
+		{"kafka:\n  brokers: [k:9092]\nops:\n  listn: x\n", `x.yaml:4: unknown key "listn"`},
 	} {
 		path := filepath.Join(dir, "x.yaml")
 		os.WriteFile(path, []byte(tt.yaml), 0o600)
