@@ -523,6 +523,35 @@ func decisionLine(ctx context.Context, pol decider, b *policies.Bundle, subject 
 	return fmt.Sprintf("# Granted to %s by %s: %s; %s; %s:", who, dec.Agreement, strings.Join(dec.Columns, ", "), rows, masked)
 }
 
+// sampleLicence returns the number and content digest of a licence in force, read from
+// the exchange's store: what a citizen's copy would show, for the README's 证照核验.
+func sampleLicence(x *server.Exchange) (no, digest string, err error) {
+	t, ok := x.Tables()["license.certificate"]
+	if !ok {
+		return "", "", errors.New("license.certificate is not served")
+	}
+	snap := t.Snapshot()
+	defer snap.Release()
+	spec := store.Spec{Columns: []string{"licence_no", "content_digest"}, Filter: []exchange.Filter{
+		{Column: "status", Op: exchange.OpEq, Value: "valid"}}}
+	errFound := errors.New("found")
+	err = snap.Scan(context.Background(), spec, func(rec arrow.Record) error {
+		if rec.NumRows() == 0 {
+			return nil
+		}
+		no = rec.Column(0).(*array.String).Value(0)
+		digest = rec.Column(1).(*array.String).Value(0)
+		return errFound
+	})
+	if errors.Is(err, errFound) {
+		return no, digest, nil
+	}
+	if err == nil {
+		err = errors.New("no licence in force")
+	}
+	return "", "", err
+}
+
 // samplePerson returns the id_number, name and birth date of a live person whose
 // household region starts with prefix, read from the exchange's store.
 func samplePerson(x *server.Exchange, prefix string) (id, name, birth string, err error) {
@@ -565,6 +594,17 @@ func printTryNext(out io.Writer, dir string, cfg *server.Config, x *server.Excha
 	purpose := "minimum-living-allowance-review"
 	// The README's walkthroughs read this key, so they work whatever the seed.
 	if err := os.WriteFile(filepath.Join(dir, "sample-person"), []byte(hzID+"\n"), 0o644); err != nil {
+		return err
+	}
+	// A licence copy to check (证照核验): its number and the digest printed on it.
+	licNo, licDigest, err := sampleLicence(x)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sample-licence"), []byte(licNo+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sample-licence-digest"), []byte(licDigest+"\n"), 0o644); err != nil {
 		return err
 	}
 	// Its record as the register holds it, for `govx audit subject --record`: the demo

@@ -303,9 +303,9 @@ func TestIntegrationPolicyRulesEndToEnd(t *testing.T) {
 
 	t.Run("discover: each department's catalog", func(t *testing.T) {
 		for as, want := range map[string][]string{
-			"mz-3301/dibao-review":     {"economy.indicator", "legal_entity.organization", "population.person"},
-			"wj-3302/birth-cert":       {"economy.indicator", "legal_entity.organization", "population.person"}, // verify-only still discovers
-			"zj-3205/housing-security": {"economy.indicator", "legal_entity.organization", "resource.land_parcel"},
+			"mz-3301/dibao-review":     {"economy.indicator", "legal_entity.organization", "license.certificate", "population.person", "resource.land_parcel"},
+			"wj-3302/birth-cert":       {"economy.indicator", "legal_entity.organization", "license.certificate", "population.person"}, // verify-only still discovers
+			"zj-3205/housing-security": {"economy.indicator", "legal_entity.organization", "license.certificate", "resource.land_parcel"},
 			"zj-3205/other-system":     {"economy.indicator", "legal_entity.organization"},
 			"mz-3201/case-system":      {"economy.indicator", "legal_entity.organization", "population.person"},
 			"xx-9999/sys":              nil,

@@ -278,8 +278,8 @@ def main():
 
     # 1. The catalog: what each department may discover, with the dataset's row count.
     cat = x.list_flights("mz-3301/dibao-review")
-    check(sorted(cat) == ["economy.indicator", "legal_entity.organization", "population.person"],
-          f"mz-3301 catalog {sorted(cat)}, want population.person and the two unconditional datasets")
+    check(sorted(cat) == ["economy.indicator", "legal_entity.organization", "license.certificate", "population.person", "resource.land_parcel"],
+          f"mz-3301 catalog {sorted(cat)}, want population.person, the licences and parcels it may look up, and the two unconditional datasets")
     if "population.person" in cat:
         info = cat["population.person"]
         in_scope = sum(1 for p in persons if p["household_region"].startswith("3301"))
@@ -287,8 +287,8 @@ def main():
               f"catalog: population.person has {info.total_records} records, want the {in_scope} valid Hangzhou rows of {source_rows} source rows (the catalog counts only the caller's scope)")
         check(info.schema.names[:3] == ["id_number", "name", "gender"], f"catalog schema {info.schema.names}")
     cat = x.list_flights("zj-3205/housing-security")
-    check(sorted(cat) == ["economy.indicator", "legal_entity.organization", "resource.land_parcel"],
-          f"zj-3205 catalog {sorted(cat)}, want resource.land_parcel and the two unconditional datasets")
+    check(sorted(cat) == ["economy.indicator", "legal_entity.organization", "license.certificate", "resource.land_parcel"],
+          f"zj-3205 catalog {sorted(cat)}, want resource.land_parcel, the licences it may verify and the two unconditional datasets")
 
     # 2. Hangzhou civil affairs: the agreement's columns, id_number masked, own city only.
     t = x.pull("mz-3301/dibao-review", {"dataset": "population.person", "purpose": PURPOSE_DIBAO})
