@@ -162,17 +162,17 @@ type record struct {
 // restart metadata and offsets may briefly be unavailable; it retries for 30 s.
 func readTopic(t testing.TB, topic string) (map[string]record, int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		m, n, err := tryReadTopic(testenv.Require(t, testenv.Kafka), topic)
-		if err == nil {
-			return m, n
+	broker := testenv.Require(t, testenv.Kafka)
+	var m map[string]record
+	var n int
+	testenv.WaitForState(t, 30*time.Second, "reading "+topic, func() (bool, string) {
+		var err error
+		if m, n, err = tryReadTopic(broker, topic); err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reading %s: %v", topic, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return true, ""
+	})
+	return m, n
 }
 
 func tryReadTopic(broker, topic string) (map[string]record, int, error) {
@@ -372,18 +372,6 @@ func datasetKey(t testing.TB, dataset string, rec map[string]any) string {
 		t.Fatal(err)
 	}
 	return k
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func sqlOpenMySQL(user, pass, addr string) (*sql.DB, error) {

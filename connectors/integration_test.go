@@ -152,7 +152,7 @@ func TestIntegrationIncremental(t *testing.T) {
 	}
 	state := func() map[string]record { m, _ := readTopic(t, topic); return m }
 	waitKey := func(what, key string, ok func(record) bool) {
-		waitFor(t, 30*time.Second, what, func() bool {
+		testenv.WaitFor(t, 30*time.Second, what, func() bool {
 			r, found := state()[key]
 			return found && ok(r)
 		})

@@ -57,7 +57,7 @@ func TestIntegrationBrokerKilledMidSnapshot(t *testing.T) {
 	cfg := restartConfig(t, pg)
 	prefix := "t" + randID() + "."
 	r := start(t, cfg, prefix, connectors.WithRateLimit(restartRate))
-	waitFor(t, time.Minute, "a third of the snapshot", func() bool { return r.c.Progress().SnapshotRows >= restartScale/3 })
+	testenv.WaitFor(t, time.Minute, "a third of the snapshot", func() bool { return r.c.Progress().SnapshotRows >= restartScale/3 })
 
 	b, err := os.ReadFile(filepath.Join(home, "pid"))
 	if err != nil {
@@ -74,7 +74,7 @@ func TestIntegrationBrokerKilledMidSnapshot(t *testing.T) {
 	}
 	killedAt := r.c.Progress().SnapshotRows
 	t.Logf("broker killed at %d of %d rows", killedAt, restartScale)
-	waitFor(t, 10*time.Second, "the broker to die", func() bool { return syscall.Kill(pid, 0) != nil })
+	testenv.WaitFor(t, 10*time.Second, "the broker to die", func() bool { return syscall.Kill(pid, 0) != nil })
 	if out, err := exec.Command(ctl, "up").CombinedOutput(); err != nil {
 		t.Fatalf("restarting the broker: %v\n%s", err, out)
 	}
@@ -115,7 +115,7 @@ func TestIntegrationConnectorKilledMidSnapshot(t *testing.T) {
 	defer child.Process.Kill()
 	pcfg := withPrefix(cfg, prefix)
 	var before *connectors.Checkpoint
-	waitFor(t, time.Minute, "the child to checkpoint a third of the snapshot", func() bool {
+	testenv.WaitFor(t, time.Minute, "the child to checkpoint a third of the snapshot", func() bool {
 		cp, err := connectors.ReadCheckpoint(context.Background(), pcfg)
 		if err == nil && cp != nil && cp.SnapshotRows >= restartScale/3 {
 			before = cp

@@ -25,6 +25,7 @@ import (
 	"govx/connectors/synth"
 	"govx/exchange"
 	"govx/exchange/server/servertest"
+	"govx/internal/testenv"
 	"govx/policies"
 	"govx/schemas/ident"
 )
@@ -497,7 +498,7 @@ func TestIntegrationPolicyRulesEndToEnd(t *testing.T) {
 		restore := func() {
 			os.WriteFile(catFile, origCat, 0o644)
 			os.WriteFile(agrFile, origAgr, 0o644)
-			waitUntil(t, "the original policy to be back", func() bool { return e.x.Policy().Revision() == rev })
+			testenv.WaitFor(t, policyReloadWait, "the original policy to be back", func() bool { return e.x.Policy().Revision() == rev })
 		}
 		defer restore()
 		// The agreement goes first: alone it is a valid policy, so no reload sees a
@@ -512,7 +513,7 @@ func TestIntegrationPolicyRulesEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the edited policy does not load: %v", err)
 		}
-		waitUntil(t, "the edited policy to take over", func() bool { return e.x.Policy().Revision() == b.Revision })
+		testenv.WaitFor(t, policyReloadWait, "the edited policy to take over", func() bool { return e.x.Policy().Revision() == b.Revision })
 		for _, as := range []string{"tjj/analysis", "mz-3301/dibao-review"} {
 			deny(t, as, exchange.PullCmd{Dataset: "economy.indicator", Purpose: "regional-economic-comparison"},
 				"permission_denied,not_shared", "宏观经济基础信息项")
@@ -624,15 +625,6 @@ func replaceOnce(t *testing.T, s, old, new string) string {
 	return strings.Replace(s, old, new, 1)
 }
 
-// waitUntil polls cond for up to 20 s (the exchange checks its policy directory every
-// second).
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 20s waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// policyReloadWait bounds the wait for a policy edit to take effect (the exchange checks
+// its policy directory every second).
+const policyReloadWait = 20 * time.Second

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"govx/internal/testenv"
 )
 
 // TestSpoolHealsAfterWriteFailure: while the spool cannot be written every append is
@@ -46,7 +48,7 @@ func TestSpoolHealsAfterWriteFailure(t *testing.T) {
 	if err := os.Rename(dir+".aside", dir); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "spool writable again", func() (bool, string) { return s.Writable() == nil, "" })
+	testenv.WaitForState(t, 5*time.Second, "spool writable again", func() (bool, string) { return s.Writable() == nil, "" })
 	after := appendN(t, s, 3)
 	if after[0].Seq != before[2].Seq+1 || after[0].PrevHash != before[2].Hash {
 		t.Fatalf("after healing the chain continues at seq %d (prev %s), want seq %d linked to %s", after[0].Seq, after[0].PrevHash, before[2].Seq+1, before[2].Hash)
@@ -87,7 +89,7 @@ func TestSpoolFreeSpaceReserve(t *testing.T) {
 		t.Fatalf("below the reserve: writable %v, margin %d", s.Writable(), s.FreeSpaceMargin())
 	}
 	free.Store(2 << 30)
-	waitFor(t, 5*time.Second, "spool writable after space was freed", func() (bool, string) { return s.Writable() == nil, "" })
+	testenv.WaitForState(t, 5*time.Second, "spool writable after space was freed", func() (bool, string) { return s.Writable() == nil, "" })
 	if err := s.Append(context.Background(), sampleEvent(4, KindDecision)); err != nil {
 		t.Fatalf("append after space was freed: %v", err)
 	}

@@ -80,24 +80,6 @@ func sampleEvent(i int, kind Kind) *Event {
 	return e
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s (last: %s)", d, what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // distinctIDs counts distinct event ids in a table.
 func distinctIDs(t *testing.T, ch *ClickHouse) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

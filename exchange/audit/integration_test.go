@@ -72,12 +72,12 @@ func TestIntegrationClickHouseOutage(t *testing.T) {
 			}
 		}(w)
 	}
-	waitFor(t, 10*time.Second, "events shipped before the outage", func() (bool, string) {
+	testenv.WaitForState(t, 10*time.Second, "events shipped before the outage", func() (bool, string) {
 		return s.Shipped() > 200, fmt.Sprintf("shipped %d", s.Shipped())
 	})
 	ctl(t, "down")
 	downAt := appended.Load()
-	waitFor(t, 20*time.Second, "appends during the outage", func() (bool, string) {
+	testenv.WaitForState(t, 20*time.Second, "appends during the outage", func() (bool, string) {
 		return appended.Load() > downAt+1000, fmt.Sprintf("%d appended since down", appended.Load()-downAt)
 	})
 	if lag := s.Committed() - s.Shipped(); lag < 500 {
@@ -85,7 +85,7 @@ func TestIntegrationClickHouseOutage(t *testing.T) {
 	}
 	ctl(t, "up")
 	upAt := appended.Load()
-	waitFor(t, 10*time.Second, "appends after the outage", func() (bool, string) {
+	testenv.WaitForState(t, 10*time.Second, "appends after the outage", func() (bool, string) {
 		return appended.Load() > upAt+500, ""
 	})
 	stop.Store(true)
@@ -101,7 +101,7 @@ func TestIntegrationClickHouseOutage(t *testing.T) {
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "every event in ClickHouse", func() (bool, string) {
+	testenv.WaitForState(t, 30*time.Second, "every event in ClickHouse", func() (bool, string) {
 		n, err := distinctIDs(t, ch)
 		return err == nil && n == uint64(appended.Load()), fmt.Sprintf("%d of %d (err %v)", n, appended.Load(), err)
 	})
@@ -239,7 +239,7 @@ func TestIntegrationSpoolSurvivesKill(t *testing.T) {
 
 func waitMutations(t *testing.T, ch *ClickHouse) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "ClickHouse mutations to finish", func() (bool, string) {
+	testenv.WaitForState(t, 60*time.Second, "ClickHouse mutations to finish", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		conn, err := ch.Conn(ctx)

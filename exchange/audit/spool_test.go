@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"govx/internal/testenv"
 )
 
 // memSink keeps shipped events in memory and can be made to fail, like a ClickHouse
@@ -334,7 +336,7 @@ func TestCloseWhileAppending(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "some appends", func() (bool, string) { return ok.Load() > 100, "" })
+	testenv.WaitForState(t, 5*time.Second, "some appends", func() (bool, string) { return ok.Load() > 100, "" })
 	s.Close()
 	wg.Wait()
 	if got := len(chainOf(t, dir)); int64(got) < ok.Load() {

@@ -15,6 +15,7 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/policy"
+	"govx/internal/testenv"
 	"govx/policies"
 	"govx/schemas"
 )
@@ -67,18 +68,6 @@ func replaceIn(t *testing.T, file, old, new string) {
 	writeFile(t, file, strings.Replace(string(raw), old, new, 1))
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 var phoneReq = exchange.Request{
 	Subject: exchange.Subject{Department: "mz-3301", System: "dibao-review"},
 	Action:  exchange.ActionRead, Dataset: "population.person",
@@ -101,7 +90,7 @@ func TestReloadSwitchesAndKeepsLastGood(t *testing.T) {
 	// The steward adds phone to the agreement.
 	agreements := filepath.Join(dir, "agreements.yaml")
 	replaceIn(t, agreements, "columns: [id_number, name, household_region, birth_date]", "columns: [id_number, name, household_region, birth_date, phone]")
-	waitFor(t, "the revision changes", func() bool { return eng.Revision() != rev0 })
+	testenv.WaitFor(t, 10*time.Second, "the revision changes", func() bool { return eng.Revision() != rev0 })
 	rev1 := eng.Revision()
 	d := eng.Decide(ctx, phoneReq)
 	if !d.Allow || d.Masks["phone"] != "phone" || d.Revision != rev1 {
@@ -111,7 +100,7 @@ func TestReloadSwitchesAndKeepsLastGood(t *testing.T) {
 	// A broken edit: an agreement naming a column the dataset does not have.
 	errs := eng.ReloadErrors()
 	replaceIn(t, agreements, "birth_date, phone]", "birth_date, phone, shoe_size]")
-	waitFor(t, "the reload error is counted", func() bool { return eng.ReloadErrors() > errs })
+	testenv.WaitFor(t, 10*time.Second, "the reload error is counted", func() bool { return eng.ReloadErrors() > errs })
 	if eng.Revision() != rev1 {
 		t.Fatalf("a broken edit changed the revision to %s", eng.Revision())
 	}
@@ -125,7 +114,7 @@ func TestReloadSwitchesAndKeepsLastGood(t *testing.T) {
 	// A broken Rego edit keeps the last good policy too.
 	errs = eng.ReloadErrors()
 	replaceIn(t, filepath.Join(dir, "sharing.rego"), "actions := {", "actions := {{")
-	waitFor(t, "the Rego error is counted", func() bool { return eng.ReloadErrors() > errs })
+	testenv.WaitFor(t, 10*time.Second, "the Rego error is counted", func() bool { return eng.ReloadErrors() > errs })
 	if eng.Revision() != rev1 || !eng.Decide(ctx, phoneReq).Allow {
 		t.Fatal("a Rego syntax error replaced the last good policy")
 	}
@@ -142,7 +131,7 @@ func TestReloadSwitchesAndKeepsLastGood(t *testing.T) {
 	replaceIn(t, filepath.Join(dir, "sharing.rego"), "actions := {{", "actions := {")
 	replaceIn(t, agreements, "phone, shoe_size]", "phone]")
 	replaceIn(t, agreements, "max_rows: 100000", "max_rows: 500")
-	waitFor(t, "the fixed policy loads", func() bool { return eng.LastReloadError() == nil && eng.Revision() != rev1 })
+	testenv.WaitFor(t, 10*time.Second, "the fixed policy loads", func() bool { return eng.LastReloadError() == nil && eng.Revision() != rev1 })
 	if d := eng.Decide(ctx, phoneReq); !d.Allow || d.MaxRows != 500 || d.Revision == rev1 {
 		t.Fatalf("after the fix: %+v", d)
 	}
@@ -467,7 +456,7 @@ func TestDecisionCacheMode(t *testing.T) {
 	rev := eng.Revision()
 	tp := timePolicies[0]
 	line := addTimeRule(t, dir, tp.cond, tp.rule, tp.at)
-	waitFor(t, "the office-hours policy loads", func() bool { return eng.Revision() != rev })
+	testenv.WaitFor(t, 10*time.Second, "the office-hours policy loads", func() bool { return eng.Revision() != rev })
 	m := eng.CacheMode()
 	if want := fmt.Sprintf("off — sharing.rego:%d reads input.time via time.clock", line); m.On || m.String() != want {
 		t.Fatalf("after the edit: cache mode %q, want %q", m, want)
@@ -491,7 +480,7 @@ func TestDecisionCacheMode(t *testing.T) {
 	// Reverting the edit brings the cache back.
 	rev = eng.Revision()
 	replaceIn(t, filepath.Join(dir, "sharing.rego"), "\tgrant_ok\n\t"+tp.cond+"\n}\n\n"+tp.rule+"\n", "\tgrant_ok\n}\n")
-	waitFor(t, "the shipped policy loads again", func() bool { return eng.Revision() != rev })
+	testenv.WaitFor(t, 10*time.Second, "the shipped policy loads again", func() bool { return eng.Revision() != rev })
 	if !eng.CacheMode().On || cacheGauge(t, eng) != 1 {
 		t.Errorf("after reverting: cache mode %v", eng.CacheMode())
 	}

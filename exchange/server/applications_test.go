@@ -15,6 +15,7 @@ import (
 	"govx/exchange"
 	"govx/exchange/auth"
 	"govx/internal/kafkatest"
+	"govx/internal/testenv"
 	"govx/policies"
 )
 
@@ -137,7 +138,7 @@ func TestApplicationToServedPull(t *testing.T) {
 		t.Fatalf("approve: %d %+v", code, a)
 	}
 	approved := time.Now()
-	waitFor(t, "the applicant's pull allowed", 5*time.Second, func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the applicant's pull allowed", func() bool {
 		code, _ := pullStatus(t, x, tok["applicant"])
 		return code == http.StatusOK
 	})
@@ -219,7 +220,7 @@ func TestCorrectionClosesWhenServed(t *testing.T) {
 	p["name"] = "李四光"
 	v, _ := json.Marshal(p)
 	kafkatest.Produce(t, b.Addr(), "govx.population.person", kafka.Message{Key: []byte(key), Value: v})
-	waitFor(t, "the correction closed", 10*time.Second, func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the correction closed", func() bool {
 		call(t, x, tok["applicant"], "GET", "/v1/corrections/"+c.ID, nil, &c)
 		return c.State == "closed"
 	})

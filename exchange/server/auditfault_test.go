@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"govx/internal/testenv"
 )
 
 // smallDisk mounts a tmpfs of size bytes at a new directory: a real file system that a
@@ -67,7 +69,7 @@ func TestServeAuditDiskFullHeals(t *testing.T) {
 	if code, body := post(); code != http.StatusServiceUnavailable || !strings.Contains(body, "audit_unavailable") {
 		t.Fatalf("a request while the spool is below its reserve: %d %s, want 503 audit_unavailable", code, body)
 	}
-	waitFor(t, "/readyz not ready naming the audit spool", 5*time.Second, func() bool {
+	testenv.WaitFor(t, 5*time.Second, "/readyz not ready naming the audit spool", func() bool {
 		code, body := get(t, x, "/readyz")
 		return code == 503 && strings.Contains(body, "audit:")
 	})
@@ -78,7 +80,7 @@ func TestServeAuditDiskFullHeals(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "ready again within 5 s of freeing the disk", 5*time.Second, func() bool {
+	testenv.WaitFor(t, 5*time.Second, "ready again within 5 s of freeing the disk", func() bool {
 		code, _ := get(t, x, "/readyz")
 		return code == 200
 	})

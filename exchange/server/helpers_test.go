@@ -85,17 +85,13 @@ func produce(t testing.TB, brokers, topic string, recs map[string]any) {
 		}
 		msgs = append(msgs, m)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := w.WriteMessages(ctx, msgs...)
-		if err == nil {
-			return
+	// Topic metadata may still be propagating: retry until it has.
+	testenv.WaitForState(t, 30*time.Second, "a produce to "+topic+" to succeed", func() (bool, string) {
+		if err := w.WriteMessages(ctx, msgs...); err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("produce to %s: %v", topic, err)
-		}
-		time.Sleep(200 * time.Millisecond) // topic metadata is propagating; retry until the deadline
-	}
+		return true, ""
+	})
 }
 
 // clickhouseDB creates a fresh database for the test's audit table and returns its name
@@ -112,18 +108,6 @@ func clickhouseDB(t testing.TB) (string, clickhouse.Conn) {
 		conn.Close()
 	})
 	return db, conn
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func inCity(p person, city string) bool {

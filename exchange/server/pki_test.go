@@ -153,7 +153,7 @@ func TestPKIMutualTLSRevocation(t *testing.T) {
 	}
 	p.publishCRL()
 	revoked := time.Now()
-	waitFor(t, "a new connection with the revoked certificate refused", 10*time.Second, func() bool {
+	testenv.WaitFor(t, 10*time.Second, "a new connection with the revoked certificate refused", func() bool {
 		_, _, err := httpsGet(x, dibaoTLS, "/v1/catalog")
 		return err != nil
 	})
@@ -200,7 +200,7 @@ func TestPKIMutualTLSRevocation(t *testing.T) {
 	if err := pki.WriteFile(p.crlPath, []byte("not a CRL\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "every certificate refused while the CRL is damaged", 10*time.Second, func() bool {
+	testenv.WaitFor(t, 10*time.Second, "every certificate refused while the CRL is damaged", func() bool {
 		_, _, err := httpsGet(x, otherTLS, "/v1/catalog")
 		return err != nil
 	})
@@ -211,7 +211,7 @@ func TestPKIMutualTLSRevocation(t *testing.T) {
 		t.Error("/metrics: govx_tls_crl_usable is not 0 with a damaged CRL")
 	}
 	p.publishCRL()
-	waitFor(t, "certificates accepted again once the CRL is fixed", 10*time.Second, func() bool {
+	testenv.WaitFor(t, 10*time.Second, "certificates accepted again once the CRL is fixed", func() bool {
 		code, _, err := httpsGet(x, otherTLS, "/v1/catalog")
 		return err == nil && code == 200
 	})
@@ -314,7 +314,7 @@ func TestIntegrationPKIPyarrowFlight(t *testing.T) {
 	p.publishCRL()
 	// Each run is a new process, so a new connection: it must fail at the handshake.
 	var errText string
-	waitFor(t, "pyarrow refused with the revoked certificate", 15*time.Second, func() bool {
+	testenv.WaitFor(t, 15*time.Second, "pyarrow refused with the revoked certificate", func() bool {
 		var rows int
 		rows, errText = run()
 		return rows == 0 && errText != ""

@@ -410,7 +410,7 @@ func TestIntegrationExchange(t *testing.T) {
 			t.Fatal("test fixture: the Nanjing agreement was not found in agreements.yaml")
 		}
 		os.WriteFile(file, []byte(edited), 0o644)
-		waitFor(t, "a new policy revision", 30*time.Second, func() bool { return te.x.Policy().Revision() != rev })
+		testenv.WaitFor(t, 30*time.Second, "a new policy revision", func() bool { return te.x.Policy().Revision() != rev })
 		_, _, _, err = servertest.Pull(t, nj, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao})
 		if got := codeOf(err); got != "max_rows_exceeded" {
 			t.Fatalf("after edit: %v, want max_rows_exceeded", err)
@@ -421,7 +421,7 @@ func TestIntegrationExchange(t *testing.T) {
 		}
 		good := te.x.Policy().Revision()
 		os.WriteFile(file, []byte(edited+"\n  - id: [broken\n"), 0o644)
-		waitFor(t, "the broken edit to be seen and rejected", 30*time.Second, func() bool { return te.x.Policy().ReloadErrors() > 0 })
+		testenv.WaitFor(t, 30*time.Second, "the broken edit to be seen and rejected", func() bool { return te.x.Policy().ReloadErrors() > 0 })
 		if te.x.Policy().Revision() != good {
 			t.Fatal("a broken edit changed the revision")
 		}
@@ -429,7 +429,7 @@ func TestIntegrationExchange(t *testing.T) {
 			t.Fatalf("after a broken edit the decision changed: %v", err)
 		}
 		os.WriteFile(file, orig, 0o644)
-		waitFor(t, "the original policy", 30*time.Second, func() bool { return te.x.Policy().Revision() == rev })
+		testenv.WaitFor(t, 30*time.Second, "the original policy", func() bool { return te.x.Policy().Revision() == rev })
 	})
 
 	t.Run("changes since a pull's cursor; an exchange restart serves the same", func(t *testing.T) {
@@ -450,7 +450,7 @@ func TestIntegrationExchange(t *testing.T) {
 		changed["name"] = "改名"
 		changed["updated_at"] = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC).Format(time.RFC3339)
 		produce(t, brokers, topic, map[string]any{upd["id_number"].(string): changed, del["id_number"].(string): nil})
-		waitFor(t, "the update and delete to reach the store", 30*time.Second, func() bool {
+		testenv.WaitFor(t, 30*time.Second, "the update and delete to reach the store", func() bool {
 			snap := te.x.Tables()["population.person"].Snapshot()
 			defer snap.Release()
 			_, gone := snap.Lookup(del["id_number"].(string))

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"govx/internal/kafkatest"
+	"govx/internal/testenv"
 )
 
 func TestReadinessNamesEveryFailingCheck(t *testing.T) {
@@ -97,7 +98,7 @@ func TestServeReadinessFollowsKafka(t *testing.T) {
 	}
 
 	b.Stop()
-	waitFor(t, "/readyz not ready while Kafka is down", 30*time.Second, func() bool {
+	testenv.WaitFor(t, 30*time.Second, "/readyz not ready while Kafka is down", func() bool {
 		code, body := get(t, x, "/readyz")
 		return code == 503 && strings.Contains(body, `"not_ready"`) &&
 			strings.Contains(body, "ingest/population.person: waiting for Kafka")
@@ -112,7 +113,7 @@ func TestServeReadinessFollowsKafka(t *testing.T) {
 	}
 
 	b.Restart()
-	waitFor(t, "/readyz ready again once Kafka is back", 30*time.Second, func() bool {
+	testenv.WaitFor(t, 30*time.Second, "/readyz ready again once Kafka is back", func() bool {
 		code, _ := get(t, x, "/readyz")
 		return code == 200
 	})

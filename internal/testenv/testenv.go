@@ -1,7 +1,9 @@
 // Package testenv gives tests the addresses of the real services they run against
 // (Kafka, ClickHouse, PostgreSQL, MariaDB, Python with pyarrow). Under `make test` the
 // services are started by deploy/local and their addresses exported; a missing address
-// is a test failure naming the service, never a skip. Only test code imports this package.
+// is a test failure naming the service, never a skip. It also holds the one
+// wait-for-condition helper of govx's tests (WaitFor). Only test code imports this
+// package.
 package testenv
 
 import (
