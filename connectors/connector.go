@@ -13,6 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"govx/internal/backoff"
 	"govx/schemas"
 )
 
@@ -839,7 +840,7 @@ func fatalKafka(err error) bool {
 // sent again, with backoff, for as long as it takes (a broker restart), unless ctx ends
 // or the error cannot go away.
 func (c *Connector) write(ctx context.Context, msgs []kafka.Message) error {
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for attempt := 1; len(msgs) > 0; attempt++ {
 		err := c.w.WriteMessages(ctx, msgs...)
 		if err == nil {
@@ -872,10 +873,9 @@ func (c *Connector) write(ctx context.Context, msgs []kafka.Message) error {
 			c.log.Warn("kafka did not acknowledge records; retrying until it does (checkpoint held back)",
 				"records", len(msgs), "attempt", attempt, "err", err)
 		}
-		if err := sleepCtx(ctx, backoff); err != nil {
+		if err := sleepCtx(ctx, retry.Next()); err != nil {
 			return err
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 	return nil
 }

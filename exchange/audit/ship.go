@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"govx/internal/backoff"
 )
 
 // Sink is where shipped events end up (ClickHouse in production). Write must return nil
@@ -20,7 +22,7 @@ func (s *Spool) shipLoop(ctx context.Context) {
 	defer s.wg.Done()
 	r := newSegReader(s.dir, s.shipped.Load()+1)
 	defer r.close()
-	backoff := s.opts.retryMin
+	retry := backoff.New(s.opts.retryMin, s.opts.retryMax)
 	var pending []*Event
 	sleep := func(d time.Duration) bool {
 		t := time.NewTimer(d)
@@ -70,15 +72,15 @@ func (s *Spool) shipLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			wait := retry.Next()
 			s.opts.logger.Warn("audit: shipping failed; events stay in the spool and will be retried",
-				"events", len(pending), "first_seq", pending[0].Seq, "retry_in", backoff, "err", err)
-			if !sleep(backoff) {
+				"events", len(pending), "first_seq", pending[0].Seq, "retry_in", wait, "err", err)
+			if !sleep(wait) {
 				return
 			}
-			backoff = min(2*backoff, s.opts.retryMax)
 			continue
 		}
-		backoff = s.opts.retryMin
+		retry.Reset()
 		lastShip = time.Now()
 		last := pending[len(pending)-1]
 		pending = nil

@@ -120,7 +120,8 @@ func WithFreeSpaceReserve(bytes int64) Option { return func(o *options) { o.rese
 // WithLogger sets where shipping problems are logged (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithRetry sets the shipper's backoff between failed shipments (default 100ms to 5s).
+// WithRetry sets the shipper's backoff between failed shipments: waits doubling from min
+// to max, each less a random part of up to half (default 100ms to 5s).
 func WithRetry(min, max time.Duration) Option {
 	return func(o *options) { o.retryMin, o.retryMax = min, max }
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"govx/exchange/store"
+	"govx/internal/backoff"
 	"govx/schemas"
 )
 
@@ -249,7 +250,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 // or an unreachable cluster is waited out, not fatal: the exchange keeps serving what it
 // has and catches up when Kafka is back.
 func (in *Ingester) keep(ctx context.Context, d *schemas.Dataset, t *store.Table) {
-	backoff := minBackoff
+	retry := backoff.New(minBackoff, maxBackoff)
 	for {
 		began := time.Now()
 		err := in.runDataset(ctx, d, t)
@@ -266,16 +267,16 @@ func (in *Ingester) keep(ctx context.Context, d *schemas.Dataset, t *store.Table
 		}
 		if time.Since(began) > maxBackoff {
 			// It ran for a while: this is a new outage, not the same one again.
-			backoff = minBackoff
+			retry.Reset()
 		}
 		in.setState(d.ID, fmt.Errorf("%w: %w", ErrKafkaUnavailable, err))
-		in.log.Warn("ingest interrupted; retrying", "dataset", d.ID, "err", err, "in", backoff)
+		wait := retry.Next()
+		in.log.Warn("ingest interrupted; retrying", "dataset", d.ID, "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
