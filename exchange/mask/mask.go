@@ -1,8 +1,10 @@
 // Package mask implements the exchange's column masks (ARCHITECTURE.md, "Masks"): the
 // transformations the sharing policy may require before a value leaves the exchange.
 // Each mask works on one canonical value (Value, and the string functions IDCard, Name,
-// …) and on a whole Arrow array in one pass (Array). OutputField gives the Arrow field a
-// masked column has in a response.
+// …) and on a whole Arrow array in one pass (Array). A scan masks with Array; a single
+// record (a lookup, a subject view) is masked only with Record, which withholds what a
+// mask cannot handle. OutputField gives the Arrow field a masked column has in a
+// response.
 //
 // Masks are deliberately simple and total: any input, even invalid UTF-8 or a value in
 // the wrong shape, yields valid UTF-8 that reveals no more than the mask allows. A value
@@ -118,6 +120,36 @@ func HashString(key []byte, s string) (string, error) {
 	}
 	h := newHasher(key)
 	return string(h.append(nil, s)), nil
+}
+
+// A Withheld is a value Record withheld: its mask could not handle it.
+type Withheld struct {
+	Column, Mask string
+	Err          error
+}
+
+// Record projects one canonical record to columns and masks each as masks says (absent
+// or "": unmasked), with o for every value (o.Region is the record's region code). It is
+// the only way a single record is masked — a lookup's answer, each part of a subject
+// view — as Array is for the columns of a scan; exchange/store's TestScanMatchesNaive
+// holds the two equal. A value its mask cannot handle is withheld (nil), never returned
+// unmasked, and listed in withheld for the caller to log.
+func Record(values map[string]any, columns []string, masks map[string]string, o Options) (out map[string]any, withheld []Withheld) {
+	out = make(map[string]any, len(columns))
+	for _, col := range columns {
+		m := masks[col]
+		if m == "" {
+			out[col] = values[col]
+			continue
+		}
+		v, err := Value(m, values[col], o)
+		if err != nil {
+			withheld = append(withheld, Withheld{Column: col, Mask: m, Err: err})
+			v = nil
+		}
+		out[col] = v
+	}
+	return out, withheld
 }
 
 // Value masks one canonical value (string, int64, float64, bool; dates, timestamps and

@@ -329,3 +329,38 @@ func TestHashNeedsCanonicalText(t *testing.T) {
 		t.Fatalf("hash of the string 42 = %v, want %v", got, want)
 	}
 }
+
+// TestRecord: Record projects to the columns asked for, masks those with a mask as Value
+// does, passes the others through, and withholds (nil, reported) a value its mask
+// cannot handle rather than return it unmasked.
+func TestRecord(t *testing.T) {
+	key := DeriveKey([]byte("master-secret-for-tests-only-000"), "mz-3301")
+	rec := map[string]any{
+		"id_number": "330106199001011234", "name": "欧阳娜娜", "address": "浙江省杭州市西湖区文三路1号",
+		"household_region": "330106", "children": int64(2), "phone": "13812345678",
+	}
+	masks := map[string]string{"id_number": IDCard, "name": Name, "address": Address, "children": IDCard, "household_region": "", "phone": Hash}
+	out, withheld := Record(rec, []string{"id_number", "name", "address", "household_region", "children", "missing"}, masks, Options{Key: key, Region: "330106"})
+	want := map[string]any{
+		"id_number": "330106********1234", "name": "欧***", "address": "浙江省杭州市西湖区",
+		"household_region": "330106", "children": nil, "missing": nil,
+	}
+	if len(out) != len(want) {
+		t.Fatalf("Record = %v, want the 6 columns asked for (not phone)", out)
+	}
+	for c, w := range want {
+		if v, ok := out[c]; !ok || v != w {
+			t.Errorf("%s = %#v, want %#v", c, out[c], w)
+		}
+	}
+	if len(withheld) != 1 || withheld[0].Column != "children" || withheld[0].Mask != IDCard || withheld[0].Err == nil {
+		t.Errorf("withheld = %+v, want children (id_card of an int64)", withheld)
+	}
+	for c := range rec {
+		if c != "phone" && c != "children" {
+			if v, _ := Value(masks[c], rec[c], Options{Key: key, Region: "330106"}); out[c] != v {
+				t.Errorf("%s: Record gives %v, Value %v", c, out[c], v)
+			}
+		}
+	}
+}

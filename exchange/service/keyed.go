@@ -117,21 +117,13 @@ func (s *Service) Lookup(ctx context.Context, c Caller, dataset string, cmd exch
 	return err
 }
 
-// maskRecord projects one record to cols and masks it as masks say, for the caller's
-// department: what a lookup returns, and each part of a subject view.
+// maskRecord projects one record to cols and masks it as masks say (mask.Record), for
+// the caller's department: what a lookup returns, and each part of a subject view.
 func (s *Service) maskRecord(dept string, d *schemas.Dataset, cols []string, masks map[string]string, rec map[string]any) map[string]any {
-	opts := mask.Options{Key: s.departmentMaskKey(dept), Region: regionOf(d, rec), Text: schemas.CanonicalText}
-	out := make(map[string]any, len(cols))
-	for _, col := range cols {
-		out[col] = rec[col]
-		if m, ok := masks[col]; ok {
-			var merr error
-			if out[col], merr = mask.Value(m, rec[col], opts); merr != nil {
-				// A value the mask cannot handle is withheld, never returned unmasked.
-				s.log.Error("mask failed; value withheld", "dataset", d.ID, "column", col, "mask", m, "err", merr)
-				out[col] = nil
-			}
-		}
+	out, withheld := mask.Record(rec, cols, masks,
+		mask.Options{Key: s.departmentMaskKey(dept), Region: regionOf(d, rec), Text: schemas.CanonicalText})
+	for _, w := range withheld {
+		s.log.Error("mask failed; value withheld", "dataset", d.ID, "column", w.Column, "mask", w.Mask, "err", w.Err)
 	}
 	return out
 }
