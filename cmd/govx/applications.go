@@ -17,6 +17,7 @@ import (
 	"govx/exchange"
 	"govx/exchange/apply"
 	"govx/exchange/client"
+	"govx/schemas"
 )
 
 // processClient calls the exchange's /v1/applications and /v1/corrections endpoints with
@@ -183,7 +184,7 @@ func printApplication(w io.Writer, a *apply.Application, asJSON bool) error {
 
 func printSteps(w io.Writer, steps []apply.Step) {
 	for _, s := range steps {
-		fmt.Fprintf(w, "  %s  %-22s %-13s -> %-13s by %s", s.At.In(shanghai).Format("2006-01-02 15:04"), s.Action, orDash(s.From), s.To, s.By)
+		fmt.Fprintf(w, "  %s  %-22s %-13s -> %-13s by %s", s.At.In(schemas.ChinaTime).Format("2006-01-02 15:04"), s.Action, orDash(s.From), s.To, s.By)
 		if s.Detail != "" {
 			fmt.Fprintf(w, "  %s", s.Detail)
 		}
@@ -191,11 +192,9 @@ func printSteps(w io.Writer, steps []apply.Step) {
 	}
 }
 
-var shanghai = time.FixedZone("CST", 8*3600)
-
 // dueDay is the last working day of a clock: Due is the instant that day ends.
 func dueDay(due time.Time) string {
-	return due.In(shanghai).Add(-time.Nanosecond).Format(time.DateOnly)
+	return due.In(schemas.ChinaTime).Add(-time.Nanosecond).Format(time.DateOnly)
 }
 
 func orDash(s string) string {

@@ -767,4 +767,4 @@ func (s *Service) Collectors() []prometheus.Collector {
 
 // chinaZone is China Standard Time, in which ids are numbered by year and working days
 // are counted.
-var chinaZone = time.FixedZone("CST", 8*3600)
+var chinaZone = schemas.ChinaTime
