@@ -106,6 +106,9 @@ func (a *auditFlags) resolve() (*time.Location, error) {
 func (a *auditFlags) open() (audit.Store, bool, error) {
 	if a.clickhouse == "" {
 		st, err := audit.OpenSpoolStore(a.spool)
+		if err == nil && st.Instance() == "" {
+			return nil, true, fmt.Errorf("%s holds no audit spool (no instance file): give the spool directory with --spool, or a ClickHouse with --clickhouse", a.spool)
+		}
 		return st, true, err
 	}
 	st, err := audit.NewClickHouse(audit.ClickHouseConfig{Addr: a.clickhouse, Database: a.database,
@@ -316,6 +319,10 @@ Exit status: 0 intact, 2 verification failed, 1 the tool could not run.`,
 				if opt.Checkpoints, err = audit.ReadCheckpoints(ckpts); err != nil {
 					return err
 				}
+				opt.CheckpointsGiven = true
+			}
+			// The key also checks the spool's shipped marker, with or without checkpoints.
+			if pubkey != "" {
 				if opt.PublicKey, err = audit.LoadPublicKey(pubkey); err != nil {
 					return err
 				}
@@ -369,6 +376,9 @@ func (a *auditFlags) chain(cmd *cobra.Command, opt *audit.VerifyOptions) (audit.
 		m, err := st.Shipped()
 		if err != nil {
 			return nil, err
+		}
+		if st.Instance() == "" && !opt.CheckpointsGiven {
+			return nil, fmt.Errorf("%s holds no audit spool (no instance file); if one was there, verify with its --checkpoints to see what was removed", a.spool)
 		}
 		opt.Spool = &audit.SpoolSource{Instance: st.Instance(), Shipped: m, WithSink: a.clickhouse != ""}
 		it, err := st.Chain(cmd.Context())

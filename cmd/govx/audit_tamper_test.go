@@ -270,6 +270,118 @@ func TestAuditRepairKeepsEvidence(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "FAILED: 1 problem(s)") || !strings.Contains(out, "gap: instance ex-1: events seq 20..60 were lost to damage") {
 		t.Fatalf("verify after repair: exit %d\n%s", code, out)
 	}
+	// The repair hides no access from the auditor: the intact events set aside are
+	// still shown by query (with a warning), the damaged one is not.
+	out, code = runAudit(t, "query", "--spool", spool, "--format", "jsonl")
+	if code != 0 || strings.Count(out, `"event_id"`) != 19+1+40+1 || !strings.Contains(out, "set aside by `govx audit repair`") {
+		t.Fatalf("query after repair: exit %d, %d events (want 19 live, the gap, 40 set aside, 1 new)\n%s", code, strings.Count(out, `"event_id"`), out)
+	}
+}
+
+// TestAuditSpoolRefusesWhatItSigned: the exchange does not start on a spool that holds
+// less than it signed, or a shipped marker it did not sign — even when the bytes left
+// look like a clean log or a crash; repair then records what is missing.
+func TestAuditSpoolRefusesWhatItSigned(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(spool string, fr []frame)
+	}{
+		{"tail cut cleanly", func(s string, fr []frame) { writeFrames(t, s, fr[:tamperEvents-5]) }},
+		{"every segment deleted", func(s string, fr []frame) { writeFrames(t, s, nil) }},
+		{"an acknowledged last frame made to look torn", func(s string, fr []frame) {
+			last := fr[len(fr)-1]
+			fr[len(fr)-1] = frame{seg: last.seg, data: last.data[:len(last.data)/2]}
+			writeFrames(t, s, fr)
+		}},
+		{"a forged shipped marker", func(s string, fr []frame) {
+			kept := fr[10:]
+			for i := range kept {
+				kept[i].seg = "00000000000000000011.seg"
+			}
+			writeFrames(t, s, kept)
+			os.WriteFile(filepath.Join(s, "shipped"), []byte(`{"instance":"ex-1","seq":10,"hash":"`+strings.Repeat("0", 64)+`","sig":"AAAA"}`), 0o600)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spool, ckpts, key := tamperSpool(t)
+			tc.tamper(spool, readFrames(t, spool))
+			k, err := audit.LoadPrivateKey(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = audit.OpenSpool(spool, audit.WithInstance("ex-1"), audit.WithCheckpoints(k, ckpts, 0), audit.WithFreeSpaceReserve(0))
+			var damaged *audit.DamagedError
+			if !errors.As(err, &damaged) {
+				t.Fatalf("the exchange opened a spool holding less than it signed: err %v", err)
+			}
+		})
+	}
+	t.Run("repair records a removed tail", func(t *testing.T) {
+		spool, ckpts, key := tamperSpool(t)
+		writeFrames(t, spool, readFrames(t, spool)[:tamperEvents-5])
+		out, code := runAudit(t, "repair", "--spool", spool, "--checkpoints", ckpts, "--key", key)
+		if code != 0 || !strings.Contains(out, "lost from the live chain: seq 56..60") {
+			t.Fatalf("repair of a removed tail: exit %d\n%s", code, out)
+		}
+		k, _ := audit.LoadPrivateKey(key)
+		s, err := audit.OpenSpool(spool, audit.WithInstance("ex-1"), audit.WithCheckpoints(k, ckpts, 0), audit.WithFreeSpaceReserve(0))
+		if err != nil {
+			t.Fatalf("after repair: %v", err)
+		}
+		s.Close()
+		out, code = runAudit(t, "verify", "--spool", spool, "--checkpoints", ckpts, "--pubkey", key+".pub")
+		if code != 2 || !strings.Contains(out, "gap: instance ex-1: events seq 56..60") {
+			t.Fatalf("verify after repairing a removed tail: exit %d\n%s", code, out)
+		}
+	})
+}
+
+// TestAuditSpoolLocked: one process at a time owns a spool: a second exchange, or a
+// repair while the exchange runs, is refused instead of interleaving or moving segments
+// from under it.
+func TestAuditSpoolLocked(t *testing.T) {
+	dir := t.TempDir()
+	s, err := audit.OpenSpool(dir, audit.WithInstance("ex-1"), audit.WithFreeSpaceReserve(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.OpenSpool(dir, audit.WithInstance("ex-1")); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("a second opener: err %v, want the spool in use", err)
+	}
+	if out, code := runAudit(t, "repair", "--spool", dir); code == 0 || !strings.Contains(out, "in use") {
+		t.Fatalf("repair of a spool in use: exit %d\n%s", code, out)
+	}
+	s.Close()
+	s2, err := audit.OpenSpool(dir, audit.WithInstance("ex-1"), audit.WithFreeSpaceReserve(0))
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	s2.Close()
+}
+
+// TestAuditVerifyEmptiedCheckpointsOrSpool: an emptied checkpoint file vouches for
+// nothing, and a spool directory emptied of everything (its instance file too) still
+// fails verification against the checkpoints, rather than passing or being a tool error.
+func TestAuditVerifyEmptiedCheckpointsOrSpool(t *testing.T) {
+	spool, ckpts, key := tamperSpool(t)
+	writeFrames(t, spool, readFrames(t, spool)[:tamperEvents-5])
+	if err := os.WriteFile(ckpts, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runAudit(t, "verify", "--spool", spool, "--checkpoints", ckpts, "--pubkey", key+".pub")
+	if code != 2 || !strings.Contains(out, "holds no checkpoint") {
+		t.Fatalf("an emptied checkpoint file: exit %d\n%s", code, out)
+	}
+
+	spool, ckpts, key = tamperSpool(t)
+	if err := os.RemoveAll(spool); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(spool, 0o700)
+	out, code = runAudit(t, "verify", "--spool", spool, "--checkpoints", ckpts, "--pubkey", key+".pub")
+	if code != 2 || !strings.Contains(out, "cut: instance ex-1 has signed checkpoints up to seq 60") {
+		t.Fatalf("a wiped spool: exit %d\n%s", code, out)
+	}
 }
 
 func snapshotDir(t *testing.T, dir string) map[string][]byte {

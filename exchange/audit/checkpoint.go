@@ -97,6 +97,26 @@ func ReadCheckpoints(path string) ([]Checkpoint, error) {
 	return out, sc.Err()
 }
 
+// lastValidCheckpoint returns the checkpoint of instance with the highest seq whose
+// signature pub verifies, nil when there is none (or no file yet).
+func lastValidCheckpoint(path, instance string, pub ed25519.PublicKey) (*Checkpoint, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	cps, err := ReadCheckpoints(path)
+	if err != nil {
+		return nil, err
+	}
+	var last *Checkpoint
+	for i := range cps {
+		c := &cps[i]
+		if c.Instance == instance && c.Valid(pub) && (last == nil || c.Seq >= last.Seq) {
+			last = c
+		}
+	}
+	return last, nil
+}
+
 func lastCheckpoint(path, instance string) (uint64, bool, error) {
 	cps, err := ReadCheckpoints(path)
 	if err != nil {

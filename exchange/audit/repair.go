@@ -45,6 +45,11 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 		return nil, fmt.Errorf("audit: %s is not an audit spool (no %s file): %w", dir, instanceName, err)
 	}
 	instance := strings.TrimSpace(string(b))
+	lock, err := lockSpool(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
 	m, err := ReadShippedMarker(dir)
 	if err != nil {
 		return nil, err
@@ -111,6 +116,25 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 		problem = fmt.Sprintf("the shipped marker says events up to seq %d were shipped, but the spool ends at seq %d", shippedSeq, want-1)
 		badSeg, badOff = len(segs), 0
 	}
+	// Checkpoints name seqs that existed: one beyond the spool's end means events were
+	// removed from the end, which the exchange refuses just as it refuses damage.
+	var signed uint64
+	if opt.CheckpointFile != "" {
+		if cps, err := ReadCheckpoints(opt.CheckpointFile); err == nil {
+			for _, c := range cps {
+				if c.Instance == instance && (opt.Key == nil || c.Valid(opt.Key.Public().(ed25519.PublicKey))) {
+					signed = max(signed, c.Seq)
+				}
+			}
+		} else if _, serr := os.Stat(opt.CheckpointFile); serr == nil {
+			return nil, err // there, but unreadable: do not guess the lost range
+		}
+	}
+	highest = max(highest, signed)
+	if badSeg < 0 && signed > want-1 {
+		problem = fmt.Sprintf("the spool ends at seq %d but a checkpoint covers seq %d", want-1, signed)
+		badSeg, badOff = len(segs), 0
+	}
 	if badSeg < 0 {
 		return &RepairResult{}, nil
 	}
@@ -118,26 +142,19 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 	if lastHash == "" {
 		return nil, fmt.Errorf("audit: spool %s: %s, before any event whose hash is known; move the spool aside and start a new one", dir, problem)
 	}
-	if opt.CheckpointFile != "" {
-		if cps, err := ReadCheckpoints(opt.CheckpointFile); err == nil {
-			for _, c := range cps {
-				if c.Instance == instance {
-					highest = max(highest, c.Seq)
-				}
-			}
-		} else if _, serr := os.Stat(opt.CheckpointFile); serr == nil {
-			return nil, err // there, but unreadable: do not guess the lost range
-		}
-	}
 	highest = max(highest, lastSeq, shippedSeq)
 	res := &RepairResult{Repaired: true, Problem: problem, LostFrom: lastSeq + 1, LostTo: highest}
 
 	// Set aside the damaged segment and everything after it, renamed, never rewritten.
 	aside := filepath.Join(dir, "damaged-"+opt.Now.UTC().Format("20060102T150405Z"))
-	if err := os.Mkdir(aside, 0o700); err != nil {
-		return nil, fmt.Errorf("audit: cannot create %s to set the damaged segments aside: %w", aside, err)
+	if badSeg < len(segs) {
+		if err := os.Mkdir(aside, 0o700); err != nil {
+			return nil, fmt.Errorf("audit: cannot create %s to set the damaged segments aside: %w", aside, err)
+		}
+		res.MovedTo = aside
+	} else {
+		aside = "(nothing left in the spool to set aside)"
 	}
-	res.MovedTo = aside
 	for _, first := range segs[min(badSeg, len(segs)):] {
 		name := segName(first)
 		if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {

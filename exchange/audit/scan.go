@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // This file reads segment files the way an auditor and a careful opener must: every byte
@@ -180,7 +181,7 @@ type spoolState struct {
 // readSpoolState reads every segment of dir, checking that frames are intact and that
 // seq numbers run on without a gap from after (the shipped marker's seq, whose event has
 // hash afterHash; "" when unknown).
-func readSpoolState(dir string, after uint64, afterHash string) (*spoolState, error) {
+func readSpoolState(dir string, after uint64, afterHash string, ck *Checkpoint) (*spoolState, error) {
 	segs, err := listSegments(dir)
 	if err != nil {
 		return nil, err
@@ -219,6 +220,9 @@ func readSpoolState(dir string, after uint64, afterHash string) (*spoolState, er
 				st.gaps = append(st.gaps, fmt.Sprintf("%s offset %d: seq %d does not link to the event before it", p, it.off, ev.Seq))
 			}
 			firstInSeg = false
+			if ck != nil && ev.Seq == ck.Seq && ev.Hash != ck.Hash {
+				st.gaps = append(st.gaps, fmt.Sprintf("%s offset %d: seq %d is not the event this exchange signed a checkpoint for (%s): the spool was rewritten", p, it.off, ev.Seq, ck.Time.Format(time.RFC3339)))
+			}
 			if ev.Seq == after && afterHash != "" && ev.Hash != afterHash {
 				st.gaps = append(st.gaps, fmt.Sprintf("%s offset %d: seq %d is not the event the shipped marker names", p, it.off, ev.Seq))
 			}

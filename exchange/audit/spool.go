@@ -52,6 +52,7 @@ type Spool struct {
 	wake      chan struct{} // nudges the shipper after a commit
 	shipWake  chan struct{} // nudges Flush waiters after a shipment
 	lastCkpt  uint64
+	lock      *os.File     // holds the spool's lock file (flock) while open
 	spoolSize atomic.Int64 // bytes in segment files, refreshed by the writer
 	freeSpace atomic.Int64 // free bytes on the spool's file system at the last check
 	reserve   int64        // free bytes the spool keeps; computed at open
@@ -167,10 +168,17 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		writerDone: make(chan struct{}),
 	}
 	s.shipWake = make(chan struct{})
+	lock, err := lockSpool(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
 	if err := s.loadInstance(); err != nil {
+		s.lock.Close()
 		return nil, err
 	}
 	if err := s.recover(); err != nil {
+		s.lock.Close()
 		return nil, err
 	}
 	s.reserve = o.reserve
@@ -593,6 +601,7 @@ func (s *Spool) Close() error {
 		if s.opts.sink != nil {
 			errs = append(errs, s.opts.sink.Close())
 		}
+		errs = append(errs, s.lock.Close())
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
@@ -721,23 +730,51 @@ func (s *Spool) recover() error {
 	if err != nil {
 		return err
 	}
+	// What this exchange signed itself: the spool may not hold less, nor differ from it.
+	var pub ed25519.PublicKey
+	var ck *Checkpoint
+	if s.opts.key != nil {
+		pub = s.opts.key.Public().(ed25519.PublicKey)
+		if s.opts.ckptFile != "" {
+			if ck, err = lastValidCheckpoint(s.opts.ckptFile, s.instance, pub); err != nil {
+				return err
+			}
+		}
+	}
 	var shipped uint64
 	prev := GenesisHash
+	bad := &DamagedError{Dir: s.dir}
 	if m != nil {
 		shipped, prev = m.Seq, m.Hash
+		if pub != nil && (m.Instance != s.instance || !m.Valid(pub)) {
+			bad.Gaps = append(bad.Gaps, fmt.Sprintf("the shipped marker %s is not signed by this exchange's key: it cannot vouch that events up to seq %d reached the audit store", filepath.Join(s.dir, markerName), m.Seq))
+		}
 	}
-	st, err := readSpoolState(s.dir, shipped, prev)
+	st, err := readSpoolState(s.dir, shipped, prev, ck)
 	if err != nil {
 		return err
 	}
+	bad.Gaps = append(bad.Gaps, st.gaps...)
 	var torn *Damage
-	bad := &DamagedError{Dir: s.dir, Gaps: st.gaps}
 	for i, d := range st.damage {
 		if d.Torn && i == len(st.damage)-1 {
 			torn = &st.damage[i]
 			continue
 		}
 		bad.Damage = append(bad.Damage, d)
+	}
+	head := shipped
+	if st.last != nil {
+		head = st.last.Seq
+	}
+	if ck != nil && ck.Seq > head {
+		// Acknowledged and signed, so never torn by a crash: removed.
+		if torn != nil {
+			bad.Damage = append(bad.Damage, *torn)
+			torn = nil
+		}
+		bad.Gaps = append(bad.Gaps, fmt.Sprintf("the spool ends at seq %d but this exchange signed a checkpoint at seq %d (%s): events %d..%d were removed",
+			head, ck.Seq, ck.Time.Format(time.RFC3339), head+1, ck.Seq))
 	}
 	if len(bad.Damage) > 0 || len(bad.Gaps) > 0 {
 		return bad
@@ -806,6 +843,22 @@ func (s *Spool) cutTorn(path string, d Damage, good int64) error {
 	s.opts.logger.Warn("audit: cut a torn final frame left by a crash (never acknowledged); its bytes are kept aside",
 		"file", path, "offset", good, "bytes", len(data)-int(good), "kept_in", aside, "after_seq", d.AfterSeq)
 	return syncDir(s.dir)
+}
+
+// lockSpool takes the spool directory's lock: one exchange (or one repair) at a time,
+// so that two writers never interleave a chain and repair never moves a segment that an
+// exchange is still appending to.
+func lockSpool(dir string) (*os.File, error) {
+	p := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: cannot open the spool's lock file %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audit: spool %s is in use by another process (an exchange, a demo or a repair holds %s): stop it first", dir, p)
+	}
+	return f, nil
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%020d%s", first, segSuffix) }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -86,14 +87,17 @@ func OpenSpoolStore(dir string) (*SpoolStore, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("audit: spool %s is not a directory", dir)
 	}
+	// A spool whose instance file was removed still opens, with no instance: verify
+	// then reports what the checkpoints say is missing.
 	b, err := os.ReadFile(filepath.Join(dir, instanceName))
-	if err != nil {
-		return nil, fmt.Errorf("audit: %s is not an audit spool (no %s file): %w", dir, instanceName, err)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("audit: cannot read %s: %w", filepath.Join(dir, instanceName), err)
 	}
 	return &SpoolStore{dir: dir, instance: strings.TrimSpace(string(b))}, nil
 }
 
-// Instance returns the name of the instance whose chain the spool holds.
+// Instance returns the name of the instance whose chain the spool holds, "" when its
+// instance file is missing (not a spool, or one that was removed).
 func (s *SpoolStore) Instance() string { return s.instance }
 
 // Shipped returns the spool's shipped marker, nil when nothing was shipped from it.
@@ -129,7 +133,7 @@ func (s *SpoolStore) iter(ctx context.Context, f *Filter, window int) *spoolIter
 	if f != nil {
 		it.seen = map[string]struct{}{}
 	}
-	go it.produce(s.dir, s.instance)
+	go it.produce(s.dir, s.instance, f != nil)
 	return it
 }
 
@@ -147,15 +151,22 @@ type spoolIter struct {
 	ev     *Event
 	err    error
 	warn   []string
+	// asideWarn is written by the producer before it closes items, read after.
+	asideWarn []string
 }
 
-// produce walks every segment in file order and sends what it finds.
-func (it *spoolIter) produce(dir, instance string) {
+// produce walks every segment in file order and sends what it finds; for queries, the
+// intact events of segments `govx audit repair` set aside follow, so that a repair never
+// hides an access from the auditor (verify reports the gap itself).
+func (it *spoolIter) produce(dir, instance string, withSetAside bool) {
 	defer close(it.items)
 	segs, err := listSegments(dir)
 	if err != nil {
 		it.errc = err
 		return
+	}
+	if withSetAside {
+		defer it.produceSetAside(dir)
 	}
 	var maxSeq, after uint64
 	for i, first := range segs {
@@ -190,6 +201,36 @@ func (it *spoolIter) produce(dir, instance string) {
 			}
 			return
 		}
+	}
+}
+
+func (it *spoolIter) produceSetAside(dir string) {
+	asides, _ := filepath.Glob(filepath.Join(dir, "damaged-*"))
+	sort.Strings(asides)
+	for _, aside := range asides {
+		segs, err := listSegments(aside)
+		if err != nil || len(segs) == 0 {
+			continue
+		}
+		n := 0
+		for _, first := range segs {
+			err := walkSegment(filepath.Join(aside, segName(first)), 0, func(x segItem) error {
+				if x.ev == nil || x.damage != nil {
+					return nil // the damage itself is what verify and the gap event report
+				}
+				n++
+				select {
+				case it.items <- x.ev:
+					return nil
+				case <-it.ctx.Done():
+					return it.ctx.Err()
+				}
+			})
+			if err != nil {
+				return
+			}
+		}
+		it.asideWarn = append(it.asideWarn, fmt.Sprintf("%d intact event(s) were read from %s, set aside by `govx audit repair` after damage: they are shown, but are not part of the verified chain", n, aside))
 	}
 }
 
@@ -255,8 +296,9 @@ func (it *spoolIter) Close() error {
 	return nil
 }
 
-// Warnings lists the damaged stretches a query passed over.
-func (it *spoolIter) Warnings() []string { return it.warn }
+// Warnings lists the damaged stretches a query passed over and the set-aside segments
+// it read.
+func (it *spoolIter) Warnings() []string { return append(slices.Clone(it.warn), it.asideWarn...) }
 
 type heapItem struct {
 	ev    *Event

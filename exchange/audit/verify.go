@@ -72,7 +72,10 @@ type VerifyOptions struct {
 	// Checkpoints to check the chains against; with none, only the chains' inner
 	// consistency is checked (a clean cut of the tail goes unnoticed).
 	Checkpoints []Checkpoint
-	PublicKey   ed25519.PublicKey
+	// CheckpointsGiven says a checkpoint file was given, even if it held none: an
+	// exchange signs one as soon as it opens its spool, so an empty file was emptied.
+	CheckpointsGiven bool
+	PublicKey        ed25519.PublicKey
 	// Spool is set when the chain comes from a spool (see SpoolSource).
 	Spool *SpoolSource
 	// AllowUnverifiedShipped turns the events a spool shipped to its sink, when the sink
@@ -109,7 +112,10 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 		}
 		cps[c.Instance][c.Seq] = c
 	}
-	if len(opt.Checkpoints) == 0 {
+	if opt.CheckpointsGiven && len(opt.Checkpoints) == 0 {
+		add(Problem{Kind: ProblemCheckpoint, Message: "the checkpoint file holds no checkpoint: an exchange signs one as soon as it opens its spool, so the file was emptied or is not this log's; nothing can be vouched for"})
+	}
+	if !opt.CheckpointsGiven && len(opt.Checkpoints) == 0 {
 		res.Notes = append(res.Notes, "no checkpoints given: every change, removal, insertion and reordering inside the chain is checked, "+
 			"but a clean cut of the tail (the newest events removed) can only be detected with the signed checkpoints (--checkpoints, --pubkey)")
 	}
@@ -164,7 +170,7 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 				Message: fmt.Sprintf("chain of instance %s ends at seq %d (event %s) but a signed checkpoint covers seq %d: events %d..%d were cut from the log (or are not shipped yet)",
 					cur.Instance, cur.Last, lastID, maxCp, cur.Last+1, maxCp)})
 		}
-		if len(opt.Checkpoints) > 0 && len(cps[cur.Instance]) == 0 {
+		if (opt.CheckpointsGiven || len(opt.Checkpoints) > 0) && len(cps[cur.Instance]) == 0 {
 			add(Problem{Kind: ProblemUnsigned, Instance: cur.Instance, Seq: cur.First,
 				Message: fmt.Sprintf("instance %s (%d events) appears in no signed checkpoint: its events cannot be vouched for (a forged instance, or checkpoints from another key)", cur.Instance, cur.Events)})
 		} else if len(opt.Checkpoints) > 0 && cur.Last > maxCp {
@@ -364,11 +370,13 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 	// Instances expected in the chain but absent from it.
 	expected := map[string]bool{}
 	for inst := range cps {
-		if opt.Spool == nil || opt.Spool.WithSink || inst == opt.Spool.Instance {
+		// A spool whose instance file is gone cannot say which chain it held: every
+		// checkpointed instance is expected then.
+		if opt.Spool == nil || opt.Spool.WithSink || inst == opt.Spool.Instance || opt.Spool.Instance == "" {
 			expected[inst] = true
 		}
 	}
-	if opt.Spool != nil {
+	if opt.Spool != nil && opt.Spool.Instance != "" {
 		expected[opt.Spool.Instance] = true
 	}
 	var missing []string
