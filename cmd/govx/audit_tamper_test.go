@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"govx/exchange/audit"
 )
@@ -434,5 +435,27 @@ func TestAuditQueryWarnsOfDamage(t *testing.T) {
 	}
 	if !strings.Contains(out, "warning: the spool is damaged at ") || !strings.Contains(out, "govx audit verify") {
 		t.Fatalf("query does not warn of the damage:\n%s", out)
+	}
+}
+
+// TestDemoRefusesADirInUse: a second demo on the directory of a running one does not
+// move the running demo's spool aside (which would split its chain).
+func TestDemoRefusesADirInUse(t *testing.T) {
+	xdir := t.TempDir()
+	spool := filepath.Join(xdir, "audit-spool")
+	s, err := audit.OpenSpool(spool, audit.WithInstance("demo"), audit.WithFreeSpaceReserve(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := freshExchangeDir(xdir, time.Now()); err == nil || !strings.Contains(err.Error(), "running") {
+		t.Fatalf("a demo dir whose spool is open: err %v, want a refusal", err)
+	}
+	if _, err := os.Stat(spool); err != nil {
+		t.Fatalf("the running demo's spool was moved: %v", err)
+	}
+	s.Close()
+	kept, err := freshExchangeDir(xdir, time.Now())
+	if err != nil || len(kept) != 1 {
+		t.Fatalf("once closed, the spool is kept aside: %v %v", kept, err)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	_ "govx/connectors/sqlsrc"
 	"govx/connectors/synth"
 	"govx/exchange"
+	"govx/exchange/audit"
 	"govx/exchange/auth"
 	"govx/exchange/server"
 	"govx/exchange/store"
@@ -206,6 +207,11 @@ var demoAuditFiles = []string{"audit-spool", "audit.checkpoints", "audit.key.pub
 // (audit-spool.20261129T034000Z, …), and earlier runs' kept ones stay. It returns the
 // spools it moved aside now.
 func freshExchangeDir(xdir string, now time.Time) ([]string, error) {
+	// A demo still running in this directory owns its spool: moving it would split that
+	// demo's chain between two directories.
+	if spool := filepath.Join(xdir, demoAuditFiles[0]); audit.InUse(spool) {
+		return nil, fmt.Errorf("another govx demo (or exchange) is running with its audit spool in %s: stop it first, or give this demo its own --dir", spool)
+	}
 	suffix := "." + now.UTC().Format("20060102T150405Z")
 	for n := 2; ; n++ { // two runs within a second keep both
 		if _, err := os.Lstat(filepath.Join(xdir, demoAuditFiles[0]+suffix)); errors.Is(err, os.ErrNotExist) {

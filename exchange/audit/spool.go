@@ -861,6 +861,20 @@ func lockSpool(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// InUse reports whether a process holds the spool in dir open (an exchange, a demo, a
+// repair). A directory that is not there is not in use.
+func InUse(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, "lock")); err != nil {
+		return false
+	}
+	f, err := lockSpool(dir)
+	if err != nil {
+		return true
+	}
+	f.Close()
+	return false
+}
+
 func segName(first uint64) string { return fmt.Sprintf("%020d%s", first, segSuffix) }
 
 func listSegments(dir string) ([]uint64, error) {

@@ -242,3 +242,40 @@ func TestClientsThatGoAwayAreAudited(t *testing.T) {
 	}
 	t.Logf("%d clients, %d events, %d half-closed clients received their data", len(clients), len(evs), delivered)
 }
+
+// TestBoundUnauthenticatedFloodFromManyAddresses: spreading a flood over many source
+// addresses does not multiply what reaches the spool: all addresses together share one
+// budget of audited failures.
+func TestBoundUnauthenticatedFloodFromManyAddresses(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{})
+	addr := auditServer(t, f, time.Minute)
+	const addrs, each = 100, 5
+	start := time.Now()
+	for i := 0; i < addrs; i++ {
+		// Every 127.0.0.0/8 address is the loopback: 100 distinct clients.
+		local := &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+i/250), byte(2+i%250))}
+		c := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: local}).DialContext}}
+		for j := 0; j < each; j++ {
+			resp, err := c.Post("http://"+addr+"/v1/datasets/population.person/pull", "application/json", strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("request without a token: %d", resp.StatusCode)
+			}
+		}
+		c.CloseIdleConnections()
+	}
+	elapsed := time.Since(start)
+	audited := len(f.Events(t))
+	// Each address alone could have 5 of its failures audited (burst 20): the shared
+	// budget (burst 200, 50 a second) must have bounded the total.
+	if budget := 200 + 50*elapsed.Seconds() + 1; audited == 0 || float64(audited) > budget {
+		t.Fatalf("%d of %d failures from %d addresses audited in %v, want between 1 and the shared budget of %.0f", audited, addrs*each, addrs, elapsed, budget)
+	}
+	if got := scrape(t, addr, `govx_auth_failures_total{audited="no"}`); got != strconv.Itoa(addrs*each-audited) {
+		t.Fatalf(`govx_auth_failures_total{audited="no"} %s, want %d`, got, addrs*each-audited)
+	}
+}

@@ -20,7 +20,8 @@ func (s *Service) Rejected(ctx context.Context, c Caller, action exchange.Action
 }
 
 // Unauthenticated records a request that failed authentication and returns err. Each
-// client address gets 5 audited failures a second (burst 20); beyond that failures are
+// client address gets 5 audited failures a second (burst 20), and all addresses together
+// 50 a second (burst 200); beyond that failures are
 // counted (govx_auth_failures_total{audited="no"}) and logged in summary instead, so
 // that a flood of bad credentials cannot fill the audit spool's disk and with it stop
 // every department's access. An audited failure's event is bounded to
@@ -39,7 +40,11 @@ func (s *Service) Unauthenticated(ctx context.Context, c Caller, action exchange
 		l = rate.NewLimiter(5, 20)
 		s.failLimiters[host] = l
 	}
-	allow := l.Allow()
+	// Per address, and for all addresses together: a flood from many addresses (an IPv6
+	// range, a botnet) is bounded too — at most 50 audited failures a second in all,
+	// 50 × the event cap ≈ 100 KB/s, far below what the spool's free-space reserve
+	// absorbs before anyone notices on govx_auth_failures_total{audited="no"}.
+	allow := l.Allow() && s.failAll.Allow()
 	if !allow {
 		s.failDropped++
 		if s.failDropped%1000 == 1 {

@@ -73,6 +73,7 @@ type Service struct {
 	// audited: a flood of bad credentials must not fill the audit spool's disk.
 	failMu       sync.Mutex
 	failLimiters map[string]*rate.Limiter
+	failAll      *rate.Limiter // all addresses together
 	failDropped  uint64
 	authFailures *prometheus.CounterVec // by audited "yes" | "no"
 
@@ -128,6 +129,7 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
 		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, redeemed: map[string]time.Time{},
 		failLimiters: map[string]*rate.Limiter{},
+		failAll:      rate.NewLimiter(50, 200),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govx_auth_failures_total",
 			Help: `Failed authentications; audited="no" counts those over the per-address audit budget, which are logged in summary instead of audited one by one.`},
 			[]string{"audited"}),
