@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
@@ -214,7 +217,44 @@ func (s *Service) Redeem(ctx context.Context, c Caller, ticket []byte) (*Grant, 
 		return nil, s.auditRejected(ctx, c, action, g.Dataset, err)
 	}
 	g.ClientAddr = c.ClientAddr
+	if err := s.stillGranted(ctx, &g); err != nil {
+		// The decision was recorded as allow; its complete event says why nothing came.
+		s.auditComplete(ctx, &g, 0, 0, s.now(), err)
+		return nil, err
+	}
 	return &g, nil
+}
+
+// stillGranted asks the policy again when a ticket is redeemed: a ticket carries the
+// decision made at GetFlightInfo and lives up to the ticket TTL, in which an agreement
+// may lapse or a steward may revoke it. The stream is served only if the policy still
+// allows the request exactly as granted (columns, masks, row scope, row cap).
+func (s *Service) stillGranted(ctx context.Context, g *Grant) error {
+	req := exchange.Request{Subject: g.Subject, Action: g.Action, Dataset: g.Dataset, Columns: g.Columns,
+		Purpose: g.Purpose, CaseRef: g.CaseRef, Limit: g.Limit, Time: s.now()}
+	for _, f := range g.Filter {
+		if !slices.Contains(req.Columns, f.Column) {
+			req.Columns = append(slices.Clone(req.Columns), f.Column)
+		}
+	}
+	dec := s.ask(ctx, req)
+	if !dec.Allow {
+		return exchange.Denied(dec)
+	}
+	if dec.Revision == g.Revision {
+		return nil
+	}
+	n := len(dec.RowFilter)
+	same := maps.Equal(dec.Masks, g.Masks) && dec.MaxRows == g.MaxRows && n <= len(g.Filter) &&
+		slices.EqualFunc(dec.RowFilter, g.Filter[:n], func(a, b exchange.Filter) bool { return reflect.DeepEqual(a, b) })
+	for _, col := range g.Columns {
+		same = same && slices.Contains(dec.Columns, col)
+	}
+	if !same {
+		return exchange.Denied(exchange.Decision{Agreement: dec.Agreement, Revision: dec.Revision, Reasons: []exchange.Reason{{Code: "policy_changed",
+			Message: "the sharing policy changed since this ticket was issued and no longer grants it as it was; call GetFlightInfo for a new decision"}}})
+	}
+	return nil
 }
 
 // Sink receives a pull's stream: the schema once, then record batches.

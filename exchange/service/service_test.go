@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -371,4 +372,63 @@ func (c *cursorSink) Begin(s *arrow.Schema) error {
 		*c.out = s.Metadata().Values()[i]
 	}
 	return nil
+}
+
+// decideWith decides every request with fn: a policy that changed after a ticket was
+// issued.
+type decideWith func(exchange.Request) exchange.Decision
+
+func (d decideWith) Decide(_ context.Context, req exchange.Request) exchange.Decision { return d(req) }
+
+// TestTicketRedeemAsksThePolicyAgain: a Flight ticket carries the decision made at
+// GetFlightInfo; if by DoGet the agreement lapsed or was revoked, or the policy now
+// grants the pull differently, nothing is served and the grant's complete event says why.
+func TestTicketRedeemAsksThePolicyAgain(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		then   func(orig Decider) Decider
+		reason string
+	}{
+		{"agreement lapsed", func(Decider) Decider {
+			return decideWith(func(exchange.Request) exchange.Decision {
+				return exchange.Decision{Revision: "later", Reasons: []exchange.Reason{{Code: "agreement_expired", Message: "ended"}}}
+			})
+		}, "agreement_expired"},
+		{"masks changed", func(orig Decider) Decider {
+			return decideWith(func(req exchange.Request) exchange.Decision {
+				dec := orig.Decide(ctx, req)
+				dec.Revision, dec.Masks = "later", map[string]string{"name": "name"}
+				return dec
+			})
+		}, "policy_changed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			g, err := f.svc.Open(ctx, hz, pullCmd())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tkt, err := f.svc.Ticket(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.svc.policy = tc.then(f.svc.policy)
+			_, err = f.svc.Redeem(ctx, hz, tkt)
+			xe, ok := errors.AsType[*exchange.Error](err)
+			if !ok || xe.Kind != exchange.PermissionDenied || len(xe.Reasons) == 0 || xe.Reasons[0].Code != tc.reason {
+				t.Fatalf("redeem after the policy changed: %v, want permission_denied %s", err, tc.reason)
+			}
+			f.svc.Wait()
+			var complete *audit.Event
+			for _, ev := range events(t, f.dir) {
+				if ev.RequestID == g.RequestID && ev.Kind == audit.KindComplete {
+					complete = ev
+				}
+			}
+			if complete == nil || complete.Status != audit.StatusError || complete.Rows != 0 {
+				t.Fatalf("the allowed decision has no complete event saying nothing was served: %+v", complete)
+			}
+		})
+	}
 }
