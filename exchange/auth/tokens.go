@@ -79,6 +79,17 @@ func (t *Tokens) Authenticate(token string) (exchange.Subject, error) {
 	return rec.Subject, nil
 }
 
+// Check reports why the token file cannot be read (nil when it can, or when there is
+// none): while it cannot, nobody authenticates by token, and the exchange is not ready.
+func (t *Tokens) Check() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.refreshLocked(); err != nil {
+		return fmt.Errorf("token file %s cannot be read, so no token authenticates: %w", t.path, err)
+	}
+	return nil
+}
+
 func (t *Tokens) refreshLocked() error {
 	fi, err := os.Stat(t.path)
 	if errors.Is(err, os.ErrNotExist) {

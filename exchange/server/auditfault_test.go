@@ -91,3 +91,30 @@ func TestServeAuditDiskFullHeals(t *testing.T) {
 		t.Error("/metrics: govx_audit_writable is not 1 after healing")
 	}
 }
+
+// TestServeTokenFileReadiness: a token file that cannot be read refuses every token
+// holder (fail closed), so /readyz says so until it is readable again.
+func TestServeTokenFileReadiness(t *testing.T) {
+	x, _, _ := inProcess(t)
+	defer x.Close()
+	path := x.tokens.Path()
+	good, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, x, "/readyz"); code != 503 || !strings.Contains(body, "tokens: token file") {
+		t.Fatalf("/readyz with a damaged token file: %d %s", code, body)
+	}
+	if good == nil {
+		good = []byte("[]")
+	}
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, x, "/readyz"); code != 200 {
+		t.Fatalf("/readyz with the token file repaired: %d %s", code, body)
+	}
+}

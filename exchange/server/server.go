@@ -139,6 +139,8 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	// too, until the spool heals.
 	x.ready.Check("audit", x.spool.Writable)
 	x.tokens = auth.OpenTokens(cfg.TokensFile)
+	// A damaged token file refuses every token holder: send them to another replica.
+	x.ready.Check("tokens", x.tokens.Check)
 	svcOpts := []service.Option{service.WithLogger(o.log), service.WithAllocator(o.mem), service.WithClock(o.clock),
 		service.WithTicketTTL(cfg.TicketTTL), service.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
 		service.WithCursorEpoch(x.epoch)}
