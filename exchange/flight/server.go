@@ -18,6 +18,7 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/flight"
@@ -331,12 +332,17 @@ func toStatus(err error) error {
 		slog.Error("flight: internal error", "err", err)
 		xe = exchange.E(exchange.Internal, "internal", "internal error; the exchange logged it")
 	}
-	st := status.New(code, StatusMessage(xe))
+	// The status travels in trailers, which clients bound (pyarrow's gRPC refuses more
+	// than 8 KiB of metadata, and percent-encodes the message: a Chinese character is 9
+	// bytes there). Long policy text — a legal basis, say — is clipped so the error
+	// always arrives typed; the codes are never clipped, and HTTP carries the full text.
+	st := status.New(code, clip(StatusMessage(xe), maxStatusMessage))
+	budget := maxDetailText
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: xe.Code, Domain: exchange.ErrorDomain,
-		Metadata: map[string]string{"message": xe.Message}}}
+		Metadata: map[string]string{"message": clipBudget(xe.Message, &budget)}}}
 	for _, r := range xe.Reasons {
 		details = append(details, &errdetails.ErrorInfo{Reason: r.Code, Domain: exchange.ReasonDomain,
-			Metadata: map[string]string{"message": r.Message}})
+			Metadata: map[string]string{"message": clipBudget(r.Message, &budget)}})
 	}
 	withDetails, derr := st.WithDetails(details...)
 	if derr != nil {
@@ -345,6 +351,34 @@ func toStatus(err error) error {
 		return st.Err()
 	}
 	return withDetails.Err()
+}
+
+// Bounds of an error's text on the wire, in bytes of UTF-8.
+const (
+	maxStatusMessage = 1024
+	maxDetailText    = 1536
+)
+
+// clip cuts s to at most max bytes at a character boundary, saying that it did.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	const mark = "…(cut)"
+	cut := max - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:max0(cut)] + mark
+}
+
+func max0(n int) int { return max(n, 0) }
+
+// clipBudget clips s to what is left of *budget, and spends it.
+func clipBudget(s string, budget *int) string {
+	out := clip(s, max(*budget, len("…(cut)")))
+	*budget -= len(out)
+	return out
 }
 
 // grpcCode maps an error kind to its gRPC code; an unclassified error is Internal.
