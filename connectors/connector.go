@@ -2,13 +2,18 @@ package connectors
 
 import (
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -318,6 +323,8 @@ func (c *Connector) incremental(ctx context.Context) error {
 	}
 	lookBack := time.Duration(c.cfg.LookBack)
 	nextCompare := time.Now().Add(time.Duration(c.cfg.Deletes.CompareEvery))
+	retry := backoff.New(time.Second, 30*time.Second)
+	var failingSince time.Time
 	for {
 		from := Position{}
 		if c.highWater != nil {
@@ -327,8 +334,28 @@ func (c *Connector) incremental(ctx context.Context) error {
 			}
 		}
 		if err := c.pass(ctx, from, PhaseIncremental); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// A source that is briefly locked, restarting or unreachable is waited
+			// out, as Kafka outages are; nothing is checkpointed past what was read.
+			// What does not go away within sourceOutage stops the connector.
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if !transientSource(err) || time.Since(failingSince) > sourceOutage {
+				return err
+			}
+			wait := retry.Next()
+			c.log.Warn("reading the source failed; retrying", "err", c.red.text(err.Error()), "retry_in", wait,
+				"failing_for", time.Since(failingSince).Round(time.Second))
+			if err := sleepCtx(ctx, wait); err != nil {
+				return err
+			}
+			continue
 		}
+		failingSince = time.Time{}
+		retry.Reset()
 		c.readyOnce.Do(func() { close(c.ready) })
 		if c.cfg.Deletes.CompareEvery > 0 && !time.Now().Before(nextCompare) {
 			// A failed comparison (e.g. the broker restarting) is tried again on the
@@ -345,6 +372,34 @@ func (c *Connector) incremental(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// sourceOutage is how long a source may keep failing with errors that can go away
+// (locked, restarting, unreachable) before the connector gives up and stops.
+const sourceOutage = 10 * time.Minute
+
+// transientSource reports whether a source read error can go away by itself: a database
+// that is locked or busy, a connection refused, reset or closed, a server shutting
+// down. A missing table or column, a permission or a type error cannot, and stops the
+// connector at once.
+func transientSource(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"database is locked", "sqlite_busy", "sqlite_locked", "connection refused", "connection reset",
+		"bad connection", "server closed", "the database system is shutting down", "the database system is starting up",
+		"too many connections", "invalid connection", "broken pipe"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // chunk is one page of rows turned into messages, acknowledged as a unit: the checkpoint
