@@ -178,13 +178,16 @@ func (s *Service) Catalog(ctx context.Context, c Caller) ([]exchange.DatasetInfo
 		return nil, s.auditRejected(ctx, c, exchange.ActionDiscover, "", err)
 	}
 	var out []exchange.DatasetInfo
+	// One listing is one request: its per-dataset decisions share its id, so that the
+	// datasets it did not show are read as one listing, not as a run of denials.
+	rid := newRequestID()
 	for _, d := range s.cat.Datasets() {
 		if _, ok := s.tables[d.ID]; !ok {
 			continue
 		}
 		req := exchange.Request{Subject: c.Subject, Action: exchange.ActionDiscover, Dataset: d.ID, Time: s.now()}
 		dec := s.ask(ctx, req)
-		if err := s.auditDecision(ctx, c, newRequestID(), req, dec, nil, nil); err != nil {
+		if err := s.auditDecision(ctx, c, rid, req, dec, nil, nil); err != nil {
 			return nil, err
 		}
 		if dec.Allow {

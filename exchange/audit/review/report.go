@@ -359,13 +359,24 @@ func volume(daily map[string]map[string]uint64, o ReportOptions) []Finding {
 	return out
 }
 
+// denyBursts counts denied requests, not deny events: a catalog listing records one
+// decision per dataset under one request id, and a listing that showed anything was not
+// denied; one that showed nothing counts once.
 func denyBursts(evs []*audit.Event, o ReportOptions) []Finding {
+	allowed := map[string]bool{}
+	for _, e := range evs {
+		if e.Decision == audit.Allow && e.RequestID != "" {
+			allowed[e.RequestID] = true
+		}
+	}
+	counted := map[string]bool{}
 	denies := map[sysKey][]*audit.Event{}
 	var order []sysKey
 	for _, e := range evs {
-		if e.Decision != audit.Deny {
+		if e.Decision != audit.Deny || allowed[e.RequestID] || (e.RequestID != "" && counted[e.RequestID]) {
 			continue
 		}
+		counted[e.RequestID] = true
 		k := sysKey{e.Department, e.System}
 		if denies[k] == nil {
 			order = append(order, k)

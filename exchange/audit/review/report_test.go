@@ -313,3 +313,43 @@ func TestAgreementsReadThroughPolicies(t *testing.T) {
 		}
 	}
 }
+
+// TestCatalogListingsAreNotDenials: a catalog listing records one decision per dataset
+// under one request id; the datasets it did not show are not a run of denials (25
+// listings raise no deny-burst), while 25 listings that showed nothing are 25 denied
+// requests, not 75.
+func TestCatalogListingsAreNotDenials(t *testing.T) {
+	at := time.Date(2026, 3, 3, 10, 0, 0, 0, schemas.ChinaTime)
+	listing := func(i int, allowFirst bool) []*audit.Event {
+		rid := fmt.Sprintf("req-%d", i)
+		var out []*audit.Event
+		for j, ds := range []string{"population.person", "resource.land_parcel", "license.certificate"} {
+			dec := audit.Deny
+			if allowFirst && j == 0 {
+				dec = audit.Allow
+			}
+			out = append(out, &audit.Event{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at.Add(time.Duration(i) * 10 * time.Second),
+				RequestID: rid, Department: "mz-3301", System: "dibao-review", Action: "discover", Dataset: ds, Decision: dec})
+		}
+		return out
+	}
+	var shown, empty []*audit.Event
+	for i := 0; i < 25; i++ {
+		shown = append(shown, listing(i, true)...)
+		empty = append(empty, listing(i, false)...)
+	}
+	for _, f := range report(t, shown, ReportOptions{}).Findings {
+		if f.Kind == FindingDenyBurst {
+			t.Fatalf("catalog listings that showed a dataset raised %s", f.Message)
+		}
+	}
+	var burst *Finding
+	for _, f := range report(t, empty, ReportOptions{}).Findings {
+		if f.Kind == FindingDenyBurst {
+			burst = &f
+		}
+	}
+	if burst == nil || burst.Count != 25 {
+		t.Fatalf("25 listings that showed nothing: finding %+v, want a deny-burst of 25 requests", burst)
+	}
+}
