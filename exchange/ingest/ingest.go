@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -489,7 +490,13 @@ func (in *Ingester) readPartition(ctx context.Context, d *schemas.Dataset, topic
 			return err
 		}
 		ch := store.Change{Key: string(m.Key), Partition: int32(partition), Offset: m.Offset}
-		if !isDelete(m) {
+		if reason := headerProblem(d, m); reason != "" {
+			// A record the exchange cannot read as its producer meant it is not
+			// guessed at: an unknown operation, or a schema version it does not serve.
+			in.invalid.Add(1)
+			in.log.Warn("invalid record not served", "dataset", d.ID, "partition", partition, "offset", m.Offset, "reason", reason)
+			ch.Invalid = errors.New(reason)
+		} else if !isDelete(m) {
 			rec, reason := decode(d, m.Value)
 			if reason != "" {
 				in.invalid.Add(1)
@@ -505,6 +512,24 @@ func (in *Ingester) readPartition(ctx context.Context, d *schemas.Dataset, topic
 			return ctx.Err()
 		}
 	}
+}
+
+// headerProblem returns why a record's headers say it cannot be applied as it is, or "".
+// Records without the headers (tombstones, other producers) are read by their value.
+func headerProblem(d *schemas.Dataset, m kafka.Message) string {
+	for _, h := range m.Headers {
+		switch h.Key {
+		case "govx-op":
+			if op := string(h.Value); op != "upsert" && op != "delete" {
+				return fmt.Sprintf("header govx-op is %q: only upsert and delete are operations", op)
+			}
+		case "govx-schema-version":
+			if v := string(h.Value); v != strconv.Itoa(d.Version) {
+				return fmt.Sprintf("header govx-schema-version is %q: the exchange serves version %d of %s", v, d.Version, d.ID)
+			}
+		}
+	}
+	return ""
 }
 
 func isDelete(m kafka.Message) bool {

@@ -361,3 +361,38 @@ func TestIngestStopsAtARecordTheStoreCannotApply(t *testing.T) {
 		}
 	}
 }
+
+// TestIngestRefusesRecordsItCannotReadAsMeant: a record whose headers name an operation
+// the exchange does not know, or a schema version it does not serve, is not guessed at
+// (applied as an upsert): it is counted invalid and not served.
+func TestIngestRefusesRecordsItCannotReadAsMeant(t *testing.T) {
+	b := kafkatest.Start(t)
+	topic := "govx." + dataset
+	kafkatest.CreateTopic(t, b.Addr(), topic)
+	bogusOp := upsert(t, 1, "伪造")
+	bogusOp.Headers = []kafka.Header{{Key: "govx-op", Value: []byte("bogus")}}
+	future := upsert(t, 2, "未来")
+	future.Headers = []kafka.Header{{Key: "govx-op", Value: []byte("upsert")}, {Key: "govx-schema-version", Value: []byte("999")}}
+	good := upsert(t, 3, "王五")
+	good.Headers = []kafka.Header{{Key: "govx-op", Value: []byte("upsert")}, {Key: "govx-schema-version", Value: []byte("1")}}
+	kafkatest.Produce(t, b.Addr(), topic, bogusOp, future, good)
+
+	tbl := newTable(t)
+	r := startIngest(t, []string{b.Addr()}, "govx.", map[string]*store.Table{dataset: tbl})
+	select {
+	case <-r.in.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("not caught up after 30s: %v", r.state())
+	}
+	if got := r.in.Stats().Invalid; got != 2 {
+		t.Fatalf("invalid records counted: %d, want 2", got)
+	}
+	for i, name := range map[int]string{1: "伪造", 2: "未来"} {
+		if key, _ := person(t, i, ""); func() bool { _, ok := lookup(tbl, key); return ok }() {
+			t.Fatalf("record %q served despite its headers", name)
+		}
+	}
+	if key, _ := person(t, 3, ""); func() bool { rec, ok := lookup(tbl, key); return ok && rec["name"] == "王五" }() == false {
+		t.Fatal("the record with correct headers is not served")
+	}
+}
