@@ -320,6 +320,14 @@ func (s *Spool) writeLoop() {
 			batch = append(batch, r)
 		case <-tick.C:
 			s.refreshSpace()
+			if free := s.freeSpace.Load(); s.reserve > 0 && free < s.reserve {
+				// Say so before the next append is refused: readiness follows at once.
+				s.mu.Lock()
+				if s.failed == nil {
+					s.failed = fmt.Errorf("audit: spool %s cannot be written: %w: %d bytes free, %d reserved; no access is allowed without audit — free space and the spool serves again by itself", s.dir, ErrReserve, free, s.reserve)
+				}
+				s.mu.Unlock()
+			}
 			if s.Writable() != nil {
 				s.heal()
 			}

@@ -137,7 +137,12 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	}
 	// While the spool cannot write, every request is refused: say so to the load balancer
 	// too, until the spool heals.
-	x.ready.Check("audit", x.spool.Writable)
+	x.ready.Check("audit", func() error {
+		if err := x.spool.Writable(); err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "audit: ")) // the check's name says it
+		}
+		return nil
+	})
 	x.tokens = auth.OpenTokens(cfg.TokensFile)
 	// A damaged token file refuses every token holder: send them to another replica.
 	x.ready.Check("tokens", x.tokens.Check)
