@@ -6,12 +6,21 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
+
+	"govx/exchange/audit/review"
 )
 
 func main() {
 	groupCommands()
 	if err := rootCmd.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "govx:", err)
+		// Errors carry text from elsewhere (policy reasons a steward wrote, names a
+		// caller sent): never raw control characters on the terminal.
+		lines := strings.Split(err.Error(), "\n")
+		for i := range lines {
+			lines[i] = review.Printable(lines[i])
+		}
+		fmt.Fprintln(os.Stderr, "govx:", strings.Join(lines, "\n"))
 		os.Exit(exitCode(err))
 	}
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"io"
-	"strconv"
 	"strings"
-	"unicode"
+
+	"govx/exchange/audit/review"
 
 	"github.com/mattn/go-runewidth"
 )
@@ -32,7 +32,7 @@ func newTable(w io.Writer, header ...string) *table {
 func (t *table) add(cells ...string) {
 	row := make([]string, len(cells))
 	for i, c := range cells {
-		row[i] = escapeControl(c)
+		row[i] = review.Printable(c)
 	}
 	t.rows = append(t.rows, row)
 }
@@ -65,20 +65,4 @@ func (t *table) flush() error {
 	t.rows = nil
 	_, err := io.WriteString(t.w, b.String())
 	return err
-}
-
-func escapeControl(s string) string {
-	if !strings.ContainsFunc(s, unicode.IsControl) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		} else {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }
