@@ -103,6 +103,7 @@ var personTable = Table{
 		text("ryzt", 1, "人员状态(1正常 2死亡 3迁出)"),
 		gxsj,
 	},
+	Indexes: [][]string{{"gxsj", "sfzh"}},
 }
 
 // orgTable is 市场主体登记 (scztdj): Chinese subject types and registration states,
@@ -123,6 +124,7 @@ var orgTable = Table{
 		nullable(text("hydm", 5, "行业代码(GB/T 4754)")),
 		gxsj,
 	},
+	Indexes: [][]string{{"gxsj", "tyshxydm"}},
 }
 
 // parcelTable is 宗地基本信息 (bdc_zd) of the real-estate register: the right holder is
@@ -143,6 +145,7 @@ var parcelTable = Table{
 		text("djrq", 10, "登记日期(YYYY/MM/DD)"),
 		gxsj,
 	},
+	Indexes: [][]string{{"gxsj", "zddm"}},
 }
 
 // indicatorTable is 统计指标数据 (tj_zbsj).
@@ -157,6 +160,7 @@ var indicatorTable = Table{
 		{Name: "fbrq", Type: Date, Comment: "发布日期"},
 		gxsj,
 	},
+	Indexes: [][]string{{"gxsj", "zbdm", "qhdm", "tjq"}},
 }
 
 // licenceTable is 电子证照 证照信息 (dzzz_zzxx) of the government service data authority's
