@@ -2,7 +2,8 @@ package main
 
 // End-to-end tests: synthetic department databases (SQLite) → the four example
 // connectors → real Kafka → the exchange (audit to real ClickHouse) → real clients (the
-// Go client here, pyarrow in testdata/e2e/test_flight.py). e2e_policy_test.go walks
+// Go client here, pyarrow in testdata/e2e/test_flight.py, the subject views over HTTP in
+// testdata/e2e/test_subject.py). e2e_policy_test.go walks
 // every rule of the shipped policy through the same running system.
 
 import (
@@ -274,7 +275,7 @@ func (e *e2eEnv) auditCount(where string) uint64 {
 func TestIntegrationPyarrow(t *testing.T) {
 	python := testenv.Require(t, testenv.Python)
 	e := startE2E(t)
-	subjects := []string{"mz-3301/dibao-review", "mz-3201/case-system", "zj-3205/housing-security"}
+	subjects := []string{"mz-3301/dibao-review", "mz-3201/case-system", "zj-3205/housing-security", "sw-33/tax"}
 	toks := map[string]string{}
 	for _, s := range subjects {
 		toks[s] = e.token(s)
@@ -288,7 +289,7 @@ func TestIntegrationPyarrow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, script,
 		"--flight", e.x.FlightAddr(), "--http", "http://"+e.x.HTTPAddr(), "--sources", e.sources, "--tokens", tokFile,
@@ -298,6 +299,18 @@ func TestIntegrationPyarrow(t *testing.T) {
 	t.Logf("test_flight.py:\n%s", out)
 	if err != nil {
 		t.Fatalf("test_flight.py failed (%v); its output above says which check", err)
+	}
+
+	// The subject views (一号式) over HTTP, every value against the source tables.
+	script, err = filepath.Abs(filepath.Join("testdata", "e2e", "test_subject.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.CommandContext(ctx, python, script, "--http", "http://"+e.x.HTTPAddr(), "--sources", e.sources, "--tokens", tokFile)
+	out, err = cmd.CombinedOutput()
+	t.Logf("test_subject.py:\n%s", out)
+	if err != nil {
+		t.Fatalf("test_subject.py failed (%v); its output above says which check", err)
 	}
 
 	// Every pull the script made, allowed or denied, is in the audit log in ClickHouse.
