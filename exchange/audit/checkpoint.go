@@ -28,23 +28,32 @@ type Checkpoint struct {
 	Sig      string    `json:"sig"` // base64 Ed25519 signature of message()
 }
 
-// message is the signed text: the prefix keeps a checkpoint signature from ever being
-// valid for anything else signed with the same key.
+// headMessage is the signed text of a statement about a chain head (a checkpoint, a
+// shipped marker): the prefix keeps a signature of one kind from ever being valid for
+// another signed with the same key.
+func headMessage(prefix, instance string, seq uint64, hash string, t time.Time) []byte {
+	return []byte(prefix + "\n" + instance + "\n" + strconv.FormatUint(seq, 10) +
+		"\n" + hash + "\n" + strconv.FormatInt(t.UnixMilli(), 10) + "\n")
+}
+
+func signHead(key ed25519.PrivateKey, msg []byte) string {
+	return base64.StdEncoding.EncodeToString(ed25519.Sign(key, msg))
+}
+
+func validHead(pub ed25519.PublicKey, msg []byte, sig64 string) bool {
+	sig, err := base64.StdEncoding.DecodeString(sig64)
+	return err == nil && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig)
+}
+
 func (c *Checkpoint) message() []byte {
-	return []byte("govx-audit-checkpoint-v1\n" + c.Instance + "\n" + strconv.FormatUint(c.Seq, 10) +
-		"\n" + c.Hash + "\n" + strconv.FormatInt(c.Time.UnixMilli(), 10) + "\n")
+	return headMessage("govx-audit-checkpoint-v1", c.Instance, c.Seq, c.Hash, c.Time)
 }
 
 // Sign sets Sig.
-func (c *Checkpoint) Sign(key ed25519.PrivateKey) {
-	c.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key, c.message()))
-}
+func (c *Checkpoint) Sign(key ed25519.PrivateKey) { c.Sig = signHead(key, c.message()) }
 
 // Valid reports whether Sig is pub's signature of the checkpoint.
-func (c *Checkpoint) Valid(pub ed25519.PublicKey) bool {
-	sig, err := base64.StdEncoding.DecodeString(c.Sig)
-	return err == nil && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, c.message(), sig)
-}
+func (c *Checkpoint) Valid(pub ed25519.PublicKey) bool { return validHead(pub, c.message(), c.Sig) }
 
 func appendCheckpoint(path string, c *Checkpoint) error {
 	b, err := json.Marshal(c)

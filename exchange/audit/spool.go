@@ -3,14 +3,12 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -666,15 +664,11 @@ type ShippedMarker struct {
 }
 
 func (m *ShippedMarker) message() []byte {
-	return []byte("govx-audit-shipped-v1\n" + m.Instance + "\n" + strconv.FormatUint(m.Seq, 10) +
-		"\n" + m.Hash + "\n" + strconv.FormatInt(m.Time.UnixMilli(), 10) + "\n")
+	return headMessage("govx-audit-shipped-v1", m.Instance, m.Seq, m.Hash, m.Time)
 }
 
 // Valid reports whether Sig is pub's signature of the marker.
-func (m *ShippedMarker) Valid(pub ed25519.PublicKey) bool {
-	sig, err := base64.StdEncoding.DecodeString(m.Sig)
-	return err == nil && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, m.message(), sig)
-}
+func (m *ShippedMarker) Valid(pub ed25519.PublicKey) bool { return validHead(pub, m.message(), m.Sig) }
 
 // ReadShippedMarker reads the shipped marker of the spool in dir; nil when events were
 // never shipped from it.
@@ -697,7 +691,7 @@ func ReadShippedMarker(dir string) (*ShippedMarker, error) {
 func (s *Spool) writeMarker(seq uint64, hash string) error {
 	m := ShippedMarker{Instance: s.instance, Seq: seq, Hash: hash, Time: time.Now().UTC().Truncate(time.Millisecond)}
 	if s.opts.key != nil {
-		m.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(s.opts.key, m.message()))
+		m.Sig = signHead(s.opts.key, m.message())
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
