@@ -62,6 +62,14 @@ func invalidFilter(col, format string, args ...any) error {
 }
 
 // compileFilters checks filters against the dataset and parses their values.
+// CheckFilters reports whether filters apply to d as a scan would apply them (columns,
+// operators, value types), without reading a row: what a pull is refused for before
+// anything is streamed when it needs no count.
+func CheckFilters(d *schemas.Dataset, filters []exchange.Filter) error {
+	_, err := compileFilters(d, filters)
+	return err
+}
+
 func compileFilters(d *schemas.Dataset, filters []exchange.Filter) ([]pred, error) {
 	out := make([]pred, 0, len(filters))
 	for _, flt := range filters {
