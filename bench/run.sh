@@ -17,6 +17,7 @@ AUDIT_EVENTS=${BENCH_AUDIT_EVENTS:-300000}  # audit pipeline events
 POLICY_N=${BENCH_POLICY_N:-1000000}          # decisions through the cached engine
 LOOKUP_RATE=${BENCH_LOOKUP_RATE:-2000}
 LOOKUP_DURATION=${BENCH_LOOKUP_DURATION:-10s}
+SUBJECT_RATE=${BENCH_SUBJECT_RATE:-500}     # subject views (and baseline 4-lookup sequences) per second
 FLIGHT_RUNS=${BENCH_FLIGHT_RUNS:-5}
 COLD=${BENCH_COLD_BUILD:-1}                 # 0: skip the empty-GOCACHE build of cmd/govx
 ONLY=${BENCH_ONLY:-}                        # e.g. "flight lookup": run only these
@@ -91,8 +92,8 @@ bench ingest "go run ./bench/ingest -rows $ROWS" ingest -rows "$ROWS" -keep
 if [ -f "$LOG/ingest.md" ]; then PREFIX=$(sed -n 's/^@keep|//p' "$LOG/ingest.md"); fi
 pre=(); [ -n "$PREFIX" ] && pre=(-prefix "$PREFIX")
 bench flight "go run ./bench/flight -rows $ROWS -runs $FLIGHT_RUNS" flight -rows "$ROWS" -runs "$FLIGHT_RUNS" "${pre[@]}"
-bench lookup "go run ./bench/lookup -rows $ROWS -rate $LOOKUP_RATE -duration $LOOKUP_DURATION" lookup \
-	-rows "$ROWS" -rate "$LOOKUP_RATE" -duration "$LOOKUP_DURATION" "${pre[@]}"
+bench lookup "go run ./bench/lookup -rows $ROWS -rate $LOOKUP_RATE -duration $LOOKUP_DURATION -subject -subject-rate $SUBJECT_RATE" lookup \
+	-rows "$ROWS" -rate "$LOOKUP_RATE" -duration "$LOOKUP_DURATION" -subject -subject-rate "$SUBJECT_RATE" "${pre[@]}"
 if [ -n "$PREFIX" ]; then "$LOG/bin/ingest" -delete-prefix "$PREFIX" 2>>"$LOG/ingest.log" || say "could not delete topic ${PREFIX}population.person"; fi
 bench store "go run ./bench/store -rows $ROWS" store -rows "$ROWS"
 bench policy "go run ./bench/policy -n $POLICY_N" policy -n "$POLICY_N"
@@ -152,6 +153,8 @@ else skipped "Decision" "p50 ≤ 20 µs, p99 ≤ 100 µs" policy; fi
 
 from_target "Lookup by key over HTTP, auth + policy + durable audit, 2,000 req/s open loop" lookup lookup "p99 ≤ 2 ms"
 from_target "Verify by key over HTTP, same" verify lookup "p99 ≤ 2 ms"
+from_target "Person subject view (一号式) over HTTP, 4 registers, $ROWS persons, $SUBJECT_RATE views/s open loop" subject lookup "p99 ≤ 4 lookups one after another"
+from_target "Licence verify (证照核验) over HTTP, digest + Ed25519 signature, $LOOKUP_RATE req/s" licence-verify lookup "p99 ≤ 2 ms"
 
 if wanted connector; then
 	if [ "${STATUS[connector]:-1}" -eq 0 ]; then
@@ -214,7 +217,7 @@ fi
 	echo "| load average (1, 5, 15 min) | at start: $LOAD_START; at end: $LOAD_END — the machine is shared: other work ran alongside |"
 	echo "| Go | $GOVER, GOGC=${GOGC:-default}, commit $REV |"
 	echo "| services | Kafka at $GOVX_TEST_KAFKA, ClickHouse at $GOVX_TEST_CLICKHOUSE, PostgreSQL and MariaDB from deploy/local |"
-	echo "| sizes | BENCH_ROWS=$ROWS, BENCH_SMALL_ROWS=$SMALL, BENCH_AUDIT_EVENTS=$AUDIT_EVENTS, BENCH_POLICY_N=$POLICY_N, lookup ${LOOKUP_RATE} req/s × $LOOKUP_DURATION, flight runs $FLIGHT_RUNS |"
+	echo "| sizes | BENCH_ROWS=$ROWS, BENCH_SMALL_ROWS=$SMALL, BENCH_AUDIT_EVENTS=$AUDIT_EVENTS, BENCH_POLICY_N=$POLICY_N, lookup ${LOOKUP_RATE} req/s × $LOOKUP_DURATION, subject views ${SUBJECT_RATE}/s, flight runs $FLIGHT_RUNS |"
 	echo "| whole run | ${TOTAL}s; raw output in \`$LOG/\` |"
 	echo
 	echo "## Targets"

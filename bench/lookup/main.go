@@ -8,7 +8,14 @@
 // the lookups again: serving with ClickHouse down. It prints markdown rows and @target
 // lines for bench/run.sh.
 //
-//	source .local/env.sh && go run ./bench/lookup -rows 1000000 -rate 2000 -duration 10s
+// With -subject it also ingests the three registers a person subject view (一号式)
+// links (registers.go) and measures, at -subject-rate: POST /v1/subjects/person against
+// its baseline in the same run, the four lookups by key a client would otherwise make
+// one after another (the person, the organization they represent, the parcel and the
+// licence they hold; each request's latency is the four's together), and licence
+// verification (POST /v1/licenses/verify, a signature that holds) beside the lookups.
+//
+//	source .local/env.sh && go run ./bench/lookup -rows 1000000 -rate 2000 -duration 10s -subject
 package main
 
 import (
@@ -39,12 +46,22 @@ func main() {
 	rate := flag.Int("rate", 2000, "offered requests per second")
 	dur := flag.Duration("duration", 10*time.Second, "length of each measured phase")
 	workers := flag.Int("workers", 64, "most requests in flight (connections)")
+	subject := flag.Bool("subject", false, "also measure person subject views against four sequential lookups, and licence verification")
+	subjectRate := flag.Int("subject-rate", 500, "offered subject views (and baseline sequences of four lookups) per second")
 	flag.Parse()
 	if *broker == "" || *chAddr == "" {
 		log.Fatal("bench/lookup: need -kafka and -clickhouse (or source .local/env.sh)")
 	}
-	cmd := feed.Command("bench/lookup", []string{"-rows", strconv.Itoa(*rows), "-rate", strconv.Itoa(*rate), "-duration", dur.String()})
-	if err := run(*broker, *chAddr, *prefix, *rows, *rate, *dur, *workers, cmd); err != nil {
+	args := []string{"-rows", strconv.Itoa(*rows), "-rate", strconv.Itoa(*rate), "-duration", dur.String()}
+	if *subject {
+		args = append(args, "-subject", "-subject-rate", strconv.Itoa(*subjectRate))
+	}
+	cmd := feed.Command("bench/lookup", args)
+	sv := 0
+	if *subject {
+		sv = *subjectRate
+	}
+	if err := run(*broker, *chAddr, *prefix, *rows, *rate, sv, *dur, *workers, cmd); err != nil {
 		log.Fatal("bench/lookup: ", err)
 	}
 }
@@ -63,13 +80,23 @@ type phase struct {
 	achieved float64
 }
 
-func run(broker, chAddr, prefix string, rows, rate int, dur time.Duration, workers int, cmd string) error {
+// run measures; subjectRate 0 leaves the subject views and licence verification out.
+func run(broker, chAddr, prefix string, rows, rate, subjectRate int, dur time.Duration, workers int, cmd string) error {
 	ctx := context.Background()
 	if prefix == "" {
 		prefix = "govxbench" + feed.RandomSuffix() + "."
 		defer feed.DeleteTopic(broker, feed.Topic(prefix))
 		log.Printf("producing %d persons", rows)
 		if _, err := feed.Produce(ctx, broker, feed.Topic(prefix), 6, rows); err != nil {
+			return err
+		}
+	}
+	if subjectRate > 0 {
+		for _, ds := range []string{orgDataset, parcelDataset, licenceDataset} {
+			defer feed.DeleteTopic(broker, prefix+ds)
+		}
+		log.Printf("producing the organization, parcel and licence registers for %d persons", rows)
+		if err := produceRegisters(ctx, broker, prefix, rows); err != nil {
 			return err
 		}
 	}
@@ -83,6 +110,12 @@ func run(broker, chAddr, prefix string, rows, rate int, dur time.Duration, worke
 	cfg, err := feed.ExchangeOptions{Dir: dir, Broker: broker, Prefix: prefix, ClickHouse: chAddr, CHDatabase: db}.Config()
 	if err != nil {
 		return err
+	}
+	if subjectRate > 0 {
+		cfg.Datasets = append(cfg.Datasets, orgDataset, parcelDataset, licenceDataset)
+		if err := appendAgreements(cfg.PoliciesDir); err != nil {
+			return err
+		}
 	}
 	log.Printf("starting the exchange")
 	x, err := feed.StartRetrying(ctx, cfg, 10*time.Minute, 3)
@@ -103,6 +136,24 @@ func run(broker, chAddr, prefix string, rows, rate int, dur time.Duration, worke
 		lookups[k], _ = json.Marshal(map[string]any{"key": p.IDNumber, "purpose": feed.Purpose, "case_ref": "bench"})
 		verifies[k], _ = json.Marshal(map[string]any{"key": p.IDNumber, "purpose": feed.Purpose, "case_ref": "bench",
 			"claims": map[string]any{"name": p.Name, "birth_date": p.BirthDate}})
+	}
+	// Subject views of every 20th person (linked in all three registers), with the
+	// keys of the baseline's four lookups and the licence's number and digest.
+	subjects, seqs, licVerifies := make([][]byte, nKeys), make([][4][]byte, nKeys), make([][]byte, nKeys)
+	if n := rows / subjectStride; subjectRate > 0 && n > 0 {
+		lookupBody := func(key string) []byte {
+			b, _ := json.Marshal(map[string]any{"key": key, "purpose": feed.Purpose, "case_ref": "bench"})
+			return b
+		}
+		for k := range nKeys {
+			i := int(uint64(k)*2654435761%uint64(n)) * subjectStride
+			id := feed.MakePerson(i).IDNumber
+			subjects[k], _ = json.Marshal(map[string]any{"id": id, "purpose": feed.Purpose, "case_ref": "bench"})
+			seqs[k] = [4][]byte{lookupBody(id), lookupBody(usccOf(i / orgsPer)), lookupBody(parcelCodeOf(i / parcelsPer)),
+				lookupBody(licenceNoOf(i / licencesPer))}
+			licVerifies[k], _ = json.Marshal(map[string]any{"licence_no": licenceNoOf(i / licencesPer),
+				"digest": digestOf(i / licencesPer), "purpose": feed.Purpose, "case_ref": "bench"})
+		}
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: workers, MaxIdleConnsPerHost: workers, DisableCompression: true}}
 	base := "http://" + x.HTTPAddr()
@@ -136,8 +187,27 @@ func run(broker, chAddr, prefix string, rows, rate int, dur time.Duration, worke
 	verify := func(i int) error {
 		return do(http.MethodPost, "/v1/datasets/"+feed.Dataset+"/verify", verifies[i%nKeys], `"name":true`)
 	}
+	subjectView := func(i int) error {
+		return do(http.MethodPost, "/v1/subjects/person", subjects[i%nKeys], `"part":"licences","dataset":"license.certificate","withheld":false`)
+	}
+	datasets := [4]string{feed.Dataset, orgDataset, parcelDataset, licenceDataset}
+	fourLookups := func(i int) error {
+		for j, body := range seqs[i%nKeys] {
+			if err := do(http.MethodPost, "/v1/datasets/"+datasets[j]+"/lookup", body, `"record"`); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	licenceVerify := func(i int) error {
+		return do(http.MethodPost, "/v1/licenses/verify", licVerifies[i%nKeys], `"result":"valid"`)
+	}
+	checks := []func(int) error{healthz, lookup, verify}
+	if subjectRate > 0 {
+		checks = append(checks, subjectView, fourLookups, licenceVerify)
+	}
 	// Each kind once, unmeasured, so that a broken setup fails loudly.
-	for _, f := range []func(int) error{healthz, lookup, verify} {
+	for _, f := range checks {
 		if err := f(0); err != nil {
 			return err
 		}
@@ -156,6 +226,20 @@ func run(broker, chAddr, prefix string, rows, rate int, dur time.Duration, worke
 	hz := measure("GET /healthz (baseline: the HTTP round trip alone)", healthz)
 	lk := measure("POST lookup (auth, decision, audit, store, masks)", lookup)
 	vf := measure("POST verify (auth, decision, audit, store, claims)", verify)
+	var sv, seq, lv phase
+	if subjectRate > 0 {
+		measureAt := func(name string, rate int, f func(int) error) phase {
+			log.Printf("%s: %v at %d/s", name, dur, rate)
+			p := openLoop(rate, dur, workers, f)
+			p.name = name
+			phases = append(phases, p)
+			return p
+		}
+		// Alternating, so that neither contender has the quieter moment of the run.
+		sv = measureAt(fmt.Sprintf("POST subjects/person (4 parts, each decided and audited), %d/s", subjectRate), subjectRate, subjectView)
+		seq = measureAt(fmt.Sprintf("baseline: 4 POST lookups one after another (person, organization, parcel, licence), %d sequences/s", subjectRate), subjectRate, fourLookups)
+		lv = measure("POST licenses/verify (decision, audit, store, digest, Ed25519 signature)", licenceVerify)
+	}
 
 	// ClickHouse down: the shipper points at a port where nothing listens.
 	if err := x.Close(); err != nil {
@@ -195,6 +279,13 @@ func run(broker, chAddr, prefix string, rows, rate int, dur time.Duration, worke
 	feed.Target("lookup", "p99 "+feed.Ms(p99(lk)), "p99 "+feed.Ms(p99(hz))+" (/healthz)", fmt.Sprintf("%.2f×", float64(p99(lk))/float64(p99(hz))), ok(lk), cmd)
 	feed.Target("verify", "p99 "+feed.Ms(p99(vf)), "p99 "+feed.Ms(p99(hz))+" (/healthz)", fmt.Sprintf("%.2f×", float64(p99(vf))/float64(p99(hz))), ok(vf), cmd)
 	p50 := func(p phase) time.Duration { return feed.Percentile(p.lat, 50) }
+	if subjectRate > 0 {
+		feed.Target("subject", fmt.Sprintf("p50 %s, p99 %s", feed.Ms(p50(sv)), feed.Ms(p99(sv))),
+			fmt.Sprintf("p50 %s, p99 %s (4 lookups one after another)", feed.Ms(p50(seq)), feed.Ms(p99(seq))),
+			fmt.Sprintf("%.2f× (p99)", float64(p99(sv))/float64(p99(seq))), sv.errs == 0 && p99(sv) <= p99(seq), cmd)
+		feed.Target("licence-verify", "p99 "+feed.Ms(p99(lv)), fmt.Sprintf("lookup p99 %s, /healthz p99 %s", feed.Ms(p99(lk)), feed.Ms(p99(hz))),
+			fmt.Sprintf("%.2f× lookup", float64(p99(lv))/float64(p99(lk))), ok(lv), cmd)
+	}
 	change := func(a, b time.Duration) float64 { return 100 * (float64(a) - float64(b)) / float64(b) }
 	feed.Target("audit-down", fmt.Sprintf("lookup p50 %s, p99 %s with ClickHouse down", feed.Ms(p50(lkDown)), feed.Ms(p99(lkDown))),
 		fmt.Sprintf("p50 %s, p99 %s with it up", feed.Ms(p50(lk)), feed.Ms(p99(lk))),
