@@ -213,6 +213,10 @@ department and dataset, and flag:
   key-guessing       many verifies of one key by one department: guessing its values
   budget-exhausted   lookups or verifies refused by the department's key budget
   agreement-expiry   use of an agreement close to (or after) its end (needs --policies)
+  application-overdue, correction-overdue
+                     a sharing application or a flagged record whose time limit ran
+                     out: its next step came late, or none came by --until (or now);
+                     from the deadlines the steps' events name
 
 Working hours are local to --tz (default Asia/Shanghai).`,
 		Example: `  govx audit report --since 2026-03-01 --until 2026-04-01
@@ -234,6 +238,11 @@ Working hours are local to --tz (default Asia/Shanghai).`,
 					return fmt.Errorf("--policies %s: %w", agreements, err)
 				}
 				opt.Agreements = review.AgreementsOf(b)
+			}
+			// Open matters are judged overdue at the end of the period read, never later
+			// than now (zero: BuildReport takes now).
+			if u := a.filter.Until; u.Before(time.Now()) {
+				opt.Now = u
 			}
 			st, _, err := a.open()
 			if err != nil {

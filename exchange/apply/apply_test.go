@@ -71,6 +71,19 @@ func TestApplicationApprovedBecomesAgreement(t *testing.T) {
 		if !slices.Equal(actions, want) {
 			t.Errorf("audited %q, want %q", actions, want)
 		}
+		// The steps that start a clock name its deadline, so the audit report finds
+		// overdue applications in the log alone; a grant stops the clock.
+		var dues []string
+		for _, ev := range h.audit.events {
+			d := ""
+			if len(ev.Reasons) > 1 && strings.HasPrefix(ev.Reasons[1], DuePrefix) {
+				d = ev.Reasons[1]
+			}
+			dues = append(dues, d)
+		}
+		if !strings.HasPrefix(dues[0], "due:review:") || !strings.HasPrefix(dues[1], "due:answer:") || dues[2] != "" {
+			t.Errorf("due reasons %q", dues)
+		}
 		if ev := h.audit.last(); ev.Department != "gab" || ev.Agreement != "AGR-APP-2026-000001" {
 			t.Errorf("approval event %+v", ev)
 		}

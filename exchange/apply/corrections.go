@@ -185,7 +185,7 @@ func (s *Service) auditFix(ctx context.Context, c Caller, step string, x *Correc
 	ev := s.event(c, step, x.ID, x.Dataset, []string{x.Column}, "")
 	ev.Keys = []string{x.Key}
 	ev.Decision = "allow"
-	ev.Reasons = []string{"state:" + from + "->" + string(x.State)}
+	ev.Reasons = append([]string{"state:" + from + "->" + string(x.State)}, dueReasons(x.Clock, x.Due)...)
 	if x.Answer != "" {
 		ev.Reasons = append(ev.Reasons, x.Answer)
 	}

@@ -632,7 +632,8 @@ const auditTimeout = 10 * time.Second
 func (s *Service) auditStep(ctx context.Context, c Caller, step string, a *Application, from string) error {
 	ev := s.event(c, step, a.ID, a.Dataset, a.Columns, a.Purpose)
 	ev.Decision = audit.Allow
-	ev.Reasons = append([]string{"state:" + from + "->" + string(a.State)}, a.Reasons...)
+	ev.Reasons = append([]string{"state:" + from + "->" + string(a.State)}, dueReasons(a.Clock, a.Due)...)
+	ev.Reasons = append(ev.Reasons, a.Reasons...)
 	if a.State == Disputed {
 		ev.Reasons = append(ev.Reasons, a.Grounds)
 	}
@@ -641,6 +642,19 @@ func (s *Service) auditStep(ctx context.Context, c Caller, step string, a *Appli
 		ev.Columns = a.Conditions.Columns
 	}
 	return s.append(ctx, ev)
+}
+
+// DuePrefix starts the reason of a step's audit event that names the time limit the
+// step started: "due:<clock>:<RFC 3339 instant, UTC>", second after the transition, so
+// that an auditor's report finds overdue matters from the audit log alone.
+const DuePrefix = "due:"
+
+// dueReasons is the due reason of a clock, none when no clock runs.
+func dueReasons(clock string, due time.Time) []string {
+	if clock == "" || due.IsZero() {
+		return nil
+	}
+	return []string{DuePrefix + clock + ":" + due.UTC().Format(time.RFC3339)}
 }
 
 func (s *Service) event(c Caller, step, id, dataset string, columns []string, purpose string) *audit.Event {

@@ -15,17 +15,24 @@ import (
 
 // Finding kinds of a report.
 const (
-	FindingOffHours      = "off-hours"         // a burst of requests outside working hours
-	FindingVolume        = "volume"            // a day's rows far above the department's own baseline
-	FindingDenyBurst     = "deny-burst"        // many denials in a short window: probing the policy
-	FindingEnumeration   = "enumeration"       // many lookups/verifies from one system in an hour
-	FindingNearExpiry    = "agreement-expiry"  // use of an agreement close to its end
-	FindingExpiredUse    = "expired-agreement" // use of an agreement after its end
-	FindingUnknownAgreem = "unknown-agreement" // an agreement the validity file does not know
-	FindingKeyGuessing   = "key-guessing"      // many verifies of one key: guessing its values
-	FindingKeySweep      = "key-sweep"         // many distinct keys from one department, whatever its baseline
-	FindingBudget        = "budget-exhausted"  // lookups or verifies refused by the department's key budget
+	FindingOffHours      = "off-hours"           // a burst of requests outside working hours
+	FindingVolume        = "volume"              // a day's rows far above the department's own baseline
+	FindingDenyBurst     = "deny-burst"          // many denials in a short window: probing the policy
+	FindingEnumeration   = "enumeration"         // many lookups/verifies from one system in an hour
+	FindingNearExpiry    = "agreement-expiry"    // use of an agreement close to its end
+	FindingExpiredUse    = "expired-agreement"   // use of an agreement after its end
+	FindingUnknownAgreem = "unknown-agreement"   // an agreement the validity file does not know
+	FindingKeyGuessing   = "key-guessing"        // many verifies of one key: guessing its values
+	FindingKeySweep      = "key-sweep"           // many distinct keys from one department, whatever its baseline
+	FindingBudget        = "budget-exhausted"    // lookups or verifies refused by the department's key budget
+	FindingAppOverdue    = "application-overdue" // a sharing application's time limit ran out
+	FindingFixOverdue    = "correction-overdue"  // a flagged record's answer time limit ran out
 )
+
+// duePrefix starts the reason of an application's or a correction's step event naming
+// the time limit the step started ("due:<clock>:<RFC 3339 instant>", exchange/apply's
+// DuePrefix), second after the transition ("state:from->to").
+const duePrefix = "due:"
 
 // Codes of the refusals by a key budget (see policies.KeyBudget).
 var budgetCodes = []string{"verify_budget_exhausted", "lookup_budget_exhausted"}
@@ -54,6 +61,10 @@ type ReportOptions struct {
 	// Agreements gives validity periods; nil means expiry is not checked (a note says so).
 	Agreements []AgreementValidity
 	ExpiryWarn time.Duration // use within this of the end is flagged (default 30 days)
+
+	// Now is when the applications and corrections still open are judged overdue
+	// (default the time of the report; the CLI gives --until when set).
+	Now time.Time
 }
 
 // AgreementValidity is the validity period of one sharing agreement.
@@ -97,6 +108,9 @@ func (o ReportOptions) withDefaults() ReportOptions {
 	}
 	if o.ExpiryWarn == 0 {
 		o.ExpiryWarn = 30 * 24 * time.Hour
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
 	}
 	return o
 }
@@ -267,6 +281,7 @@ func BuildReport(ctx context.Context, it audit.Iterator, opt ReportOptions) (*Re
 	rep.Findings = append(rep.Findings, keySweeps(evs, o)...)
 	rep.Findings = append(rep.Findings, keyGuessing(evs, o)...)
 	rep.Findings = append(rep.Findings, budgetRefusals(evs, o)...)
+	rep.Findings = append(rep.Findings, overdue(evs, o)...)
 	if o.Agreements == nil {
 		rep.Notes = append(rep.Notes, "agreement expiry not checked: give the policy directory with --policies DIR (its agreements' validity, as the policy reads it)")
 	} else {
@@ -546,6 +561,87 @@ func budgetRefusals(evs []*audit.Event, o ReportOptions) []Finding {
 		}
 	}
 	return out
+}
+
+// overdue flags the applications and corrections whose time limit ran out, from their
+// step events alone: a step that starts a clock names its deadline (a "due:" reason), and
+// the matter was overdue when its next step came at or after that instant (answered
+// late), or when none came before Now (still open). A matter whose clock-starting step
+// is outside the events read (before --since), or was written before steps named their
+// deadlines, is not judged.
+func overdue(evs []*audit.Event, o ReportOptions) []Finding {
+	type matter struct {
+		id, kind, applicant, system, dataset string
+		clock                                string
+		due                                  time.Time
+	}
+	matters := map[string]*matter{}
+	var order []string
+	var out []Finding
+	label := func(m *matter) string {
+		if m.kind == FindingFixOverdue {
+			return "correction " + m.id + " of " + m.dataset + " (flagged by " + m.applicant + ")"
+		}
+		return "application " + m.id + " of " + m.applicant + " for " + m.dataset
+	}
+	for _, e := range evs {
+		if e.Decision != audit.Allow || e.CaseRef == "" || len(e.Reasons) == 0 || !strings.HasPrefix(e.Reasons[0], "state:") {
+			continue
+		}
+		kind := ""
+		switch {
+		case strings.HasPrefix(e.Action, "application."):
+			kind = FindingAppOverdue
+		case strings.HasPrefix(e.Action, "correction."):
+			kind = FindingFixOverdue
+		default:
+			continue
+		}
+		m := matters[e.CaseRef]
+		if m == nil {
+			m = &matter{id: e.CaseRef, kind: kind, applicant: e.Department, system: e.System, dataset: e.Dataset}
+			matters[e.CaseRef] = m
+			order = append(order, e.CaseRef)
+		}
+		if !m.due.IsZero() && !e.Time.Before(m.due) {
+			out = append(out, Finding{Kind: m.kind, Department: m.applicant, System: m.system, Dataset: m.dataset, Start: m.due, End: e.Time, Count: 1,
+				Message: fmt.Sprintf("%s: the %s time limit ended %s; the next step (%s by %s/%s, %s) came %s late",
+					label(m), m.clock, m.due.In(o.Location).Format("2006-01-02 15:04"), e.Action, e.Department, e.System,
+					strings.TrimPrefix(e.Reasons[0], "state:"), lateBy(e.Time.Sub(m.due)))})
+		}
+		m.clock, m.due = "", time.Time{}
+		if len(e.Reasons) > 1 {
+			if rest, ok := strings.CutPrefix(e.Reasons[1], duePrefix); ok {
+				if clock, at, ok := strings.Cut(rest, ":"); ok {
+					if due, err := time.Parse(time.RFC3339, at); err == nil {
+						m.clock, m.due = clock, due
+					}
+				}
+			}
+		}
+	}
+	for _, id := range order {
+		m := matters[id]
+		if m.due.IsZero() || o.Now.Before(m.due) {
+			continue
+		}
+		out = append(out, Finding{Kind: m.kind, Department: m.applicant, System: m.system, Dataset: m.dataset, Start: m.due, End: o.Now, Count: 1,
+			Message: fmt.Sprintf("%s: the %s time limit ended %s and the matter is still open (%s overdue at %s)",
+				label(m), m.clock, m.due.In(o.Location).Format("2006-01-02 15:04"), lateBy(o.Now.Sub(m.due)), o.Now.In(o.Location).Format("2006-01-02 15:04"))})
+	}
+	return out
+}
+
+// lateBy says how late, in days and hours.
+func lateBy(d time.Duration) string {
+	if d < time.Hour {
+		return d.Round(time.Minute).String()
+	}
+	d = d.Round(time.Hour)
+	if days := int(d / (24 * time.Hour)); days > 0 {
+		return fmt.Sprintf("%dd%dh", days, int(d%(24*time.Hour)/time.Hour))
+	}
+	return fmt.Sprintf("%dh", int(d/time.Hour))
 }
 
 // bursts returns the runs of evs (in time order) that start with at least min events

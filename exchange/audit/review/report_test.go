@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +352,60 @@ func TestCatalogListingsAreNotDenials(t *testing.T) {
 	}
 	if burst == nil || burst.Count != 25 {
 		t.Fatalf("25 listings that showed nothing: finding %+v, want a deny-burst of 25 requests", burst)
+	}
+}
+
+// TestReportFindsOverdueMatters: the application and correction steps' events name the
+// deadline of the clock they start (a "due:" reason, as exchange/apply writes it); a
+// matter whose next step came at or after it was answered late, one with no step before
+// Now is overdue and still open; on time, withdrawn in time, not yet due, a refused step
+// and a step that named no deadline raise nothing.
+func TestReportFindsOverdueMatters(t *testing.T) {
+	loc := schemas.ChinaTime
+	at := func(day, hour int) time.Time { return time.Date(2026, 3, day, hour, 0, 0, 0, loc) }
+	due := func(clock string, day int) string {
+		return duePrefix + clock + ":" + time.Date(2026, 3, day+1, 0, 0, 0, 0, loc).UTC().Format(time.RFC3339)
+	}
+	var evs []*audit.Event
+	step := func(id, dep, sys, action string, t time.Time, decision string, reasons ...string) {
+		evs = append(evs, &audit.Event{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: t, RequestID: audit.NewEventID(),
+			Department: dep, System: sys, Action: action, Dataset: "population.person", CaseRef: id, Decision: decision, Reasons: reasons})
+	}
+	// Reviewed in time, answered two days after the answer limit (the end of 03-11).
+	step("APP-2026-000001", "zj-3205", "housing", "application.submit", at(2, 10), audit.Allow, "state:->submitted", due("review", 4))
+	step("APP-2026-000001", "zwfw", "sharing-review", "application.review", at(3, 10), audit.Allow, "state:submitted->with_provider", due("answer", 11))
+	step("APP-2026-000001", "scjgj", "steward", "application.approve", at(12, 9), audit.Deny, "not_provider")
+	step("APP-2026-000001", "gab", "steward", "application.approve", at(13, 10), audit.Allow, "state:with_provider->approved")
+	// Never reviewed: overdue, still open.
+	step("APP-2026-000002", "rs-33", "pension", "application.submit", at(2, 11), audit.Allow, "state:->submitted", due("review", 4))
+	// Withdrawn in time; not yet due at Now; written before steps named deadlines.
+	step("APP-2026-000003", "sw-33", "tax", "application.submit", at(2, 12), audit.Allow, "state:->submitted", due("review", 4))
+	step("APP-2026-000003", "sw-33", "tax", "application.withdraw", at(4, 12), audit.Allow, "state:submitted->withdrawn")
+	step("APP-2026-000004", "fgw-33", "planning", "application.submit", at(19, 12), audit.Allow, "state:->submitted", due("review", 23))
+	step("APP-2026-000005", "mz-3201", "demo", "application.submit", at(2, 13), audit.Allow, "state:->submitted")
+	// A flag nobody answered.
+	step("COR-2026-000001", "mz-3301", "dibao-review", "correction.flag", at(2, 14), audit.Allow, "state:->flagged", due("correction", 6))
+
+	r := report(t, evs, ReportOptions{Now: at(20, 12)})
+	var got []string
+	for _, f := range r.Findings {
+		got = append(got, f.Kind+" "+f.Department+" "+f.Message)
+	}
+	if len(got) != 3 {
+		t.Fatalf("findings:\n%s", strings.Join(got, "\n"))
+	}
+	for i, want := range []string{
+		"application-overdue zj-3205 application APP-2026-000001 of zj-3205 for population.person: the answer time limit ended 2026-03-12 00:00; the next step (application.approve by gab/steward, with_provider->approved) came 1d10h late",
+		"application-overdue rs-33 application APP-2026-000002 of rs-33 for population.person: the review time limit ended 2026-03-05 00:00 and the matter is still open (15d12h overdue at 2026-03-20 12:00)",
+		"correction-overdue mz-3301 correction COR-2026-000001 of population.person (flagged by mz-3301): the correction time limit ended 2026-03-07 00:00 and the matter is still open (13d12h overdue at 2026-03-20 12:00)",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("finding %d missing: %s\ngot:\n%s", i, want, strings.Join(got, "\n"))
+		}
+	}
+	// Judged at a Now before the open matters' limits ran out, only the late answer (a
+	// fact of the log) is flagged.
+	if r := report(t, evs, ReportOptions{Now: at(4, 12)}); len(r.Findings) != 1 || r.Findings[0].Kind != FindingAppOverdue || !strings.Contains(r.Findings[0].Message, "APP-2026-000001") {
+		t.Errorf("before the open matters' limits ran out: %+v", r.Findings)
 	}
 }
