@@ -637,6 +637,10 @@ print(client.do_get(info.endpoints[0].ticket, opts).read_all().slice(0, 5).to_py
 	if err := os.WriteFile(script, []byte(py), 0o644); err != nil {
 		return err
 	}
+	authorityProfile, err := seedApplications(context.Background(), dir, cfg, x, hzID, nbID)
+	if err != nil {
+		return err
+	}
 	p := func(dept string) string { return profiles[dept] }
 	b := x.Policy().Bundle()
 	decision := func(dept string) string {
@@ -672,6 +676,8 @@ print(client.do_get(info.endpoints[0].ticket, opts).read_all().slice(0, 5).to_py
 		"  $ python3 "+script,
 		"# Why a decision came out as it did:",
 		fmt.Sprintf("  $ govx policy explain --policies %s --as mz-3301/dibao-review --dataset population.person --action read --purpose %s", cfg.PoliciesDir, purpose),
+		"# The sharing applications (共享申请) in every state, as the data authority sees them (OVERDUE: a time limit ran out):",
+		"  $ govx applications list --profile "+authorityProfile,
 		"# Who accessed what, from the audit log:",
 		"  $ govx audit query "+auditFlags+" --department mz-3301",
 		"",

@@ -190,6 +190,13 @@ func checkPrinted(t *testing.T, e *demoEnv, d *demoRun, auditRetry time.Duration
 				if !strings.Contains(out, "ALLOW") || !strings.Contains(out, "AGR-2026-0001") {
 					t.Fatalf("explain:\n%s", out)
 				}
+			case strings.HasPrefix(line, "govx applications list"):
+				// The demo filed applications in every state through the sharing process.
+				for _, st := range []string{"submitted", "with_provider", "approved", "refused", "disputed", "coordinated", "withdrawn"} {
+					if !regexp.MustCompile(`(?m)^APP-\d{4}-\d{6}\s+` + st + `\s`).MatchString(out) {
+						t.Errorf("applications list lacks one %s:\n%s", st, out)
+					}
+				}
 			case strings.HasPrefix(line, "govx audit query"):
 				// The audit log lists the requests above: the pull and the lookup, with
 				// the lookup's key. ClickHouse receives them from the shipper, shortly.
