@@ -538,16 +538,22 @@ func sampleLicence(x *server.Exchange) (no, digest string, err error) {
 	}
 	snap := t.Snapshot()
 	defer snap.Release()
-	spec := store.Spec{Columns: []string{"licence_no", "content_digest"}, Filter: []exchange.Filter{
+	spec := store.Spec{Columns: []string{"licence_no", "content_digest", "valid_until"}, Filter: []exchange.Filter{
 		{Column: "status", Op: exchange.OpEq, Value: "valid"}}}
 	errFound := errors.New("found")
+	// In force today: marked valid, and with no end or an end to come (a licence past
+	// its valid_until verifies as expired whatever its status column says).
+	today := arrow.Date32FromTime(time.Now())
 	err = snap.Scan(context.Background(), spec, func(rec arrow.Record) error {
-		if rec.NumRows() == 0 {
-			return nil
+		until := rec.Column(2).(*array.Date32)
+		for i := 0; i < int(rec.NumRows()); i++ {
+			if until.IsNull(i) || until.Value(i) > today+30 {
+				no = rec.Column(0).(*array.String).Value(i)
+				digest = rec.Column(1).(*array.String).Value(i)
+				return errFound
+			}
 		}
-		no = rec.Column(0).(*array.String).Value(0)
-		digest = rec.Column(1).(*array.String).Value(0)
-		return errFound
+		return nil
 	})
 	if errors.Is(err, errFound) {
 		return no, digest, nil
