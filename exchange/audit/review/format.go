@@ -177,6 +177,13 @@ func (r *Report) WriteText(w io.Writer, loc *time.Location) error {
 			fmt.Fprintf(bw, "  [%s] %s\n", f.Kind, Printable(f.Message))
 		}
 	}
+	if len(r.Cases) > 0 {
+		fmt.Fprintf(bw, "cases that reached into more than one register (%d):\n", len(r.Cases))
+		for _, c := range r.Cases {
+			fmt.Fprintf(bw, "  %s case %s: %d registers (%s), %d requests\n", cell(c.Department), cell(c.CaseRef),
+				len(c.Registers), Printable(strings.Join(c.Registers, ", ")), c.Requests)
+		}
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(bw, "note: %s\n", Printable(n))
 	}

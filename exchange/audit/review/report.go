@@ -184,7 +184,9 @@ type Report struct {
 	Last     time.Time   `json:"last"`
 	Rows     []ReportRow `json:"rows"`
 	Findings []Finding   `json:"findings"`
-	Notes    []string    `json:"notes"`
+	// Cases are the cases (case_ref) that reached into more than one register.
+	Cases []CaseRow `json:"cases"`
+	Notes []string  `json:"notes"`
 }
 
 type reqInfo struct {
@@ -277,6 +279,7 @@ func BuildReport(ctx context.Context, it audit.Iterator, opt ReportOptions) (*Re
 	rep.Findings = append(rep.Findings, offHours(evs, o)...)
 	rep.Findings = append(rep.Findings, volume(daily, o)...)
 	rep.Findings = append(rep.Findings, denyBursts(evs, o)...)
+	rep.Cases = caseRegisters(evs)
 	rep.Findings = append(rep.Findings, enumeration(evs, o)...)
 	rep.Findings = append(rep.Findings, keySweeps(evs, o)...)
 	rep.Findings = append(rep.Findings, keyGuessing(evs, o)...)
