@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"slices"
 	"strings"
@@ -456,4 +457,41 @@ func (h *harness) must2(x *Correction, err error) *Correction {
 		h.t.Fatal(err)
 	}
 	return x
+}
+
+// TestNoOneGrantsThemselves: the data authority is also a department that may apply; it
+// never reviews or coordinates its own application (it could grant itself what the
+// provider refused), and a provider does not flag its own data (it corrects it at the
+// source: a flag only it could answer would never be answered).
+func TestNoOneGrantsThemselves(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		h := newHarness(t, dsn)
+		self := Caller{Subject: exchange.Subject{Department: "zwfw", System: "other"}}
+		a, err := h.svc.Submit(ctx, self, housing())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.svc.Review(ctx, authority, a.ID, Outcome{Grant: true}); codeOf(err) != "own_application" {
+			t.Fatalf("the data authority reviewing its own application: %v, want own_application", err)
+		}
+		if got, _ := h.svc.Show(ctx, self, a.ID); got == nil || got.State != Submitted {
+			t.Fatalf("after the refused review the application is %+v, want still submitted", got)
+		}
+		_, err = h.svc.FlagRecord(ctx, gab, Flag{Dataset: "population.person", Key: "330106199001011234", Column: "name", Value: "张三", Evidence: "户籍档案"})
+		if codeOf(err) != "own_application" {
+			t.Fatalf("a provider flagging its own data: %v, want own_application", err)
+		}
+	})
+}
+
+// codeOf returns the policy's reason code of a refusal (or the error's own code).
+func codeOf(err error) string {
+	xe, ok := errors.AsType[*exchange.Error](err)
+	if !ok {
+		return ""
+	}
+	if len(xe.Reasons) > 0 {
+		return xe.Reasons[0].Code
+	}
+	return xe.Code
 }

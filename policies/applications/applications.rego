@@ -83,6 +83,27 @@ reasons contains r if {
 	r := {"code": "own_application", "message": "a department never answers its own application or correction"}
 }
 
+# The data authority is also a department that may apply: it never reviews or
+# coordinates its own application, or it could grant itself what a provider refused.
+reasons contains r if {
+	known_actions[input.action]
+	input.subject.registered
+	authority_actions[input.action]
+	is_authority
+	is_applicant
+	r := {"code": "own_application", "message": "the data authority never reviews or coordinates its own application; the provider answers it, and a dispute goes to the level above"}
+}
+
+# A provider corrects its own data at its source: a flag it could not answer itself
+# would sit in its queue for ever.
+reasons contains r if {
+	known_actions[input.action]
+	input.subject.registered
+	input.action == "correction.flag"
+	input.subject.department == input.case.provider
+	r := {"code": "own_application", "message": "a provider corrects its own data at the source; it does not flag it"}
+}
+
 reasons contains r if {
 	known_actions[input.action]
 	input.subject.registered
