@@ -16,6 +16,7 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/apply"
+	"govx/exchange/audit/review"
 	"govx/exchange/client"
 	"govx/schemas"
 )
@@ -154,11 +155,12 @@ func printApplication(w io.Writer, a *apply.Application, asJSON bool) error {
 		enc.SetEscapeHTML(false)
 		return enc.Encode(a)
 	}
+	w = textOut{w}
 	fmt.Fprintf(w, "application %s  %s\n", a.ID, a.State)
 	fmt.Fprintf(w, "applicant   %s/%s\n", a.Applicant, a.System)
 	fmt.Fprintf(w, "dataset     %s (provider %s), columns %s, access %s\n", a.Dataset, a.Provider, strings.Join(a.Columns, ","), strings.Join(a.Access, ","))
-	fmt.Fprintf(w, "purpose     %s — %s\n", a.Purpose, a.Scenario)
-	fmt.Fprintf(w, "legal basis %s\n", a.LegalBasis)
+	fmt.Fprintf(w, "purpose     %s — %s\n", a.Purpose, review.Printable(a.Scenario))
+	fmt.Fprintf(w, "legal basis %s\n", review.Printable(a.LegalBasis))
 	fmt.Fprintf(w, "validity    %s to %s\n", a.ValidFrom, a.ValidUntil)
 	if a.Clock != "" {
 		over := ""
@@ -169,14 +171,17 @@ func printApplication(w io.Writer, a *apply.Application, asJSON bool) error {
 	}
 	if a.Conditions != nil {
 		c := a.Conditions
-		fmt.Fprintf(w, "granted     columns %s, access %s, valid %s to %s, approval %s\n", strings.Join(c.Columns, ","), strings.Join(c.Access, ","), c.ValidFrom, c.ValidUntil, c.Approval)
+		fmt.Fprintf(w, "granted     columns %s, access %s, valid %s to %s, approval %s\n", strings.Join(c.Columns, ","), strings.Join(c.Access, ","), c.ValidFrom, c.ValidUntil, review.Printable(c.Approval))
+		if len(c.Unmasked) > 0 || len(c.Masks) > 0 || c.RowScope != "" || c.MaxRows > 0 {
+			fmt.Fprintf(w, "            unmasked %s, masks %v, row scope %s, max rows %d\n", orDash(strings.Join(c.Unmasked, ",")), c.Masks, orDash(c.RowScope), c.MaxRows)
+		}
 		fmt.Fprintf(w, "agreement   %s\n", a.Agreement)
 	}
 	for _, r := range a.Reasons {
-		fmt.Fprintf(w, "reason      %s\n", r)
+		fmt.Fprintf(w, "reason      %s\n", review.Printable(r))
 	}
 	if a.Grounds != "" {
-		fmt.Fprintf(w, "grounds     %s\n", a.Grounds)
+		fmt.Fprintf(w, "grounds     %s\n", review.Printable(a.Grounds))
 	}
 	printSteps(w, a.Steps)
 	return nil
@@ -186,7 +191,7 @@ func printSteps(w io.Writer, steps []apply.Step) {
 	for _, s := range steps {
 		fmt.Fprintf(w, "  %s  %-22s %-13s -> %-13s by %s", s.At.In(schemas.ChinaTime).Format("2006-01-02 15:04"), s.Action, orDash(s.From), s.To, s.By)
 		if s.Detail != "" {
-			fmt.Fprintf(w, "  %s", s.Detail)
+			fmt.Fprintf(w, "  %s", review.Printable(s.Detail))
 		}
 		fmt.Fprintln(w)
 	}
@@ -195,6 +200,22 @@ func printSteps(w io.Writer, steps []apply.Step) {
 // dueDay is the last working day of a clock: Due is the instant that day ends.
 func dueDay(due time.Time) string {
 	return due.In(schemas.ChinaTime).Add(-time.Nanosecond).Format(time.DateOnly)
+}
+
+// textOut escapes, line by line, the control characters of what other departments
+// wrote (reasons, legal bases, approval numbers), so an application shown on a
+// reviewer's terminal cannot rewrite that terminal.
+type textOut struct{ w io.Writer }
+
+func (t textOut) Write(p []byte) (int, error) {
+	lines := strings.Split(string(p), "\n")
+	for i := range lines {
+		lines[i] = review.Printable(lines[i])
+	}
+	if _, err := io.WriteString(t.w, strings.Join(lines, "\n")); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func orDash(s string) string {
@@ -382,9 +403,10 @@ value reaches the exchange through the connector like any change and is served.`
 	}
 	var cf consumerFlags
 	printFix := func(w io.Writer, x *apply.Correction) {
+		w = textOut{w}
 		fmt.Fprintf(w, "correction %s  %s\n", x.ID, x.State)
 		fmt.Fprintf(w, "record     %s %s, column %s: believed %q\n", x.Dataset, x.Key, x.Column, x.Value)
-		fmt.Fprintf(w, "flagged by %s/%s, evidence %s; provider %s\n", x.Flagger, x.System, x.Evidence, x.Provider)
+		fmt.Fprintf(w, "flagged by %s/%s, evidence %s; provider %s\n", x.Flagger, x.System, review.Printable(x.Evidence), x.Provider)
 		if x.Clock != "" {
 			over := ""
 			if x.Overdue {
@@ -393,7 +415,7 @@ value reaches the exchange through the connector like any change and is served.`
 			fmt.Fprintf(w, "clock      answer due by %s%s\n", dueDay(x.Due), over)
 		}
 		if x.Answer != "" {
-			fmt.Fprintf(w, "answer     %s\n", x.Answer)
+			fmt.Fprintf(w, "answer     %s\n", review.Printable(x.Answer))
 		}
 		printSteps(w, x.Steps)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"govx/exchange/apply"
 	"govx/exchange/audit"
 )
 
@@ -457,5 +458,25 @@ func TestDemoRefusesADirInUse(t *testing.T) {
 	kept, err := freshExchangeDir(xdir, time.Now())
 	if err != nil || len(kept) != 1 {
 		t.Fatalf("once closed, the spool is kept aside: %v %v", kept, err)
+	}
+}
+
+// TestApplicationShownEscaped: text another department wrote into an application (a
+// terminal escape in an approval number, a fake line in a reason) reaches the
+// reviewer's terminal escaped, and what a grant unmasked is shown.
+func TestApplicationShownEscaped(t *testing.T) {
+	a := &apply.Application{ID: "APP-2026-000001", State: apply.Approved, LegalBasis: "依据\x1b[31m红字",
+		Reasons:    []string{"第一行\n伪造的一行"},
+		Conditions: &apply.Conditions{Approval: "ok\x1b]0;pwned\x07", Unmasked: []string{"id_number"}}}
+	var b bytes.Buffer
+	if err := printApplication(&b, a, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\x07") || strings.Contains(out, "\n伪造的一行") {
+		t.Fatalf("raw control characters reached the terminal:\n%q", out)
+	}
+	if !strings.Contains(out, "unmasked id_number") {
+		t.Fatalf("the unmasked column of the grant is not shown:\n%s", out)
 	}
 }
