@@ -189,6 +189,20 @@ type Report struct {
 	Notes []string  `json:"notes"`
 }
 
+// partKey identifies one decided part of a request: a request decides one dataset,
+// except a subject view (one decision per register, under the view's one request id)
+// and a catalog listing (one per dataset). A complete event names its part's dataset.
+func partKey(e *audit.Event) string { return e.RequestID + "\x00" + e.Dataset }
+
+// completeOf returns the complete event of decision d's part (one written without a
+// dataset completes its request as a whole).
+func completeOf(completes map[string]*audit.Event, d *audit.Event) *audit.Event {
+	if c := completes[partKey(d)]; c != nil {
+		return c
+	}
+	return completes[d.RequestID+"\x00"]
+}
+
 type reqInfo struct {
 	ev *audit.Event
 }
@@ -216,10 +230,10 @@ func BuildReport(ctx context.Context, it audit.Iterator, opt ReportOptions) (*Re
 		}
 		switch e.Kind {
 		case audit.KindDecision:
-			decisions[e.RequestID] = &reqInfo{ev: e}
+			decisions[partKey(e)] = &reqInfo{ev: e}
 			evs = append(evs, e)
 		case audit.KindComplete:
-			completes[e.RequestID] = e
+			completes[partKey(e)] = e
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -243,7 +257,7 @@ func BuildReport(ctx context.Context, it audit.Iterator, opt ReportOptions) (*Re
 		if e.Decision != audit.Allow {
 			r.Denied++
 		} else if audit.DataBearing(e.Action) {
-			switch c := completes[e.RequestID]; {
+			switch c := completeOf(completes, e); {
 			case c == nil:
 				r.Unfinished++
 			case c.Status != audit.StatusOK:

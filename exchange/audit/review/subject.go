@@ -82,12 +82,12 @@ func BuildSubject(ctx context.Context, it audit.Iterator, opt SubjectOptions) (*
 		e := *it.Event()
 		switch e.Kind {
 		case audit.KindDecision:
-			if _, dup := decisions[e.RequestID]; !dup {
-				order = append(order, e.RequestID)
+			if _, dup := decisions[partKey(&e)]; !dup {
+				order = append(order, partKey(&e))
 			}
-			decisions[e.RequestID] = &e
+			decisions[partKey(&e)] = &e
 		case audit.KindComplete:
-			completes[e.RequestID] = &e
+			completes[partKey(&e)] = &e
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -96,7 +96,7 @@ func BuildSubject(ctx context.Context, it audit.Iterator, opt SubjectOptions) (*
 	rep := &SubjectReport{Key: opt.Key, Dataset: opt.Dataset, Accesses: []SubjectAccess{}}
 	for _, id := range order {
 		d := decisions[id]
-		a := SubjectAccess{Decision: d, Complete: completes[id]}
+		a := SubjectAccess{Decision: d, Complete: completeOf(completes, d)}
 		switch {
 		case slices.Contains(d.Keys, opt.Key) && (opt.Dataset == "" || d.Dataset == opt.Dataset):
 			a.How = HowLookup
