@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -640,6 +641,15 @@ func (s *Service) auditStep(ctx context.Context, c Caller, step string, a *Appli
 	if a.Grants() {
 		ev.Agreement = a.Agreement
 		ev.Columns = a.Conditions.Columns
+		// What the grant lifted or set, so that the audit log alone shows a mask lifted.
+		c := a.Conditions
+		masks := make([]string, 0, len(c.Masks))
+		for col, m := range c.Masks {
+			masks = append(masks, col+"="+m)
+		}
+		sort.Strings(masks)
+		ev.Reasons = append(ev.Reasons, fmt.Sprintf("granted: approval %s; unmasked [%s]; masks [%s]; row scope %q; max rows %d; valid %s..%s",
+			c.Approval, strings.Join(c.Unmasked, ","), strings.Join(masks, ","), c.RowScope, c.MaxRows, c.ValidFrom, c.ValidUntil))
 	}
 	return s.append(ctx, ev)
 }
