@@ -18,7 +18,7 @@ content digest printed on it. The answer says valid, not_valid (the digest does 
 match, or the issuer's signature over the register's licence does not hold), suspended,
 revoked or expired, and whether the issuer's signature holds — none of the licence's
 values.`,
-		Example: `  govx license verify JSZ-330106-000001 --digest 9f86d081884c7d65… --purpose housing-security-qualification --profile govx-demo/profiles/zj-3205.yaml`,
+		Example: `  govx license verify "$(cat govx-demo/sample-licence)" --digest "$(cat govx-demo/sample-licence-digest)" --purpose housing-security-qualification --profile govx-demo/profiles/zj-3205.yaml`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cf.client()
