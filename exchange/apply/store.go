@@ -337,44 +337,33 @@ func (f Filter) where(partyCols ...string) (string, []any) {
 
 func (s *Store) listApplications(ctx context.Context, q queryer, f Filter) ([]*Application, error) {
 	where, args := f.where("applicant", "provider")
-	rows, err := q.QueryContext(ctx, s.q(`SELECT body FROM applications`+where+` ORDER BY id`), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Application
-	for rows.Next() {
-		var body string
-		if err := rows.Scan(&body); err != nil {
-			return nil, err
-		}
-		var a Application
-		if err := json.Unmarshal([]byte(body), &a); err != nil {
-			return nil, err
-		}
-		out = append(out, &a)
-	}
-	return out, rows.Err()
+	return listBodies[Application](ctx, q, s.q(`SELECT body FROM applications`+where+` ORDER BY id`), args)
 }
 
 func (s *Store) listCorrections(ctx context.Context, q queryer, f Filter) ([]*Correction, error) {
 	where, args := f.where("flagger", "provider")
-	rows, err := q.QueryContext(ctx, s.q(`SELECT body FROM corrections`+where+` ORDER BY id`), args...)
+	return listBodies[Correction](ctx, q, s.q(`SELECT body FROM corrections`+where+` ORDER BY id`), args)
+}
+
+// listBodies decodes the JSON body column of every row query returns: applications and
+// corrections are stored the same way.
+func listBodies[T any](ctx context.Context, q queryer, query string, args []any) ([]*T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*Correction
+	var out []*T
 	for rows.Next() {
 		var body string
 		if err := rows.Scan(&body); err != nil {
 			return nil, err
 		}
-		var c Correction
-		if err := json.Unmarshal([]byte(body), &c); err != nil {
+		v := new(T)
+		if err := json.Unmarshal([]byte(body), v); err != nil {
 			return nil, err
 		}
-		out = append(out, &c)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
