@@ -10,7 +10,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -484,6 +483,7 @@ func (in *Ingester) readPartition(ctx context.Context, d *schemas.Dataset, topic
 	if err := r.SetOffset(from); err != nil {
 		return err
 	}
+	dec := newDecoder(d)
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -497,7 +497,7 @@ func (in *Ingester) readPartition(ctx context.Context, d *schemas.Dataset, topic
 			in.log.Warn("invalid record not served", "dataset", d.ID, "partition", partition, "offset", m.Offset, "reason", reason)
 			ch.Invalid = errors.New(reason)
 		} else if !isDelete(m) {
-			rec, reason := decode(d, m.Value)
+			rec, reason := dec.decode(m.Value)
 			if reason != "" {
 				in.invalid.Add(1)
 				in.log.Warn("invalid record not served", "dataset", d.ID, "partition", partition, "offset", m.Offset, "reason", reason)
@@ -544,28 +544,6 @@ func isDelete(m kafka.Message) bool {
 	return false
 }
 
-// decode parses and validates one record value; reason is empty when it is good. Only
-// field names and check codes go into the reason, never values: logs must not carry
-// personal data.
-func decode(d *schemas.Dataset, value []byte) (map[string]any, string) {
-	var rec map[string]any
-	if err := json.Unmarshal(value, &rec); err != nil || rec == nil {
-		return nil, "value is not a JSON object"
-	}
-	if errs := d.Validate(rec); len(errs) > 0 {
-		reason := ""
-		for i, e := range errs {
-			if i > 0 {
-				reason += "; "
-			}
-			reason += e.Field + ": " + e.Code
-		}
-		return nil, reason
-	}
-	return rec, ""
-}
-
-// Collectors returns the ingester's Prometheus metrics.
 // Collectors returns the ingester's Prometheus metrics.
 func (in *Ingester) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
