@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -70,6 +71,9 @@ type Client struct {
 	mu     sync.Mutex
 	fc     flight.Client // made by the first pull
 	closed bool
+	// at holds connections to the replicas FlightInfo endpoints named (their
+	// locations) other than cfg.Flight: a ticket is redeemed where it was issued.
+	at map[string]flight.Client
 }
 
 // MaxMessageSize is the gRPC receive limit: 64k-row batches are over gRPC's 4 MiB
@@ -100,12 +104,16 @@ func (c *Client) Close() error {
 	defer c.mu.Unlock()
 	c.closed = true
 	c.http.CloseIdleConnections()
-	if c.fc == nil {
-		return nil
+	var errs []error
+	for addr, fc := range c.at {
+		errs = append(errs, fc.Close())
+		delete(c.at, addr)
 	}
-	err := c.fc.Close()
-	c.fc = nil
-	return err
+	if c.fc != nil {
+		errs = append(errs, c.fc.Close())
+		c.fc = nil
+	}
+	return errors.Join(errs...)
 }
 
 // ErrClosed is returned by calls on a closed Client.
@@ -132,28 +140,74 @@ func (e *Error) Error() string {
 // flight returns the Flight connection, made on first use: under the lock, so that
 // concurrent first pulls make one connection, not one each with all but one leaked.
 func (c *Client) flight(ctx context.Context) (flight.Client, context.Context, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, ctx, ErrClosed
-	}
-	if c.fc == nil {
-		creds := insecure.NewCredentials()
-		if c.cfg.TLS != nil {
-			creds = credentials.NewTLS(c.cfg.TLS)
-		}
-		fc, err := flight.NewClientWithMiddleware(c.cfg.Flight, nil, nil,
-			grpc.WithTransportCredentials(creds),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
-		if err != nil {
-			return nil, ctx, fmt.Errorf("flight %s: %w", c.cfg.Flight, err)
-		}
-		c.fc = fc
+	fc, err := c.conn("")
+	if err != nil {
+		return nil, ctx, err
 	}
 	if c.cfg.Token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.cfg.Token)
 	}
-	return c.fc, ctx, nil
+	return fc, ctx, nil
+}
+
+// conn returns the connection to the replica at addr (host:port; "" is cfg.Flight),
+// made on first use.
+func (c *Client) conn(addr string) (flight.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	fc := c.fc
+	if addr != "" && addr != c.cfg.Flight {
+		fc = c.at[addr]
+	} else {
+		addr = c.cfg.Flight
+	}
+	if fc == nil {
+		creds := insecure.NewCredentials()
+		if c.cfg.TLS != nil {
+			creds = credentials.NewTLS(c.cfg.TLS)
+		}
+		var err error
+		fc, err = flight.NewClientWithMiddleware(addr, nil, nil,
+			grpc.WithTransportCredentials(creds),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
+		if err != nil {
+			return nil, fmt.Errorf("flight %s: %w", addr, err)
+		}
+		if addr == c.cfg.Flight {
+			c.fc = fc
+		} else {
+			if c.at == nil {
+				c.at = map[string]flight.Client{}
+			}
+			c.at[addr] = fc
+		}
+	}
+	return fc, nil
+}
+
+// endpointAddr returns the host:port of the replica an endpoint names, "" for the one
+// asked (no location, or Flight's reuse-connection location). The transport stays the
+// client's own: a location never turns TLS off or on.
+func endpointAddr(ep *flight.FlightEndpoint) (string, error) {
+	for _, loc := range ep.GetLocation() {
+		u, err := url.Parse(loc.GetUri())
+		if err != nil {
+			return "", fmt.Errorf("the exchange named an endpoint location %q that is not a URI: %w", loc.GetUri(), err)
+		}
+		switch u.Scheme {
+		case "grpc", "grpc+tcp", "grpc+tls":
+			return u.Host, nil
+		case "arrow-flight-reuse-connection":
+			return "", nil
+		}
+	}
+	if len(ep.GetLocation()) > 0 {
+		return "", fmt.Errorf("the exchange named endpoint locations this client cannot reach (%s); want grpc+tcp:// or grpc+tls://", ep.GetLocation()[0].GetUri())
+	}
+	return "", nil
 }
 
 // fromStatus turns a gRPC error into an *Error from the exchange's ErrorInfo details
@@ -214,7 +268,17 @@ func (c *Client) Pull(ctx context.Context, cmd exchange.PullCmd, begin func(*arr
 		return res, c.fromStatus(ctx, err)
 	}
 	for _, ep := range info.Endpoint {
-		stream, err := fc.DoGet(ctx, ep.Ticket)
+		// The ticket is valid only at the replica that issued it, which the endpoint
+		// names when a load balancer may have sent the next call elsewhere.
+		addr, err := endpointAddr(ep)
+		if err != nil {
+			return res, err
+		}
+		at, err := c.conn(addr)
+		if err != nil {
+			return res, err
+		}
+		stream, err := at.DoGet(ctx, ep.Ticket)
 		if err != nil {
 			return res, c.fromStatus(ctx, err)
 		}

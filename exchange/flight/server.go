@@ -61,6 +61,8 @@ type Server struct {
 	mem    memory.Allocator
 	srv    flight.Server
 	guard  *guard
+	// location names this replica in FlightInfo endpoints (WithAdvertise).
+	location string
 }
 
 // Option configures a Server.
@@ -70,6 +72,7 @@ type options struct {
 	authTimeout time.Duration
 	maxUnauth   int
 	log         *slog.Logger
+	location    string
 }
 
 // WithAuthTimeout sets how long a connection may stay open before it carries its first
@@ -80,6 +83,22 @@ func WithAuthTimeout(d time.Duration) Option { return func(o *options) { o.authT
 // carried an authenticated call yet (default DefaultMaxUnauthenticated); connections
 // beyond are closed as they arrive.
 func WithMaxUnauthenticated(n int) Option { return func(o *options) { o.maxUnauth = n } }
+
+// WithAdvertise names this replica's Flight address (host:port) in every FlightInfo
+// endpoint, as a grpc+tls or grpc+tcp location: its tickets are redeemed only here.
+// Empty: no location, and clients redeem where they asked.
+func WithAdvertise(hostport string, tls bool) Option {
+	return func(o *options) {
+		switch {
+		case hostport == "":
+			o.location = ""
+		case tls:
+			o.location = "grpc+tls://" + hostport
+		default:
+			o.location = "grpc+tcp://" + hostport
+		}
+	}
+}
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -94,7 +113,7 @@ func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem m
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{svc: svc, tokens: tokens, mem: mem, guard: newGuard(o.authTimeout, o.maxUnauth, o.log)}
+	s := &Server{svc: svc, tokens: tokens, mem: mem, guard: newGuard(o.authTimeout, o.maxUnauth, o.log), location: o.location}
 	gopts := []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		// A connection that does not finish its handshake in time is dropped by gRPC
 		// too; the guard bounds the time until the first authenticated call.
@@ -240,10 +259,14 @@ func (s *Server) GetFlightInfo(ctx context.Context, desc *flight.FlightDescripto
 		s.svc.Fail(ctx, g, err)
 		return nil, toStatus(err)
 	}
+	ep := &flight.FlightEndpoint{Ticket: &flight.Ticket{Ticket: ticket}}
+	if s.location != "" {
+		ep.Location = []*flight.Location{{Uri: s.location}}
+	}
 	return &flight.FlightInfo{
 		Schema:           flight.SerializeSchema(schema, s.mem),
 		FlightDescriptor: desc,
-		Endpoint:         []*flight.FlightEndpoint{{Ticket: &flight.Ticket{Ticket: ticket}}},
+		Endpoint:         []*flight.FlightEndpoint{ep},
 		TotalRecords:     -1,
 		TotalBytes:       -1,
 	}, nil

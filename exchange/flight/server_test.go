@@ -223,6 +223,8 @@ func TestErrorMapping(t *testing.T) {
 			return redeem(c, hz, tkt)
 		}},
 		{"foreign_ticket", "", func() error { return redeem(c, rs, ticket(t, c, hz, read(nil))) }},
+		{"ticket_elsewhere", "", func() error { return redeem(c, hz, mint(t, "exchange-b", hz, f)) }},
+		{"ticket_stale", "", func() error { return redeem(c, hz, mint(t, "", hz, f)) }},
 		{"permission_denied", "no_agreement", func() error { return info(f.Token(t, "zj-3205/housing-security"), read(nil)) }},
 		{"permission_denied", "filter_not_granted", func() error {
 			return info(hz, read(func(c *exchange.PullCmd) {

@@ -18,6 +18,11 @@ type Config struct {
 	// FlightAddr and HTTPAddr are where the exchange listens: loopback unless set.
 	FlightAddr string `yaml:"flight_addr"`
 	HTTPAddr   string `yaml:"http_addr"`
+	// FlightAdvertise is the host:port clients reach this replica's Flight port at,
+	// named in every FlightInfo endpoint: a ticket is redeemed only by the replica that
+	// issued it, so behind a load balancer each replica advertises its own address.
+	// Empty: no location (the client redeems where it asked, right for one exchange).
+	FlightAdvertise string `yaml:"flight_advertise"`
 	Kafka      struct {
 		Brokers     []string `yaml:"brokers"`
 		TopicPrefix string   `yaml:"topic_prefix"`
@@ -147,6 +152,11 @@ func (c *Config) Check() error {
 	for name, addr := range map[string]string{"flight_addr": c.FlightAddr, "http_addr": c.HTTPAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port, e.g. 127.0.0.1:8080", name, addr))
+		}
+	}
+	if c.FlightAdvertise != "" {
+		if host, _, err := net.SplitHostPort(c.FlightAdvertise); err != nil || host == "" {
+			errs = append(errs, fmt.Errorf("flight_advertise %q: want the host:port clients reach this replica at, e.g. exchange-0.govx:8815", c.FlightAdvertise))
 		}
 	}
 	if len(c.Kafka.Brokers) == 0 {

@@ -148,7 +148,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	x.ready.Check("tokens", x.tokens.Check)
 	svcOpts := []service.Option{service.WithLogger(o.log), service.WithAllocator(o.mem), service.WithClock(o.clock),
 		service.WithTicketTTL(cfg.TicketTTL), service.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
-		service.WithCursorEpoch(x.epoch)}
+		service.WithCursorEpoch(x.epoch), service.WithInstance(x.spool.Instance())}
 	svc, err := service.New(cat, x.tables, x.policy, x.spool, secret, svcOpts...)
 	if err != nil {
 		return nil, err
@@ -194,7 +194,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	x.cancel = cancel
-	x.flight = xflight.New(svc, x.tokens, tlsConfig, o.mem)
+	x.flight = xflight.New(svc, x.tokens, tlsConfig, o.mem, xflight.WithAdvertise(cfg.FlightAdvertise, tlsConfig != nil))
 	var apiOpts []httpapi.Option
 	if x.opsLn != nil && !cfg.Ops.AlsoOnAPI {
 		apiOpts = append(apiOpts, httpapi.WithoutOps())

@@ -81,6 +81,10 @@ type Grant struct {
 	Keys       []string          `json:"keys,omitempty"`
 	Agreement  string            `json:"agr,omitempty"`
 	Revision   string            `json:"rev,omitempty"`
+	// Instance and Boot name the replica, and its run, that issued the ticket: only
+	// there is the ticket's single use recorded.
+	Instance string `json:"inst,omitempty"`
+	Boot     string `json:"boot,omitempty"`
 }
 
 const (
@@ -196,6 +200,7 @@ func (s *Service) count(ctx context.Context, snap *store.Snapshot, g *Grant) (in
 // Ticket seals a grant for Flight: signed, short-lived, bound to the caller.
 func (s *Service) Ticket(g *Grant) ([]byte, error) {
 	g.Expires = s.now().Add(s.ticketTTL)
+	g.Instance, g.Boot = s.instance, s.boot
 	t, err := s.signer.Seal(ticketPurpose, g)
 	return []byte(t), err
 }
@@ -212,6 +217,13 @@ func (s *Service) Redeem(ctx context.Context, c Caller, ticket []byte) (*Grant, 
 		err = exchange.E(exchange.Unauthenticated, "ticket_expired", "the ticket has expired; call GetFlightInfo for a new one")
 	case g.Subject != c.Subject:
 		err = exchange.E(exchange.PermissionDenied, "foreign_ticket", "the ticket was issued to another department or system")
+	case g.Instance != s.instance:
+		// Replicas share the signing secret, but each knows only the tickets it saw
+		// redeemed: honouring another's ticket would let one decision serve two streams.
+		err = exchange.E(exchange.PermissionDenied, "ticket_elsewhere", "the ticket was issued by exchange replica "+quote(g.Instance)+
+			" and is valid only there: redeem it at the location GetFlightInfo named, or call GetFlightInfo here for a new one")
+	case g.Boot != s.boot:
+		err = exchange.E(exchange.Unavailable, "ticket_stale", "the exchange restarted since it issued this ticket (its redemptions were not kept): call GetFlightInfo for a new one")
 	case !s.redeemOnce(g.RequestID, g.Expires):
 		err = exchange.E(exchange.PermissionDenied, "ticket_used", "the ticket was already redeemed; each decision serves one stream, call GetFlightInfo for a new one")
 	}

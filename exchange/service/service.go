@@ -59,6 +59,12 @@ type Service struct {
 	// so one issued before a rebuild from another cluster is refused, not misread.
 	epoch string
 
+	// instance names this replica and boot this run of it: a ticket carries both and is
+	// redeemed only where and while its single use can be enforced (redeemed is kept in
+	// memory, per process).
+	instance string
+	boot     string
+
 	// redeemed holds the request ids of redeemed Flight tickets until they expire:
 	// a ticket serves one stream.
 	redeemMu sync.Mutex
@@ -108,6 +114,10 @@ func WithTicketTTL(d time.Duration) Option { return func(s *Service) { s.ticketT
 // topics the store was built from.
 func WithCursorEpoch(epoch string) Option { return func(s *Service) { s.epoch = epoch } }
 
+// WithInstance names the replica (its audit instance): tickets it issues are redeemed
+// only by it. Replicas sharing a secret must have distinct instances.
+func WithInstance(id string) Option { return func(s *Service) { s.instance = id } }
+
 // WithRateLimit limits each department to perSecond requests with the given burst;
 // zero means no limit.
 func WithRateLimit(perSecond float64, burst int) Option {
@@ -128,7 +138,7 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 		cat: cat, tables: tables, policy: policy, audit: auditor, signer: signer,
 		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
 		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, redeemed: map[string]time.Time{},
-		failLimiters: map[string]*rate.Limiter{},
+		failLimiters: map[string]*rate.Limiter{}, boot: newRequestID(),
 		failAll:      rate.NewLimiter(50, 200),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govx_auth_failures_total",
 			Help: `Failed authentications; audited="no" counts those over the per-address audit budget, which are logged in summary instead of audited one by one.`},
