@@ -23,7 +23,7 @@ type Config struct {
 	// issued it, so behind a load balancer each replica advertises its own address.
 	// Empty: no location (the client redeems where it asked, right for one exchange).
 	FlightAdvertise string `yaml:"flight_advertise"`
-	Kafka      struct {
+	Kafka           struct {
 		Brokers     []string `yaml:"brokers"`
 		TopicPrefix string   `yaml:"topic_prefix"`
 	} `yaml:"kafka"`

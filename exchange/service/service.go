@@ -139,7 +139,7 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
 		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, redeemed: map[string]time.Time{},
 		failLimiters: map[string]*rate.Limiter{}, boot: newRequestID(),
-		failAll:      rate.NewLimiter(50, 200),
+		failAll: rate.NewLimiter(50, 200),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govx_auth_failures_total",
 			Help: `Failed authentications; audited="no" counts those over the per-address audit budget, which are logged in summary instead of audited one by one.`},
 			[]string{"audited"}),
