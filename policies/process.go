@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -69,6 +70,8 @@ type RoleHolder struct {
 type Roles struct {
 	DataAuthority []RoleHolder `yaml:"data_authority"`
 	Stewards      []RoleHolder `yaml:"stewards"`
+	// Auditors read the audit log in the exchange's console (exchange/console).
+	Auditors []RoleHolder `yaml:"auditors"`
 }
 
 // EmbeddedProcess returns the process policy built into the binary.
@@ -134,7 +137,7 @@ func loadProcess(fsys fs.FS, source string) (*Process, error) {
 	if raw := read(rolesFile); raw != nil {
 		probs = append(probs, decodeYAML(path.Join(source, rolesFile), raw, &p.Roles)...)
 	}
-	for _, r := range append(append([]RoleHolder{}, p.Roles.DataAuthority...), p.Roles.Stewards...) {
+	for _, r := range slices.Concat(p.Roles.DataAuthority, p.Roles.Stewards, p.Roles.Auditors) {
 		if r.Department == "" {
 			probs = append(probs, Problem{File: path.Join(source, rolesFile), Message: "a role holder without a department"})
 		}
@@ -219,6 +222,7 @@ func (p *Process) Data() map[string]any {
 	return map[string]any{"roles": map[string]any{
 		"data_authority": shape(p.Roles.DataAuthority),
 		"stewards":       shape(p.Roles.Stewards),
+		"auditors":       shape(p.Roles.Auditors),
 	}}
 }
 

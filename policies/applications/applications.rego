@@ -8,7 +8,8 @@
 #   input.action       application.submit | application.withdraw | application.dispute |
 #                      application.review | application.coordinate | application.approve |
 #                      application.refuse | application.negotiate | application.read |
-#                      correction.flag | correction.answer | correction.read
+#                      correction.flag | correction.answer | correction.read |
+#                      audit.read (the console's audit pages: auditors only)
 #   input.case         {applicant, provider, dataset}: the application or correction acted
 #                      on; applicant is the applying (or flagging) department, provider the
 #                      dataset's providing department
@@ -24,7 +25,9 @@ provider_actions := {"application.approve", "application.refuse", "application.n
 
 read_actions := {"application.read", "correction.read"}
 
-known_actions := ((applicant_actions | authority_actions) | provider_actions) | read_actions
+auditor_actions := {"audit.read"}
+
+known_actions := (((applicant_actions | authority_actions) | provider_actions) | read_actions) | auditor_actions
 
 holds(role_map) if {
 	r := role_map[input.subject.department]
@@ -39,6 +42,8 @@ holds(role_map) if {
 is_authority if holds(data.roles.data_authority)
 
 is_steward if holds(data.roles.stewards)
+
+is_auditor if holds(data.roles.auditors)
 
 is_provider if {
 	is_steward
@@ -123,11 +128,19 @@ reasons contains r if {
 	r := {"code": "not_party", "message": "only the applicant, the provider's stewards and the data authority may see this"}
 }
 
+reasons contains r if {
+	known_actions[input.action]
+	input.subject.registered
+	auditor_actions[input.action]
+	not is_auditor
+	r := {"code": "not_auditor", "message": "only the auditors (roles.yaml) may read the audit log"}
+}
+
 default decision := {"allow": false, "reasons": [{"code": "not_authorized", "message": "no rule allows the action"}]}
 
 decision := {"allow": false, "reasons": [first]} if {
 	count(reasons) > 0
-	order := ["unknown_action", "unknown_department", "not_applicant", "not_data_authority", "own_application", "not_provider", "not_party"]
+	order := ["unknown_action", "unknown_department", "not_applicant", "not_data_authority", "own_application", "not_provider", "not_party", "not_auditor"]
 	first := [r | some code in order; some r in reasons; r.code == code][0]
 }
 
