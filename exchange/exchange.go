@@ -28,24 +28,26 @@ func (s Subject) String() string {
 type Action string
 
 // The actions. Verify (核验) checks claims against stored values and never returns the
-// values; discover lists a dataset in the caller's catalog.
+// values; discover lists a dataset in the caller's catalog; aggregate answers counts and
+// sums over groups no smaller than the decision's minimum, never rows.
 const (
-	ActionRead     Action = "read"
-	ActionChanges  Action = "changes"
-	ActionLookup   Action = "lookup"
-	ActionVerify   Action = "verify"
-	ActionDiscover Action = "discover"
+	ActionRead      Action = "read"
+	ActionChanges   Action = "changes"
+	ActionLookup    Action = "lookup"
+	ActionVerify    Action = "verify"
+	ActionDiscover  Action = "discover"
+	ActionAggregate Action = "aggregate"
 )
 
 // Actions returns every action, in the order the documentation lists them.
 func Actions() []Action {
-	return []Action{ActionRead, ActionChanges, ActionLookup, ActionVerify, ActionDiscover}
+	return []Action{ActionRead, ActionChanges, ActionLookup, ActionVerify, ActionDiscover, ActionAggregate}
 }
 
 // Valid reports whether a is one of the defined actions.
 func (a Action) Valid() bool {
 	switch a {
-	case ActionRead, ActionChanges, ActionLookup, ActionVerify, ActionDiscover:
+	case ActionRead, ActionChanges, ActionLookup, ActionVerify, ActionDiscover, ActionAggregate:
 		return true
 	}
 	return false
@@ -116,6 +118,17 @@ type Decision struct {
 	Agreement string `json:"agreement"`
 	// Revision identifies the policies and data that made the decision.
 	Revision string `json:"revision"`
+	// Aggregate is set by an allowing decision for action aggregate: what the caller may
+	// group by and measure, and the smallest group it may see.
+	Aggregate *AggregateTerms `json:"aggregate,omitempty"`
+}
+
+// AggregateTerms are an aggregate decision's terms. GroupBy is the fixed partition
+// suppression works on; Measures are "count" or "fn:column" with fn sum, avg, min or max.
+type AggregateTerms struct {
+	GroupBy      []string `json:"group_by"`
+	Measures     []string `json:"measures"`
+	MinGroupSize int64    `json:"min_group_size"`
 }
 
 // Reason is one explanation of a denial: a stable code for programs and a message for

@@ -70,7 +70,7 @@ var levels = []string{"national", "province", "city", "county"}
 
 // The actions an agreement may grant; the same list as exchange.Actions, repeated
 // because exchange depends on policies, not the other way.
-var actions = []string{"read", "changes", "lookup", "verify", "discover"}
+var actions = []string{"read", "changes", "lookup", "verify", "discover", "aggregate"}
 
 // The masks the exchange applies; the same list the schemas accept as defaults.
 var masks = []string{"id_card", "name", "phone", "address", "year", "hash", "null"}
@@ -113,6 +113,9 @@ func Check(b *Bundle, cat *schemas.Catalog) []Problem {
 		}
 		if e.MaxRows < 0 {
 			add(e.File, e.Line, entry, "max_rows %d must not be negative", e.MaxRows)
+		}
+		if e.MinGroupSize < 0 || e.MinGroupSize == 1 {
+			add(e.File, e.Line, entry, "min_group_size %d must be at least 2 (or left out for %d)", e.MinGroupSize, DefaultMinGroupSize)
 		}
 		ds, ok := cat.Dataset(e.Dataset)
 		if e.Share == ShareNone {
@@ -244,6 +247,11 @@ func Check(b *Bundle, cat *schemas.Catalog) []Problem {
 				add(a.File, a.Line, entry, "unknown action %q (actions: %s)", act, strings.Join(actions, ", "))
 			}
 		}
+		if inCatalog {
+			for _, m := range checkAggregate(a, ds, e) {
+				add(a.File, a.Line, entry, "%s", m)
+			}
+		}
 		if a.Region != "" && a.Region != "000000" {
 			if err := ident.CheckRegion(a.Region); err != nil {
 				add(a.File, a.Line, entry, "region: %v", err)
@@ -259,7 +267,100 @@ func Check(b *Bundle, cat *schemas.Catalog) []Problem {
 			add(a.File, a.Line, entry, "approval is missing: cite the approval (审批文号) that created the agreement")
 		}
 	}
+	for _, m := range checkPartitions(b.Agreements) {
+		add(m.File, m.Line, m.Entry, "%s", m.Message)
+	}
 	return probs
+}
+
+// checkAggregate returns what is wrong with an agreement's aggregate terms: present
+// exactly when it grants aggregate, group_by and measures among its columns, measures
+// of numeric columns, a minimum group size no smaller than the catalog's.
+func checkAggregate(a *Agreement, ds *schemas.Dataset, e *CatalogEntry) []string {
+	t := a.Aggregate
+	grants := slices.Contains(a.Actions, "aggregate")
+	switch {
+	case t == nil && grants:
+		return []string{"grants aggregate without aggregate terms: name group_by, measures (and min_group_size)"}
+	case t == nil:
+		return nil
+	case !grants:
+		return []string{"has aggregate terms but does not grant the action aggregate"}
+	}
+	var msgs []string
+	if len(t.GroupBy) == 0 {
+		msgs = append(msgs, "aggregate.group_by is empty: name the columns answers may group by")
+	}
+	for _, c := range t.GroupBy {
+		if !slices.Contains(a.Columns, c) {
+			msgs = append(msgs, fmt.Sprintf("aggregate.group_by column %s is not among the agreement's columns", c))
+		} else if f, ok := fieldOf(ds, c); ok && f.Kind() != schemas.KindString {
+			msgs = append(msgs, fmt.Sprintf("aggregate.group_by column %s is a %s; only text columns (codes) are grouped", c, f.Type))
+		}
+	}
+	if len(t.Measures) == 0 {
+		msgs = append(msgs, "aggregate.measures is empty: name count or sum:COLUMN, avg:COLUMN, min:COLUMN, max:COLUMN")
+	}
+	for _, m := range t.Measures {
+		if m == "count" {
+			continue
+		}
+		fn, col, ok := strings.Cut(m, ":")
+		if !ok || !slices.Contains([]string{"sum", "avg", "min", "max"}, fn) {
+			msgs = append(msgs, fmt.Sprintf("aggregate measure %q must be count or sum:COLUMN, avg:COLUMN, min:COLUMN, max:COLUMN", m))
+			continue
+		}
+		if !slices.Contains(a.Columns, col) {
+			msgs = append(msgs, fmt.Sprintf("aggregate measure %s is of column %s, which is not among the agreement's columns", m, col))
+		} else if f, ok := fieldOf(ds, col); ok && !slices.Contains([]schemas.Kind{schemas.KindInt64, schemas.KindFloat64, schemas.KindDecimal}, f.Kind()) {
+			msgs = append(msgs, fmt.Sprintf("aggregate measure %s needs a numeric column; %s is a %s", m, col, f.Type))
+		}
+	}
+	if t.MinGroupSize != 0 && t.MinGroupSize < e.minGroupSize() {
+		msgs = append(msgs, fmt.Sprintf("aggregate.min_group_size %d is below the catalog's %d for %s; an agreement may raise it, never lower it", t.MinGroupSize, e.minGroupSize(), a.Dataset))
+	}
+	return msgs
+}
+
+func fieldOf(ds *schemas.Dataset, col string) (*schemas.Field, bool) {
+	if ds == nil {
+		return nil, false
+	}
+	return ds.Field(col)
+}
+
+// checkPartitions refuses two aggregate agreements of one department on one dataset
+// that group by different columns: suppression works on the cells of one fixed
+// partition, and the cells of two partitions could be subtracted from each other to
+// recover a suppressed cell (docs/aggregate.md).
+func checkPartitions(as []Agreement) []Problem {
+	first := map[string]*Agreement{}
+	var probs []Problem
+	for i := range as {
+		a := &as[i]
+		if a.Aggregate == nil {
+			continue
+		}
+		k := a.Consumer + "\x00" + a.Dataset
+		p, seen := first[k]
+		if !seen {
+			first[k] = a
+			continue
+		}
+		if !sameSet(p.Aggregate.GroupBy, a.Aggregate.GroupBy) || p.Aggregate.MinGroupSize != a.Aggregate.MinGroupSize {
+			probs = append(probs, Problem{File: a.File, Line: a.Line, Entry: "agreement " + a.ID, Message: fmt.Sprintf(
+				"%s already has aggregate agreement %s on %s with other group_by or min_group_size; one department's aggregate agreements on a dataset must share them, or suppressed cells could be recovered by subtracting one partition's answers from the other's",
+				a.Consumer, p.ID, a.Dataset)})
+		}
+	}
+	return probs
+}
+
+func sameSet(a, b []string) bool {
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
 }
 
 // checkLevelRegion returns what is wrong with a department's level and region, or "".

@@ -26,6 +26,9 @@ type CatalogEntry struct {
 	MaxRows int64 `yaml:"max_rows"`
 	// KeyBudget is the dataset's default budget of keys checked by lookup and verify.
 	KeyBudget *KeyBudget `yaml:"key_budget"`
+	// MinGroupSize is the smallest group an aggregate answer shows (0: the built-in
+	// DefaultMinGroupSize); an aggregate agreement may raise it, never lower it.
+	MinGroupSize int64 `yaml:"min_group_size"`
 
 	File string `yaml:"-"`
 	Line int    `yaml:"-"`
@@ -72,12 +75,33 @@ type Agreement struct {
 	// KeyBudget, when set, is the consumer's budget of keys checked by lookup and verify
 	// under this agreement, over the catalog's.
 	KeyBudget *KeyBudget `yaml:"key_budget"`
+	// Aggregate is the terms of the action aggregate: which columns the consumer may
+	// group by, which measures it may compute, and the smallest group it may see.
+	Aggregate *AggregateTerms `yaml:"aggregate"`
 
 	// From and Until are the validity as instants: valid at t when From <= t < Until.
 	From  time.Time `yaml:"-"`
 	Until time.Time `yaml:"-"`
 	File  string    `yaml:"-"`
 	Line  int       `yaml:"-"`
+}
+
+// DefaultMinGroupSize is the smallest group an aggregate answer shows when neither the
+// catalog nor the agreement says.
+const DefaultMinGroupSize = 10
+
+// AggregateTerms are an agreement's terms for aggregate-only access (action aggregate):
+// answers are counts and sums over groups, never rows. The group_by columns define a
+// fixed partition of the rows in scope; a cell of it with fewer than MinGroupSize rows
+// is suppressed, and its rows count in no answer (docs/aggregate.md).
+type AggregateTerms struct {
+	// GroupBy lists the columns answers may group by and filter on.
+	GroupBy []string `yaml:"group_by"`
+	// Measures lists the measures allowed: count, or sum:COL, avg:COL, min:COL, max:COL
+	// of a numeric column.
+	Measures []string `yaml:"measures"`
+	// MinGroupSize is the smallest group shown; 0: the catalog's.
+	MinGroupSize int64 `yaml:"min_group_size"`
 }
 
 // Issuer is a department that issues e-licences (发证机关), with the Ed25519 public key

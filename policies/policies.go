@@ -233,10 +233,11 @@ func (b *Bundle) buildData() error {
 	catalog := map[string]any{}
 	for _, e := range b.Datasets {
 		catalog[e.Dataset] = map[string]any{
-			"share":         e.Share,
-			"legal_basis":   e.LegalBasis,
-			"region_column": e.RegionColumn,
-			"max_rows":      e.MaxRows,
+			"share":          e.Share,
+			"legal_basis":    e.LegalBasis,
+			"region_column":  e.RegionColumn,
+			"max_rows":       e.MaxRows,
+			"min_group_size": e.minGroupSize(),
 		}
 	}
 	depts := map[string]any{}
@@ -281,6 +282,7 @@ func (b *Bundle) buildData() error {
 			"valid_from_ns":  a.From.UnixNano(),
 			"valid_until_ns": a.Until.UnixNano(),
 			"approval":       a.Approval,
+			"aggregate":      aggregateData(a.Aggregate),
 		})
 		k := a.Consumer + "\x00" + a.Dataset
 		b.boundaries[k] = append(b.boundaries[k], a.From.UnixNano(), a.Until.UnixNano())
@@ -299,6 +301,23 @@ func (b *Bundle) buildData() error {
 	}
 	b.dataJSON = raw
 	return nil
+}
+
+// aggregateData is an agreement's aggregate terms as policy data; an agreement without
+// them has an empty group_by, which grants no aggregate.
+func aggregateData(t *AggregateTerms) map[string]any {
+	if t == nil {
+		t = &AggregateTerms{}
+	}
+	return map[string]any{"group_by": nonNil(t.GroupBy), "measures": nonNil(t.Measures), "min_group_size": t.MinGroupSize}
+}
+
+// minGroupSize is the catalog's smallest aggregate group for the dataset.
+func (e *CatalogEntry) minGroupSize() int64 {
+	if e.MinGroupSize > 0 {
+		return e.MinGroupSize
+	}
+	return DefaultMinGroupSize
 }
 
 // buildKeyring builds the keyring from the issuers. An issuer listed twice is a load

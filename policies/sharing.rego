@@ -2,7 +2,8 @@
 # department system for a dataset. The exchange evaluates data.govx.sharing.decision.
 #
 # Data (policies/*.yaml, loaded by the Go package policies):
-#   data.catalog[dataset]                 share type, legal basis, region column, row cap
+#   data.catalog[dataset]                 share type, legal basis, region column, row cap,
+#                                         smallest aggregate group (min_group_size)
 #   data.departments[code]                name, region code (GB/T 2260), level
 #   data.agreements_by_key[dept][dataset] that department's agreements for that dataset,
 #                                         sorted by id
@@ -15,7 +16,7 @@
 # Every denial carries one reason with a stable code; docs/policies.md lists them.
 package govx.sharing
 
-actions := {"read", "changes", "lookup", "verify", "discover"}
+actions := {"read", "changes", "lookup", "verify", "discover", "aggregate"}
 
 # Sensitivities that are only ever shared masked, unless an agreement grants them
 # unmasked.
@@ -82,7 +83,17 @@ applicable := [a |
 # region or set a row cap.
 agreement := [a | some a in applicable; covers(a)][0] if entry.share == "conditional"
 
-agreement := applicable[0] if entry.share == "unconditional"
+agreement := applicable[0] if {
+	entry.share == "unconditional"
+	input.action != "aggregate"
+}
+
+# Aggregates need an agreement granting them on any dataset: its terms say what may be
+# grouped and measured, and the smallest group shown.
+agreement := [a | some a in applicable; covers(a)][0] if {
+	entry.share == "unconditional"
+	input.action == "aggregate"
+}
 
 terms := agreement if {
 	agreement
@@ -105,7 +116,7 @@ by_action := live if {
 
 reason(code, message) := {"code": code, "message": message}
 
-denial := reason("unknown_action", sprintf("action %v is not one of read, changes, lookup, verify, discover", [input.action])) if {
+denial := reason("unknown_action", sprintf("action %v is not one of read, changes, lookup, verify, discover, aggregate", [input.action])) if {
 	not actions[input.action]
 } else := reason("unknown_department", sprintf("department %v is not registered with the exchange; the data steward adds departments to policies/departments.yaml", [input.subject.department])) if {
 	not department
@@ -118,6 +129,10 @@ denial := reason("unknown_action", sprintf("action %v is not one of read, change
 } else := r if {
 	entry.share == "conditional"
 	r := conditional_denial
+} else := r if {
+	entry.share == "unconditional"
+	input.action == "aggregate"
+	r := aggregate_denial
 } else := reason("verify_masked", sprintf("verifying %v would reveal values %v shares only masked; verifying them needs an agreement (共享协议) that grants verify", [concat(", ", masked_verify_columns), input.resource.dataset])) if {
 	entry.share == "unconditional"
 	verify_masked
@@ -151,6 +166,14 @@ verb_denial := reason("verify_only", sprintf("agreement %v allows verification (
 } else := reason("action_not_granted", sprintf("agreement %v does not grant action %v; granted: %v", [a.id, input.action, concat(", ", a.actions)])) if {
 	count(by_action) == 0
 	a := live[0]
+} else := reason("column_not_granted", sprintf("columns outside agreement %v: %v; the whole request is denied, ask only for granted columns or for none", [a.id, concat(", ", outside)])) if {
+	a := by_action[0]
+	outside := [c | some c in requested; not a.column_set[c]]
+	count(outside) > 0
+}
+
+aggregate_denial := reason("no_agreement", sprintf("%v (%v) holds no agreement (共享协议) granting aggregate on %v; aggregates are answered only under one, which names the groups and measures", [department.name, input.subject.department, input.resource.dataset])) if {
+	count(by_action) == 0
 } else := reason("column_not_granted", sprintf("columns outside agreement %v: %v; the whole request is denied, ask only for granted columns or for none", [a.id, concat(", ", outside)])) if {
 	a := by_action[0]
 	outside := [c | some c in requested; not a.column_set[c]]
@@ -211,8 +234,15 @@ max_rows := terms.max_rows if {
 
 grant_ok if {
 	entry.share == "unconditional"
+	input.action != "aggregate"
 	count(unknown_columns) == 0
 	not verify_masked
+}
+
+grant_ok if {
+	entry.share == "unconditional"
+	input.action == "aggregate"
+	agreement
 }
 
 # Verifying claims against a value the caller may see only masked would reveal it one
@@ -236,15 +266,35 @@ granted := {
 	"allow": true,
 	"reasons": [],
 	"columns": granted_columns,
-	"masks": masks,
+	"masks": granted_masks,
 	"row_filter": row_filter,
 	"max_rows": max_rows,
 	"agreement": terms.id,
+	"aggregate": aggregate_terms,
 } if {
 	actions[input.action]
 	department
 	grant_ok
 }
+
+# An aggregate returns counts and sums over groups of at least min_group_size rows, never
+# a record's values: nothing in it is masked. Its terms come from the agreement; the
+# exchange plans the query against them (exchange/aggregate).
+granted_masks := {} if {
+	input.action == "aggregate"
+} else := masks
+
+aggregate_terms := {
+	"group_by": terms.aggregate.group_by,
+	"measures": terms.aggregate.measures,
+	"min_group_size": min_group_size,
+} if {
+	input.action == "aggregate"
+} else := {}
+
+min_group_size := terms.aggregate.min_group_size if {
+	terms.aggregate.min_group_size > 0
+} else := entry.min_group_size
 
 # --- the decision -----------------------------------------------------------------------
 

@@ -412,3 +412,67 @@ test_licence_needs_an_agreement if {
 	d := sharing.decision with input as req("rs-33", "", "lookup", "license.certificate", ["licence_no"], "pension-qualification-review")
 	denied_with(d, "no_agreement")
 }
+
+# --- aggregate-only access ----------------------------------------------------------------
+
+stats_people := req("tj-33", "", "aggregate", "population.person", ["household_region", "gender"], "population-statistics")
+
+test_aggregate_grants_terms_without_masks if {
+	d := sharing.decision with input as stats_people
+	d.allow
+	d.agreement == "AGR-2026-0016"
+	d.columns == ["household_region", "gender"]
+	d.masks == {}
+	d.row_filter == [{"column": "household_region", "op": "prefix", "value": "33"}]
+	d.aggregate == {"group_by": ["household_region", "gender", "status"], "measures": ["count"], "min_group_size": 10}
+}
+
+test_aggregate_agreement_grants_no_read if {
+	d := sharing.decision with input as req("tj-33", "", "read", "population.person", ["household_region"], "population-statistics")
+	denied_with(d, "action_not_granted")
+}
+
+test_aggregate_column_outside_agreement if {
+	d := sharing.decision with input as req("tj-33", "", "aggregate", "population.person", ["household_region", "birth_date"], "population-statistics")
+	denied_with(d, "column_not_granted")
+	contains(d.reasons[0].message, "birth_date")
+}
+
+test_read_agreement_grants_no_aggregate if {
+	d := sharing.decision with input as json.patch(dibao, [{"op": "replace", "path": "/action", "value": "aggregate"}])
+	denied_with(d, "action_not_granted")
+}
+
+test_aggregate_other_actions_carry_no_terms if {
+	d := sharing.decision with input as dibao
+	d.aggregate == {}
+}
+
+test_aggregate_min_group_size_from_agreement if {
+	terms := {"group_by": ["region_code", "land_use", "right_type"], "measures": ["count"], "min_group_size": 25}
+	agr := object.union(data.agreements_by_key["tj-33"]["resource.land_parcel"][0], {"aggregate": terms})
+	d := sharing.decision with input as req("tj-33", "", "aggregate", "resource.land_parcel", ["land_use"], "land-resource-statistics")
+		with data.agreements_by_key["tj-33"]["resource.land_parcel"] as [agr]
+	d.allow
+	d.aggregate.min_group_size == 25
+}
+
+indicator_stats := {
+	"id": "AGR-T-1", "system": "", "purpose_set": {"regional-economic-comparison": true}, "action_set": {"aggregate": true},
+	"column_set": {"region_code": true, "value": true}, "unmasked_set": {}, "masks": {}, "region": "", "max_rows": 0,
+	"columns": ["region_code", "value"], "actions": ["aggregate"], "purposes": ["regional-economic-comparison"],
+	"valid_from_ns": 0, "valid_until_ns": 9000000000000000000,
+	"aggregate": {"group_by": ["region_code"], "measures": ["sum:value"], "min_group_size": 0},
+}
+
+test_aggregate_unconditional_needs_an_agreement if {
+	inp := req("fgw-33", "", "aggregate", "economy.indicator", ["region_code"], "regional-economic-comparison")
+	n := sharing.decision with input as inp
+	denied_with(n, "no_agreement")
+	d := sharing.decision with input as inp with data.agreements_by_key["fgw-33"]["economy.indicator"] as [indicator_stats]
+	d.allow
+	d.aggregate == {"group_by": ["region_code"], "measures": ["sum:value"], "min_group_size": 10}
+	wide := json.patch(inp, [{"op": "replace", "path": "/request/columns", "value": ["period"]}])
+	e := sharing.decision with input as wide with data.agreements_by_key["fgw-33"]["economy.indicator"] as [indicator_stats]
+	denied_with(e, "column_not_granted")
+}

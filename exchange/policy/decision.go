@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -154,8 +155,60 @@ func parseDecision(t *ast.Term, ds *schemas.Dataset) (exchange.Decision, error) 
 		}
 		d.Agreement = s
 	}
+	if ag := obj.Get(ast.StringTerm("aggregate")); ag != nil {
+		terms, err := parseAggregate(ag, ds)
+		if err != nil {
+			return d, err
+		}
+		d.Aggregate = terms
+	}
 	d.Allow = true
 	return d, nil
+}
+
+// parseAggregate reads an aggregate decision's terms; an empty object (every other
+// action's) is none. Group-by and measure columns must be the dataset's, a minimum group
+// size at least 2: suppression is what makes an aggregate safe to share.
+func parseAggregate(t *ast.Term, ds *schemas.Dataset) (*exchange.AggregateTerms, error) {
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("the decision's aggregate is not an object")
+	}
+	if obj.Len() == 0 {
+		return nil, nil
+	}
+	groups, ok1 := stringsOf(obj.Get(ast.StringTerm("group_by")))
+	measures, ok2 := stringsOf(obj.Get(ast.StringTerm("measures")))
+	if !ok1 || !ok2 || len(groups) == 0 || len(measures) == 0 {
+		return nil, fmt.Errorf("the decision's aggregate needs group_by and measures")
+	}
+	for _, c := range groups {
+		if _, ok := ds.Field(c); !ok {
+			return nil, fmt.Errorf("the decision's aggregate groups by %q, which %s does not have", c, ds.ID)
+		}
+	}
+	for _, m := range measures {
+		if m == "count" {
+			continue
+		}
+		fn, col, ok := strings.Cut(m, ":")
+		if _, known := ds.Field(col); !ok || !known || !slices.Contains([]string{"sum", "avg", "min", "max"}, fn) {
+			return nil, fmt.Errorf("the decision's aggregate measure %q is not count or sum|avg|min|max of a column of %s", m, ds.ID)
+		}
+	}
+	mg := obj.Get(ast.StringTerm("min_group_size"))
+	if mg == nil {
+		return nil, fmt.Errorf("the decision's aggregate has no min_group_size")
+	}
+	n, ok := mg.Value.(ast.Number)
+	if !ok {
+		return nil, fmt.Errorf("the decision's aggregate has no min_group_size")
+	}
+	k, err := json.Number(n).Int64()
+	if err != nil || k < 2 {
+		return nil, fmt.Errorf("the decision's aggregate min_group_size %s is not a count of at least 2", n)
+	}
+	return &exchange.AggregateTerms{GroupBy: groups, Measures: measures, MinGroupSize: k}, nil
 }
 
 func stringOf(t *ast.Term) (string, bool) {
