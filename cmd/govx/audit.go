@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -287,7 +288,8 @@ Working hours are local to --tz (default Asia/Shanghai).`,
 }
 
 func auditVerifyCmd(a *auditFlags) *cobra.Command {
-	var ckpts, pubkey, format string
+	var ckptFiles, pubkeys []string
+	var format string
 	var allowUnverified bool
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -314,27 +316,14 @@ Exit status: 0 intact, 2 verification failed, 1 the tool could not run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opt := audit.VerifyOptions{AllowUnverifiedShipped: allowUnverified}
-			if ckpts == "" && fileExists(audit.DefaultCheckpointFile) {
-				ckpts = audit.DefaultCheckpointFile
+			if len(ckptFiles) == 0 && fileExists(audit.DefaultCheckpointFile) {
+				ckptFiles = []string{audit.DefaultCheckpointFile}
 			}
-			if pubkey == "" && fileExists(audit.DefaultKeyFile+".pub") {
-				pubkey = audit.DefaultKeyFile + ".pub"
+			if len(pubkeys) == 0 && fileExists(audit.DefaultKeyFile+".pub") {
+				pubkeys = []string{audit.DefaultKeyFile + ".pub"}
 			}
-			var err error
-			if ckpts != "" {
-				if pubkey == "" {
-					return errors.New("checkpoints need the public key that signed them: give --pubkey")
-				}
-				if opt.Checkpoints, err = audit.ReadCheckpoints(ckpts); err != nil {
-					return err
-				}
-				opt.CheckpointsGiven = true
-			}
-			// The key also checks the spool's shipped marker, with or without checkpoints.
-			if pubkey != "" {
-				if opt.PublicKey, err = audit.LoadPublicKey(pubkey); err != nil {
-					return err
-				}
+			if err := verifyKeys(&opt, ckptFiles, pubkeys); err != nil {
+				return err
 			}
 			it, err := a.chain(cmd, &opt)
 			if err != nil {
@@ -360,11 +349,55 @@ Exit status: 0 intact, 2 verification failed, 1 the tool could not run.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&ckpts, "checkpoints", "", "signed checkpoint file (default "+audit.DefaultCheckpointFile+" if present)")
-	cmd.Flags().StringVar(&pubkey, "pubkey", "", "public key of the checkpoints (default "+audit.DefaultKeyFile+".pub if present)")
+	cmd.Flags().StringArrayVar(&ckptFiles, "checkpoints", nil, "signed checkpoint file (default "+audit.DefaultCheckpointFile+" if present); repeat it for each replica's file")
+	cmd.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "public key of the checkpoints (default "+audit.DefaultKeyFile+".pub if present); repeat it, in the order of --checkpoints, when replicas sign with keys of their own")
 	cmd.Flags().StringVar(&format, "format", "text", "text | json")
 	cmd.Flags().BoolVar(&allowUnverified, "allow-unverified-shipped", false, "with the spool alone: accept that events shipped to ClickHouse are not checked (a note instead of a failure)")
 	return cmd
+}
+
+// verifyKeys reads the checkpoint files and the public keys that signed them into opt.
+// Each replica signs its own file, perhaps with a key of its own: the i-th key checks
+// the i-th file, or one key checks them all. The first key also checks a spool's
+// shipped marker, with or without checkpoints.
+func verifyKeys(opt *audit.VerifyOptions, files, pubkeys []string) error {
+	if len(files) > 0 && len(pubkeys) == 0 {
+		return errors.New("checkpoints need the public key that signed them: give --pubkey")
+	}
+	if len(files) > 0 && len(pubkeys) != 1 && len(pubkeys) != len(files) {
+		return fmt.Errorf("%d checkpoint files and %d public keys: give one --pubkey for all, or one per --checkpoints in the same order", len(files), len(pubkeys))
+	}
+	keys := make([]ed25519.PublicKey, len(pubkeys))
+	for i, p := range pubkeys {
+		var err error
+		if keys[i], err = audit.LoadPublicKey(p); err != nil {
+			return err
+		}
+	}
+	if len(keys) > 0 {
+		opt.PublicKey = keys[0]
+	}
+	for i, f := range files {
+		cps, err := audit.ReadCheckpoints(f)
+		if err != nil {
+			return err
+		}
+		opt.CheckpointsGiven = true
+		opt.Checkpoints = append(opt.Checkpoints, cps...)
+		if len(keys) == 1 {
+			continue
+		}
+		if opt.Keys == nil {
+			opt.Keys = map[string]ed25519.PublicKey{}
+		}
+		for _, c := range cps {
+			if k, ok := opt.Keys[c.Instance]; ok && !k.Equal(keys[i]) {
+				return fmt.Errorf("instance %s has checkpoints in %s and in an earlier file given with another key: give each instance's checkpoints once", review.Printable(c.Instance), f)
+			}
+			opt.Keys[c.Instance] = keys[i]
+		}
+	}
+	return nil
 }
 
 // chain opens the chain to verify: ClickHouse, the spool, or both merged when both

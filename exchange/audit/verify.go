@@ -76,6 +76,9 @@ type VerifyOptions struct {
 	// exchange signs one as soon as it opens its spool, so an empty file was emptied.
 	CheckpointsGiven bool
 	PublicKey        ed25519.PublicKey
+	// Keys, when set, names the key that signs each instance's checkpoints (replicas
+	// signing with keys of their own); an instance not in it is checked with PublicKey.
+	Keys map[string]ed25519.PublicKey
 	// Spool is set when the chain comes from a spool (see SpoolSource).
 	Spool *SpoolSource
 	// AllowUnverifiedShipped turns the events a spool shipped to its sink, when the sink
@@ -99,10 +102,14 @@ func Verify(ctx context.Context, it Iterator, opt VerifyOptions) (*VerifyResult,
 	}
 	cps := map[string]map[uint64]Checkpoint{}
 	for _, c := range opt.Checkpoints {
-		if opt.PublicKey == nil {
+		key := opt.PublicKey
+		if k, ok := opt.Keys[c.Instance]; ok {
+			key = k
+		}
+		if key == nil {
 			return nil, fmt.Errorf("audit: checkpoints given without the public key that signed them (--pubkey)")
 		}
-		if !c.Valid(opt.PublicKey) {
+		if !c.Valid(key) {
 			add(Problem{Kind: ProblemCheckpoint, Instance: c.Instance, Seq: c.Seq,
 				Message: fmt.Sprintf("checkpoint of instance %s at seq %d has no valid signature: the checkpoint file was altered or signed with another key", c.Instance, c.Seq)})
 			continue

@@ -205,3 +205,43 @@ func TestVerifyCheckpointFile(t *testing.T) {
 		t.Fatalf("without checkpoints a consistent chain passes with a note; got\n%s", res.Summary())
 	}
 }
+
+// TestVerifyReplicaChains: two replicas' chains, each checkpointed with a key of its
+// own, verify together when each instance is checked with its key, and a checkpoint
+// checked with the other replica's key is refused.
+func TestVerifyReplicaChains(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	_, cpA, pubA := signedSpool(t, dirA, WithInstance("exchange-a"))
+	_, cpB, pubB := signedSpool(t, dirB, WithInstance("exchange-b"))
+	chains := func() Iterator {
+		var its []Iterator
+		for _, d := range []string{dirA, dirB} {
+			st, err := OpenSpoolStore(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			it, err := st.Chain(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			its = append(its, it)
+		}
+		return MergeChains(its[0], its[1])
+	}
+	cps := append(append([]Checkpoint{}, cpA...), cpB...)
+	res, err := Verify(context.Background(), chains(), VerifyOptions{Checkpoints: cps, CheckpointsGiven: true,
+		PublicKey: pubA, Keys: map[string]ed25519.PublicKey{"exchange-a": pubA, "exchange-b": pubB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() || len(res.Chains) != 2 {
+		t.Fatalf("two intact replica chains: %d chains, problems %v", len(res.Chains), res.Problems)
+	}
+	res, err = Verify(context.Background(), chains(), VerifyOptions{Checkpoints: cps, CheckpointsGiven: true, PublicKey: pubA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK() || res.Problems[0].Kind != ProblemCheckpoint || res.Problems[0].Instance != "exchange-b" {
+		t.Fatalf("replica b's checkpoints checked with a's key: problems %v, want b's checkpoint refused", res.Problems)
+	}
+}
