@@ -29,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,9 +49,33 @@ func main() {
 	workers := flag.Int("workers", 64, "most requests in flight (connections)")
 	subject := flag.Bool("subject", false, "also measure person subject views against four sequential lookups, and licence verification")
 	subjectRate := flag.Int("subject-rate", 500, "offered subject views (and baseline sequences of four lookups) per second")
+	rates := flag.String("rates", "", "instead: lookup and verify from a cold start at each of these offered rates (e.g. 500,1000,2000), the server started afresh for each (cold.go)")
+	demo := flag.Bool("demo", false, "with -rates: also through `govx demo --scale ROWS`")
+	govx := flag.String("govx", "", "with -demo: the govx binary (default: go build ./cmd/govx)")
+	demoDir := flag.String("demo-dir", "", "with -demo: the demo's --dir, where its generated sources are kept between runs (default .local/bench/demo-ROWS)")
+	demoTimeout := flag.Duration("demo-timeout", 20*time.Minute, "with -demo: give up when the demo is not ready after this long")
 	flag.Parse()
 	if *broker == "" || *chAddr == "" {
 		log.Fatal("bench/lookup: need -kafka and -clickhouse (or source .local/env.sh)")
+	}
+	if *rates != "" {
+		rs, err := parseRates(*rates)
+		if err != nil {
+			log.Fatal("bench/lookup: ", err)
+		}
+		args := []string{"-rows", strconv.Itoa(*rows), "-rates", *rates, "-duration", dur.String()}
+		if *demo {
+			args = append(args, "-demo")
+		}
+		if *demoDir == "" {
+			*demoDir = filepath.Join(".local", "bench", fmt.Sprintf("demo-%d", *rows))
+		}
+		o := coldOptions{rows: *rows, rates: rs, dur: *dur, workers: *workers, broker: *broker, chAddr: *chAddr, prefix: *prefix,
+			demo: *demo, govx: *govx, demoDir: *demoDir, demoTimeout: *demoTimeout, cmd: feed.Command("bench/lookup", args)}
+		if err := runCold(o); err != nil {
+			log.Fatal("bench/lookup: ", err)
+		}
+		return
 	}
 	args := []string{"-rows", strconv.Itoa(*rows), "-rate", strconv.Itoa(*rate), "-duration", dur.String()}
 	if *subject {

@@ -259,6 +259,12 @@ func WritePolicies(dir string) error {
 	if err := policies.CopyEmbedded(dir); err != nil {
 		return err
 	}
+	return AppendAgreement(dir)
+}
+
+// AppendAgreement adds the bench agreement to the agreements of the policies in dir
+// (a running exchange watching dir reloads them).
+func AppendAgreement(dir string) error {
 	f, err := os.OpenFile(filepath.Join(dir, "agreements.yaml"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
