@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 
@@ -67,17 +69,17 @@ func interval(bounds []int64, t int64) (lo, hi int64) {
 }
 
 // clone copies a decision so that a caller changing its slices or map cannot change the
-// cached one.
+// cached one. It keeps nil and empty apart, so that a copy equals its original.
 func clone(d exchange.Decision) exchange.Decision {
-	d.Reasons = append([]exchange.Reason(nil), d.Reasons...)
-	d.Columns = append([]string(nil), d.Columns...)
-	d.RowFilter = append([]exchange.Filter(nil), d.RowFilter...)
-	if d.Masks != nil {
-		m := make(map[string]string, len(d.Masks))
-		for k, v := range d.Masks {
-			m[k] = v
-		}
-		d.Masks = m
+	d.Reasons = slices.Clone(d.Reasons)
+	d.Columns = slices.Clone(d.Columns)
+	d.RowFilter = slices.Clone(d.RowFilter)
+	d.Masks = maps.Clone(d.Masks)
+	if d.Aggregate != nil {
+		a := *d.Aggregate
+		a.GroupBy = slices.Clone(a.GroupBy)
+		a.Measures = slices.Clone(a.Measures)
+		d.Aggregate = &a
 	}
 	return d
 }

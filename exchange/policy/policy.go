@@ -43,7 +43,7 @@ type Engine struct {
 
 	state atomic.Pointer[state]
 
-	decisions, hits, reloads, reloadErrors atomic.Uint64
+	decisions, hits, indexHits, reloads, reloadErrors atomic.Uint64
 
 	mu         sync.Mutex // serializes reloads; guards lastErr and seen
 	lastErr    error
@@ -57,8 +57,10 @@ type state struct {
 	bundle *policies.Bundle
 	pq     rego.PreparedEvalQuery
 	cache  *cache // nil when caching is off
+	index  *index // nil when indexing is off
 	reads  keyParts
 	mode   CacheMode
+	imode  IndexMode
 }
 
 type options struct {
@@ -66,6 +68,7 @@ type options struct {
 	bundle   *policies.Bundle
 	poll     time.Duration
 	cacheMax int
+	noIndex  bool
 	log      *slog.Logger
 }
 
@@ -86,6 +89,11 @@ func WithPollInterval(d time.Duration) Option { return func(o *options) { o.poll
 // WithCacheSize sets the most decisions cached (default 100,000); 0 turns the cache off.
 // A policy whose decisions the engine cannot prove cacheable is never cached.
 func WithCacheSize(n int) Option { return func(o *options) { o.cacheMax = n } }
+
+// WithIndex turns the decision index (index.go) on (the default) or off. Off, every
+// decision the exact cache does not hold evaluates the Rego: for comparing the two, and
+// for a policy directory so large that building the index would hold up its reloads.
+func WithIndex(on bool) Option { return func(o *options) { o.noIndex = !on } }
 
 // WithLogger sets where reloads are logged (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -122,6 +130,9 @@ func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
 	if o.cacheMax > 0 && !st.mode.On {
 		o.log.Warn("policy decisions are not cached: each request evaluates the policy", "source", b.Source, "revision", b.Revision, "decision_cache", st.mode.String())
 	}
+	if !o.noIndex && !st.imode.On {
+		o.log.Warn("policy decisions are not indexed: a request the cache does not hold evaluates the policy", "source", b.Source, "revision", b.Revision, "decision_index", st.imode.String())
+	}
 	if o.dir != "" && o.bundle == nil {
 		e.stop, e.done = make(chan struct{}), make(chan struct{})
 		go e.watch()
@@ -129,7 +140,9 @@ func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
 	return e, nil
 }
 
-// prepare checks a bundle and prepares its query.
+// prepare checks a bundle, prepares its query and, for a policy the analysis proves
+// indexable, builds its decision index, so that the revision is ready to decide fast
+// before it takes over.
 func (e *Engine) prepare(b *policies.Bundle) (*state, error) {
 	if probs := policies.Check(b, e.cat); len(probs) > 0 {
 		return nil, fmt.Errorf("policy %s has problems:\n%w", b.Source, policies.Problems(probs))
@@ -155,6 +168,10 @@ func (e *Engine) prepare(b *policies.Bundle) (*state, error) {
 	if e.opts.cacheMax > 0 && st.mode.On {
 		st.cache = newCache(e.opts.cacheMax)
 	}
+	st.imode = analyzeIndex(comp, st.reads, st.mode)
+	if !e.opts.noIndex && st.imode.On {
+		st.index = e.buildIndex(context.Background(), st, time.Now())
+	}
 	return st, nil
 }
 
@@ -170,6 +187,24 @@ func (e *Engine) CacheMode() CacheMode {
 	return e.state.Load().mode
 }
 
+// IndexMode reports whether the decisions of the policy now deciding are indexed, and
+// why: off for a policy the engine cannot prove indexable, or when WithIndex(false).
+func (e *Engine) IndexMode() IndexMode {
+	if e.opts.noIndex {
+		return IndexMode{Why: []string{"the index is turned off (WithIndex(false))"}}
+	}
+	return e.state.Load().imode
+}
+
+// IndexStats describes the decision index of the policy now deciding; zero when it has
+// none.
+func (e *Engine) IndexStats() IndexStats {
+	if x := e.state.Load().index; x != nil {
+		return x.stats
+	}
+	return IndexStats{}
+}
+
 // Bundle returns the policy now deciding. It must not be modified.
 func (e *Engine) Bundle() *policies.Bundle { return e.state.Load().bundle }
 
@@ -181,27 +216,35 @@ func (e *Engine) Decide(ctx context.Context, req exchange.Request) exchange.Deci
 	}
 	e.decisions.Add(1)
 	st := e.state.Load()
-	ds, _ := e.cat.Dataset(req.Dataset)
 	var key string
-	if st.cache != nil {
-		k, err := cacheKey(req, st.reads)
-		if err == nil {
+	if st.index != nil || st.cache != nil {
+		if k, err := cacheKey(req, st.reads); err == nil {
 			key = k
-			if d, ok := st.cache.get(key, req.Time.UnixNano()); ok {
-				e.hits.Add(1)
-				return clone(d)
-			}
 		}
 	}
+	if key != "" && st.index != nil {
+		if d, ok := st.index.get(key, req.Time.UnixNano()); ok {
+			e.indexHits.Add(1)
+			return clone(*d)
+		}
+	}
+	if key != "" && st.cache != nil {
+		if d, ok := st.cache.get(key, req.Time.UnixNano()); ok {
+			e.hits.Add(1)
+			return clone(d)
+		}
+	}
+	ds, _ := e.cat.Dataset(req.Dataset)
 	d := e.eval(ctx, st, req, ds)
-	if key != "" && ctx.Err() == nil && !isPolicyError(d) {
+	if key != "" && st.cache != nil && ctx.Err() == nil && !isPolicyError(d) {
 		lo, hi := interval(st.bundle.Boundaries(req.Department, req.Dataset), req.Time.UnixNano())
 		st.cache.put(key, clone(d), lo, hi)
 	}
 	return d
 }
 
-// DecideUncached decides a request without the cache, as Decide does on a miss.
+// DecideUncached decides a request without the index and the cache, as Decide does on a
+// miss of both.
 func (e *Engine) DecideUncached(ctx context.Context, req exchange.Request) exchange.Decision {
 	if req.Time.IsZero() {
 		req.Time = time.Now()
@@ -245,13 +288,14 @@ func (e *Engine) eval(ctx context.Context, st *state, req exchange.Request, ds *
 
 // Stats are the engine's counters.
 type Stats struct {
-	Decisions, CacheHits, Reloads, ReloadErrors uint64
+	Decisions, IndexHits, CacheHits, Reloads, ReloadErrors uint64
 }
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	return Stats{
 		Decisions:    e.decisions.Load(),
+		IndexHits:    e.indexHits.Load(),
 		CacheHits:    e.hits.Load(),
 		Reloads:      e.reloads.Load(),
 		ReloadErrors: e.reloadErrors.Load(),
@@ -278,18 +322,30 @@ func (e *Engine) Collectors() []prometheus.Collector {
 	}
 	return []prometheus.Collector{
 		counter("decisions_total", "Sharing decisions made.", e.decisions.Load),
+		counter("index_hits_total", "Sharing decisions answered from the decision index built when the policy was loaded.", e.indexHits.Load),
 		counter("cache_hits_total", "Sharing decisions answered from the exact decision cache.", e.hits.Load),
 		counter("reloads_total", "Policy reloads that switched to a new revision.", e.reloads.Load),
 		counter("reload_errors_total", "Policy reloads that failed; the last good policy stayed.", e.reloadErrors.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "govx", Subsystem: "policy", Name: "decision_cache_on",
 			Help: "1 while the decisions of the policy now deciding are cached; 0 while every request evaluates it (govx policy check says why)."},
-			func() float64 {
-				if e.CacheMode().On {
-					return 1
-				}
-				return 0
-			}),
+			func() float64 { return b2f(e.CacheMode().On) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "govx", Subsystem: "policy", Name: "decision_index_on",
+			Help: "1 while the decisions of the policy now deciding are indexed at load time; 0 while a request the cache does not hold evaluates it (govx policy check says why)."},
+			func() float64 { return b2f(e.state.Load().index != nil) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "govx", Subsystem: "policy", Name: "decision_index_entries",
+			Help: "Decisions (request and validity interval) in the index of the policy now deciding."},
+			func() float64 { return float64(e.IndexStats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "govx", Subsystem: "policy", Name: "decision_index_build_seconds",
+			Help: "How long building the index of the policy now deciding took; a reload switches only after it."},
+			func() float64 { return e.IndexStats().Build.Seconds() }),
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ErrNoDir is returned by Reload for an engine not loaded from a directory.
@@ -336,7 +392,8 @@ func (e *Engine) reloadLocked() error {
 	old := e.Revision()
 	e.state.Store(st)
 	e.reloads.Add(1)
-	e.opts.log.Info("policy reloaded", "dir", e.opts.dir, "from", old, "to", b.Revision, "decision_cache", e.CacheMode().String())
+	e.opts.log.Info("policy reloaded", "dir", e.opts.dir, "from", old, "to", b.Revision, "decision_cache", e.CacheMode().String(),
+		"decision_index", e.IndexMode().String(), "index_entries", e.IndexStats().Entries, "index_build", e.IndexStats().Build)
 	return nil
 }
 

@@ -305,7 +305,9 @@ func TestCachedEqualsUncached(t *testing.T) {
 // a reload. minHits > 0 requires that many to come from the cache each time; 0 requires
 // the policy to be uncached and none to.
 func testCachedEqualsUncached(t *testing.T, dir string, n int, minHits uint64) {
-	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour))
+	// Without the index, which would answer many of these first (index_test.go holds
+	// the index to the same property).
+	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour), policy.WithIndex(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +431,7 @@ func cacheGauge(t *testing.T, eng *policy.Engine) float64 {
 // allowed.
 func TestDecisionCacheMode(t *testing.T) {
 	dir := copyPolicies(t, false)
-	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(10*time.Millisecond))
+	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(10*time.Millisecond), policy.WithIndex(false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,191 @@
+package policy_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"govx/exchange"
+	"govx/exchange/policy"
+	"govx/policies"
+)
+
+// TestIndexEqualsRego is the property that makes the decision index safe: for every
+// department and dataset of the policy (and unknown ones) and every action (and an
+// unknown one), requests drawn from the policy data and outside it — other purposes and
+// systems, random column lists in random order, unknown columns, filters, case
+// references, limits — at times on and around the validity boundaries, decided by the
+// engine equal a fresh Rego evaluation field by field, before and after a reload that
+// moves those boundaries. Thousands of them must come from the index, allowing and
+// denying, or the property says nothing.
+func TestIndexEqualsRego(t *testing.T) {
+	dir := copyPolicies(t, false)
+	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour), policy.WithCacheSize(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	if m := eng.IndexMode(); !m.On {
+		t.Fatalf("the shipped policy: index mode %v, want on", m)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	checkIndexEqualsRego(t, eng, rng, "before reload")
+
+	rev := eng.Revision()
+	agreements := filepath.Join(dir, "agreements.yaml")
+	replaceIn(t, agreements, "valid_until: 2026-12-31\n    approval: 宁数共", "valid_until: 2026-12-10\n    approval: 宁数共")
+	replaceIn(t, agreements, "valid_from: 2027-01-01", "valid_from: 2026-12-20")
+	replaceIn(t, agreements, "columns: [id_number, name, household_region, birth_date]", "columns: [id_number, name, household_region, birth_date, phone]")
+	if err := eng.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if eng.Revision() == rev {
+		t.Fatal("the edit did not change the revision")
+	}
+	checkIndexEqualsRego(t, eng, rng, "after reload")
+}
+
+// checkIndexEqualsRego compares the engine's decisions (index or, outside it, Rego) with
+// fresh evaluations.
+func checkIndexEqualsRego(t *testing.T, eng *policy.Engine, rng *rand.Rand, round string) {
+	t.Helper()
+	b := eng.Bundle()
+	pick := func(s []string) string { return s[rng.IntN(len(s))] }
+
+	depts := []string{"no-such-dept"}
+	for _, d := range b.Departments {
+		depts = append(depts, d.Code)
+	}
+	datasets := []string{"no.such_dataset"}
+	for _, e := range b.Datasets {
+		datasets = append(datasets, e.Dataset)
+	}
+	actions := []exchange.Action{"delete"}
+	actions = append(actions, exchange.Actions()...)
+	purposes := []string{"", "marketing"}
+	systems := []string{"", "other-system"}
+	for _, a := range b.Agreements {
+		purposes = append(purposes, a.Purposes...)
+		if a.System != "" {
+			systems = append(systems, a.System)
+		}
+	}
+	now := time.Now()
+	ctx := context.Background()
+	var n, hits, allowHits int
+	for _, dept := range depts {
+		for _, dsID := range datasets {
+			var agrs []*policies.Agreement
+			for i := range b.Agreements {
+				if a := &b.Agreements[i]; a.Consumer == dept && a.Dataset == dsID {
+					agrs = append(agrs, a)
+				}
+			}
+			var fields []string
+			if ds, ok := cat.Dataset(dsID); ok {
+				fields = ds.FieldNames()
+			}
+			// Times on and a nanosecond either side of every boundary, now, and random
+			// instants from a year ago to three years on.
+			var times []time.Time
+			for _, bd := range b.Boundaries(dept, dsID) {
+				for _, d := range []int64{-1, 0, 1} {
+					times = append(times, time.Unix(0, bd+d))
+				}
+			}
+			times = append(times, now)
+			for _, act := range actions {
+				for range 12 {
+					req := exchange.Request{
+						Subject: exchange.Subject{Department: dept, System: pick(systems)},
+						Action:  act, Dataset: dsID, Purpose: pick(purposes),
+						Columns: randomColumns(rng, fields),
+					}
+					// Most of them as a system asks under one of the pair's agreements, or
+					// with nothing but the department, as a catalog listing does.
+					switch {
+					case len(agrs) > 0 && rng.IntN(3) > 0:
+						a := agrs[rng.IntN(len(agrs))]
+						req.System, req.Purpose = a.System, pick(a.Purposes)
+						switch rng.IntN(3) {
+						case 0:
+							req.Columns = nil
+						case 1:
+							req.Columns = a.Columns
+						}
+					case rng.IntN(2) == 0:
+						req.System, req.Purpose, req.Columns = "", "", nil
+					}
+					if rng.IntN(2) == 0 {
+						req.Time = times[rng.IntN(len(times))]
+					} else {
+						req.Time = now.Add(time.Duration(rng.Int64N(int64(4*365*24*time.Hour))) - 365*24*time.Hour)
+					}
+					req.CaseRef = pick([]string{"", "330106-2026-000123", fmt.Sprint(rng.IntN(1000))})
+					req.Limit = int64(rng.IntN(3))
+					if rng.IntN(3) == 0 && len(fields) > 0 {
+						req.Filter = []exchange.Filter{{Column: pick(fields), Op: exchange.OpEq, Value: "x"}}
+					}
+					before := eng.Stats().IndexHits
+					got := eng.Decide(ctx, req)
+					fresh := eng.DecideUncached(ctx, req)
+					n++
+					if eng.Stats().IndexHits > before {
+						hits++
+						if got.Allow {
+							allowHits++
+						}
+					}
+					if len(fresh.Reasons) > 0 && fresh.Reasons[0].Code == policy.CodePolicyError {
+						t.Fatalf("%s, %+v: the policy failed: %v", round, req, fresh.Reasons)
+					}
+					if diff := decisionDiff(got, fresh); diff != "" {
+						t.Fatalf("%s, %+v (index hit: %v):\n%s", round, req, eng.Stats().IndexHits > before, diff)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%s: %d requests, %d from the index (%d allowed); index %+v", round, n, hits, allowHits, eng.IndexStats())
+	if hits < n/4 || allowHits < 200 || hits-allowHits < 200 {
+		t.Fatalf("%s: %d of %d decisions came from the index, %d of them allowing: too few to compare", round, hits, n, allowHits)
+	}
+}
+
+// randomColumns returns no columns, or a few of fields in random order, sometimes with a
+// repeat or a column the dataset does not have.
+func randomColumns(rng *rand.Rand, fields []string) []string {
+	if len(fields) == 0 || rng.IntN(4) == 0 {
+		return nil
+	}
+	cols := slices.Clone(fields)
+	rng.Shuffle(len(cols), func(i, j int) { cols[i], cols[j] = cols[j], cols[i] })
+	cols = cols[:1+rng.IntN(len(cols))]
+	switch rng.IntN(8) {
+	case 0:
+		cols = append(cols, cols[0])
+	case 1:
+		cols = append(cols, "shoe_size")
+	}
+	return cols
+}
+
+// decisionDiff names every field of exchange.Decision in which a and b differ, including
+// fields added after this test was written.
+func decisionDiff(a, b exchange.Decision) string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var out []string
+	for i := range va.NumField() {
+		fa, fb := va.Field(i).Interface(), vb.Field(i).Interface()
+		if !reflect.DeepEqual(fa, fb) {
+			out = append(out, fmt.Sprintf("%s: index %#v, Rego %#v", va.Type().Field(i).Name, fa, fb))
+		}
+	}
+	return strings.Join(out, "\n")
+}
