@@ -31,8 +31,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"govx/bench/ingest/feed"
@@ -337,38 +335,8 @@ func closedPort() (string, error) {
 	return addr, ln.Close()
 }
 
-// openLoop sends rate×dur requests at fixed intervals from up to workers goroutines and
-// returns each request's latency measured from its scheduled send time.
+// openLoop is feed.OpenLoop as a phase.
 func openLoop(rate int, dur time.Duration, workers int, do func(i int) error) phase {
-	n := int(float64(rate) * dur.Seconds())
-	interval := time.Second / time.Duration(rate)
-	lat := make([]time.Duration, n)
-	jobs := make(chan int, n)
-	var errs atomic.Int64
-	var firstErr sync.Once
-	start := time.Now().Add(5 * time.Millisecond)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				sched := start.Add(time.Duration(i) * interval)
-				if err := do(i); err != nil {
-					errs.Add(1)
-					firstErr.Do(func() { log.Printf("first error: %v", err) })
-				}
-				lat[i] = time.Since(sched)
-			}
-		}()
-	}
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d)
-		}
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	return phase{lat: feed.Sorted(lat), errs: errs.Load(), achieved: float64(n) / time.Since(start).Seconds()}
+	lat, errs, achieved := feed.OpenLoop(rate, dur, workers, do)
+	return phase{lat: lat, errs: errs, achieved: achieved}
 }

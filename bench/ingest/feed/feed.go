@@ -24,6 +24,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -435,4 +437,42 @@ func StartRetrying(ctx context.Context, cfg *server.Config, timeout time.Duratio
 		time.Sleep(5 * time.Second)
 	}
 	return nil, err
+}
+
+// OpenLoop sends rate×dur requests at fixed intervals from up to workers goroutines and
+// returns each request's latency measured from its scheduled send time (sorted), the
+// requests that failed and the rate achieved. A stall delays every request scheduled
+// during it, and each such request counts it: no coordinated omission.
+func OpenLoop(rate int, dur time.Duration, workers int, do func(i int) error) ([]time.Duration, int64, float64) {
+	n := int(float64(rate) * dur.Seconds())
+	interval := time.Second / time.Duration(rate)
+	lat := make([]time.Duration, n)
+	jobs := make(chan int, n)
+	var errs atomic.Int64
+	var firstErr sync.Once
+	start := time.Now().Add(5 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				sched := start.Add(time.Duration(i) * interval)
+				if err := do(i); err != nil {
+					errs.Add(1)
+					firstErr.Do(func() { log.Printf("first error: %v", err) })
+				}
+				lat[i] = time.Since(sched)
+			}
+		}()
+	}
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return Sorted(lat), errs.Load(), float64(n) / time.Since(start).Seconds()
 }
