@@ -33,6 +33,11 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// SnapshotInterval is how often the store is written to DataDir (default 1m).
 	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+	Store            struct {
+		// MemoryLimit is the memory (bytes) the exchange may use: the Go runtime's soft
+		// limit and GC pacing are set from it (memory.go). 0: the cgroup's limit, if any.
+		MemoryLimit int64 `yaml:"memory_limit"`
+	} `yaml:"store"`
 	// PoliciesDir holds the Rego policies and agreement data; empty means the shipped
 	// ones. A directory is watched and reloaded on change.
 	PoliciesDir string `yaml:"policies_dir"`
@@ -158,6 +163,9 @@ func (c *Config) Check() error {
 		if host, _, err := net.SplitHostPort(c.FlightAdvertise); err != nil || host == "" {
 			errs = append(errs, fmt.Errorf("flight_advertise %q: want the host:port clients reach this replica at, e.g. exchange-0.govx:8815", c.FlightAdvertise))
 		}
+	}
+	if err := checkMemoryLimit(c.Store.MemoryLimit); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Kafka.Brokers) == 0 {
 		errs = append(errs, errors.New("kafka.brokers: name at least one broker (host:port)"))

@@ -102,6 +102,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 		return nil, err
 	}
 	x := &Exchange{cfg: cfg, log: o.log, done: make(chan struct{})}
+	applyMemoryLimit(cfg, o.log)
 	ok := false
 	defer func() {
 		if !ok {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -223,7 +222,6 @@ func (t *Table) dropLocked() bool {
 		if older {
 			t.ghosts = append(t.ghosts, ghost{st: st, era: t.era})
 		}
-		t.masks.dropSegment(st.seg)
 		st.seg.release()
 		t.stats.Reclaimed += int64(st.seg.n)
 	}
@@ -278,22 +276,25 @@ func (t *Table) evacuate(victims []victim) *evacuation {
 	for _, v := range victims {
 		ev.n += len(v.rows)
 	}
-	gather := func(col func(*segment) arrow.Array) arrow.Array {
+	// takeAll takes each victim's live rows of its array (cols[k] is victim k's) and
+	// concatenates them.
+	takeAll := func(cols []arrow.Array) arrow.Array {
 		parts := make([]arrow.Array, len(victims))
 		for k, v := range victims {
-			parts[k] = take(t.mem, col(v.st.seg), v.rows)
+			parts[k] = take(t.mem, cols[k], v.rows)
 		}
-		if len(parts) == 1 {
-			return parts[0]
-		}
-		out, err := array.Concatenate(parts, t.mem)
-		if err != nil {
-			panic(fmt.Sprintf("store: concatenating segments: %v", err)) // same types: cannot fail
-		}
+		out := t.concatenate(parts)
 		for _, p := range parts {
 			p.Release()
 		}
 		return out
+	}
+	gather := func(col func(*segment) arrow.Array) arrow.Array {
+		cols := make([]arrow.Array, len(victims))
+		for k, v := range victims {
+			cols[k] = col(v.st.seg)
+		}
+		return takeAll(cols)
 	}
 	cols := make([]arrow.Array, len(t.d.Fields))
 	for c := range cols {
@@ -310,6 +311,11 @@ func (t *Table) evacuate(victims []victim) *evacuation {
 	} else {
 		seg.keys, seg.ownKeys = gather(func(s *segment) arrow.Array { return s.keys }).(*array.String), true
 	}
+	parts := make([]*segment, len(victims))
+	for k, v := range victims {
+		parts[k] = v.st.seg
+	}
+	t.carryMasks(seg, parts, takeAll)
 	ev.src = make([]int64, 0, ev.n)
 	ev.hashes = make([]uint64, 0, ev.n)
 	for _, v := range victims {

@@ -36,9 +36,12 @@
 // pass per filter over the rows still selected), then take the selected rows column by
 // column with a hand-written take (arrow/go v17's compute.FilterRecordBatch is ~55×
 // slower on strings), then mask. With every row selected, columns are passed through
-// without copying. A masked column is computed for its whole segment once and kept in a
-// bounded cache (segments are immutable, so it stays right): later pulls take or slice
-// the masked values. The hash mask's entries are per department key; no entry is ever
+// without copying. Masked columns are materialized per segment (materialize.go): each
+// segment keeps its columns masked with the dataset's default masks and the masks
+// agreements use (MaterializeMasks), computed once when the ingest seals it or Open
+// loads it, carried over by merging and compaction; a pull, the first after start
+// included, takes or slices the masked values. Masks nobody declared are computed for
+// the rows a pull takes. The hash mask is kept per department key; no entry is ever
 // served under another key.
 //
 // Changes also report rows that left the filter's scope since the cursor (found through

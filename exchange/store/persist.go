@@ -207,6 +207,7 @@ func Open(d *schemas.Dataset, dir string, opts ...Option) (*Table, error) {
 		t.Close()
 		return nil, err
 	}
+	t.materialize() // the first pull after a restart is served warm
 	return t, nil
 }
 

@@ -43,14 +43,13 @@ type Spec struct {
 
 // plan is a Spec checked against the dataset.
 type plan struct {
-	cols       []int
-	masks      []string
-	preds      []pred
-	schema     *arrow.Schema
-	batch      int
-	key        []byte
-	needRegion bool
-	isKey      []bool
+	cols   []int
+	masks  []string
+	preds  []pred
+	schema *arrow.Schema
+	batch  int
+	key    []byte
+	isKey  []bool
 }
 
 func (t *Table) plan(spec Spec, changes bool) (*plan, error) {
@@ -97,9 +96,6 @@ func (t *Table) plan(spec Spec, changes bool) (*plan, error) {
 		m := spec.Masks[f.Name]
 		p.masks = append(p.masks, m)
 		p.isKey = append(p.isKey, t.d.IsKey(f.Name))
-		if m == mask.Address && t.regionCol >= 0 {
-			p.needRegion = true
-		}
 		out := mask.OutputField(f, m)
 		if changes && !t.d.IsKey(f.Name) {
 			out.Nullable = true // a delete carries only its key
@@ -328,17 +324,7 @@ func (s *Snapshot) emit(v *segView, sel []uint64, p *plan, op string, fn func(ar
 		idx = make([]int32, 0, k)
 		eachSet(sel, func(i int) bool { idx = append(idx, int32(i)); return true })
 	}
-	column := func(c, start, end int) arrow.Array {
-		col := v.seg.rec.Column(c)
-		if idx != nil {
-			return take(mem, col, idx[start:end])
-		}
-		if start == 0 && end == n {
-			col.Retain()
-			return col
-		}
-		return array.NewSlice(col, int64(start), int64(end))
-	}
+	fill := 2*k >= n // a pull of most of the segment materializes a declared mask it lacks
 	for start := 0; start < k; start += p.batch {
 		end := min(start+p.batch, k)
 		rows := end - start
@@ -351,61 +337,26 @@ func (s *Snapshot) emit(v *segView, sel []uint64, p *plan, op string, fn func(ar
 		if op != "" {
 			cols = append(cols, constString(s, op, rows))
 		}
-		var region *array.String
-		if p.needRegion {
-			region = column(s.t.regionCol, start, end).(*array.String)
-		}
-		var err error
 		for j, c := range p.cols {
 			var a arrow.Array
-			m := p.masks[j]
-			switch {
+			switch m := p.masks[j]; {
 			case op == OpDelete && !p.isKey[j]:
-				a = array.MakeArrayOfNull(mem, v.seg.rec.Column(c).DataType(), rows)
-			case m != "" && op != OpDelete && s.t.masks.limit > 0:
-				// The segment's column masked once and cached, then sliced or taken:
-				// a repeated pull copies masked values instead of masking again. A
-				// selective pull uses an entry but does not mask a whole segment for it.
-				var whole arrow.Array
-				whole, err = s.t.masks.column(mem, v.seg, c, m, mask.ArrayOptions{Key: p.key, Regions: s.t.segRegions(v.seg)}, 2*k >= n)
-				switch {
-				case err != nil:
-				case whole == nil:
-					a = column(c, start, end)
-				case idx != nil:
-					a, m = take(mem, whole, idx[start:end]), ""
-					whole.Release()
-				default:
-					a, m = array.NewSlice(whole, int64(start), int64(end)), ""
-					whole.Release()
+				// A delete carries only its key: nulls, of the masked column's type.
+				a = array.MakeArrayOfNull(mem, p.schema.Field(len(cols)).Type, rows)
+			case m != "":
+				var err error
+				if a, err = s.t.maskedColumn(v.seg, c, m, p.key, idx, start, end, fill); err != nil {
+					release()
+					return exchange.E(exchange.Invalid, "invalid_mask", err.Error())
 				}
 			default:
-				a = column(c, start, end)
-			}
-			if err != nil {
-				break
-			}
-			if m != "" {
-				var masked arrow.Array
-				masked, err = mask.Array(mem, a, m, mask.ArrayOptions{Key: p.key, Regions: region})
-				a.Release()
-				if err != nil {
-					break
-				}
-				a = masked
+				a = s.t.segColumn(v.seg.rec.Column(c), n, idx, start, end)
 			}
 			cols = append(cols, a)
 		}
-		if region != nil {
-			region.Release()
-		}
-		if err != nil {
-			release()
-			return exchange.E(exchange.Invalid, "invalid_mask", err.Error())
-		}
 		rec := array.NewRecord(p.schema, cols, int64(rows))
 		release()
-		err = fn(rec)
+		err := fn(rec)
 		rec.Release()
 		if err != nil {
 			return err

@@ -108,10 +108,6 @@ type Option func(*Table)
 // WithAllocator sets the allocator of the table's Arrow buffers (default: Go's).
 func WithAllocator(mem memory.Allocator) Option { return func(t *Table) { t.mem = mem } }
 
-// WithMaskCache bounds the bytes of masked columns the table keeps for repeated pulls
-// (default DefaultMaskCacheBytes); 0 turns the cache off.
-func WithMaskCache(bytes int64) Option { return func(t *Table) { t.masks.limit = bytes } }
-
 // WithSegmentRows sets the number of rows at which the mutable tail is sealed into an
 // immutable segment (default DefaultSegmentRows); it is also the largest scan batch.
 func WithSegmentRows(n int) Option {
@@ -180,9 +176,13 @@ type Table struct {
 	dirty   bool
 	cached  *Snapshot
 	closed  bool
-	masks   maskCache
 	stats   Stats
 	links   links // the secondary indexes (index.go)
+
+	// The masked columns segments keep (materialize.go): replaced whole under maskMu,
+	// read without a lock.
+	maskMu  sync.Mutex
+	maskSet atomic.Pointer[maskSet]
 
 	// Compaction. A snapshot walks from a key's latest row back to the row it holds
 	// (Snapshot.find), through rows written after it; the chain of rows that compaction
@@ -220,12 +220,14 @@ type segment struct {
 	part    []int32
 	off     []int64
 	prev    []int64 // the row id of the key's previous version (maybe reclaimed), or -1
+	masks   segMasks
 }
 
 func (s *segment) retain() { s.refs.Add(1) }
 
 func (s *segment) release() {
 	if s.refs.Add(-1) == 0 {
+		s.masks.release()
 		s.rec.Release()
 		if s.ownKeys {
 			s.keys.Release()
@@ -343,7 +345,6 @@ func New(d *schemas.Dataset, opts ...Option) *Table {
 		pos:       map[int32]int64{},
 		horizon:   Cursor{},
 		dirty:     true,
-		masks:     maskCache{limit: DefaultMaskCacheBytes},
 		pending:   map[int64]pendingHead{},
 		eras:      map[int64]int{},
 	}
@@ -367,6 +368,7 @@ func New(d *schemas.Dataset, opts ...Option) *Table {
 	}
 	t.idx.init(1024)
 	t.links.init(t)
+	t.maskSet.Store(&maskSet{gen: 1, specs: t.defaultMasks()})
 	return t
 }
 
@@ -432,7 +434,6 @@ func (t *Table) Close() {
 	}
 	t.segs, t.ghosts = nil, nil
 	clear(t.pending)
-	t.masks.purge()
 }
 
 // segRegions returns a segment's region column, the address mask's hint, or nil.
@@ -511,6 +512,7 @@ func (t *Table) Apply(changes []Change) error {
 		}
 		t.mu.Unlock()
 		t.compact(applied)
+		t.materialize()
 	}
 	if failed != nil {
 		return &ChangeError{Failed: failed}
@@ -738,8 +740,7 @@ func (t *Table) mergeSmall() {
 		if a.src != nil || b.src != nil {
 			st.src = append(srcOrNone(a), srcOrNone(b)...)
 		}
-		t.masks.dropSegment(a.seg)
-		t.masks.dropSegment(b.seg)
+		t.carryMasks(seg, []*segment{a.seg, b.seg}, t.concatenate)
 		a.seg.release()
 		b.seg.release()
 		t.segs = append(t.segs[:len(t.segs)-2], st)
