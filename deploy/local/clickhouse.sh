@@ -2,13 +2,27 @@
 # clickhouse.sh up|down|status — Debian's ClickHouse server (18.16 on bookworm) as a plain
 # process with our own config: native protocol on 127.0.0.1:19000, HTTP on 127.0.0.1:18123,
 # data, logs and pid under .local/clickhouse. Installs clickhouse-server if missing.
+#
+# GOVX_CLICKHOUSE_INSTANCE=cluster runs instead the separate server of cluster.sh (native
+# 19100, HTTP 18223, state in .local/cluster/clickhouse), which chaos runs may kill
+# without touching the one the tests share.
 set -euo pipefail
 SERVICE=clickhouse
+[ -z "${GOVX_CLICKHOUSE_INSTANCE:-}" ] || SERVICE="clickhouse-$GOVX_CLICKHOUSE_INSTANCE"
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT=$CLICKHOUSE_PORT
 HTTP_PORT=$CLICKHOUSE_HTTP_PORT
 DIR="$STATE/clickhouse"
+case "${GOVX_CLICKHOUSE_INSTANCE:-}" in
+"") ;;
+cluster)
+	PORT=$((19100 + SHIFT))
+	HTTP_PORT=$((18223 + SHIFT))
+	DIR="$STATE/cluster/clickhouse"
+	;;
+*) die "GOVX_CLICKHOUSE_INSTANCE=$GOVX_CLICKHOUSE_INSTANCE: the only other instance is cluster" ;;
+esac
 PIDFILE="$DIR/pid"
 LOG="$DIR/logs/clickhouse-server.log"
 ERRLOG="$DIR/logs/clickhouse-server.err.log"
