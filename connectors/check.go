@@ -31,8 +31,50 @@ type Sample struct {
 type CheckReport struct {
 	Mapping    []MappingLine
 	SourceRows int64 // -1 when not connected
-	Kafka      string
-	Samples    []Sample
+	// CursorIndex is what the source says of its (cursor, key) index; nil when it
+	// cannot say (a file has no index, a query: source is not a table).
+	CursorIndex *IndexAdvice
+	Kafka       string
+	Samples     []Sample
+}
+
+// CursorIndexer is a Source that can tell whether its table has an index serving the
+// (cursor, key) order connectors read in (sqlsrc's sources can).
+type CursorIndexer interface {
+	// CursorIndex returns nil when this source cannot be looked into.
+	CursorIndex(ctx context.Context) (*IndexAdvice, error)
+}
+
+// IndexAdvice says whether a source table has the (cursor, key) index and, if not,
+// the statement that creates it.
+type IndexAdvice struct {
+	Table   string
+	Columns []string // the cursor, then the key columns
+	Index   string   // an index whose leading columns are Columns; "" when there is none
+	Create  string   // when Index is "": the statement to run in the source database
+}
+
+// Missing reports whether the table lacks the index.
+func (a *IndexAdvice) Missing() bool { return a != nil && a.Index == "" }
+
+// Warning is the advice to an operator when the index is missing.
+func (a *IndexAdvice) Warning() string {
+	return fmt.Sprintf("table %s has no index on (%s): every poll (each poll_interval) and every snapshot page "+
+		"scans and sorts the whole table. Run this in the source database:\n  %s",
+		a.Table, strings.Join(a.Columns, ", "), a.Create)
+}
+
+// cursorIndex asks src about its (cursor, key) index; nil when it cannot say.
+func (c *Connector) cursorIndex(ctx context.Context, src Source) (*IndexAdvice, error) {
+	ci, ok := src.(CursorIndexer)
+	if !ok {
+		return nil, nil
+	}
+	adv, err := ci.CursorIndex(ctx)
+	if err != nil {
+		return nil, c.red.err(fmt.Errorf("reading the indexes of %s: %w", c.sourceName(), err))
+	}
+	return adv, nil
 }
 
 // Mapping returns the field mapping of a config, in dataset field order.
@@ -69,6 +111,9 @@ func (c *Connector) Check(ctx context.Context, samples int) (*CheckReport, error
 	defer src.Close()
 	if rep.SourceRows, err = src.Count(ctx); err != nil {
 		return rep, c.red.err(fmt.Errorf("counting rows of %s: %w", c.sourceName(), err))
+	}
+	if rep.CursorIndex, err = c.cursorIndex(ctx, src); err != nil {
+		return rep, err
 	}
 	err = src.Read(ctx, Position{}, samples, func(r Row) error {
 		s := Sample{Native: string(c.mapper.nativeJSON(r.Values))}

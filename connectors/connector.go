@@ -196,6 +196,12 @@ func (c *Connector) run(ctx context.Context) error {
 	}
 	c.src = src
 	defer src.Close()
+	if adv, err := c.cursorIndex(ctx, src); err != nil {
+		c.log.Warn("could not check the source table's (cursor, key) index", "err", err.Error())
+	} else if adv.Missing() {
+		c.log.Warn("the source table has no (cursor, key) index: every poll and snapshot page scans and sorts the whole table; create it in the source database",
+			"table", adv.Table, "columns", strings.Join(adv.Columns, ", "), "run", adv.Create)
+	}
 	if c.k, err = newKafkaConn(c.cfg.Kafka); err != nil {
 		return err
 	}

@@ -170,7 +170,9 @@ func connectorCheckCmd() *cobra.Command {
 		Long: `check validates the config strictly (unknown fields are errors naming the line),
 shows how each dataset field is mapped, and unless --offline connects to the source and
 to Kafka and shows a few source rows mapped and validated, without publishing anything.
-It exits non-zero on any problem, including invalid sample rows.`,
+It warns (without failing) when a source table lacks the index on (cursor, key) that
+pages and polls read by, and prints the CREATE INDEX statement to run in the source
+database. It exits non-zero on any problem, including invalid sample rows.`,
 		Example: `  govx connector check -c connectors/examples/gab.postgres.yaml --offline
   GOVX_DATA_DIR=/tmp/govx govx connector check -c connectors/examples/gab.sqlite.yaml`,
 		Args: cobra.NoArgs,
@@ -197,6 +199,12 @@ It exits non-zero on any problem, including invalid sample rows.`,
 			}
 			if err != nil {
 				return err
+			}
+			switch adv := rep.CursorIndex; {
+			case adv.Missing():
+				fmt.Fprintf(out, "WARNING: %s\n", adv.Warning())
+			case adv != nil:
+				fmt.Fprintf(out, "index: %s serves the (%s) order of pages and polls\n", adv.Index, strings.Join(adv.Columns, ", "))
 			}
 			fmt.Fprintf(out, "kafka: %s reachable\n\nsample rows:\n", rep.Kafka)
 			bad := 0

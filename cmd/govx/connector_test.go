@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"net/url"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"govx/connectors/synth"
 	"govx/internal/testenv"
 )
 
@@ -89,5 +91,55 @@ func moduleRoot(t *testing.T) string {
 			t.Fatal("no go.mod above the test directory")
 		}
 		dir = parent
+	}
+}
+
+// TestIntegrationConnectorCheckCursorIndex: `govx connector check` on a SQLite source
+// whose table lacks the (cursor, key) index passes but warns, naming the statement to
+// run; once it is run, check names the index instead.
+func TestIntegrationConnectorCheckCursorIndex(t *testing.T) {
+	t.Setenv("GOVX_KAFKA_BROKERS", testenv.Require(t, testenv.Kafka))
+	dir := t.TempDir()
+	ctx := context.Background()
+	g, err := synth.New(synth.Options{Scale: 100, Seed: 3, Departments: []string{synth.DeptPopulation}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := synth.Open(ctx, "sqlite:"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := synth.Generate(ctx, g, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	db, err := sql.Open("sqlite", "file:"+synth.SQLitePath(dir, synth.DeptPopulation))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("DROP INDEX rk_jbxx_gxsj_sfzh"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOVX_DATA_DIR", dir)
+	config := filepath.Join(moduleRoot(t), "connectors/examples/gab.sqlite.yaml")
+	const create = `CREATE INDEX "rk_jbxx_gxsj_sfzh" ON "rk_jbxx" ("gxsj", "sfzh");`
+
+	out, err := runGovx(t, "connector", "check", "-c", config, "--samples", "2")
+	if err != nil {
+		t.Fatalf("check failed on a source without the index (it should only warn): %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "WARNING: table rk_jbxx has no index on (gxsj, sfzh)") || !strings.Contains(out, "\n  "+create+"\n") {
+		t.Errorf("check does not warn of the missing index with the statement to run:\n%s", out)
+	}
+	if _, err := db.Exec(create); err != nil {
+		t.Fatalf("the statement check printed does not run: %v", err)
+	}
+	out, err = runGovx(t, "connector", "check", "-c", config, "--samples", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "WARNING") || !strings.Contains(out, "index: rk_jbxx_gxsj_sfzh serves the (gxsj, sfzh) order") {
+		t.Errorf("with the index in place, check should name it and not warn:\n%s", out)
 	}
 }

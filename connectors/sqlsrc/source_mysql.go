@@ -14,7 +14,7 @@ import (
 
 // MariaDB's optimizer does not turn row-value comparisons into index ranges, so keyset
 // conditions are written out as ORs.
-var mysqlDialect = &dialect{name: "mysql", driver: "mysql", quoteChar: '`'}
+var mysqlDialect = &dialect{name: "mysql", driver: "mysql", quoteChar: '`', indexes: mysqlIndexes}
 
 func init() {
 	connectors.Register("mysql", func(ctx context.Context, spec connectors.Spec) (connectors.Source, error) {

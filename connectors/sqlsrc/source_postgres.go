@@ -8,7 +8,8 @@ import (
 	"govx/connectors"
 )
 
-var postgres = &dialect{name: "postgres", driver: "pgx", quoteChar: '"', dollar: true, rowCompare: true}
+var postgres = &dialect{name: "postgres", driver: "pgx", quoteChar: '"', dollar: true, rowCompare: true,
+	caseSensitive: true, indexes: postgresIndexes}
 
 func init() {
 	connectors.Register("postgres", func(ctx context.Context, spec connectors.Spec) (connectors.Source, error) {

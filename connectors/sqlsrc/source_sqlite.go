@@ -12,7 +12,8 @@ import (
 	"govx/connectors"
 )
 
-var sqliteDialect = &dialect{name: "sqlite", driver: "sqlite", quoteChar: '"', rowCompare: true, rawCursor: true}
+var sqliteDialect = &dialect{name: "sqlite", driver: "sqlite", quoteChar: '"', rowCompare: true, rawCursor: true,
+	indexes: sqliteIndexes}
 
 func init() {
 	connectors.Register("sqlite", func(ctx context.Context, spec connectors.Spec) (connectors.Source, error) {

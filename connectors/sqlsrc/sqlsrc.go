@@ -32,6 +32,10 @@ type dialect struct {
 	// the stored value (SQLite keeps timestamps as text; binding a time.Time back would
 	// compare a differently formatted text).
 	rawCursor bool
+	// caseSensitive: quoted column names compare exactly (PostgreSQL).
+	caseSensitive bool
+	// indexes lists a table's indexes, for CursorIndex.
+	indexes func(ctx context.Context, d *dialect, db *sql.DB, table string) ([]index, error)
 }
 
 func (d *dialect) quote(ident string) string {
