@@ -139,32 +139,36 @@ uncached policy is decided correctly, only more slowly.`,
 			}
 			fmt.Fprintf(out, "ok: %s: %d datasets, %d departments, %d agreements; revision %s\n",
 				b.Source, len(b.Datasets), len(b.Departments), len(b.Agreements), b.Revision)
+			imode, err := policy.IndexModeOf(b)
+			if err != nil {
+				return err
+			}
+			printMode(out, "decision index: ", imode.On, imode.Why)
 			mode, err := policy.CacheModeOf(b)
 			if err != nil {
 				return err
 			}
-			printCacheMode(out, mode)
+			printMode(out, "decision cache: ", mode.On, mode.Why)
 			return nil
 		},
 	}
 }
 
-// printCacheMode prints whether the exchange would cache the policy's decisions: the
-// first reason on the line, any others under it.
-func printCacheMode(w io.Writer, m policy.CacheMode) {
-	const label = "decision cache: "
+// printMode prints whether the exchange would index or cache the policy's decisions:
+// the first reason on the line, any others under it.
+func printMode(w io.Writer, label string, on bool, whys []string) {
 	state := "off"
-	if m.On {
+	if on {
 		state = "on"
 	}
-	for i, why := range m.Why {
+	for i, why := range whys {
 		if i == 0 {
 			fmt.Fprintf(w, "%s%s — %s\n", label, state, why)
 			continue
 		}
 		fmt.Fprintf(w, "%*s%s\n", utf8.RuneCountInString(label+state+" — "), "", why)
 	}
-	if len(m.Why) == 0 {
+	if len(whys) == 0 {
 		fmt.Fprintf(w, "%s%s\n", label, state)
 	}
 }

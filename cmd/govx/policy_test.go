@@ -74,6 +74,9 @@ func TestPolicyCheck(t *testing.T) {
 	} else if !strings.Contains(out, "\ndecision cache: on — ") {
 		t.Errorf("the embedded policy's decisions are not reported cached:\n%s", out)
 	}
+	if out, _ := runPolicy(t, "check"); !strings.Contains(out, "\ndecision index: on — ") {
+		t.Errorf("the embedded policy's decisions are not reported indexed:\n%s", out)
+	}
 	dir := copyPolicyDir(t)
 	file := filepath.Join(dir, "agreements.yaml")
 	raw, _ := os.ReadFile(file)

@@ -132,7 +132,8 @@ func TestDecisionCases(t *testing.T) {
 	if n < 25 {
 		t.Errorf("only %d decision cases", n)
 	}
-	if s := eng.Stats(); s.CacheHits < uint64(n) {
-		t.Errorf("the second pass of %d cases hit the cache %d times", n, s.CacheHits)
+	// Each case's second pass comes from the index (as may its first) or the cache.
+	if s := eng.Stats(); s.CacheHits+s.IndexHits < uint64(n) {
+		t.Errorf("the second pass of %d cases hit the index and the cache %d and %d times", n, s.IndexHits, s.CacheHits)
 	}
 }

@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -210,10 +209,10 @@ func probes(b *policies.Bundle) []indexProbe {
 }
 
 // buildIndex evaluates, with the revision's prepared query, every request probes lists
-// for every action, in every validity interval that has not ended at now. Evaluations
-// run on every core. A policy error leaves the request out: the Rego then decides it,
-// failing closed as it would anyway.
-func (e *Engine) buildIndex(ctx context.Context, st *state, now time.Time) *index {
+// for every action, in every validity interval that has not ended at now, on workers
+// goroutines. A policy error leaves the request out: the Rego then decides it, failing
+// closed as it would anyway.
+func (e *Engine) buildIndex(ctx context.Context, st *state, now time.Time, workers int) *index {
 	t0 := time.Now()
 	ps := probes(st.bundle)
 	actions := exchange.Actions()
@@ -229,7 +228,7 @@ func (e *Engine) buildIndex(ctx context.Context, st *state, now time.Time) *inde
 	jobs := make(chan job, 256)
 	results := make(chan result, 256)
 	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
+	for range max(1, workers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"govx/exchange"
 	"govx/exchange/policy"
@@ -188,4 +191,119 @@ func decisionDiff(a, b exchange.Decision) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestIndexMode follows what a steward sees: the shipped policy is indexed (method,
+// metric, and the first decision after start and after a reload come from the index);
+// a policy reading a part of the request the index cannot enumerate, or using the time
+// beyond agreement validity, is not, and the engine names the line; and such requests
+// are still decided, by the Rego.
+func TestIndexMode(t *testing.T) {
+	dir := copyPolicies(t, false)
+	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	ctx := context.Background()
+	req := phoneReq
+	req.Time = time.Now()
+	req.Columns = nil
+	if m := eng.IndexMode(); !m.On || !strings.Contains(m.String(), "the requests the policy data name are decided at load time") {
+		t.Fatalf("the shipped policy: index mode %v, want on", m)
+	}
+	if g := gauge(t, eng, "govx_policy_decision_index_on"); g != 1 {
+		t.Errorf("govx_policy_decision_index_on = %v with the shipped policy, want 1", g)
+	}
+	if g := gauge(t, eng, "govx_policy_decision_index_entries"); g < 100 {
+		t.Errorf("govx_policy_decision_index_entries = %v with the shipped policy", g)
+	}
+	if d := eng.Decide(ctx, req); !d.Allow || eng.Stats().IndexHits != 1 {
+		t.Fatalf("the first decision: %+v, stats %+v, want allowed from the index", d, eng.Stats())
+	}
+
+	// A reload switches to a revision whose index is built: its first decision is an
+	// index hit too.
+	replaceIn(t, filepath.Join(dir, "agreements.yaml"), "columns: [id_number, name, household_region, birth_date]",
+		"columns: [id_number, name, household_region, birth_date, phone]")
+	if err := eng.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if d := eng.Decide(ctx, req); !d.Allow || eng.Stats().IndexHits != 2 || !slices.Contains(d.Columns, "phone") {
+		t.Fatalf("the first decision after the reload: %+v, stats %+v, want allowed with phone from the index", d, eng.Stats())
+	}
+
+	rego := filepath.Join(dir, "sharing.rego")
+	for _, tc := range []struct {
+		name, old, new, at, why string
+	}{
+		{name: "case_ref read", old: "\tactions[input.action]\n\tdepartment\n", new: "\tactions[input.action]\n\tdepartment\n\tinput.request.case_ref != \"none\"\n",
+			at: "input.request.case_ref != ", why: "reads input.request.case_ref, which the decision index does not enumerate"},
+		{name: "office hours", old: "\tgrant_ok\n}\n", new: "\tgrant_ok\n\toffice_hours\n}\n\noffice_hours if {\n\t[hour, _, _] := time.clock(now)\n\thour >= 0\n}\n",
+			why: "decisions are not cacheable (see decision cache), and an index entry is a cache entry made ahead of time"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			replaceIn(t, rego, tc.old, tc.new)
+			defer replaceIn(t, rego, tc.new, tc.old)
+			b, err := policies.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := policy.IndexModeOf(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.why
+			if tc.at != "" {
+				want = fmt.Sprintf("sharing.rego:%d %s", lineWith(t, rego, tc.at), tc.why)
+			}
+			if m.On || len(m.Why) != 1 || m.Why[0] != want {
+				t.Fatalf("index mode %q, want off — %s", m, want)
+			}
+			if err := eng.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			if eng.IndexMode().On || gauge(t, eng, "govx_policy_decision_index_on") != 0 || eng.IndexStats().Entries != 0 {
+				t.Fatalf("after reloading it: index mode %v, stats %+v", eng.IndexMode(), eng.IndexStats())
+			}
+			hits := eng.Stats().IndexHits
+			if d := eng.Decide(ctx, req); !d.Allow || eng.Stats().IndexHits != hits {
+				t.Fatalf("decided %+v, index hits %d → %d, want allowed by the Rego", d, hits, eng.Stats().IndexHits)
+			}
+		})
+	}
+}
+
+// lineWith returns the first line of file that contains s.
+func lineWith(t *testing.T, file, s string) int {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(raw), "\n") {
+		if strings.Contains(l, s) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%s has no line with %q", file, s)
+	return 0
+}
+
+// gauge reads a gauge from the engine's collectors.
+func gauge(t *testing.T, eng *policy.Engine, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(eng.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s metric", name)
+	return 0
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -122,7 +123,8 @@ func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
-	st, err := e.prepare(b)
+	// Nothing is served yet: the index may take every core.
+	st, err := e.prepare(b, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +145,7 @@ func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
 // prepare checks a bundle, prepares its query and, for a policy the analysis proves
 // indexable, builds its decision index, so that the revision is ready to decide fast
 // before it takes over.
-func (e *Engine) prepare(b *policies.Bundle) (*state, error) {
+func (e *Engine) prepare(b *policies.Bundle, workers int) (*state, error) {
 	if probs := policies.Check(b, e.cat); len(probs) > 0 {
 		return nil, fmt.Errorf("policy %s has problems:\n%w", b.Source, policies.Problems(probs))
 	}
@@ -170,7 +172,7 @@ func (e *Engine) prepare(b *policies.Bundle) (*state, error) {
 	}
 	st.imode = analyzeIndex(comp, st.reads, st.mode)
 	if !e.opts.noIndex && st.imode.On {
-		st.index = e.buildIndex(context.Background(), st, time.Now())
+		st.index = e.buildIndex(context.Background(), st, time.Now(), workers)
 	}
 	return st, nil
 }
@@ -385,7 +387,8 @@ func (e *Engine) reloadLocked() error {
 	if b.Revision == e.Revision() {
 		return nil // e.g. only a test file changed
 	}
-	st, err := e.prepare(b)
+	// The old revision goes on deciding meanwhile: leave it half the cores.
+	st, err := e.prepare(b, runtime.GOMAXPROCS(0)/2)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"govx/exchange"
 	"govx/exchange/policy"
 	"govx/internal/testenv"
@@ -407,24 +405,6 @@ func testCachedEqualsUncached(t *testing.T, dir string, n int, minHits uint64) {
 	t.Logf("%s", fmt.Sprint(eng.Stats()))
 }
 
-// cacheGauge reads govx_policy_decision_cache_on from the engine's collectors.
-func cacheGauge(t *testing.T, eng *policy.Engine) float64 {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(eng.Collectors()...)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "govx_policy_decision_cache_on" {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatal("no govx_policy_decision_cache_on metric")
-	return 0
-}
-
 // TestDecisionCacheMode follows a steward's edit: the shipped policy is cached; an
 // office-hours rule hot-reloaded into it turns the cache off, which the engine reports
 // (method and metric), and the evening's request is denied after the noon one was
@@ -443,7 +423,7 @@ func TestDecisionCacheMode(t *testing.T) {
 	if m := eng.CacheMode(); !m.On || !strings.Contains(m.String(), "on the time only through the validity of the department's agreements") {
 		t.Fatalf("the shipped policy: cache mode %v, want on", m)
 	}
-	if g := cacheGauge(t, eng); g != 1 {
+	if g := gauge(t, eng, "govx_policy_decision_cache_on"); g != 1 {
 		t.Errorf("govx_policy_decision_cache_on = %v with the shipped policy, want 1", g)
 	}
 	for range 2 {
@@ -463,7 +443,7 @@ func TestDecisionCacheMode(t *testing.T) {
 	if want := fmt.Sprintf("off — sharing.rego:%d reads input.time via time.clock", line); m.On || m.String() != want {
 		t.Fatalf("after the edit: cache mode %q, want %q", m, want)
 	}
-	if g := cacheGauge(t, eng); g != 0 {
+	if g := gauge(t, eng, "govx_policy_decision_cache_on"); g != 0 {
 		t.Errorf("govx_policy_decision_cache_on = %v with the office-hours policy, want 0", g)
 	}
 	hits := eng.Stats().CacheHits
@@ -483,7 +463,7 @@ func TestDecisionCacheMode(t *testing.T) {
 	rev = eng.Revision()
 	replaceIn(t, filepath.Join(dir, "sharing.rego"), "\tgrant_ok\n\t"+tp.cond+"\n}\n\n"+tp.rule+"\n", "\tgrant_ok\n}\n")
 	testenv.WaitFor(t, 10*time.Second, "the shipped policy loads again", func() bool { return eng.Revision() != rev })
-	if !eng.CacheMode().On || cacheGauge(t, eng) != 1 {
+	if !eng.CacheMode().On || gauge(t, eng, "govx_policy_decision_cache_on") != 1 {
 		t.Errorf("after reverting: cache mode %v", eng.CacheMode())
 	}
 
