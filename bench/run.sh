@@ -138,18 +138,8 @@ from_target() {
 from_target "Bulk pull, $ROWS persons, every row, projection + 2 masks (Flight)" pull-all flight "≥ 0.9× bare Go Flight"
 from_target "Bulk pull, row filter keeping ~1 in 8, + 2 masks (Flight)" pull-filter flight "≥ 4× PostgreSQL COPY binary"
 
-if wanted policy; then
-	if [ "${STATUS[policy]:-1}" -eq 0 ]; then
-		f=$LOG/policy.md
-		w50=$(cell "$f" "exact cache, warm" 3); w99=$(cell "$f" "exact cache, warm" 4)
-		c50=$(cell "$f" "from empty" 3); c99=$(cell "$f" "from empty" 4)
-		b50=$(cell "$f" "no cache" 3); b99=$(cell "$f" "no cache" 4)
-		ratio=$(awk -v a="$(num "$b99")" -v b="$(num "$w99")" 'BEGIN {if (b > 0) printf "%.1f× (p99)", a/b}')
-		ok=1; le "$(num "$w50")" 20 && le "$(num "$w99")" 100 && ok=0
-		row "Decision, 1,000 agreements, 100 departments" "warm cache p50 $w50, p99 $w99 (from empty: p50 $c50, p99 $c99)" \
-			"prepared Rego, no cache: p50 $b50, p99 $b99" "$ratio" "p50 ≤ 20 µs, p99 ≤ 100 µs" "$(verdict $ok)" "${CMD[policy]}"
-	else failed "Decision, 1,000 agreements, 100 departments" policy "p50 ≤ 20 µs, p99 ≤ 100 µs"; fi
-else skipped "Decision" "p50 ≤ 20 µs, p99 ≤ 100 µs" policy; fi
+from_target "Decision, 1,000 agreements, 100 departments, warm" decision-warm policy "p50 ≤ 20 µs, p99 ≤ 100 µs"
+from_target "Decision from an empty cache and right after a policy reload (decision index)" decision-cold policy "p99 ≤ 100 µs"
 
 from_target "Lookup by key over HTTP, auth + policy + durable audit, 2,000 req/s open loop" lookup lookup "p99 ≤ 2 ms"
 from_target "Verify by key over HTTP, same" verify lookup "p99 ≤ 2 ms"
