@@ -28,6 +28,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -75,6 +76,10 @@ type Client struct {
 	// locations) other than cfg.Flight: a ticket is redeemed where it was issued.
 	at map[string]flight.Client
 }
+
+// reconnectBackoff paces reconnection to an exchange that went away: quickly at first,
+// at most every 3 seconds.
+var reconnectBackoff = grpcbackoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}
 
 // MaxMessageSize is the gRPC receive limit: 64k-row batches are over gRPC's 4 MiB
 // default.
@@ -172,7 +177,10 @@ func (c *Client) conn(addr string) (flight.Client, error) {
 		var err error
 		fc, err = flight.NewClientWithMiddleware(addr, nil, nil,
 			grpc.WithTransportCredentials(creds),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)),
+			// gRPC's default backoff grows to two minutes: a replica restarted after a
+			// minute's outage would stay unused by this client for as long again.
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}))
 		if err != nil {
 			return nil, fmt.Errorf("flight %s: %w", addr, err)
 		}
@@ -254,9 +262,43 @@ type PullResult struct {
 // fn for every batch; fn must not keep rec after it returns without retaining it.
 func (c *Client) Pull(ctx context.Context, cmd exchange.PullCmd, begin func(*arrow.Schema) error, fn func(rec arrow.Record) error) (PullResult, error) {
 	var res PullResult
+	err := c.doGets(ctx, cmd, func(stream flight.FlightService_DoGetClient) error {
+		rdr, err := flight.NewRecordReader(stream, ipc.WithAllocator(c.mem))
+		if err != nil {
+			return err
+		}
+		defer rdr.Release()
+		res.Schema = rdr.Schema()
+		res.Cursor = cursorOf(res.Schema)
+		if begin != nil {
+			if err := begin(res.Schema); err != nil {
+				return callerError{err}
+			}
+		}
+		for rdr.Next() {
+			rec := rdr.Record()
+			res.Rows += rec.NumRows()
+			if err := fn(rec); err != nil {
+				return callerError{err}
+			}
+		}
+		return rdr.Err()
+	})
+	return res, err
+}
+
+// callerError carries an error of the caller's callback through doGets unchanged.
+type callerError struct{ err error }
+
+func (e callerError) Error() string { return e.err.Error() }
+
+// doGets asks for the pull's FlightInfo and calls each with the DoGet stream of every
+// endpoint in turn, at the replica the endpoint names. Errors from the exchange come
+// back as *Error; a callerError as the caller's own error.
+func (c *Client) doGets(ctx context.Context, cmd exchange.PullCmd, each func(flight.FlightService_DoGetClient) error) error {
 	fc, ctx, err := c.flight(ctx)
 	if err != nil {
-		return res, err
+		return err
 	}
 	// A stream left unread holds the exchange's snapshot and a gRPC stream open until
 	// its context ends: end it as soon as this pull returns, whether fn failed or not.
@@ -265,52 +307,43 @@ func (c *Client) Pull(ctx context.Context, cmd exchange.PullCmd, begin func(*arr
 	body, _ := json.Marshal(cmd)
 	info, err := fc.GetFlightInfo(ctx, &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: body})
 	if err != nil {
-		return res, c.fromStatus(ctx, err)
+		return c.fromStatus(ctx, err)
 	}
 	for _, ep := range info.Endpoint {
 		// The ticket is valid only at the replica that issued it, which the endpoint
 		// names when a load balancer may have sent the next call elsewhere.
 		addr, err := endpointAddr(ep)
 		if err != nil {
-			return res, err
+			return err
 		}
 		at, err := c.conn(addr)
 		if err != nil {
-			return res, err
+			return err
 		}
 		stream, err := at.DoGet(ctx, ep.Ticket)
 		if err != nil {
-			return res, c.fromStatus(ctx, err)
+			return c.fromStatus(ctx, err)
 		}
-		rdr, err := flight.NewRecordReader(stream, ipc.WithAllocator(c.mem))
-		if err != nil {
-			return res, c.fromStatus(ctx, err)
-		}
-		res.Schema = rdr.Schema()
-		if i := res.Schema.Metadata().FindKey(exchange.MetaCursor); i >= 0 {
-			res.Cursor = res.Schema.Metadata().Values()[i]
-		}
-		if begin != nil {
-			if err := begin(res.Schema); err != nil {
-				rdr.Release()
-				return res, err
+		if err := each(stream); err != nil {
+			var ce callerError
+			if errors.As(err, &ce) {
+				return ce.err
 			}
-		}
-		for rdr.Next() {
-			rec := rdr.Record()
-			res.Rows += rec.NumRows()
-			if err := fn(rec); err != nil {
-				rdr.Release()
-				return res, err
+			if err == io.EOF {
+				continue
 			}
-		}
-		err = rdr.Err()
-		rdr.Release()
-		if err != nil && err != io.EOF {
-			return res, c.fromStatus(ctx, err)
+			return c.fromStatus(ctx, err)
 		}
 	}
-	return res, nil
+	return nil
+}
+
+// cursorOf returns the cursor a pull's schema carries.
+func cursorOf(sc *arrow.Schema) string {
+	if i := sc.Metadata().FindKey(exchange.MetaCursor); i >= 0 {
+		return sc.Metadata().Values()[i]
+	}
+	return ""
 }
 
 // Schema returns the schema a pull of cmd would return, without its rows (Flight
