@@ -134,6 +134,7 @@ func run(broker, chAddr, prefix string, rows, rate, subjectRate int, dur time.Du
 	if err != nil {
 		return err
 	}
+	cfg.Store.MemoryLimit = *memoryLimit
 	if subjectRate > 0 {
 		cfg.Datasets = append(cfg.Datasets, orgDataset, parcelDataset, licenceDataset)
 		if err := appendAgreements(cfg.PoliciesDir); err != nil {
@@ -247,7 +248,7 @@ func run(broker, chAddr, prefix string, rows, rate, subjectRate int, dur time.Du
 		return p
 	}
 	hz := measure("GET /healthz (baseline: the HTTP round trip alone)", healthz)
-	lk := measure("POST lookup (auth, decision, audit, store, masks)", lookup)
+	lk := profiled(func() phase { return measure("POST lookup (auth, decision, audit, store, masks)", lookup) })
 	vf := measure("POST verify (auth, decision, audit, store, claims)", verify)
 	var sv, seq, lv phase
 	if subjectRate > 0 {

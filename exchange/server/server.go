@@ -246,6 +246,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 // data, so it fails the part's readiness check, sets Err and closes Done, and the
 // process running the exchange is expected to close it and exit non-zero.
 func (x *Exchange) goRun(name string, fn func() error) {
+	x.goRun("masks", func() error { x.maskLoop(runCtx); return nil })
 	x.wg.Add(1)
 	go func() {
 		defer x.wg.Done()

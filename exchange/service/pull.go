@@ -443,6 +443,10 @@ func withMetadata(s *arrow.Schema, kv map[string]string) *arrow.Schema {
 	return arrow.NewSchema(s.Fields(), &m)
 }
 
+// MaskKey returns the hash mask's key of a consumer department, for the store to keep
+// that department's pseudonyms materialized (store.Table.MaterializeMasks).
+func (s *Service) MaskKey(dept string) []byte { return s.departmentMaskKey(dept) }
+
 // departmentMaskKey derives the hash mask's key for one consumer department: stable
 // for that department's joins, different for every other department.
 func (s *Service) departmentMaskKey(dept string) []byte {

@@ -119,9 +119,10 @@ func (t *Table) defaultMasks() []maskSpec {
 
 // MaterializeMasks sets the masks the table keeps materialized besides the dataset's
 // default masks (the masks agreements use: the exchange passes them at start and at
-// each policy reload). Segments get the new ones as the ingest seals them, or a pull
-// needs them; ones no longer named are dropped as their segments are replaced. A
-// column or mask the dataset cannot take is an error and changes nothing.
+// each policy reload), and masks the segments it holds with the new ones before it
+// returns; later segments get them as the ingest seals them. Masks no longer named are
+// dropped as their segments are replaced. A column or mask the dataset cannot take is
+// an error and changes nothing.
 func (t *Table) MaterializeMasks(ms []MaskedColumn) error {
 	specs := t.defaultMasks()
 	for _, m := range ms {
@@ -147,9 +148,12 @@ func (t *Table) MaterializeMasks(ms []MaskedColumn) error {
 		}
 	}
 	t.maskMu.Lock()
-	defer t.maskMu.Unlock()
 	old := t.maskSet.Load()
-	t.maskSet.Store(&maskSet{gen: old.gen + 1, specs: specs})
+	if !slices.Equal(old.specs, specs) {
+		t.maskSet.Store(&maskSet{gen: old.gen + 1, specs: specs})
+	}
+	t.maskMu.Unlock()
+	t.materialize()
 	return nil
 }
 
@@ -172,21 +176,56 @@ func (t *Table) maskWhole(seg *segment, k maskSpec) (arrow.Array, error) {
 	return seg.masks.put(k, arr), nil
 }
 
-// materialize masks the table's segments that lack a declared mask, outside the table
-// lock: after each chunk Apply applied (a seal, a merge or a compaction made new
-// segments), and after Open loaded a snapshot file.
-func (t *Table) materialize() {
-	ms := t.maskSet.Load()
-	if len(ms.specs) == 0 {
+// materializeAsync masks, on a goroutine of its own, the segments that lack a declared
+// mask, so that the ingest goroutine goes on applying while the other core masks what
+// it sealed. At most one such goroutine runs per table; Close waits for it.
+func (t *Table) materializeAsync() {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed || len(t.unmasked(t.maskSet.Load())) == 0 || !t.matRunning.CompareAndSwap(false, true) {
 		return
 	}
-	t.mu.RLock()
-	var todo []*segment
+	t.matWG.Add(1) // under mu, with closed unset: Close's Wait comes after
+	go func() {
+		defer t.matWG.Done()
+		for {
+			t.materialize()
+			t.matRunning.Store(false)
+			// A seal after the last look and before the flag fell found it set.
+			t.mu.RLock()
+			more := !t.closed && len(t.unmasked(t.maskSet.Load())) > 0
+			t.mu.RUnlock()
+			if !more || !t.matRunning.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
+}
+
+// unmasked returns the table's segments that lack a mask of ms; mu must be held.
+func (t *Table) unmasked(ms *maskSet) []*segment {
+	if len(ms.specs) == 0 {
+		return nil
+	}
+	var out []*segment
 	for _, st := range t.segs {
 		if st.seg.masks.gen.Load() != ms.gen {
-			st.seg.retain()
-			todo = append(todo, st.seg)
+			out = append(out, st.seg)
 		}
+	}
+	return out
+}
+
+// materialize masks the table's segments that lack a declared mask, outside the table
+// lock: in the background after Apply sealed, merged or compacted segments
+// (materializeAsync), after Open loaded a snapshot file, and when MaterializeMasks
+// declares new masks.
+func (t *Table) materialize() {
+	ms := t.maskSet.Load()
+	t.mu.RLock()
+	todo := t.unmasked(ms)
+	for _, seg := range todo {
+		seg.retain()
 	}
 	t.mu.RUnlock()
 	for _, seg := range todo {

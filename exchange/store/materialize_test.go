@@ -165,9 +165,10 @@ func collectChanges(t *testing.T, s *Snapshot, since Cursor, spec Spec) []arrow.
 	return out
 }
 
-// TestMasksMaterializedBeforeTheFirstPull: the ingest masks the segments it seals, and
-// Open the segments it loads, with the dataset's default masks, so the first pull after
-// start finds them; a pull of a mask nobody declared keeps nothing.
+// TestMasksMaterializedBeforeTheFirstPull: the ingest masks the segments it seals (in
+// the background), and Open the segments it loads, with the dataset's default masks,
+// so the first pull after start finds them; a pull of a mask nobody declared keeps
+// nothing.
 func TestMasksMaterializedBeforeTheFirstPull(t *testing.T) {
 	mem := checked(t)
 	d := dataset(t, "population.person")
@@ -180,6 +181,7 @@ func TestMasksMaterializedBeforeTheFirstPull(t *testing.T) {
 	if err := tbl.Apply(cs); err != nil {
 		t.Fatal(err)
 	}
+	tbl.matWG.Wait() // the masking goroutine Apply started for the segments it sealed
 	defaults := tbl.defaultMasks()
 	if len(defaults) < 4 { // id_card, name, year, address, phone
 		t.Fatalf("default masks of population.person: %v", defaults)

@@ -315,7 +315,7 @@ func (t *Table) loadBatch(rec arrow.Record, nf int) error {
 			keys[i] = k
 		}
 	}
-	t.setKeys(seg, keys)
+	t.setKeys(seg, n, func(i int) string { return keys[i] })
 	st := &segState{seg: seg, del: make([]uint64, (n+63)/64)}
 	t.segs = append(t.segs, st)
 	t.tail.start = t.next + int64(n) // rowKey must find these rows in segs, not the tail

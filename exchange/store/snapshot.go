@@ -63,6 +63,11 @@ func (s *Snapshot) Lookup(key string) (map[string]any, bool) {
 	if !ok {
 		return nil, false
 	}
+	return s.record(v, i), true
+}
+
+// record returns row i of a segment in canonical form (null fields omitted).
+func (s *Snapshot) record(v *segView, i int) map[string]any {
 	rec := v.seg.rec
 	out := make(map[string]any, rec.NumCols())
 	for c := 0; c < int(rec.NumCols()); c++ {
@@ -70,7 +75,7 @@ func (s *Snapshot) Lookup(key string) (map[string]any, bool) {
 			out[s.t.d.Fields[c].Name] = x
 		}
 	}
-	return out, true
+	return out
 }
 
 // find returns the segment and row of key's live version in this snapshot.
@@ -221,13 +226,12 @@ func (s *Snapshot) LookupScoped(key string, filters []exchange.Filter) (map[stri
 		return nil, false, nil
 	}
 	if len(preds) > 0 {
-		sel := make([]uint64, (v.seg.n+63)/64)
+		sel := make([]uint64, i/64+1) // the words up to row i's: only it is selected
 		sel[i/64] = 1 << (i % 64)
 		(&plan{preds: preds}).filter(v, sel)
 		if sel[i/64]&(1<<(i%64)) == 0 {
 			return nil, false, nil
 		}
 	}
-	rec, ok := s.Lookup(key)
-	return rec, ok, nil
+	return s.record(v, i), true, nil
 }

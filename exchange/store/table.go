@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -181,8 +182,10 @@ type Table struct {
 
 	// The masked columns segments keep (materialize.go): replaced whole under maskMu,
 	// read without a lock.
-	maskMu  sync.Mutex
-	maskSet atomic.Pointer[maskSet]
+	maskMu     sync.Mutex
+	maskSet    atomic.Pointer[maskSet]
+	matRunning atomic.Bool    // a materializeAsync goroutine runs
+	matWG      sync.WaitGroup // it, for Close
 
 	// Compaction. A snapshot walks from a key's latest row back to the row it holds
 	// (Snapshot.find), through rows written after it; the chain of rows that compaction
@@ -310,15 +313,31 @@ type pendingHead struct {
 
 // tail is the mutable end of the table, in Go slices.
 type tail struct {
-	cols  []colBuf
-	keys  []string
-	part  []int32
-	off   []int64
-	prev  []int64
-	del   []uint64
-	death deathLog
-	start int64
-	n     int
+	cols []colBuf
+	// The rows' keys, as one byte arena and each key's end offset: no pointer per row
+	// for the collector to trace (a []string of 65536 keys would be 65536).
+	keyData []byte
+	keyEnds []int32
+	part    []int32
+	off     []int64
+	prev    []int64
+	del     []uint64
+	death   deathLog
+	start   int64
+	n       int
+}
+
+// key returns the key of the tail's row i. The string shares the arena's bytes: it is
+// valid until the tail is sealed, for comparing under the table lock, never to keep.
+func (tl *tail) key(i int) string {
+	a := int32(0)
+	if i > 0 {
+		a = tl.keyEnds[i-1]
+	}
+	if a == tl.keyEnds[i] {
+		return ""
+	}
+	return unsafe.String(&tl.keyData[a], int(tl.keyEnds[i]-a))
 }
 
 // tomb is a delete: the key, its position, and the row holding the key's last values
@@ -420,11 +439,15 @@ func (t *Table) Positions() map[int32]int64 {
 // Close releases the table's buffers. Snapshots taken before stay valid until released.
 func (t *Table) Close() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
+		t.mu.Unlock()
 		return
 	}
 	t.closed = true
+	t.mu.Unlock()
+	t.matWG.Wait() // it masks segments of this version: let it finish first
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.cached != nil {
 		t.cached.Release()
 		t.cached = nil
@@ -512,7 +535,7 @@ func (t *Table) Apply(changes []Change) error {
 		}
 		t.mu.Unlock()
 		t.compact(applied)
-		t.materialize()
+		t.materializeAsync()
 	}
 	if failed != nil {
 		return &ChangeError{Failed: failed}
@@ -568,7 +591,8 @@ func (t *Table) upsertLocked(key string, cells []cell, part int32, off int64) {
 	for i := range tl.cols {
 		tl.cols[i].append(cells[i])
 	}
-	tl.keys = append(tl.keys, key)
+	tl.keyData = append(tl.keyData, key...)
+	tl.keyEnds = append(tl.keyEnds, int32(len(tl.keyData)))
 	tl.part = append(tl.part, part)
 	tl.off = append(tl.off, off)
 	tl.prev = append(tl.prev, old)
@@ -610,7 +634,7 @@ func stateSeg(s *segState) *segment { return s.seg }
 // rowKey returns the key of a row the index names (for hash collisions).
 func (t *Table) rowKey(row int64) string {
 	if row >= t.tail.start {
-		return t.tail.keys[row-t.tail.start]
+		return t.tail.key(int(row - t.tail.start))
 	}
 	if j := segAt(t.segs, stateSeg, row); j >= 0 {
 		s := t.segs[j].seg
@@ -667,7 +691,7 @@ func (t *Table) sealLocked() {
 	}
 	seg := &segment{rec: rec, start: tl.start, n: tl.n, part: slices.Clone(tl.part), off: slices.Clone(tl.off), prev: slices.Clone(tl.prev)}
 	seg.refs.Store(1)
-	t.setKeys(seg, tl.keys)
+	t.setKeys(seg, tl.n, tl.key)
 	ndel := 0
 	for _, w := range tl.del {
 		ndel += bits.OnesCount64(w)
@@ -675,19 +699,24 @@ func (t *Table) sealLocked() {
 	t.segs = append(t.segs, &segState{seg: seg, del: slices.Clone(tl.del), ndel: ndel, death: tl.death})
 	tl.start += int64(tl.n)
 	tl.n = 0
-	tl.keys, tl.part, tl.off, tl.prev, tl.del = tl.keys[:0], tl.part[:0], tl.off[:0], tl.prev[:0], tl.del[:0]
+	tl.keyData, tl.keyEnds, tl.part, tl.off, tl.prev, tl.del = tl.keyData[:0], tl.keyEnds[:0], tl.part[:0], tl.off[:0], tl.prev[:0], tl.del[:0]
 	tl.death = deathLog{}
 	t.mergeSmall()
 }
 
-func (t *Table) setKeys(seg *segment, keys []string) {
+// setKeys gives a new segment its key column: the key field's column, or for a
+// composite key an array of the n keys keyAt returns.
+func (t *Table) setKeys(seg *segment, n int, keyAt func(i int) string) {
 	if t.keyCol >= 0 {
 		seg.keys = seg.rec.Column(t.keyCol).(*array.String)
 		return
 	}
 	b := array.NewStringBuilder(t.mem)
 	defer b.Release()
-	b.AppendValues(keys, nil)
+	b.Reserve(n)
+	for i := range n {
+		b.Append(keyAt(i))
+	}
 	seg.keys = b.NewStringArray()
 	seg.ownKeys = true
 }
