@@ -324,7 +324,7 @@ func NewEventID() string {
 // event. A verify answers only match/no-match and a discover only the catalog.
 func DataBearing(action string) bool {
 	switch action {
-	case "read", "changes", "lookup":
+	case "read", "changes", "lookup", "aggregate":
 		return true
 	}
 	return false

@@ -32,11 +32,12 @@ func (s *Service) record(ctx context.Context, ev *audit.Event, lim audit.Limits)
 // auditDecision durably records the decision for a request before anything is
 // returned. err, when set, is why the request was refused after (or instead of) the
 // policy: the event then says deny whatever the policy said.
-func (s *Service) auditDecision(ctx context.Context, c Caller, requestID string, req exchange.Request, dec exchange.Decision, keys []string, refused error) error {
-	return s.auditDecisionLimited(ctx, c, requestID, req, dec, keys, refused, audit.DefaultLimits)
+// notes follow the reasons: an aggregate's "query: …" and "plan: …" (docs/audit.md).
+func (s *Service) auditDecision(ctx context.Context, c Caller, requestID string, req exchange.Request, dec exchange.Decision, keys []string, refused error, notes ...string) error {
+	return s.auditDecisionLimited(ctx, c, requestID, req, dec, keys, refused, audit.DefaultLimits, notes...)
 }
 
-func (s *Service) auditDecisionLimited(ctx context.Context, c Caller, requestID string, req exchange.Request, dec exchange.Decision, keys []string, refused error, lim audit.Limits) error {
+func (s *Service) auditDecisionLimited(ctx context.Context, c Caller, requestID string, req exchange.Request, dec exchange.Decision, keys []string, refused error, lim audit.Limits, notes ...string) error {
 	ev := &audit.Event{
 		Kind:           audit.KindDecision,
 		RequestID:      requestID,
@@ -73,6 +74,7 @@ func (s *Service) auditDecisionLimited(ctx context.Context, c Caller, requestID 
 			ev.Error = "internal"
 		}
 	}
+	ev.Reasons = append(ev.Reasons, notes...)
 	if err := s.record(ctx, ev, lim); err != nil {
 		s.log.Error("audit spool refused an event; refusing the request", "err", err, "request_id", requestID)
 		if ev.Decision == audit.Allow && dataBearing(req.Action) {
@@ -89,13 +91,13 @@ func (s *Service) auditDecisionLimited(ctx context.Context, c Caller, requestID 
 // dataBearing reports whether an action's allowed request is followed by a complete
 // event: it returns records (a verify answers only match or not, a discover the catalog).
 func dataBearing(a exchange.Action) bool {
-	return a == exchange.ActionRead || a == exchange.ActionChanges || a == exchange.ActionLookup
+	return a == exchange.ActionRead || a == exchange.ActionChanges || a == exchange.ActionLookup || a == exchange.ActionAggregate
 }
 
 // auditComplete records the end of a data-bearing response: what went out and how it
 // ended — ok, aborted (the client went away), or error with the error's code. It cannot
 // refuse anything any more, so a failure is logged.
-func (s *Service) auditComplete(ctx context.Context, g *Grant, rows, bytes int64, started time.Time, err error) {
+func (s *Service) auditComplete(ctx context.Context, g *Grant, rows, bytes int64, started time.Time, err error, notes ...string) {
 	status, code := audit.StatusOK, ""
 	switch {
 	case err == nil:
@@ -118,16 +120,16 @@ func (s *Service) auditComplete(ctx context.Context, g *Grant, rows, bytes int64
 		Agreement:      g.Agreement,
 		PolicyRevision: g.Revision,
 	}
-	s.recordComplete(ctx, ev, uint64(rows), uint64(bytes), uint64(time.Since(started).Milliseconds()), status, code)
+	s.recordComplete(ctx, ev, uint64(rows), uint64(bytes), uint64(time.Since(started).Milliseconds()), status, code, notes...)
 }
 
 // recordComplete writes the complete event of the request whose decision (or grant) ev
-// describes.
-func (s *Service) recordComplete(ctx context.Context, ev *audit.Event, rows, bytes, ms uint64, status, code string) {
+// describes; notes go in its reasons (an aggregate's "suppressed_cells: N").
+func (s *Service) recordComplete(ctx context.Context, ev *audit.Event, rows, bytes, ms uint64, status, code string, notes ...string) {
 	c := &audit.Event{Kind: audit.KindComplete, RequestID: ev.RequestID, Department: ev.Department, System: ev.System,
 		ClientAddr: ev.ClientAddr, Action: ev.Action, Dataset: ev.Dataset, Columns: ev.Columns, Purpose: ev.Purpose,
 		CaseRef: ev.CaseRef, Keys: ev.Keys, Decision: audit.Allow, Agreement: ev.Agreement, PolicyRevision: ev.PolicyRevision,
-		Rows: rows, Bytes: bytes, DurationMS: ms, Status: status, Error: code}
+		Rows: rows, Bytes: bytes, DurationMS: ms, Status: status, Error: code, Reasons: notes}
 	if err := s.record(ctx, c, audit.DefaultLimits); err != nil {
 		s.log.Error("audit spool refused a complete event", "err", err, "request_id", ev.RequestID)
 	}

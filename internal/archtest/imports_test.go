@@ -37,7 +37,11 @@ var allowed = map[string][]string{
 // edges (Flight, HTTP) and the server that wires them, so nothing else can bypass the
 // one place that decides and audits.
 var importers = map[string][]string{
-	"govx/exchange/service": {"govx/exchange/flight", "govx/exchange/httpapi", "govx/exchange/server", "govx/exchange/service/"},
+	// The console is an edge too: it writes its audit events through the service.
+	"govx/exchange/service": {"govx/exchange/flight", "govx/exchange/httpapi", "govx/exchange/console", "govx/exchange/server", "govx/exchange/service/"},
+	// Aggregate queries are planned against a decision the service asked and audited;
+	// run from anywhere else they would skip both.
+	"govx/exchange/aggregate": {"govx/exchange/service"},
 }
 
 // testOnly packages may be imported by any test, and by nothing else.
