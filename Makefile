@@ -16,17 +16,24 @@ TEST_TIMEOUT ?= 20m
 KEEP_SERVICES ?=
 STARTED := .local/make-test.started
 SUMMARY := .local/make-test.summary
+CHAOS_VERDICT := .local/make-test.chaos
 # staticcheck is pinned (release 2026.2.2 is module version v0.8.2, which reads Go 1.26)
 # and installed into .local/bin by `make lint` when missing or of another version.
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := .local/bin/staticcheck
 
-.PHONY: test build lint bench services-up services-down
+.PHONY: test build lint bench services-up services-down chaos
+
+# The fault-injection proof (bench/chaos on deploy/local/cluster.sh): `make test` runs it
+# for CHAOS_TEST_DURATION after the tests, and fails if it does; `make chaos` runs it for
+# DURATION and writes docs/CHAOS.md.
+DURATION ?= 5m
+CHAOS_TEST_DURATION ?= 5m
 
 # The closing "N passed, N failed, N skipped" line is printed again after the services
 # stop, so that it stays the last line of the run.
 test: lint
-	@mkdir -p .local; rm -f $(SUMMARY); status=0; \
+	@mkdir -p .local; rm -f $(SUMMARY) $(CHAOS_VERDICT); status=0; \
 	deploy/local/up.sh --record $(STARTED) || status=$$?; \
 	if [ $$status -eq 0 ]; then \
 		( . .local/env.sh && \
@@ -34,10 +41,17 @@ test: lint
 		  echo "go test $(PKGS)" && \
 		  $(GO) test -json -p 1 -timeout $(TEST_TIMEOUT) $(PKGS) | .local/testcheck -summary $(SUMMARY) \
 		) || status=$$?; \
+		echo "chaos: bench/chaos for $(CHAOS_TEST_DURATION) on the loopback cluster (deploy/local/cluster.sh)"; \
+		if $(GO) run ./bench/chaos -duration $(CHAOS_TEST_DURATION) -out .local/CHAOS.md; then \
+			echo "chaos: every check passed (.local/CHAOS.md)" >$(CHAOS_VERDICT); \
+		else \
+			echo "chaos: FAILED (the checks above; .local/CHAOS.md)" >$(CHAOS_VERDICT); status=1; \
+		fi; \
 	else \
 		echo "make test: the services did not start (see the FAILED line above); no test was run"; \
 	fi; \
 	if [ -z "$(KEEP_SERVICES)" ]; then deploy/local/down.sh --from $(STARTED) || true; fi; \
+	if [ -f $(CHAOS_VERDICT) ]; then cat $(CHAOS_VERDICT); fi; \
 	if [ -f $(SUMMARY) ]; then cat $(SUMMARY); fi; \
 	exit $$status
 
@@ -67,3 +81,6 @@ services-up:
 
 services-down:
 	deploy/local/down.sh
+
+chaos:
+	$(GO) run ./bench/chaos -duration $(DURATION) -out docs/CHAOS.md

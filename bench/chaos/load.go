@@ -46,13 +46,13 @@ type failure struct {
 
 // consumer is a department system of the load, with what its agreement grants.
 type consumer struct {
-	dept, system, purpose string
-	allowed               []string // columns its agreement names
-	region                string   // every row's region column starts with it ("" any)
-	regionCol             string
-	masked                string   // a column it may see only masked ("" none)
-	hashed                string   // a column it may see only as a hash
-	columns               []string // the columns it asks for (nil: every granted one)
+	dept, purpose string
+	allowed       []string // columns its agreement names
+	region        string   // every row's region column starts with it ("" any)
+	regionCol     string
+	masked        string   // a column it may see only masked ("" none)
+	hashed        string   // a column it may see only as a hash
+	columns       []string // the columns it asks for (nil: every granted one)
 }
 
 var (

@@ -16,7 +16,7 @@ import (
 func init() {
 	var cfgPath string
 	var check bool
-	var instance string
+	var instance, advertise string
 	cmd := &cobra.Command{
 		Use:   "exchange",
 		Short: "Run the exchange",
@@ -39,6 +39,13 @@ for every setting. --check validates the config and exits.`,
 				// Replicas share one config file (a ConfigMap) but each audits in a
 				// chain of its own: the pod's name, given on the command line.
 				cfg.Audit.Instance = instance
+			}
+			if advertise != "" {
+				// Likewise each replica's own address (a StatefulSet pod's DNS name).
+				cfg.FlightAdvertise = advertise
+				if err := cfg.Check(); err != nil {
+					return fmt.Errorf("--flight-advertise: %w", err)
+				}
 			}
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", cfgPath)
@@ -73,6 +80,7 @@ for every setting. --check validates the config and exits.`,
 	serve.Flags().StringVarP(&cfgPath, "config", "c", "", "the exchange's config file (YAML)")
 	serve.Flags().BoolVar(&check, "check", false, "validate the config and exit")
 	serve.Flags().StringVar(&instance, "instance", "", "the audit chain's instance id, instead of audit.instance (one per replica)")
+	serve.Flags().StringVar(&advertise, "flight-advertise", "", "this replica's Flight host:port named in FlightInfo endpoints, instead of flight_advertise (one per replica)")
 	serve.MarkFlagRequired("config")
 	cmd.AddCommand(serve)
 	rootCmd.AddCommand(cmd)
