@@ -67,34 +67,28 @@ pass it as --since to get only the changes made after it.`,
 				defer f.Close()
 				w = f
 			}
-			sink, err := newPullSink(format, w)
-			if err != nil {
-				return err
-			}
 			bar := pullProgress()
-			var bytes int64
-			res, err := c.Pull(cmd.Context(), pc, sink.begin, func(rec arrow.Record) error {
-				for _, col := range rec.Columns() {
-					for _, b := range col.Data().Buffers() {
-						if b != nil {
-							bytes += int64(b.Len())
-						}
-					}
-				}
+			shown := int64(0)
+			progress := func(rows, bytes int64) {
 				if bar != nil {
 					bar.Describe(fmt.Sprintf("pulling %s (%.1f MB)", args[0], float64(bytes)/1e6))
-					bar.Add64(rec.NumRows())
+					bar.Add64(rows - shown)
+					shown = rows
 				}
-				return sink.write(rec)
-			})
+			}
+			var res client.PullResult
+			if format == "arrow" {
+				// The exchange's messages are written through as they come: no batch
+				// is decoded into rows or encoded again.
+				res, err = c.PullIPC(cmd.Context(), pc, w, progress)
+			} else {
+				res, err = pullFormatted(cmd.Context(), c, pc, format, w, progress)
+			}
 			if bar != nil {
 				bar.Finish()
 				fmt.Fprintln(os.Stderr)
 			}
 			if err != nil {
-				return err
-			}
-			if err := sink.close(); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "%d rows of %s\ncursor: %s\n", res.Rows, args[0], res.Cursor)
@@ -113,6 +107,31 @@ pass it as --since to get only the changes made after it.`,
 	fl.StringVarP(&out, "output", "o", "", "write to FILE instead of standard output")
 	cmd.MarkFlagRequired("purpose")
 	rootCmd.AddCommand(cmd)
+}
+
+// pullFormatted writes a pull in a format other than arrow, batch by batch.
+func pullFormatted(ctx context.Context, c *client.Client, pc exchange.PullCmd, format string, w io.Writer, progress func(rows, bytes int64)) (client.PullResult, error) {
+	sink, err := newPullSink(format, w)
+	if err != nil {
+		return client.PullResult{}, err
+	}
+	var rows, bytes int64
+	res, err := c.Pull(ctx, pc, sink.begin, func(rec arrow.Record) error {
+		for _, col := range rec.Columns() {
+			for _, b := range col.Data().Buffers() {
+				if b != nil {
+					bytes += int64(b.Len())
+				}
+			}
+		}
+		rows += rec.NumRows()
+		progress(rows, bytes)
+		return sink.write(rec)
+	})
+	if err != nil {
+		return res, err
+	}
+	return res, sink.close()
 }
 
 // typedFilter parses the --where conditions and types each value by its column, so
