@@ -54,6 +54,24 @@ func (c *cache) put(key string, d exchange.Decision, lo, hi int64) {
 	c.entries[key] = cacheEntry{d: d, lo: lo, hi: hi}
 }
 
+// carry copies into next, stamped with its revision, the entries of departments and
+// datasets for which same reports that the new revision decides as this one did.
+func (c *cache) carry(next *cache, revision string, same func(dept, dataset string) bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	next.mu.Lock()
+	defer next.mu.Unlock()
+	for k, e := range c.entries {
+		if len(next.entries) >= next.max {
+			return
+		}
+		if dept, ds, ok := pairOfKey(k); ok && same(dept, ds) {
+			e.d.Revision = revision
+			next.entries[k] = e
+		}
+	}
+}
+
 // interval returns the boundaries around t: lo is the last boundary at or before t
 // (or the minimum int64), hi the first after t (or the maximum int64).
 func interval(bounds []int64, t int64) (lo, hi int64) {

@@ -307,3 +307,95 @@ func gauge(t *testing.T, eng *policy.Engine, name string) float64 {
 	t.Fatalf("no %s metric", name)
 	return 0
 }
+
+// TestReloadTakesOverUnchanged follows a steward's agreement edit: the new revision
+// takes over the old one's index and cache entries for the departments and datasets the
+// edit did not touch (so a request seen before the reload is not evaluated again, and a
+// large policy reloads in the time of the pairs it changed), and decides the touched
+// ones afresh; a policy that reads the data beyond the requesting department and dataset
+// takes nothing over, since an edit anywhere may change any decision.
+func TestReloadTakesOverUnchanged(t *testing.T) {
+	dir := copyPolicies(t, false)
+	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	ctx := context.Background()
+	indexed := phoneReq
+	indexed.Time, indexed.Columns = time.Now(), nil
+	cached := indexed
+	cached.Columns = []string{"name", "id_number"} // not a list the index holds
+	nanjing := exchange.Request{Subject: exchange.Subject{Department: "mz-3201"}, Action: exchange.ActionRead,
+		Dataset: "population.person", Purpose: "temporary-assistance", Time: time.Now()}
+	full := eng.IndexStats().Evaluations
+	eng.Decide(ctx, cached)
+
+	// decide checks that req is decided as a fresh evaluation decides it, from the index
+	// or the cache as from says ("" for neither), and returns the decision.
+	decide := func(step string, req exchange.Request, from string) exchange.Decision {
+		t.Helper()
+		s0 := eng.Stats()
+		d := eng.Decide(ctx, req)
+		s1 := eng.Stats()
+		got := ""
+		switch {
+		case s1.IndexHits > s0.IndexHits:
+			got = "index"
+		case s1.CacheHits > s0.CacheHits:
+			got = "cache"
+		}
+		if got != from {
+			t.Errorf("%s: %+v decided from %q, want %q", step, req, got, from)
+		}
+		if diff := decisionDiff(d, eng.DecideUncached(ctx, req)); diff != "" {
+			t.Fatalf("%s: %+v:\n%s", step, req, diff)
+		}
+		if d.Revision != eng.Revision() {
+			t.Fatalf("%s: decision of revision %s, the engine's is %s", step, d.Revision, eng.Revision())
+		}
+		return d
+	}
+
+	// Nanjing's agreement now ends a day earlier: only mz-3201's population.person
+	// decisions are evaluated again.
+	agreements := filepath.Join(dir, "agreements.yaml")
+	replaceIn(t, agreements, "valid_until: 2026-12-31\n    approval: 宁数共", "valid_until: 2026-12-30\n    approval: 宁数共")
+	if err := eng.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	st := eng.IndexStats()
+	if st.Reused == 0 || st.Evaluations == 0 || st.Evaluations*5 > full {
+		t.Fatalf("after editing one agreement: %+v; a full build made %d evaluations", st, full)
+	}
+	if d := decide("after the edit", indexed, "index"); !d.Allow {
+		t.Fatalf("Hangzhou after the edit: %+v", d)
+	}
+	decide("after the edit", cached, "cache")
+	if d := decide("after the edit", nanjing, "index"); !d.Allow {
+		t.Fatalf("Nanjing after the edit: %+v", d)
+	}
+
+	// A policy that grants only while fewer than 10 departments hold agreements: giving
+	// one of Ningbo's agreements to another department changes every decision.
+	replaceIn(t, filepath.Join(dir, "sharing.rego"), "\tactions[input.action]\n\tdepartment\n", "\tactions[input.action]\n\tdepartment\n\tcount(data.agreements_by_key) < 10\n")
+	if err := eng.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if d := decide("data read whole", cached, ""); !d.Allow {
+		t.Fatalf("with 9 departments holding agreements: %+v", d)
+	}
+	replaceIn(t, agreements, "consumer: wj-3302\n    dataset: population.person\n    purposes: [birth-certificate-issuance]",
+		"consumer: gab\n    dataset: population.person\n    purposes: [birth-certificate-issuance]")
+	if err := eng.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if st := eng.IndexStats(); st.Reused != 0 {
+		t.Fatalf("a policy reading the data whole took %d requests over: %+v", st.Reused, st)
+	}
+	for _, req := range []exchange.Request{indexed, cached} {
+		if d := decide("ten departments", req, map[bool]string{true: "", false: "index"}[len(req.Columns) > 0]); d.Allow {
+			t.Fatalf("with 10 departments holding agreements: %+v allowed", req)
+		}
+	}
+}

@@ -62,6 +62,9 @@ type state struct {
 	reads  keyParts
 	mode   CacheMode
 	imode  IndexMode
+	// pairLocal: the policy reads the data only at the requesting department and
+	// dataset (reuse.go).
+	pairLocal bool
 }
 
 type options struct {
@@ -124,7 +127,7 @@ func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
 	// Nothing is served yet: the index may take every core.
-	st, err := e.prepare(b, runtime.GOMAXPROCS(0))
+	st, err := e.prepare(b, runtime.GOMAXPROCS(0), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -144,8 +147,10 @@ func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
 
 // prepare checks a bundle, prepares its query and, for a policy the analysis proves
 // indexable, builds its decision index, so that the revision is ready to decide fast
-// before it takes over.
-func (e *Engine) prepare(b *policies.Bundle, workers int) (*state, error) {
+// before it takes over. prev, on a reload, is the revision being replaced: what it
+// decided for departments and datasets the reload provably did not change is taken
+// over (reuse.go).
+func (e *Engine) prepare(b *policies.Bundle, workers int, prev *state) (*state, error) {
 	if probs := policies.Check(b, e.cat); len(probs) > 0 {
 		return nil, fmt.Errorf("policy %s has problems:\n%w", b.Source, policies.Problems(probs))
 	}
@@ -167,12 +172,24 @@ func (e *Engine) prepare(b *policies.Bundle, workers int) (*state, error) {
 	}
 	st := &state{bundle: b, pq: pq, reads: requestReads(comp)}
 	st.mode = analyzeCache(comp, st.reads)
+	st.pairLocal = st.mode.On && pairLocal(comp, dataKeys(b))
+	var same func(dept, dataset string) bool
+	if prev != nil && prev.pairLocal && st.pairLocal && sameModules(prev.bundle, b) {
+		same = newPairSlices(prev.bundle, b).same
+	}
 	if e.opts.cacheMax > 0 && st.mode.On {
 		st.cache = newCache(e.opts.cacheMax)
+		if same != nil && prev.cache != nil {
+			prev.cache.carry(st.cache, b.Revision, same)
+		}
 	}
 	st.imode = analyzeIndex(comp, st.reads, st.mode)
 	if !e.opts.noIndex && st.imode.On {
-		st.index = e.buildIndex(context.Background(), st, time.Now(), workers)
+		var prevIndex *index
+		if same != nil {
+			prevIndex = prev.index
+		}
+		st.index = e.buildIndex(context.Background(), st, time.Now(), workers, prevIndex, same)
 	}
 	return st, nil
 }
@@ -388,7 +405,7 @@ func (e *Engine) reloadLocked() error {
 		return nil // e.g. only a test file changed
 	}
 	// The old revision goes on deciding meanwhile: leave it half the cores.
-	st, err := e.prepare(b, runtime.GOMAXPROCS(0)/2)
+	st, err := e.prepare(b, runtime.GOMAXPROCS(0)/2, e.state.Load())
 	if err != nil {
 		return err
 	}
@@ -396,7 +413,8 @@ func (e *Engine) reloadLocked() error {
 	e.state.Store(st)
 	e.reloads.Add(1)
 	e.opts.log.Info("policy reloaded", "dir", e.opts.dir, "from", old, "to", b.Revision, "decision_cache", e.CacheMode().String(),
-		"decision_index", e.IndexMode().String(), "index_entries", e.IndexStats().Entries, "index_build", e.IndexStats().Build)
+		"decision_index", e.IndexMode().String(), "index_entries", e.IndexStats().Entries, "index_reused", e.IndexStats().Reused,
+		"index_build", e.IndexStats().Build)
 	return nil
 }
 
