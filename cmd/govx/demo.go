@@ -45,6 +45,7 @@ type demoOptions struct {
 	clickhouse string
 	flightAddr string
 	httpAddr   string
+	console    string
 }
 
 func init() {
@@ -75,6 +76,7 @@ A second run reuses the generated databases and starts everything else afresh.`,
 	fl.StringVar(&o.clickhouse, "clickhouse", "", "ship the audit log to this ClickHouse (host:port of its native protocol)")
 	fl.StringVar(&o.flightAddr, "flight", "127.0.0.1:8815", "the exchange's Flight address")
 	fl.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "the exchange's HTTP address")
+	fl.StringVar(&o.console, "console", "127.0.0.1:8090", "the web console's address (empty: no console)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -142,6 +144,7 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	cfg.Kafka.Brokers = strings.Split(brokers, ",")
 	cfg.Kafka.TopicPrefix = prefix
 	cfg.FlightAddr, cfg.HTTPAddr = o.flightAddr, o.httpAddr
+	cfg.Console.Listen = o.console
 	cfg.SnapshotInterval = 10 * time.Second
 	// The demo's policies live in DIR/policies, so a steward's edit there takes effect on
 	// the running exchange; each run starts from the shipped ones.
@@ -687,6 +690,9 @@ print(client.do_get(info.endpoints[0].ticket, opts).read_all().slice(0, 5).to_py
 		"# Who accessed what, from the audit log:",
 		"  $ govx audit query "+auditFlags+" --department mz-3301",
 		"",
+	)
+	lines = append(lines, consoleLines(dir, cfg, x)...)
+	lines = append(lines,
 		"Tokens: "+filepath.Join(dir, "tokens")+"/<department>.token, profiles: "+filepath.Join(dir, "profiles")+"/<department>.yaml",
 		"Press Ctrl-C to stop.",
 	)

@@ -82,6 +82,14 @@ type Config struct {
 		// can only probe the API port).
 		AlsoOnAPI bool `yaml:"also_on_api"`
 	} `yaml:"ops"`
+	// Console is the web console (exchange/console) for department users, stewards, the
+	// data authority and auditors, on a listener of its own.
+	Console struct {
+		// Listen is its address; empty: no console (the default in production).
+		Listen string `yaml:"listen"`
+		// IdleTimeout ends a session unused this long (default 15m).
+		IdleTimeout time.Duration `yaml:"idle_timeout"`
+	} `yaml:"console"`
 	RateLimit struct {
 		PerSecond float64 `yaml:"per_second"` // per department; 0: none
 		Burst     int     `yaml:"burst"`
@@ -187,6 +195,16 @@ func (c *Config) Check() error {
 		}
 	} else if c.Ops.AlsoOnAPI {
 		errs = append(errs, errors.New("ops.also_on_api needs ops.listen: without it the operations endpoints are on http_addr already"))
+	}
+	if c.Console.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Console.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("console.listen %q: want host:port, e.g. 127.0.0.1:8090", c.Console.Listen))
+		} else if port != "0" && (c.Console.Listen == c.HTTPAddr || c.Console.Listen == c.FlightAddr || c.Console.Listen == c.Ops.Listen) {
+			errs = append(errs, fmt.Errorf("console.listen %s: give the console an address of its own", c.Console.Listen))
+		}
+	}
+	if c.Console.IdleTimeout < 0 {
+		errs = append(errs, errors.New("console.idle_timeout must not be negative"))
 	}
 	if c.RateLimit.PerSecond < 0 || c.RateLimit.Burst < 0 {
 		errs = append(errs, errors.New("rate_limit: per_second and burst must not be negative"))

@@ -54,6 +54,8 @@ type Exchange struct {
 	httpLn   net.Listener
 	ops      *http.Server // nil without ops.listen
 	opsLn    net.Listener
+	console  *http.Server // nil without console.listen
+	conLn    net.Listener
 	revs     *pki.Revocations // nil without tls.crl
 	cluster  string
 	epoch    string // what cursors are bound to: the Kafka cluster id
@@ -179,6 +181,11 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 			return nil, fmt.Errorf("ops.listen: %w", err)
 		}
 	}
+	if cfg.Console.Listen != "" {
+		if x.conLn, err = net.Listen("tcp", cfg.Console.Listen); err != nil {
+			return nil, fmt.Errorf("console.listen: %w", err)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(x.policy.Collectors()...)
@@ -218,6 +225,11 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 			}
 			return nil
 		})
+	}
+	if x.conLn != nil {
+		if err := x.startConsole(cat, tlsConfig, o); err != nil {
+			return nil, err
+		}
 	}
 	x.goRun("flight", func() error { return x.flight.Serve(x.flightLn) })
 	x.goRun("http", func() error {
@@ -305,6 +317,14 @@ func (x *Exchange) OpsAddr() string {
 	return x.opsLn.Addr().String()
 }
 
+// ConsoleAddr is the bound console address, or "" without console.listen.
+func (x *Exchange) ConsoleAddr() string {
+	if x.conLn == nil {
+		return ""
+	}
+	return x.conLn.Addr().String()
+}
+
 // Policy returns the policy engine (its revision, reloads).
 func (x *Exchange) Policy() *policy.Engine { return x.policy }
 
@@ -323,14 +343,14 @@ func (x *Exchange) Close() error {
 	if x.flight != nil {
 		x.flight.Shutdown()
 	}
-	for _, srv := range []*http.Server{x.http, x.ops} {
+	for _, srv := range []*http.Server{x.http, x.ops, x.console} {
 		if srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			srv.Shutdown(ctx)
 			cancel()
 		}
 	}
-	for _, ln := range []net.Listener{x.flightLn, x.httpLn, x.opsLn} {
+	for _, ln := range []net.Listener{x.flightLn, x.httpLn, x.opsLn, x.conLn} {
 		if ln != nil {
 			ln.Close()
 		}

@@ -1,0 +1,332 @@
+package console
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/x509"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"govx/exchange"
+	"govx/exchange/apply"
+	"govx/exchange/audit"
+	"govx/exchange/auth"
+	"govx/exchange/service"
+	"govx/policies"
+	"govx/schemas"
+)
+
+//go:embed templates/*.html static/*
+var assets embed.FS
+
+// Policy is the sharing policy in force: its data, and the decision the exchange would
+// make (exchange/policy's Engine).
+type Policy interface {
+	Bundle() *policies.Bundle
+	Decide(ctx context.Context, req exchange.Request) exchange.Decision
+}
+
+// AuditLog is where the console reads the audit log, as `govx audit` does.
+type AuditLog struct {
+	// SpoolDir is the exchange's spool, read-only.
+	SpoolDir string
+	// ClickHouse, when set, is the audit store searched (the spool then holds only what
+	// is not shipped yet), and verified together with the spool.
+	ClickHouse audit.Store
+	// Checkpoints and PublicKey are the signed chain heads and the key that signed them.
+	Checkpoints, PublicKey string
+}
+
+// Config is what a Console needs; every field but Log, Now and IdleTimeout is required.
+type Config struct {
+	Service *service.Service
+	Tokens  *auth.Tokens
+	Apply   *apply.Service
+	Policy  Policy
+	Catalog *schemas.Catalog
+	Audit   AuditLog
+	// Scope reports whether the record of dataset with key, as the exchange serves it
+	// now, passes filters (a pull's recorded scope): the subject report's bulk pulls.
+	Scope func(dataset, key string, filters []exchange.Filter) (bool, error)
+	// TLS says the console is served over TLS: the session cookie is then Secure.
+	TLS bool
+	// IdleTimeout ends a session unused this long (default 15 minutes).
+	IdleTimeout time.Duration
+	Now         func() time.Time
+	Log         *slog.Logger
+}
+
+// DefaultIdleTimeout is how long an unused session lives.
+const DefaultIdleTimeout = 15 * time.Minute
+
+// Console serves the web console.
+type Console struct {
+	cfg   Config
+	mux   *http.ServeMux
+	pages map[string]*template.Template
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+// session is one signed-in person. Only its id travels, in the cookie.
+type session struct {
+	id     string
+	subj   exchange.Subject
+	method string // token | certificate
+	csrf   string
+	last   time.Time
+}
+
+const (
+	sessionCookie = "govx_console"
+	loginCookie   = "govx_console_login" // the sign-in form's CSRF token, before a session
+	langCookie    = "govx_console_lang"
+)
+
+// New returns the console's handler.
+func New(cfg Config) (*Console, error) {
+	if cfg.Service == nil || cfg.Tokens == nil || cfg.Apply == nil || cfg.Policy == nil || cfg.Catalog == nil || cfg.Scope == nil {
+		return nil, errors.New("console: Service, Tokens, Apply, Policy, Catalog and Scope are required")
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	c := &Console{cfg: cfg, mux: http.NewServeMux(), sessions: map[string]*session{}}
+	if err := c.parseTemplates(); err != nil {
+		return nil, err
+	}
+	static, _ := fs.Sub(assets, "static")
+	c.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	c.mux.HandleFunc("GET /login", c.loginPage)
+	c.mux.HandleFunc("POST /login", c.login)
+	c.mux.HandleFunc("GET /lang/{lang}", c.setLang)
+	c.routes()
+	return c, nil
+}
+
+// ServeHTTP sets the headers every answer carries, then routes.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	// No script at all: the console is plain HTML forms.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	if c.cfg.TLS {
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	c.mux.ServeHTTP(w, r)
+}
+
+func newSecret() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (c *Console) cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
+		Secure: c.cfg.TLS, SameSite: http.SameSiteStrictMode}
+}
+
+// current returns the request's live session, ending it when idle too long.
+func (c *Console) current(r *http.Request) *session {
+	ck, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil
+	}
+	now := c.cfg.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.sessions[ck.Value]
+	if s == nil {
+		return nil
+	}
+	if now.Sub(s.last) > c.cfg.IdleTimeout {
+		delete(c.sessions, s.id)
+		return nil
+	}
+	s.last = now
+	return s
+}
+
+// sweep drops idle sessions, so abandoned ones do not pile up.
+func (c *Console) sweep(now time.Time) {
+	for id, s := range c.sessions {
+		if now.Sub(s.last) > c.cfg.IdleTimeout {
+			delete(c.sessions, id)
+		}
+	}
+}
+
+func sameSecret(a, b string) bool {
+	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+func (c *Console) caller(r *http.Request, s *session) service.Caller {
+	sc := service.Caller{ClientAddr: r.RemoteAddr}
+	if s != nil {
+		sc.Subject = s.subj
+	}
+	return sc
+}
+
+// audit records a console action through the one audit writer; refused actions are
+// recorded with their refusal. It returns refused, or audit_unavailable.
+func (c *Console) audit(r *http.Request, s *session, action, dataset, purpose, caseRef string, keys []string, refused error) error {
+	return c.cfg.Service.ConsoleAction(r.Context(), c.caller(r, s), "console."+action, dataset, purpose, caseRef, keys, refused)
+}
+
+// handler is a page for signed-in people; need, when set, is the role it requires.
+type handler func(w http.ResponseWriter, r *http.Request, s *session)
+
+// page registers a route for signed-in people holding role need ("" for any role). A
+// missing or idle session goes to the sign-in page; a post without the session's CSRF
+// token is refused and audited; a role not held is 403 and audited.
+func (c *Console) page(pattern, need string, h handler) {
+	c.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		s := c.current(r)
+		if s == nil {
+			if r.Method == http.MethodPost {
+				c.audit(r, nil, "post", "", "", "", nil, exchange.E(exchange.Unauthenticated, "no_session", "no session, or an expired one"))
+			}
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return
+		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+			if !sameSecret(r.PostFormValue("csrf"), s.csrf) {
+				err := c.audit(r, s, "csrf", "", "", "", nil, exchange.E(exchange.PermissionDenied, "csrf", "the form's CSRF token is missing or wrong"))
+				c.fail(w, r, s, http.StatusForbidden, err)
+				return
+			}
+		}
+		if need != "" {
+			if err := c.cfg.Apply.Role(r.Context(), s.subj, need); err != nil {
+				err = c.audit(r, s, "open", "", "", "", nil, withPath(err, r.URL.Path))
+				c.fail(w, r, s, http.StatusForbidden, err)
+				return
+			}
+		}
+		h(w, r, s)
+	})
+}
+
+// withPath names the refused page in the first reason, so that the audit log says what
+// was tried.
+func withPath(err error, path string) error {
+	xe, ok := errors.AsType[*exchange.Error](err)
+	if !ok {
+		return err
+	}
+	cp := *xe
+	cp.Reasons = append(slices.Clone(xe.Reasons), exchange.Reason{Code: "page:" + path})
+	return &cp
+}
+
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	tok := newSecret()
+	http.SetCookie(w, c.cookie(loginCookie, tok, 600))
+	p := c.newPage(r, nil, "signin")
+	p.CSRF = tok
+	p.CertOffered = r.TLS != nil && len(r.TLS.VerifiedChains) > 0
+	c.render(w, http.StatusOK, "login", p)
+}
+
+// login signs in with a department system's token or the client certificate the TLS
+// layer verified, exactly as the API authenticates; the roles come from the policy. A
+// subject holding no role is refused. Each sign-in, and each failed one, is audited.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	ck, err := r.Cookie(loginCookie)
+	if err != nil || !sameSecret(r.PostFormValue("csrf"), ck.Value) {
+		err := c.audit(r, nil, "signin", "", "", "", nil, exchange.E(exchange.PermissionDenied, "csrf", "the sign-in form's CSRF token is missing or wrong"))
+		c.fail(w, r, nil, http.StatusForbidden, err)
+		return
+	}
+	var verified [][]*x509.Certificate
+	authz, method := "", "token"
+	if r.PostFormValue("method") == "certificate" {
+		if r.TLS != nil {
+			verified = r.TLS.VerifiedChains
+		}
+		method = "certificate"
+	} else if tok := strings.TrimSpace(r.PostFormValue("token")); tok != "" {
+		authz = "Bearer " + tok
+	}
+	if method == "certificate" && len(verified) == 0 {
+		authz = "" // no certificate: refused below, never falls back to anything
+	}
+	subj, err := c.cfg.Tokens.Subject(authz, verified)
+	sc := service.Caller{Subject: subj, ClientAddr: r.RemoteAddr}
+	if err != nil {
+		err = c.cfg.Service.Unauthenticated(r.Context(), sc, "console.signin", "", err)
+		p := c.newPage(r, nil, "signin")
+		p.Error = c.errorText(p, err)
+		tok := newSecret()
+		http.SetCookie(w, c.cookie(loginCookie, tok, 600))
+		p.CSRF = tok
+		c.render(w, http.StatusUnauthorized, "login", p)
+		return
+	}
+	if len(c.cfg.Apply.Roles(r.Context(), subj)) == 0 {
+		refused := c.cfg.Apply.Role(r.Context(), subj, apply.RoleDepartment)
+		err := c.cfg.Service.ConsoleAction(r.Context(), sc, "console.signin", "", "", "", nil, refused)
+		c.fail(w, r, nil, http.StatusForbidden, err)
+		return
+	}
+	s := &session{id: newSecret(), subj: subj, method: method, csrf: newSecret(), last: c.cfg.Now()}
+	if err := c.cfg.Service.ConsoleAction(r.Context(), sc, "console.signin", "", method, "", nil, nil); err != nil {
+		c.fail(w, r, nil, http.StatusServiceUnavailable, err)
+		return
+	}
+	c.mu.Lock()
+	c.sweep(s.last)
+	c.sessions[s.id] = s
+	c.mu.Unlock()
+	http.SetCookie(w, c.cookie(loginCookie, "", -1))
+	http.SetCookie(w, c.cookie(sessionCookie, s.id, 0))
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
+	c.mu.Lock()
+	delete(c.sessions, s.id)
+	c.mu.Unlock()
+	c.audit(r, s, "signout", "", "", "", nil, nil)
+	http.SetCookie(w, c.cookie(sessionCookie, "", -1))
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// setLang switches the language; it changes nothing but how pages read.
+func (c *Console) setLang(w http.ResponseWriter, r *http.Request) {
+	lang := r.PathValue("lang")
+	if lang != "en" {
+		lang = "zh"
+	}
+	http.SetCookie(w, c.cookie(langCookie, lang, 365*24*3600))
+	back := r.URL.Query().Get("back")
+	// Only a path on this console: never an open redirect.
+	if !strings.HasPrefix(back, "/") || strings.HasPrefix(back, "//") || strings.ContainsAny(back, "\\\r\n") {
+		back = "/"
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
+}
