@@ -7,6 +7,7 @@
 #
 #   bench/run.sh                                  # the sizes the targets name (1M rows)
 #   BENCH_ROWS=200000 BENCH_COLD_BUILD=0 bench/run.sh   # a quicker, smaller run
+#   CURVE=10m bench/run.sh                        # the cost curve to 10M persons (make bench CURVE=10m)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -22,6 +23,17 @@ FLIGHT_RUNS=${BENCH_FLIGHT_RUNS:-5}
 COLD=${BENCH_COLD_BUILD:-1}                 # 0: skip the empty-GOCACHE build of cmd/govx
 ONLY=${BENCH_ONLY:-}                        # e.g. "flight lookup": run only these
 OUT=${BENCH_OUT:-docs/BENCHMARKS.md}
+LOOKUP_RATES=${BENCH_LOOKUP_RATES:-500,1000,2000}  # lookup-cold: each from a fresh start
+LOOKUP_DEMO=${BENCH_LOOKUP_DEMO:-1}         # 0: lookup-cold against the exchange alone, not also govx demo
+# The cost curve: CURVE is the largest size (1m, 3m or 10m) or a list of sizes (100k,1m,...).
+CURVE=${CURVE:-${BENCH_CURVE:-1m}}
+case $CURVE in
+	100k) CURVE=100k ;;
+	1m) CURVE=100k,1m ;;
+	3m) CURVE=100k,1m,3m ;;
+	10m) CURVE=100k,1m,3m,10m ;;
+esac
+CURVE_STEP_TIMEOUT=${BENCH_CURVE_STEP_TIMEOUT:-20m}  # bound on each size of the curve
 LOG=.local/bench/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$LOG/bin"
 
@@ -47,7 +59,7 @@ START=$SECONDS
 
 say "building the bench commands"
 if ! go build -o "$LOG/bin/" ./bench/ingest ./bench/flight ./bench/lookup ./bench/demo ./bench/store \
-	./bench/policy ./bench/audit ./bench/connector ./bench/gen 2>"$LOG/build.log"; then
+	./bench/policy ./bench/audit ./bench/connector ./bench/gen ./bench/peer ./bench/curve ./cmd/govx 2>"$LOG/build.log"; then
 	say "build failed:"; cat "$LOG/build.log" >&2; exit 1
 fi
 
@@ -74,7 +86,7 @@ bench() {
 	ORDER+=("$name")
 	CMD[$name]=$shown
 	say "$name: $shown"
-	case $name in ingest | flight | lookup | connector) wait_kafka ;; esac
+	case $name in ingest | flight | lookup | connector | peer | lookup-cold | curve) wait_kafka ;; esac
 	local t0=$SECONDS
 	"$LOG/bin/$bin" "$@" >"$LOG/$name.md" 2>"$LOG/$name.log"
 	STATUS[$name]=$?
@@ -94,8 +106,14 @@ pre=(); [ -n "$PREFIX" ] && pre=(-prefix "$PREFIX")
 bench flight "go run ./bench/flight -rows $ROWS -runs $FLIGHT_RUNS" flight -rows "$ROWS" -runs "$FLIGHT_RUNS" "${pre[@]}"
 bench lookup "go run ./bench/lookup -rows $ROWS -rate $LOOKUP_RATE -duration $LOOKUP_DURATION -subject -subject-rate $SUBJECT_RATE" lookup \
 	-rows "$ROWS" -rate "$LOOKUP_RATE" -duration "$LOOKUP_DURATION" -subject -subject-rate "$SUBJECT_RATE" "${pre[@]}"
+bench peer "go run ./bench/peer -rows $ROWS -runs $FLIGHT_RUNS" peer -rows "$ROWS" -runs "$FLIGHT_RUNS" "${pre[@]}"
+demo=(); [ "$LOOKUP_DEMO" != 0 ] && demo=(-demo -govx "$LOG/bin/govx")
+bench lookup-cold "go run ./bench/lookup -rows $ROWS -rates $LOOKUP_RATES -duration $LOOKUP_DURATION${demo:+ -demo}" lookup \
+	-rows "$ROWS" -rates "$LOOKUP_RATES" -duration "$LOOKUP_DURATION" "${demo[@]}" "${pre[@]}"
 if [ -n "$PREFIX" ]; then "$LOG/bin/ingest" -delete-prefix "$PREFIX" 2>>"$LOG/ingest.log" || say "could not delete topic ${PREFIX}population.person"; fi
 bench store "go run ./bench/store -rows $ROWS" store -rows "$ROWS"
+CHARTS=$(dirname "$OUT")/bench
+bench curve "go run ./bench/curve -sizes $CURVE -charts $CHARTS" curve -sizes "$CURVE" -step-timeout "$CURVE_STEP_TIMEOUT" -charts "$CHARTS"
 bench policy "go run ./bench/policy -n $POLICY_N" policy -n "$POLICY_N"
 bench audit "go run ./bench/audit -events $AUDIT_EVENTS" audit -events "$AUDIT_EVENTS"
 # bench/connector reads connectors/examples relative to the repository root.
@@ -137,12 +155,23 @@ from_target() {
 
 from_target "Bulk pull, $ROWS persons, every row, projection + 2 masks (Flight)" pull-all flight "≥ 0.9× bare Go Flight"
 from_target "Bulk pull, row filter keeping ~1 in 8, + 2 masks (Flight)" pull-filter flight "≥ 4× PostgreSQL COPY binary"
+from_target "First pull after start, $ROWS persons, 6 columns, 2 masks (pyarrow client)" peer-cold peer "≥ 0.8× C++ Flight peer"
+from_target "Warm pulls, same (pyarrow client)" peer-warm peer "≥ 0.95× C++ Flight peer"
+from_target "Filtered pull (~1 in 8), first after start (pyarrow client)" psql-filter-cold peer "≥ 4× psql COPY binary"
+from_target "Filtered pull (~1 in 8), warm (pyarrow client)" psql-filter-warm peer "≥ 4× psql COPY binary"
 
 from_target "Decision, 1,000 agreements, 100 departments, warm" decision-warm policy "p50 ≤ 20 µs, p99 ≤ 100 µs"
 from_target "Decision from an empty cache and right after a policy reload (decision index)" decision-cold policy "p99 ≤ 100 µs"
 
 from_target "Lookup by key over HTTP, auth + policy + durable audit, 2,000 req/s open loop" lookup lookup "p99 ≤ 2 ms"
 from_target "Verify by key over HTTP, same" verify lookup "p99 ≤ 2 ms"
+top=${LOOKUP_RATES##*,}
+from_target "Lookup, exchange alone, $ROWS persons, ClickHouse on the host, $top req/s open loop, from a cold start" lookup-cold-exchange lookup-cold "p50 ≤ 1 ms, p99 ≤ 2 ms"
+from_target "Verify, same" verify-cold-exchange lookup-cold "p50 ≤ 1 ms, p99 ≤ 2 ms"
+if [ "$LOOKUP_DEMO" != 0 ]; then
+	from_target "Lookup through \`govx demo\` at $ROWS persons, ClickHouse on the host, $top req/s open loop, from a cold start" lookup-cold-demo lookup-cold "p50 ≤ 1 ms, p99 ≤ 2 ms"
+	from_target "Verify, same" verify-cold-demo lookup-cold "p50 ≤ 1 ms, p99 ≤ 2 ms"
+fi
 from_target "Person subject view (一号式) over HTTP, 4 registers, $ROWS persons, $SUBJECT_RATE views/s open loop" subject lookup "p99 ≤ 4 lookups one after another"
 from_target "Licence verify (证照核验) over HTTP, digest + Ed25519 signature, $LOOKUP_RATE req/s" licence-verify lookup "p99 ≤ 2 ms"
 
@@ -182,6 +211,8 @@ if wanted store; then
 	else failed "Memory: the store holding $ROWS persons" store "≤ 2× Arrow IPC size"; fi
 else skipped "Memory" "≤ 2× Arrow IPC size" store; fi
 
+from_target "Cost curve ($CURVE persons): start → ready" curve-ready curve "linear (log-log slope ≤ 1.1)"
+from_target "Cost curve ($CURVE persons): Go heap" curve-heap curve "linear (log-log slope ≤ 1.1)"
 from_target "\`govx demo\` start → ready (warm build cache, default scale)" demo demo "< 60 s"
 if [ "$COLD" != 0 ]; then
 	from_target "\`govx demo\` first run: empty GOCACHE build + start → ready" demo-cold demo "< 60 s (reported)"
@@ -207,7 +238,7 @@ fi
 	echo "| load average (1, 5, 15 min) | at start: $LOAD_START; at end: $LOAD_END — the machine is shared: other work ran alongside |"
 	echo "| Go | $GOVER, GOGC=${GOGC:-default}, commit $REV |"
 	echo "| services | Kafka at $GOVX_TEST_KAFKA, ClickHouse at $GOVX_TEST_CLICKHOUSE, PostgreSQL and MariaDB from deploy/local |"
-	echo "| sizes | BENCH_ROWS=$ROWS, BENCH_SMALL_ROWS=$SMALL, BENCH_AUDIT_EVENTS=$AUDIT_EVENTS, BENCH_POLICY_N=$POLICY_N, lookup ${LOOKUP_RATE} req/s × $LOOKUP_DURATION, subject views ${SUBJECT_RATE}/s, flight runs $FLIGHT_RUNS |"
+	echo "| sizes | CURVE=$CURVE, BENCH_LOOKUP_RATES=$LOOKUP_RATES (demo: $LOOKUP_DEMO), BENCH_ROWS=$ROWS, BENCH_SMALL_ROWS=$SMALL, BENCH_AUDIT_EVENTS=$AUDIT_EVENTS, BENCH_POLICY_N=$POLICY_N, lookup ${LOOKUP_RATE} req/s × $LOOKUP_DURATION, subject views ${SUBJECT_RATE}/s, flight runs $FLIGHT_RUNS |"
 	echo "| whole run | ${TOTAL}s; raw output in \`$LOG/\` |"
 	echo
 	echo "## Targets"

@@ -46,6 +46,7 @@ type coldRun struct {
 	rate                   int
 	ready                  time.Duration
 	cold, verify, hz, warm phase
+	err                    error // the server did not start: reported, the other runs kept
 }
 
 // parseRates reads "500,1000,2000".
@@ -119,7 +120,9 @@ func runCold(o coldOptions) error {
 			log.Printf("%s: starting afresh for %d req/s", s.name, rate)
 			t, err := s.start()
 			if err != nil {
-				return fmt.Errorf("%s: %w", s.name, err)
+				log.Printf("%s: %v", s.name, err)
+				runs = append(runs, coldRun{server: s.name, rate: rate, err: err})
+				continue
 			}
 			r := measureCold(t, rate, o.dur, o.workers)
 			r.server = s.name
@@ -193,6 +196,10 @@ func printCold(o coldOptions, runs []coldRun) {
 	p99 := func(p phase) time.Duration { return feed.Percentile(p.lat, 99) }
 	p50 := func(p phase) time.Duration { return feed.Percentile(p.lat, 50) }
 	for _, r := range runs {
+		if r.err != nil {
+			fmt.Printf("| %s | %d | did not start: %s | | | | | | | | |\n", r.server, r.rate, strings.ReplaceAll(r.err.Error(), "|", "/"))
+			continue
+		}
 		for i, p := range []struct {
 			name string
 			ph   phase
@@ -216,6 +223,12 @@ func printCold(o coldOptions, runs []coldRun) {
 		key := "exchange"
 		if strings.Contains(r.server, "demo") {
 			key = "demo"
+		}
+		if r.err != nil {
+			no := "not measured: " + strings.ReplaceAll(r.err.Error(), "|", "/")
+			feed.Target("lookup-cold-"+key, no, "—", "—", false, o.cmd)
+			feed.Target("verify-cold-"+key, no, "—", "—", false, o.cmd)
+			continue
 		}
 		ok := func(p phase) bool {
 			return p.errs == 0 && p50(p) <= time.Millisecond && p99(p) <= 2*time.Millisecond
@@ -391,7 +404,9 @@ func startDemo(o coldOptions, lookups, verifies [][]byte) (*target, error) {
 	fail := func(err error) (*target, error) {
 		c.Process.Kill()
 		<-exited
-		return nil, fmt.Errorf("%w (output in %s)", err, logf.Name())
+		out, _ := os.ReadFile(logf.Name())
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return nil, fmt.Errorf("%w; its last line: %q (output in %s)", err, lines[len(lines)-1], logf.Name())
 	}
 	deadline := time.Now().Add(o.demoTimeout)
 	for {
