@@ -58,12 +58,9 @@ type consumer struct {
 var (
 	mz  = consumer{dept: "mz-3301", purpose: "minimum-living-allowance-review", allowed: []string{"id_number", "name", "household_region", "birth_date"}, region: "3301", regionCol: "household_region", masked: "id_number"}
 	fgw = consumer{dept: "fgw-33", purpose: "regional-economic-comparison", allowed: []string{"indicator_code", "region_code", "period", "value", "unit"}}
-	// Legal entities are shared unconditionally: the tax bureau asks for the columns
-	// its agreement names, and gets no other.
-	sw = consumer{dept: "sw-33", purpose: "tax-registration-check", allowed: []string{"uscc", "name", "legal_rep_id_number", "legal_rep_name", "region_code", "status"}, region: "33", regionCol: "region_code",
-		columns: []string{"uscc", "name", "legal_rep_id_number", "legal_rep_name", "region_code", "status"}}
-	zj = consumer{dept: "zj-3205", purpose: "housing-security-qualification", allowed: []string{"parcel_code", "region_code", "land_use", "area_m2", "right_type", "holder_uscc", "holder_id_number", "registered_on"}, region: "3205", regionCol: "region_code", hashed: "holder_id_number"}
-	wj = consumer{dept: "wj-3302", purpose: "birth-certificate-issuance"}
+	sw  = consumer{dept: "sw-33", purpose: "tax-registration-check", allowed: []string{"uscc", "name", "legal_rep_id_number", "legal_rep_name", "region_code", "status"}, region: "33", regionCol: "region_code"}
+	zj  = consumer{dept: "zj-3205", purpose: "housing-security-qualification", allowed: []string{"parcel_code", "region_code", "land_use", "area_m2", "right_type", "holder_uscc", "holder_id_number", "registered_on"}, region: "3205", regionCol: "region_code", hashed: "holder_id_number"}
+	wj  = consumer{dept: "wj-3302", purpose: "birth-certificate-issuance"}
 )
 
 var citizenID = regexp.MustCompile(`^[0-9]{17}[0-9X]$`)
@@ -289,7 +286,10 @@ func (ld *load) verify(ctx context.Context, w *worker) (*response, error) {
 // cursor either replica returned, and checking every row against c's agreement.
 func (ld *load) pull(c consumer, dataset string, filter []exchange.Filter, changes bool) func(context.Context, *worker) (*response, error) {
 	return func(ctx context.Context, w *worker) (*response, error) {
-		cmd := exchange.PullCmd{Dataset: dataset, Purpose: c.purpose, Filter: filter, Columns: c.columns}
+		// Each asks for the columns its agreement names: a register shared
+		// unconditionally grants its public columns besides, which the system does not
+		// ask for and must not get.
+		cmd := exchange.PullCmd{Dataset: dataset, Purpose: c.purpose, Filter: filter, Columns: c.allowed}
 		action := "read"
 		if changes {
 			ld.cursorMu.Lock()

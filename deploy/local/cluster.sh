@@ -266,8 +266,12 @@ pid_of() {
 	cat "$f"
 }
 
-ready_exchange() { # ready_exchange a|b: /readyz answers 200
-	curl -fsS -o /dev/null "http://127.0.0.1:$(replica_port "$1" 18090)/readyz"
+ready_exchange() { # ready_exchange a|b: /readyz answers 200 (bash alone: no curl needed)
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$(replica_port "$1" 18090)"
+		printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+		head -n 1 <&3 | grep -q ' 200 '
+	)
 }
 
 write_env() {
