@@ -312,7 +312,7 @@ func checkReadme(t *testing.T, e *demoEnv, httpAddr string) {
 
 func TestIntegrationDemo(t *testing.T) {
 	e := newDemoEnv(t)
-	free := []string{"--flight", "127.0.0.1:0", "--http", "127.0.0.1:0"}
+	free := []string{"--flight", "127.0.0.1:0", "--http", "127.0.0.1:0", "--console", "127.0.0.1:0"}
 	d := e.start(t, free...)
 	t.Run("printed commands", func(t *testing.T) { checkPrinted(t, e, d, 0) })
 	t.Run("README walkthrough", func(t *testing.T) { checkReadme(t, e, d.httpAddr(t)) })
@@ -385,7 +385,7 @@ func TestIntegrationDemoRealServices(t *testing.T) {
 	kafka := testenv.Require(t, testenv.Kafka)
 	ch := testenv.Require(t, testenv.ClickHouse)
 	e := newDemoEnv(t)
-	d := e.start(t, "--kafka", kafka, "--clickhouse", ch, "--flight", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	d := e.start(t, "--kafka", kafka, "--clickhouse", ch, "--flight", "127.0.0.1:0", "--http", "127.0.0.1:0", "--console", "127.0.0.1:0")
 	if !strings.Contains(d.out.String(), "kafka: "+kafka) || !strings.Contains(d.out.String(), "audit ClickHouse "+ch) {
 		t.Fatalf("the demo did not use the real services:\n%s", d.out.String())
 	}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # up.sh — installs what is missing and starts every service the tests need (Kafka,
-# ClickHouse, PostgreSQL, MariaDB, the Python venv), then writes .local/env.sh with their
-# addresses. Idempotent: running services are left alone. Exits non-zero naming each
-# service that could not start.
+# ClickHouse, PostgreSQL, MariaDB, the Python venv, headless Chromium), then writes
+# .local/env.sh with their addresses. Idempotent: running services are left alone.
+# Exits non-zero naming each service that could not start.
 #
 # up.sh --record FILE also writes to FILE the services this run started (not those that
 # were already running), so that `make test` can stop exactly those afterwards and leave
@@ -41,7 +41,7 @@ for svc in kafka python; do
 	started "$svc" &
 	bg[$svc]=$!
 done
-for svc in clickhouse postgres mariadb; do
+for svc in clickhouse postgres mariadb chromium; do
 	started "$svc" || failed+=("$svc")
 done
 for svc in "${!bg[@]}"; do

@@ -26,6 +26,8 @@ func TestConfigIsStrict(t *testing.T) {
 		{"kafka:\n  brokers: [k:9092]\nflight_addr: nonsense\n", `flight_addr "nonsense": want host:port`},
 		{"kafka:\n  brokers: [k:9092]\ntls:\n  client_ca: ca.pem\n", "tls.client_ca needs tls.cert and tls.key"},
 		{"kafka:\n  brokers: [k:9092]\nrate_limit:\n  per_second: many\n", "cannot unmarshal"},
+		{"kafka:\n  brokers: [k:9092]\nconsole:\n  listen: 127.0.0.1:8080\n", "console.listen 127.0.0.1:8080: give the console an address of its own"},
+		{"kafka:\n  brokers: [k:9092]\nconsole:\n  listen: 8090\n", `console.listen "8090": want host:port`},
 	} {
 		path := filepath.Join(dir, "x.yaml")
 		os.WriteFile(path, []byte(tt.yaml), 0o600)
