@@ -77,6 +77,7 @@ func main() {
 	if m := eng.IndexMode(); !m.On {
 		log.Fatalf("the bench policy is not indexed: %v", m)
 	}
+	startIndex := eng.IndexStats()
 	alone, _ := open(policy.WithCacheSize(0))
 	defer alone.Close()
 	floor := newFloor(eng.Bundle(), cat)
@@ -119,6 +120,7 @@ func main() {
 		}
 	}
 	heldRun := measureStats(len(held), newFixedMix(held), alone, ctx)
+	misses := classifyMisses(*nCold, mix, alone, world, ctx)
 
 	// A steward's edit: one more agreement. Reload builds the new revision's index
 	// before switching to it; the first requests after it are measured.
@@ -162,9 +164,9 @@ func main() {
 			r.rate(r.index), r.rate(r.cache), float64(r.l.pct(99))/float64(targetP99))
 	}
 	row("Rego, prepared query, no cache (baseline)", run{l: uncached})
-	row("Rego + exact cache, from empty (before the index)", baseCold)
-	row("Rego + exact cache, right after a reload (before the index)", baseReloaded)
-	row("Rego + exact cache, warm (before the index)", baseWarm)
+	row("Rego + exact cache (no index), from empty", baseCold)
+	row("Rego + exact cache (no index), right after a reload", baseReloaded)
+	row("Rego + exact cache (no index), warm", baseWarm)
 	row("index + exact cache, from empty", cold)
 	row("index + exact cache, right after a reload", reloaded)
 	row("index + exact cache, warm", warm)
@@ -172,13 +174,15 @@ func main() {
 	row("index alone, only the requests it holds", heldRun)
 	row("hard-coded Go check (floor)", run{l: fl})
 	st := eng.IndexStats()
-	fmt.Printf("\nIndex of the bench policy: %d requests, %d decisions (request × validity interval), %d distinct; built in %s at start; "+
-		"reload with the rebuild %s; engine heap %.1f MB with the index, %.1f MB without.\n",
-		st.Requests, st.Entries, st.Distinct, st.Build.Round(time.Millisecond), reloadTook.Round(time.Millisecond),
-		float64(engHeap)/1e6, float64(baseHeap)/1e6)
+	fmt.Printf("\nIndex of the bench policy: %d requests, %d decisions (request × validity interval), %d distinct; built in %s at start (%d evaluations); "+
+		"engine heap %.1f MB with the index, %.1f MB without. The reload (one agreement added) took %s, of which the index %s: "+
+		"%d evaluations, %d requests taken over from the previous revision.\n",
+		startIndex.Requests, startIndex.Entries, startIndex.Distinct, startIndex.Build.Round(time.Millisecond), startIndex.Evaluations,
+		float64(engHeap)/1e6, float64(baseHeap)/1e6, reloadTook.Round(time.Millisecond), st.Build.Round(time.Millisecond), st.Evaluations, st.Reused)
+	fmt.Printf("Requests of the mix the index does not hold, %.1f%% of them: %s.\n", 100*float64(len(misses.all))/float64(misses.n), misses)
 	demo, demoHeap := embeddedIndex(cat)
-	fmt.Printf("Index of the shipped (demo) policy: %d requests, %d decisions, %d distinct; built in %s; engine heap %.1f MB.\n\n",
-		demo.Requests, demo.Entries, demo.Distinct, demo.Build.Round(time.Millisecond), float64(demoHeap)/1e6)
+	fmt.Printf("Index of the shipped (demo) policy: %d requests, %d decisions, %d distinct; built in %s (%d evaluations); engine heap %.1f MB.\n\n",
+		demo.Requests, demo.Entries, demo.Distinct, demo.Build.Round(time.Millisecond), demo.Evaluations, float64(demoHeap)/1e6)
 
 	pass := func(ok bool) string {
 		if ok {
@@ -555,3 +559,50 @@ func (f *floor) decide(r exchange.Request) exchange.Decision {
 
 // newFixedMix returns a mix that draws reqs in turn.
 func newFixedMix(reqs []exchange.Request) *mix { return &mix{fixed: reqs} }
+
+// indexMisses counts why requests of the mix are not in the index.
+type indexMisses struct {
+	n   int
+	all []exchange.Request
+	// columns: a column list no agreement of the pair names; purpose: a purpose (or
+	// system) none of them names; other: anything else (a time, an unknown name).
+	columns, purpose, other int
+}
+
+func (m indexMisses) String() string {
+	pct := func(k int) float64 { return 100 * float64(k) / float64(max(1, len(m.all))) }
+	return fmt.Sprintf("%.0f%% ask for a column list none of the department's agreements for the dataset names, "+
+		"%.0f%% name a purpose or system none of them names, %.0f%% other", pct(m.columns), pct(m.purpose), pct(m.other))
+}
+
+func classifyMisses(n int, m *mix, alone *policy.Engine, w *world, ctx context.Context) indexMisses {
+	out := indexMisses{n: n}
+	for range n {
+		r := m.next()
+		h := alone.Stats().IndexHits
+		if alone.Decide(ctx, r); alone.Stats().IndexHits > h {
+			continue
+		}
+		out.all = append(out.all, r)
+		agrs := w.byDeptDS[r.Department+"\x00"+r.Dataset]
+		named := r.Purpose == "" && r.System == ""
+		for _, a := range agrs {
+			if slices.Contains(a.Purposes, r.Purpose) && (a.System == "" || a.System == r.System) {
+				named = true
+			}
+		}
+		listed := len(r.Columns) == 0
+		for _, a := range agrs {
+			listed = listed || slices.Equal(a.Columns, r.Columns)
+		}
+		switch {
+		case !named:
+			out.purpose++
+		case !listed:
+			out.columns++
+		default:
+			out.other++
+		}
+	}
+	return out
+}

@@ -230,17 +230,7 @@ func addTimeRule(t *testing.T, dir, cond, rule, at string) int {
 	t.Helper()
 	file := filepath.Join(dir, "sharing.rego")
 	replaceIn(t, file, "\tgrant_ok\n}\n", "\tgrant_ok\n\t"+cond+"\n}\n\n"+rule+"\n")
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, line := range strings.Split(string(raw), "\n") {
-		if strings.Contains(line, at) {
-			return i + 1
-		}
-	}
-	t.Fatalf("%s has no line with %q", file, at)
-	return 0
+	return lineWith(t, file, at)
 }
 
 // TestCachedEqualsUncached is the property that makes the cache safe: over random
