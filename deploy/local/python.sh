@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # python.sh up|down|status — a virtualenv in .local/venv with pyarrow (consumer-side
-# Arrow Flight tests) and python-stdnum (an independent check of Chinese identifiers),
-# installed from PyPI. down is a no-op: there is no process to stop.
+# Arrow Flight tests), adbc_driver_flightsql with pandas (the Flight SQL client BI tools
+# and notebooks use, for the aggregate tests) and python-stdnum (an independent check of
+# Chinese identifiers), installed from PyPI. down is a no-op: there is no process to stop.
 set -euo pipefail
 SERVICE=python
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 VENV="$STATE/venv"
 PY="$VENV/bin/python"
-CHECK='import pyarrow, pyarrow.flight, stdnum.cn.ric, stdnum.cn.uscc'
+CHECK='import pyarrow, pyarrow.flight, stdnum.cn.ric, stdnum.cn.uscc, adbc_driver_flightsql.dbapi, pandas'
 
 find_python() {
 	local p
@@ -32,12 +33,12 @@ up() {
 		log "creating virtualenv ${VENV#"$REPO"/} from $base"
 		"$base" -m venv "$VENV" || die "python -m venv $VENV failed"
 	fi
-	log "installing pyarrow and python-stdnum from PyPI"
-	"$PY" -m pip install -q --disable-pip-version-check pyarrow python-stdnum >"$STATE/python-pip.log" 2>&1 || {
+	log "installing pyarrow, adbc_driver_flightsql, pandas and python-stdnum from PyPI"
+	"$PY" -m pip install -q --disable-pip-version-check pyarrow adbc_driver_flightsql pandas python-stdnum >"$STATE/python-pip.log" 2>&1 || {
 		show_log "$STATE/python-pip.log"
-		die "pip install pyarrow python-stdnum failed"
+		die "pip install pyarrow adbc_driver_flightsql pandas python-stdnum failed"
 	}
-	"$PY" -c "$CHECK" || die "pyarrow or python-stdnum installed but cannot be imported"
+	"$PY" -c "$CHECK" || die "pyarrow, adbc_driver_flightsql, pandas or python-stdnum installed but cannot be imported"
 	log "ready: ${PY#"$REPO"/} (pyarrow $("$PY" -c 'import pyarrow; print(pyarrow.__version__)'))"
 }
 

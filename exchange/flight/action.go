@@ -29,6 +29,9 @@ func (s *Server) ListActions(_ *flight.Empty, stream flight.FlightService_ListAc
 
 // DoAction answers a subject view or a licence verification with one result.
 func (s *Server) DoAction(a *flight.Action, stream flight.FlightService_DoActionServer) error {
+	if sqlActions[a.GetType()] {
+		return s.sql.DoAction(a, stream)
+	}
 	ctx := stream.Context()
 	c := callerOf(ctx)
 	send := func(v any) (int64, error) {

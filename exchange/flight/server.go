@@ -22,6 +22,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/flight"
+	"github.com/apache/arrow/go/v17/arrow/flight/flightsql"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/apache/arrow/go/v17/arrow/util"
@@ -63,6 +64,8 @@ type Server struct {
 	guard  *guard
 	// location names this replica in FlightInfo endpoints (WithAdvertise).
 	location string
+	// sql serves Flight SQL commands, tickets and actions (flightsql.go).
+	sql flight.FlightServer
 }
 
 // Option configures a Server.
@@ -127,6 +130,7 @@ func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem m
 	if tlsConfig != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsConfig)))
 	}
+	s.sql = newSQLServer(s)
 	s.srv = flight.NewServerWithMiddleware([]flight.ServerMiddleware{{Unary: s.unaryAuth, Stream: s.streamAuth}}, gopts...)
 	s.srv.RegisterFlightService(s)
 	return s
@@ -240,6 +244,9 @@ func parseDescriptor(desc *flight.FlightDescriptor) (exchange.PullCmd, error) {
 
 // GetFlightInfo decides the pull (audited) and returns a ticket bound to the caller.
 func (s *Server) GetFlightInfo(ctx context.Context, desc *flight.FlightDescriptor) (*flight.FlightInfo, error) {
+	if isFlightSQL(desc.GetCmd()) {
+		return s.sql.GetFlightInfo(ctx, desc)
+	}
 	c := callerOf(ctx)
 	cmd, err := parseDescriptor(desc)
 	if err != nil {
@@ -274,6 +281,9 @@ func (s *Server) GetFlightInfo(ctx context.Context, desc *flight.FlightDescripto
 
 // GetSchema returns the schema a pull would return, without data.
 func (s *Server) GetSchema(ctx context.Context, desc *flight.FlightDescriptor) (*flight.SchemaResult, error) {
+	if isFlightSQL(desc.GetCmd()) {
+		return s.sql.GetSchema(ctx, desc)
+	}
 	c := callerOf(ctx)
 	cmd, err := parseDescriptor(desc)
 	if err != nil {
@@ -288,6 +298,12 @@ func (s *Server) GetSchema(ctx context.Context, desc *flight.FlightDescriptor) (
 
 // DoGet streams the batches of a ticket's grant.
 func (s *Server) DoGet(tkt *flight.Ticket, stream flight.FlightService_DoGetServer) error {
+	if isFlightSQL(tkt.GetTicket()) {
+		if st, err := flightsql.GetStatementQueryTicket(tkt); err == nil {
+			return s.doGetStatement(st.GetStatementHandle(), stream)
+		}
+		return s.sql.DoGet(tkt, stream)
+	}
 	ctx := stream.Context()
 	g, err := s.svc.Redeem(ctx, callerOf(ctx), tkt.GetTicket())
 	if err != nil {

@@ -44,6 +44,10 @@ type AggregateGrant struct {
 	Agreement  string                  `json:"agr,omitempty"`
 	Revision   string                  `json:"rev,omitempty"`
 	Terms      exchange.AggregateTerms `json:"terms"`
+	// Instance and Boot name the replica, and its run, that issued the ticket, as for
+	// pull tickets: only there is its single use recorded.
+	Instance string `json:"inst,omitempty"`
+	Boot     string `json:"boot,omitempty"`
 
 	plan *aggregate.Plan
 }
@@ -114,6 +118,7 @@ func planNote(dec exchange.Decision) string {
 // caller.
 func (s *Service) AggregateTicket(g *AggregateGrant) ([]byte, error) {
 	g.Expires = s.now().Add(s.ticketTTL)
+	g.Instance, g.Boot = s.instance, s.boot
 	t, err := s.signer.Seal(aggregateTicketPurpose, g)
 	return []byte(t), err
 }
@@ -131,6 +136,11 @@ func (s *Service) RedeemAggregate(ctx context.Context, c Caller, ticket []byte) 
 		err = exchange.E(exchange.Unauthenticated, "ticket_expired", "the ticket has expired; call GetFlightInfo for a new one")
 	case g.Subject != c.Subject:
 		err = exchange.E(exchange.PermissionDenied, "foreign_ticket", "the ticket was issued to another department or system")
+	case g.Instance != s.instance:
+		err = exchange.E(exchange.PermissionDenied, "ticket_elsewhere", "the ticket was issued by exchange replica "+quote(g.Instance)+
+			" and is valid only there: redeem it at the location GetFlightInfo named, or call GetFlightInfo here for a new one")
+	case g.Boot != s.boot:
+		err = exchange.E(exchange.Unavailable, "ticket_stale", "the exchange restarted since it issued this ticket (its redemptions were not kept): call GetFlightInfo for a new one")
 	case !s.redeemOnce(g.RequestID, g.Expires):
 		err = exchange.E(exchange.PermissionDenied, "ticket_used", "the ticket was already redeemed; each decision serves one stream, call GetFlightInfo for a new one")
 	}
@@ -198,6 +208,12 @@ func (s *Service) RunAggregate(ctx context.Context, g *AggregateGrant, sink Sink
 		return 0, err
 	}
 	return res.Record.NumRows(), nil
+}
+
+// FailAggregate closes the decision of an allowed aggregate whose answer was never sent:
+// err says why (nil: only its schema was asked for).
+func (s *Service) FailAggregate(ctx context.Context, g *AggregateGrant, err error) {
+	s.auditAggregateComplete(ctx, g, 0, 0, s.now(), 0, err)
 }
 
 // auditAggregateComplete closes an aggregate's decision: groups returned, bytes, and
