@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -302,15 +301,7 @@ func startExchange(ctx context.Context, o coldOptions, lookups, verifies [][]byt
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	var x *server.Exchange
-	var ready time.Duration
-	for i := range 3 { // the shared broker may be restarting under another test
-		if x, ready, err = feed.Start(ctx, cfg, 10*time.Minute); err == nil {
-			break
-		}
-		log.Printf("exchange start %d of 3 failed: %v", i+1, err)
-		time.Sleep(5 * time.Second)
-	}
+	x, ready, err := feed.StartRetryingTimed(ctx, cfg, 10*time.Minute, 3)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -345,16 +336,6 @@ func buildGovx() (string, error) {
 	return bin, nil
 }
 
-// freePort returns a loopback address free at the time of the call.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
-
 // startDemo starts `govx demo --scale rows` with its audit going to the ClickHouse on
 // this host (its in-process broker, as a new user runs it), waits for DIR/ready, then
 // adds the bench agreement to the demo's policies (the demo watches them) and issues
@@ -365,11 +346,11 @@ func startDemo(o coldOptions, lookups, verifies [][]byte) (*target, error) {
 	if err := os.MkdirAll(o.demoDir, 0o755); err != nil {
 		return nil, err
 	}
-	flightAddr, err := freePort()
+	flightAddr, err := closedPort()
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := freePort()
+	httpAddr, err := closedPort()
 	if err != nil {
 		return nil, err
 	}

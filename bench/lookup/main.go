@@ -19,12 +19,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
@@ -182,27 +180,7 @@ func run(broker, chAddr, prefix string, rows, rate, subjectRate int, dur time.Du
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: workers, MaxIdleConnsPerHost: workers, DisableCompression: true}}
 	base := "http://" + x.HTTPAddr()
 	do := func(method, path string, body []byte, want string) error {
-		req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		if body != nil {
-			req.Header.Set("Authorization", "Bearer "+tok)
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		data, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK || !bytes.Contains(data, []byte(want)) {
-			return fmt.Errorf("%s %s: %s %s", method, path, resp.Status, data)
-		}
-		return nil
+		return request(hc, base, tok, method, path, body, want)
 	}
 	healthz := func(int) error { return do(http.MethodGet, "/healthz", nil, "ok") }
 	lookup := func(i int) error {

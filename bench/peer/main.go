@@ -48,7 +48,6 @@ import (
 
 	"govx/bench/ingest/feed"
 	"govx/exchange/mask"
-	"govx/exchange/server"
 	"govx/schemas"
 )
 
@@ -239,7 +238,7 @@ func (b *bench) withExchange(ctx context.Context, name string, f func(flightAddr
 	if err != nil {
 		return 0, err
 	}
-	x, ready, err := startTimed(ctx, cfg)
+	x, ready, err := feed.StartRetryingTimed(ctx, cfg, 10*time.Minute, 3)
 	if err != nil {
 		return 0, err
 	}
@@ -253,22 +252,6 @@ func (b *bench) withExchange(ctx context.Context, name string, f func(flightAddr
 		return 0, err
 	}
 	return ready, f(x.FlightAddr(), tokenFile)
-}
-
-// startTimed is feed.Start, tried again (up to 3 times) when the shared broker is
-// restarting under another test.
-func startTimed(ctx context.Context, cfg *server.Config) (*server.Exchange, time.Duration, error) {
-	var err error
-	for i := range 3 {
-		var x *server.Exchange
-		var ready time.Duration
-		if x, ready, err = feed.Start(ctx, cfg, 10*time.Minute); err == nil {
-			return x, ready, nil
-		}
-		log.Printf("exchange start %d of 3 failed: %v", i+1, err)
-		time.Sleep(5 * time.Second)
-	}
-	return nil, 0, err
 }
 
 // client runs client.py with args and decodes its JSON into v.

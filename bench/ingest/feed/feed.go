@@ -427,16 +427,24 @@ func StartProfile(path string) (func(), error) {
 // stops before it is ready (the shared broker restarting under another test, say), it
 // waits and tries again, up to attempts times.
 func StartRetrying(ctx context.Context, cfg *server.Config, timeout time.Duration, attempts int) (*server.Exchange, error) {
+	x, _, err := StartRetryingTimed(ctx, cfg, timeout, attempts)
+	return x, err
+}
+
+// StartRetryingTimed is StartRetrying returning the time to ready of the attempt that
+// succeeded.
+func StartRetryingTimed(ctx context.Context, cfg *server.Config, timeout time.Duration, attempts int) (*server.Exchange, time.Duration, error) {
 	var err error
 	for i := range attempts {
 		var x *server.Exchange
-		if x, _, err = Start(ctx, cfg, timeout); err == nil {
-			return x, nil
+		var ready time.Duration
+		if x, ready, err = Start(ctx, cfg, timeout); err == nil {
+			return x, ready, nil
 		}
 		log.Printf("exchange start %d of %d failed: %v", i+1, attempts, err)
 		time.Sleep(5 * time.Second)
 	}
-	return nil, err
+	return nil, 0, err
 }
 
 // OpenLoop sends rate×dur requests at fixed intervals from up to workers goroutines and
