@@ -78,6 +78,7 @@ func New(svc *service.Service, tokens *auth.Tokens, ready func() error, reg *pro
 	h.route("POST /v1/datasets/{id}/pull", "pull", exchange.ActionRead, h.pull)
 	h.route("POST /v1/datasets/{id}/lookup", "lookup", exchange.ActionLookup, h.lookup)
 	h.route("POST /v1/datasets/{id}/verify", "verify", exchange.ActionVerify, h.verify)
+	h.route("POST /v1/datasets/{id}/aggregate", "aggregate", exchange.ActionAggregate, h.aggregate)
 	h.route("POST /v1/subjects/person", "subject", exchange.ActionLookup, h.subject(exchange.SubjectPerson))
 	h.route("POST /v1/subjects/organization", "subject", exchange.ActionLookup, h.subject(exchange.SubjectOrganization))
 	h.route("POST /v1/licenses/verify", "license_verify", exchange.ActionVerify, h.licenceVerify)

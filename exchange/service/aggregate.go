@@ -21,6 +21,17 @@ type AggregateCmd struct {
 	SQL     string `json:"sql"`
 	Purpose string `json:"purpose"`
 	CaseRef string `json:"case_ref,omitempty"`
+	// Dataset, when set, is the dataset the edge addressed (HTTP's URL): the query
+	// must read it.
+	Dataset string `json:"-"`
+}
+
+// ParseAggregateCmd decodes an aggregate command ({"sql":…, "purpose":…, "case_ref":…})
+// strictly.
+func ParseAggregateCmd(data []byte) (AggregateCmd, error) {
+	var cmd AggregateCmd
+	err := decodeStrict(data, &cmd)
+	return cmd, err
 }
 
 // Metadata keys of an aggregate answer's schema, besides the request id, agreement and
@@ -80,6 +91,10 @@ func (s *Service) planAggregate(ctx context.Context, c Caller, cmd AggregateCmd,
 		return nil, dec, err
 	}
 	q, err := aggregate.Parse(cmd.SQL)
+	if err == nil && cmd.Dataset != "" && q.Dataset != cmd.Dataset {
+		req.Dataset = cmd.Dataset
+		err = invalid("dataset_mismatch", "the query reads dataset "+quote(q.Dataset)+" but the request names "+quote(cmd.Dataset))
+	}
 	if err != nil {
 		return refuse(exchange.Decision{}, err)
 	}
