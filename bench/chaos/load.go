@@ -50,9 +50,8 @@ type consumer struct {
 	allowed       []string // columns its agreement names
 	region        string   // every row's region column starts with it ("" any)
 	regionCol     string
-	masked        string   // a column it may see only masked ("" none)
-	hashed        string   // a column it may see only as a hash
-	columns       []string // the columns it asks for (nil: every granted one)
+	masked        string // a column it may see only masked ("" none)
+	hashed        string // a column it may see only as a hash
 }
 
 var (

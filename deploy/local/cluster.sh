@@ -319,10 +319,19 @@ up() {
 }
 
 down() {
-	local name failed=()
-	# Producers and consumers first, the brokers and ClickHouse last.
-	for name in conn-gab conn-scjgj conn-zrzyb conn-tjj exchange-a exchange-b clickhouse kafka-1 kafka-2 kafka-3; do
+	local name n failed=()
+	# Producers and consumers first, the brokers and ClickHouse last; the brokers
+	# together: one stopped after the others waits in vain for a controller quorum.
+	for name in conn-gab conn-scjgj conn-zrzyb conn-tjj exchange-a exchange-b clickhouse; do
 		stop_one "$name" || failed+=("$name")
+	done
+	declare -A bg
+	for n in "${KAFKA_NODES[@]}"; do
+		kafka_ctl "$n" down &
+		bg[$n]=$!
+	done
+	for n in "${!bg[@]}"; do
+		wait "${bg[$n]}" || failed+=("kafka-$n")
 	done
 	[ ${#failed[@]} -eq 0 ] || die "could not stop: ${failed[*]}"
 }
