@@ -12,9 +12,6 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/csv"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
-	"github.com/apache/arrow/go/v17/parquet"
-	"github.com/apache/arrow/go/v17/parquet/compress"
-	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -230,18 +227,7 @@ func newPullSink(format string, w io.Writer) (*pullSink, error) {
 			return iw.Close()
 		}
 	case "parquet":
-		var pw *pqarrow.FileWriter
-		s.begin = func(sc *arrow.Schema) (err error) {
-			pw, err = pqarrow.NewFileWriter(sc, w, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy)), pqarrow.DefaultWriterProps())
-			return err
-		}
-		s.write = func(r arrow.Record) error { return pw.WriteBuffered(r) }
-		s.close = func() error {
-			if pw == nil {
-				return nil
-			}
-			return pw.Close()
-		}
+		return parquetSink(w), nil
 	case "csv":
 		var cw *csv.Writer
 		s.begin = func(sc *arrow.Schema) error {

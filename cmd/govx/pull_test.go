@@ -1,16 +1,25 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"govx/exchange"
 	"govx/exchange/audit"
 	"govx/exchange/audit/review"
 	xflight "govx/exchange/flight"
@@ -97,5 +106,98 @@ func TestPullWithWhereDeniesNothingElse(t *testing.T) {
 	}
 	if n, what := denials(); n != 1 {
 		t.Errorf("one refused pull wrote %d denials, want 1: %v", n, what)
+	}
+}
+
+// TestPullToFiles: `govx pull --format arrow` and `--format parquet` write files that
+// Arrow reads back as the same rows, with the pull's schema and cursor; a pull matching
+// no row writes a Parquet file holding the schema and no rows.
+func TestPullToFiles(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{SegmentRows: 8})
+	conn := consumerExchange(t, f, "mz-3301/dibao-review")
+	dir := t.TempDir()
+	pull := func(format, file string, args ...string) string {
+		t.Helper()
+		args = append([]string{"pull", "population.person", "--purpose", "minimum-living-allowance-review", "--format", format,
+			"-o", filepath.Join(dir, file)}, append(args, conn...)...)
+		out, err := runGovx(t, args...)
+		if err != nil {
+			t.Fatalf("pull --format %s: %v\n%s", format, err, out)
+		}
+		return out
+	}
+	out := pull("arrow", "p.arrows")
+	pull("parquet", "p.parquet")
+
+	fa, err := os.Open(filepath.Join(dir, "p.arrows"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	rdr, err := ipc.NewReader(fa)
+	if err != nil {
+		t.Fatalf("the arrow file does not open as an IPC stream: %v", err)
+	}
+	defer rdr.Release()
+	var recs []arrow.Record
+	for rdr.Next() {
+		rdr.Record().Retain()
+		recs = append(recs, rdr.Record())
+	}
+	if rdr.Err() != nil {
+		t.Fatal(rdr.Err())
+	}
+	fromIPC := array.NewTableFromRecords(rdr.Schema(), recs)
+	defer fromIPC.Release()
+	md := rdr.Schema().Metadata()
+	cursor := md.Values()[md.FindKey(exchange.MetaCursor)]
+	if want := fmt.Sprintf("%d rows of population.person\ncursor: %s\n", fromIPC.NumRows(), cursor); fromIPC.NumRows() < 9 || !strings.Contains(out, want) {
+		t.Errorf("pull said %q; the file holds %d rows and cursor %s (want more than one batch of 8)", out, fromIPC.NumRows(), cursor)
+	}
+
+	pf, err := os.Open(filepath.Join(dir, "p.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	fromParquet, err := pqarrow.ReadTable(context.Background(), pf, nil, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatalf("the parquet file does not read: %v", err)
+	}
+	defer fromParquet.Release()
+	sameFields := func(a, b *arrow.Schema) bool {
+		if a.NumFields() != b.NumFields() {
+			return false
+		}
+		for i := range a.NumFields() {
+			fa, fb := a.Field(i), b.Field(i)
+			if fa.Name != fb.Name || !arrow.TypeEqual(fa.Type, fb.Type) || fa.Metadata.Values()[fa.Metadata.FindKey("govx.mask")] != fb.Metadata.Values()[fb.Metadata.FindKey("govx.mask")] {
+				return false
+			}
+		}
+		return true
+	}
+	if !sameFields(fromParquet.Schema(), fromIPC.Schema()) || fromParquet.NumRows() != fromIPC.NumRows() {
+		t.Fatalf("parquet file: schema %v, %d rows; arrow file: %v, %d rows", fromParquet.Schema(), fromParquet.NumRows(), fromIPC.Schema(), fromIPC.NumRows())
+	}
+	for i := range int(fromIPC.NumCols()) {
+		if !array.ChunkedEqual(fromIPC.Column(i).Data(), fromParquet.Column(i).Data()) {
+			t.Errorf("column %s differs between the parquet and the arrow file", fromIPC.Schema().Field(i).Name)
+		}
+	}
+
+	pull("parquet", "none.parquet", "--where", "household_region = 999999")
+	nf, err := os.Open(filepath.Join(dir, "none.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nf.Close()
+	none, err := pqarrow.ReadTable(context.Background(), nf, nil, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatalf("an empty pull's parquet file does not read: %v", err)
+	}
+	defer none.Release()
+	if none.NumRows() != 0 || none.NumCols() != fromIPC.NumCols() {
+		t.Errorf("empty pull: %d rows, %d columns; want 0 rows and the pull's %d columns", none.NumRows(), none.NumCols(), fromIPC.NumCols())
 	}
 }
