@@ -42,12 +42,13 @@ func main() {
 	broker := flag.String("kafka", os.Getenv("GOVX_TEST_KAFKA"), "Kafka broker host:port")
 	python := flag.String("python", os.Getenv("GOVX_TEST_PYTHON"), "Python with pyarrow")
 	prefix := flag.String("prefix", "", "read an existing topic PREFIXpopulation.person holding -rows persons (bench/ingest -keep) instead of producing one")
+	govx := flag.String("govx", "", "the govx binary to time (default: go build ./cmd/govx, from the repository root)")
 	flag.Parse()
 	if *broker == "" || *python == "" {
 		log.Fatal("bench/pull: need -kafka and -python (or source .local/env.sh)")
 	}
 	cmd := feed.Command("bench/pull", []string{"-rows", strconv.Itoa(*rows), "-runs", strconv.Itoa(*runs)})
-	if err := run(context.Background(), *broker, *python, *prefix, *rows, *runs, cmd); err != nil {
+	if err := run(context.Background(), *broker, *python, *prefix, *govx, *rows, *runs, cmd); err != nil {
 		log.Fatal("bench/pull: ", err)
 	}
 }
@@ -59,7 +60,7 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func run(ctx context.Context, broker, python, prefix string, rows, runs int, cmd string) error {
+func run(ctx context.Context, broker, python, prefix, govx string, rows, runs int, cmd string) error {
 	dir, err := os.MkdirTemp("", "govx-bench-pull-")
 	if err != nil {
 		return err
@@ -69,10 +70,12 @@ func run(ctx context.Context, broker, python, prefix string, rows, runs int, cmd
 	if err := os.WriteFile(script, pullPy, 0o644); err != nil {
 		return err
 	}
-	govx := filepath.Join(dir, "govx")
-	log.Printf("building cmd/govx")
-	if out, err := exec.Command("go", "build", "-o", govx, "./cmd/govx").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/govx (run from the repository root): %v\n%s", err, out)
+	if govx == "" {
+		govx = filepath.Join(dir, "govx")
+		log.Printf("building cmd/govx")
+		if out, err := exec.Command("go", "build", "-o", govx, "./cmd/govx").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/govx (run from the repository root): %v\n%s", err, out)
+		}
 	}
 	if prefix == "" {
 		prefix = "govxbench" + feed.RandomSuffix() + "."
