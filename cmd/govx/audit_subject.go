@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"govx/exchange"
 	"govx/exchange/audit"
 	"govx/exchange/audit/review"
 	"govx/exchange/store"
@@ -155,14 +154,9 @@ func loadRecordScope(path, id, key string) (*recordScope, error) {
 // decision event recorded in its filter field (the decision's row filter, marked "by":
 // "policy", and the caller's filter; the same JSON, as numbers keep their digits).
 func (sc *recordScope) inScope(ev *audit.Event) (bool, error) {
-	if ev.Filter == "" {
-		return true, nil // a scope of every row
-	}
-	dec := json.NewDecoder(strings.NewReader(ev.Filter))
-	dec.UseNumber()
-	var filters []exchange.Filter
-	if err := dec.Decode(&filters); err != nil {
-		return false, errors.New("the recorded scope is not a filter list; it was cut when recorded")
+	filters, err := review.RecordedScope(ev)
+	if err != nil {
+		return false, err
 	}
 	for _, t := range sc.tables {
 		snap := t.Snapshot()

@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"html/template"
 	"net/http"
@@ -91,11 +90,11 @@ func unavailable(err error) error {
 
 // searchData is the audit search page.
 type searchData struct {
-	Q       map[string]string
-	Fields  []string
-	Count   int
-	Events  []*audit.Event
-	Charts  []chartRef
+	Q      map[string]string
+	Fields []string
+	Count  int
+	Events []*audit.Event
+	Charts []chartRef
 }
 
 // chartRef is one chart of a search: its image URL, carrying the search, and caption.
@@ -204,14 +203,9 @@ func (c *Console) auditSubject(w http.ResponseWriter, r *http.Request, s *sessio
 // inScope reports whether the scope a pull's decision event recorded includes the
 // record as served now.
 func (c *Console) inScope(dataset, key string, ev *audit.Event) (bool, error) {
-	if ev.Filter == "" {
-		return true, nil // a scope of every row
-	}
-	dec := json.NewDecoder(strings.NewReader(ev.Filter))
-	dec.UseNumber()
-	var filters []exchange.Filter
-	if err := dec.Decode(&filters); err != nil {
-		return false, errors.New("the recorded scope is not a filter list; it was cut when recorded")
+	filters, err := review.RecordedScope(ev)
+	if err != nil {
+		return false, err
 	}
 	return c.cfg.Scope(dataset, key, filters)
 }

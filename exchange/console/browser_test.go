@@ -65,7 +65,7 @@ func persons(t *testing.T) []map[string]any {
 // consoleExchange starts an exchange with the console on its own listener, the shipped
 // policies in a directory the sharing process writes to, and tokens for one system of
 // each role. Its clock can be moved forward (idle sessions).
-func consoleExchange(t *testing.T, skew *atomic.Int64) (*server.Exchange, *server.Config, map[string]string, []map[string]any) {
+func consoleExchange(t *testing.T, skew *atomic.Int64, mods ...func(*server.Config)) (*server.Exchange, *server.Config, map[string]string, []map[string]any) {
 	t.Helper()
 	b := kafkatest.Start(t)
 	topic := "govx.population.person"
@@ -100,6 +100,9 @@ func consoleExchange(t *testing.T, skew *atomic.Int64) (*server.Exchange, *serve
 			t.Fatal(err)
 		}
 		toks[name] = tok
+	}
+	for _, m := range mods {
+		m(cfg)
 	}
 	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	x, err := server.Start(context.Background(), cfg, server.WithClock(clock))

@@ -14,6 +14,7 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/apply"
+	"govx/exchange/httpapi"
 	"govx/schemas"
 )
 
@@ -164,23 +165,14 @@ func (c *Console) errorText(p *page, err error) string {
 	return b.String()
 }
 
-// statusOf is the HTTP status of an error from exchange/apply or the audit writer.
+// statusOf is the HTTP status of an error from exchange/apply or the audit writer, by
+// its kind as the HTTP API maps it.
 func statusOf(err error) int {
 	xe, ok := errors.AsType[*exchange.Error](err)
 	if !ok {
 		return http.StatusInternalServerError
 	}
-	switch xe.Kind {
-	case exchange.PermissionDenied:
-		return http.StatusForbidden
-	case exchange.NotFound:
-		return http.StatusNotFound
-	case exchange.Unavailable:
-		return http.StatusServiceUnavailable
-	case exchange.Unauthenticated:
-		return http.StatusUnauthorized
-	}
-	return http.StatusBadRequest
+	return httpapi.StatusOf(xe.Kind)
 }
 
 // roleNames are the roles' message keys.

@@ -1,0 +1,128 @@
+package console_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"govx/exchange/audit"
+	"govx/exchange/pki"
+	"govx/exchange/server"
+)
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+// Over TLS with client certificates, an auditor signs in with the certificate alone;
+// the session cookie is Secure, HttpOnly and SameSite=Strict; without a certificate the
+// certificate sign-in is refused and audited.
+func TestIntegrationConsoleClientCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.Init(filepath.Join(dir, "ca"), pki.InitOptions{Name: "govx console test CA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.IssueServer("", []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := ca.IssueClient("zwfw/audit", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := pki.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	certFile, keyFile := write("server.pem", srv.CertPEM), write("server.key", srv.KeyPEM)
+	caFile := filepath.Join(ca.Dir(), pki.CertFile)
+	var skew atomic.Int64
+	x, cfg, _, _ := consoleExchange(t, &skew, func(c *server.Config) {
+		c.TLS.Cert, c.TLS.Key, c.TLS.ClientCA = certFile, keyFile, caFile
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	base := "https://" + x.ConsoleAddr()
+
+	client := func(withCert bool) *http.Client {
+		tc := &tls.Config{RootCAs: roots}
+		if withCert {
+			pair, err := tls.X509KeyPair(cli.CertPEM, cli.KeyPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		jar, _ := cookiejar.New(nil)
+		return &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: tc},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	signIn := func(c *http.Client) *http.Response {
+		resp, err := c.Get(base + "/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := csrfField.FindSubmatch(body)
+		if m == nil {
+			t.Fatalf("no CSRF field on the sign-in page:\n%s", body)
+		}
+		resp, err = c.PostForm(base+"/login", url.Values{"csrf": {string(m[1])}, "method": {"certificate"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+
+	c := client(true)
+	resp := signIn(c)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("certificate sign-in: %d", resp.StatusCode)
+	}
+	var session string
+	for _, h := range resp.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(h, "govx_console=") {
+			session = h
+		}
+	}
+	for _, attr := range []string{"Secure", "HttpOnly", "SameSite=Strict"} {
+		if !strings.Contains(session, attr) {
+			t.Errorf("session cookie %q lacks %s", session, attr)
+		}
+	}
+	if resp.Header.Get("Strict-Transport-Security") == "" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Errorf("headers: %v", resp.Header)
+	}
+	resp, err = c.Get(base + "/audit/verify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "zwfw/audit") {
+		t.Fatalf("the auditor's verification page over TLS: %d\n%s", resp.StatusCode, body)
+	}
+
+	if resp := signIn(client(false)); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("certificate sign-in without a certificate: %d, want 401", resp.StatusCode)
+	}
+	if n := len(events(t, cfg, audit.Filter{Action: "console.signin", Decision: audit.Deny})); n != 1 {
+		t.Errorf("%d audited refused sign-ins, want 1", n)
+	}
+	if n := len(events(t, cfg, audit.Filter{Department: "zwfw", System: "audit", Action: "console.signin", Decision: audit.Allow, Purpose: "certificate"})); n != 1 {
+		t.Errorf("%d audited certificate sign-ins, want 1", n)
+	}
+}
