@@ -325,7 +325,12 @@ func cmp[T int64 | float64](a, b T) int {
 }
 
 // apply clears, in sel, the bits of rows of col that do not match.
-func (p *pred) apply(col arrow.Array, sel []uint64) {
+func (p *pred) apply(col arrow.Array, sel []uint64) { p.applyFrom(col, sel, 0) }
+
+// applyFrom is apply for a selection whose first bit is row first: a lookup tests its
+// one row with a one-word selection, not one as long as the segment.
+func (p *pred) applyFrom(col arrow.Array, sel []uint64, first int) {
+	eachSet := func(sel []uint64, keep func(i int) bool) { eachSetFrom(sel, first, keep) }
 	hasNulls := col.NullN() > 0
 	if p.op == opIsNull {
 		eachSet(sel, func(i int) bool { return col.IsNull(i) == p.null })
@@ -411,12 +416,15 @@ func (p *pred) intOp(get func(int) int64) func(int) bool {
 }
 
 // eachSet calls keep for every set bit of sel and clears the bits it rejects.
-func eachSet(sel []uint64, keep func(i int) bool) {
+func eachSet(sel []uint64, keep func(i int) bool) { eachSetFrom(sel, 0, keep) }
+
+// eachSetFrom is eachSet for a selection whose first bit is row first.
+func eachSetFrom(sel []uint64, first int, keep func(i int) bool) {
 	for w, word := range sel {
 		for word != 0 {
 			b := bits.TrailingZeros64(word)
 			word &= word - 1
-			if i := w*64 + b; !keep(i) {
+			if i := first + w*64 + b; !keep(i) {
 				sel[w] &^= 1 << b
 			}
 		}

@@ -225,11 +225,10 @@ func (s *Snapshot) LookupScoped(key string, filters []exchange.Filter) (map[stri
 	if !ok {
 		return nil, false, nil
 	}
-	if len(preds) > 0 {
-		sel := make([]uint64, i/64+1) // the words up to row i's: only it is selected
-		sel[i/64] = 1 << (i % 64)
-		(&plan{preds: preds}).filter(v, sel)
-		if sel[i/64]&(1<<(i%64)) == 0 {
+	for k := range preds {
+		one := [1]uint64{1} // row i alone
+		preds[k].applyFrom(v.seg.rec.Column(preds[k].col), one[:], i)
+		if one[0] == 0 {
 			return nil, false, nil
 		}
 	}
