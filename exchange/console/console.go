@@ -189,10 +189,11 @@ func (c *Console) caller(r *http.Request, s *session) service.Caller {
 	return sc
 }
 
-// audit records a console action through the one audit writer; refused actions are
-// recorded with their refusal. It returns refused, or audit_unavailable.
-func (c *Console) audit(r *http.Request, s *session, action, dataset, purpose, caseRef string, keys []string, refused error) error {
-	return c.cfg.Service.ConsoleAction(r.Context(), c.caller(r, s), "console."+action, dataset, purpose, caseRef, keys, refused)
+// audit records a console action through the one audit writer, with notes as its
+// reasons; refused actions are recorded with their refusal. It returns refused, or
+// audit_unavailable.
+func (c *Console) audit(r *http.Request, s *session, action, dataset, purpose, caseRef string, notes []string, refused error) error {
+	return c.cfg.Service.ConsoleAction(r.Context(), c.caller(r, s), "console."+action, dataset, purpose, caseRef, notes, refused)
 }
 
 // handler is a page for signed-in people; need, when set, is the role it requires.
