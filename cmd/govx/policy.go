@@ -218,7 +218,7 @@ masks, row filter and row cap, and the policy revision. Nothing is read or audit
 			if err != nil {
 				return err
 			}
-			eng, err := policy.New(cat, policy.WithBundle(b), policy.WithCacheSize(0))
+			eng, err := policy.New(cat, policy.WithBundle(b), policy.WithCacheSize(0), policy.WithIndex(false))
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
