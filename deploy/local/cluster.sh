@@ -298,6 +298,7 @@ up() {
 	local start=$SECONDS n r failed=()
 	mkdir -p "$C"
 	build
+	cluster_id >/dev/null # made once, before the three nodes read it at the same time
 	declare -A bg
 	for n in "${KAFKA_NODES[@]}"; do
 		# The nodes wait for each other (a quorum of controllers): start them together.
