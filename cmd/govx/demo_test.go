@@ -186,6 +186,10 @@ func checkPrinted(t *testing.T, e *demoEnv, d *demoRun, auditRetry time.Duration
 				if !regexp.MustCompile(`'id_number': '3301\d\d\*{8}`).MatchString(out) {
 					t.Fatalf("python pull:\n%s", both)
 				}
+			case strings.HasPrefix(line, "govx aggregate"):
+				if !regexp.MustCompile(`(?m)^33\d{4}\s+(\d{2,4}\s+)?\d+`).MatchString(out) || !strings.Contains(errOut, "suppressed") {
+					t.Fatalf("aggregate: want Zhejiang counties with counts and the suppression line:\n%s", both)
+				}
 			case strings.HasPrefix(line, "govx policy explain"):
 				if !strings.Contains(out, "ALLOW") || !strings.Contains(out, "AGR-2026-0001") {
 					t.Fatalf("explain:\n%s", out)
@@ -317,6 +321,7 @@ func TestIntegrationDemo(t *testing.T) {
 	t.Run("printed commands", func(t *testing.T) { checkPrinted(t, e, d, 0) })
 	t.Run("README walkthrough", func(t *testing.T) { checkReadme(t, e, d.httpAddr(t)) })
 	t.Run("licence revoked at the source", func(t *testing.T) { checkRevokedAtSource(t, e) })
+	t.Run("aggregates against the sources", func(t *testing.T) { checkAggregatesAtSource(t, e) })
 	d.stop(t)
 
 	// A second run reuses the generated databases and starts the rest afresh.
