@@ -52,26 +52,25 @@ func filterOf(q url.Values) (audit.Filter, error) {
 	return f, nil
 }
 
-// events reads the events f selects from the audit store.
-func (c *Console) events(ctx context.Context, f audit.Filter) ([]*audit.Event, error) {
+// scan calls fn with each event f selects, in time order, holding none of them: a
+// search of a large log costs time, not memory.
+func (c *Console) scan(ctx context.Context, f audit.Filter, fn func(*audit.Event)) error {
 	st, err := c.store()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if c.cfg.Audit.ClickHouse == nil {
 		defer st.Close()
 	}
 	it, err := st.Events(ctx, f)
 	if err != nil {
-		return nil, unavailable(err)
+		return unavailable(err)
 	}
 	defer it.Close()
-	var out []*audit.Event
 	for it.Next() {
-		e := *it.Event()
-		out = append(out, &e)
+		fn(it.Event())
 	}
-	return out, unavailable(it.Err())
+	return unavailable(it.Err())
 }
 
 // store is the audit store searched: ClickHouse when configured, else the spool.
@@ -131,20 +130,30 @@ func (c *Console) auditSearch(w http.ResponseWriter, r *http.Request, s *session
 		c.fail(w, r, s, statusOf(err), err)
 		return
 	}
-	evs, err := c.events(r.Context(), f)
+	d := searchData{Q: map[string]string{}, Fields: searchFields}
+	// The newest maxShown, kept as they pass: the oldest half is dropped whenever the
+	// window fills twice over.
+	var newest []*audit.Event
+	err = c.scan(r.Context(), f, func(ev *audit.Event) {
+		d.Count++
+		e := *ev
+		newest = append(newest, &e)
+		if len(newest) == 2*maxShown {
+			newest = append(newest[:0], newest[maxShown:]...)
+		}
+	})
 	if err != nil {
 		c.fail(w, r, s, statusOf(err), err)
 		return
 	}
-	d := searchData{Q: map[string]string{}, Fields: searchFields, Count: len(evs)}
-	if len(evs) > 0 {
+	if d.Count > 0 {
 		d.Charts = chartsOf(q)
 	}
 	for _, k := range searchFields {
 		d.Q[k] = q.Get(k)
 	}
-	for i := len(evs) - 1; i >= 0 && len(d.Events) < maxShown; i-- {
-		d.Events = append(d.Events, evs[i])
+	for i := len(newest) - 1; i >= 0 && len(d.Events) < maxShown; i-- {
+		d.Events = append(d.Events, newest[i])
 	}
 	p := c.newPage(r, s, "audit")
 	p.Data = d

@@ -32,8 +32,8 @@ var chartColors = []color.Color{
 
 func (c *Console) chart(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("chart")
-	draw, ok := map[string]func([]*audit.Event) (*plot.Plot, error){
-		"requests.svg": requestsChart, "rows.svg": rowsChart, "offhours.svg": offHoursChart,
+	newChart, ok := map[string]func() chartData{
+		"requests.svg": newRequests, "rows.svg": newRows, "offhours.svg": newOffHours,
 	}[name]
 	f, err := filterOf(r.URL.Query())
 	if err == nil && !ok {
@@ -41,13 +41,12 @@ func (c *Console) chart(w http.ResponseWriter, r *http.Request, s *session) {
 	} else if err == nil {
 		err = c.audit(r, s, "audit.chart", f.Dataset, f.Purpose, f.CaseRef, nil, nil)
 	}
-	var evs []*audit.Event
-	if err == nil {
-		evs, err = c.events(r.Context(), f)
-	}
 	var p *plot.Plot
 	if err == nil {
-		p, err = draw(evs)
+		data := newChart()
+		if err = c.scan(r.Context(), f, data.add); err == nil {
+			p, err = data.plot()
+		}
 	}
 	if err != nil {
 		http.Error(w, "the chart cannot be drawn: "+err.Error(), statusOf(err))
@@ -64,6 +63,12 @@ func (c *Console) chart(w http.ResponseWriter, r *http.Request, s *session) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.Header().Set("Content-Type", "image/svg+xml")
 	buf.WriteTo(w)
+}
+
+// chartData sums the events of a search as they pass, then draws the chart.
+type chartData interface {
+	add(*audit.Event)
+	plot() (*plot.Plot, error)
 }
 
 func drawCanvas(c *vgsvg.Canvas) draw.Canvas { return draw.New(c) }
@@ -83,43 +88,48 @@ func day(t time.Time) time.Time {
 	return time.Date(y, m, d, 0, 0, 0, 0, schemas.ChinaTime)
 }
 
-// requestsChart: requests (solid) and denials (dashed) per department per day, for the
-// six departments with the most requests.
-func requestsChart(evs []*audit.Event) (*plot.Plot, error) {
-	p := newPlot("requests / denials per day", "requests")
-	type count struct{ all, denied map[time.Time]float64 }
-	by := map[string]*count{}
-	total := map[string]int{}
-	first, last := time.Time{}, time.Time{}
-	for _, e := range evs {
-		if e.Kind != audit.KindDecision {
-			continue
-		}
-		d := day(e.Time)
-		if first.IsZero() || d.Before(first) {
-			first = d
-		}
-		if d.After(last) {
-			last = d
-		}
-		n := by[e.Department]
-		if n == nil {
-			n = &count{all: map[time.Time]float64{}, denied: map[time.Time]float64{}}
-			by[e.Department] = n
-		}
-		n.all[d]++
-		total[e.Department]++
-		if e.Decision == audit.Deny {
-			n.denied[d]++
-		}
+// requests sums requests (solid) and denials (dashed) per department per day, drawn
+// for the six departments with the most requests.
+type requests struct {
+	all, denied map[string]map[time.Time]float64
+	total       map[string]int
+	first, last time.Time
+}
+
+func newRequests() chartData {
+	return &requests{all: map[string]map[time.Time]float64{}, denied: map[string]map[time.Time]float64{}, total: map[string]int{}}
+}
+
+func (q *requests) add(e *audit.Event) {
+	if e.Kind != audit.KindDecision {
+		return
 	}
-	depts := make([]string, 0, len(by))
-	for d := range by {
+	d := day(e.Time)
+	if q.first.IsZero() || d.Before(q.first) {
+		q.first = d
+	}
+	if d.After(q.last) {
+		q.last = d
+	}
+	if q.all[e.Department] == nil {
+		q.all[e.Department], q.denied[e.Department] = map[time.Time]float64{}, map[time.Time]float64{}
+	}
+	q.all[e.Department][d]++
+	q.total[e.Department]++
+	if e.Decision == audit.Deny {
+		q.denied[e.Department][d]++
+	}
+}
+
+func (q *requests) plot() (*plot.Plot, error) {
+	p := newPlot("requests / denials per day", "requests")
+	depts := make([]string, 0, len(q.all))
+	for d := range q.all {
 		depts = append(depts, d)
 	}
 	sort.Slice(depts, func(i, j int) bool {
-		if total[depts[i]] != total[depts[j]] {
-			return total[depts[i]] > total[depts[j]]
+		if q.total[depts[i]] != q.total[depts[j]] {
+			return q.total[depts[i]] > q.total[depts[j]]
 		}
 		return depts[i] < depts[j]
 	})
@@ -127,7 +137,7 @@ func requestsChart(evs []*audit.Event) (*plot.Plot, error) {
 		depts = depts[:len(chartColors)]
 	}
 	var days []time.Time
-	for d := first; !first.IsZero() && !d.After(last); d = d.AddDate(0, 0, 1) {
+	for d := q.first; !q.first.IsZero() && !d.After(q.last); d = d.AddDate(0, 0, 1) {
 		days = append(days, d)
 	}
 	if len(days) == 1 { // one day: show it between its neighbours
@@ -140,8 +150,8 @@ func requestsChart(evs []*audit.Event) (*plot.Plot, error) {
 	for i, dept := range depts {
 		all, denied := make(plotter.XYs, len(days)), make(plotter.XYs, len(days))
 		for j, d := range days {
-			all[j] = plotter.XY{X: float64(j), Y: by[dept].all[d]}
-			denied[j] = plotter.XY{X: float64(j), Y: by[dept].denied[d]}
+			all[j] = plotter.XY{X: float64(j), Y: q.all[dept][d]}
+			denied[j] = plotter.XY{X: float64(j), Y: q.denied[dept][d]}
 		}
 		l, err := plotter.NewLine(all)
 		if err != nil {
@@ -162,23 +172,27 @@ func requestsChart(evs []*audit.Event) (*plot.Plot, error) {
 	return p, nil
 }
 
-// rowsChart: rows served per dataset (complete events).
-func rowsChart(evs []*audit.Event) (*plot.Plot, error) {
-	p := newPlot("rows served per dataset", "rows")
-	rows := map[string]float64{}
-	for _, e := range evs {
-		if e.Kind == audit.KindComplete && e.Dataset != "" {
-			rows[e.Dataset] += float64(e.Rows)
-		}
+// rows sums the rows served per dataset (complete events).
+type rows map[string]float64
+
+func newRows() chartData { return rows{} }
+
+func (r rows) add(e *audit.Event) {
+	if e.Kind == audit.KindComplete && e.Dataset != "" {
+		r[e.Dataset] += float64(e.Rows)
 	}
-	names := make([]string, 0, len(rows))
-	for n := range rows {
+}
+
+func (r rows) plot() (*plot.Plot, error) {
+	p := newPlot("rows served per dataset", "rows")
+	names := make([]string, 0, len(r))
+	for n := range r {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	vals := make(plotter.Values, len(names))
 	for i, n := range names {
-		vals[i] = rows[n]
+		vals[i] = r[n]
 	}
 	if len(vals) == 0 {
 		return p, nil
@@ -217,23 +231,34 @@ func (g calendar) Z(c, r int) float64 {
 func (g calendar) X(c int) float64 { return float64(c) }
 func (g calendar) Y(r int) float64 { return float64(r) }
 
-// offHoursChart: a calendar of off-hours requests per day, the last five weeks up to
-// the newest event.
-func offHoursChart(evs []*audit.Event) (*plot.Plot, error) {
-	p := newPlot("off-hours requests per day", "")
-	g := calendar{n: map[time.Time]float64{}}
-	last := time.Now()
-	for _, e := range evs {
-		if e.Kind != audit.KindDecision {
-			continue
-		}
-		if len(g.n) == 0 || e.Time.After(last) {
-			last = e.Time
-		}
-		if offHours(e.Time) {
-			g.n[day(e.Time)]++
-		}
+// offHoursCalendar counts off-hours requests per day, drawn as a calendar of the last
+// five weeks up to the newest event.
+type offHoursCalendar struct {
+	n    map[time.Time]float64
+	last time.Time
+}
+
+func newOffHours() chartData { return &offHoursCalendar{n: map[time.Time]float64{}} }
+
+func (o *offHoursCalendar) add(e *audit.Event) {
+	if e.Kind != audit.KindDecision {
+		return
 	}
+	if e.Time.After(o.last) {
+		o.last = e.Time
+	}
+	if offHours(e.Time) {
+		o.n[day(e.Time)]++
+	}
+}
+
+func (o *offHoursCalendar) plot() (*plot.Plot, error) {
+	p := newPlot("off-hours requests per day", "")
+	last := o.last
+	if last.IsZero() {
+		last = time.Now()
+	}
+	g := calendar{n: o.n}
 	monday := day(last).AddDate(0, 0, -((int(day(last).Weekday()) + 6) % 7))
 	var labels []string
 	for i := 4; i >= 0; i-- {

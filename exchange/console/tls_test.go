@@ -21,6 +21,41 @@ import (
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
+// formSignIn posts the sign-in form with the fields given and the form's CSRF token, as
+// a browser would, and returns the answer (redirects not followed).
+func formSignIn(t *testing.T, c *http.Client, base string, form url.Values) *http.Response {
+	t.Helper()
+	resp, err := c.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfField.FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no CSRF field on the sign-in page:\n%s", body)
+	}
+	form.Set("csrf", string(m[1]))
+	resp, err = c.PostForm(base+"/login", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// page returns the status and body of GET path.
+func page(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(body)
+}
+
 // Over TLS with client certificates, an auditor signs in with the certificate alone;
 // the session cookie is Secure, HttpOnly and SameSite=Strict; without a certificate the
 // certificate sign-in is refused and audited.
@@ -69,22 +104,7 @@ func TestIntegrationConsoleClientCertificate(t *testing.T) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	signIn := func(c *http.Client) *http.Response {
-		resp, err := c.Get(base + "/login")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		m := csrfField.FindSubmatch(body)
-		if m == nil {
-			t.Fatalf("no CSRF field on the sign-in page:\n%s", body)
-		}
-		resp, err = c.PostForm(base+"/login", url.Values{"csrf": {string(m[1])}, "method": {"certificate"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
+		return formSignIn(t, c, base, url.Values{"method": {"certificate"}})
 	}
 
 	c := client(true)
@@ -106,14 +126,8 @@ func TestIntegrationConsoleClientCertificate(t *testing.T) {
 	if resp.Header.Get("Strict-Transport-Security") == "" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") {
 		t.Errorf("headers: %v", resp.Header)
 	}
-	resp, err = c.Get(base + "/audit/verify")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "zwfw/audit") {
-		t.Fatalf("the auditor's verification page over TLS: %d\n%s", resp.StatusCode, body)
+	if code, body := page(t, c, base+"/audit/verify"); code != http.StatusOK || !strings.Contains(body, "zwfw/audit") {
+		t.Fatalf("the auditor's verification page over TLS: %d\n%s", code, body)
 	}
 
 	if resp := signIn(client(false)); resp.StatusCode != http.StatusUnauthorized {

@@ -37,6 +37,9 @@ func (x *Exchange) startConsole(cat *schemas.Catalog, tlsConfig *tls.Config, o o
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
 	x.goRun("console", func() error {
+		if a.ClickHouse != nil {
+			defer a.ClickHouse.Close()
+		}
 		var err error
 		if tlsConfig != nil {
 			err = x.console.ServeTLS(x.conLn, "", "")
