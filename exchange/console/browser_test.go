@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,8 +20,9 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/audit"
-	"govx/exchange/auth"
+	"govx/exchange/client"
 	"govx/exchange/server"
+	"govx/exchange/server/servertest"
 	"govx/internal/kafkatest"
 	"govx/internal/testenv"
 	"govx/policies"
@@ -87,19 +87,10 @@ func consoleExchange(t *testing.T, skew *atomic.Int64, mods ...func(*server.Conf
 	if err := policies.CopyEmbedded(cfg.PoliciesDir); err != nil {
 		t.Fatal(err)
 	}
-	tokens := auth.OpenTokens(cfg.TokensFile)
 	toks := map[string]string{}
-	for name, s := range map[string]exchange.Subject{
-		"department": {Department: "mz-3201", System: "social-assistance"},
-		"steward":    {Department: "gab", System: "steward"},
-		"authority":  {Department: "zwfw", System: "sharing-review"},
-		"auditor":    {Department: "zwfw", System: "audit"},
-	} {
-		tok, _, err := tokens.Issue(s, "console test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		toks[name] = tok
+	for name, subj := range map[string]string{"department": "mz-3201/social-assistance", "steward": "gab/steward",
+		"authority": "zwfw/sharing-review", "auditor": "zwfw/audit"} {
+		toks[name] = servertest.Token(t, cfg.TokensFile, subj)
 	}
 	for _, m := range mods {
 		m(cfg)
@@ -256,19 +247,16 @@ func events(t *testing.T, cfg *server.Config, f audit.Filter) []*audit.Event {
 	return out
 }
 
-func pull(t *testing.T, x *server.Exchange, token string) (int, string) {
-	req, _ := http.NewRequest("POST", "http://"+x.HTTPAddr()+"/v1/datasets/population.person/pull",
-		strings.NewReader(`{"purpose":"disability-subsidy-review"}`))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/x-ndjson")
-	resp, err := http.DefaultClient.Do(req)
+// pull pulls population.person for the disability subsidy over Flight, as the
+// department's system would with the Go client.
+func pull(t *testing.T, x *server.Exchange, token string) ([]map[string]string, error) {
+	c, err := client.New(client.Config{Flight: x.FlightAddr(), HTTP: "http://" + x.HTTPAddr(), Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	defer c.Close()
+	rows, _, _, err := servertest.Pull(t, c, exchange.PullCmd{Dataset: "population.person", Purpose: "disability-subsidy-review"})
+	return rows, err
 }
 
 // TestIntegrationConsole drives the console in headless Chromium against a real
@@ -386,11 +374,12 @@ func TestIntegrationConsole(t *testing.T) {
 
 	// The department's pull succeeds once the agreement is served.
 	testenv.WaitFor(t, 10*time.Second, "the department's pull allowed", func() bool {
-		code, _ := pull(t, x, tok["department"])
-		return code == http.StatusOK
+		_, err := pull(t, x, tok["department"])
+		return err == nil
 	})
-	if _, body := pull(t, x, tok["department"]); !strings.Contains(body, ps[0]["id_number"].(string)[:6]) {
-		t.Fatalf("the pull returned no Nanjing row: %s", body)
+	rows, err := pull(t, x, tok["department"])
+	if err != nil || len(rows) != 3 || !strings.HasPrefix(rows[0]["household_region"], "3201") {
+		t.Fatalf("the pull returned %v, %v; want the three Nanjing persons", rows, err)
 	}
 	// A request naming a dataset that is markup, audited as sent.
 	evil := `<script>alert("govx")</script>`
@@ -401,6 +390,9 @@ func TestIntegrationConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("a pull of the dataset named as markup: %d, want 404", resp.StatusCode)
+	}
 
 	// The auditor finds the pull, and the person's record in it.
 	b.signIn(tok["auditor"])
