@@ -47,7 +47,7 @@ func drawCharts(dir string, points []point, fits []fit) error {
 		p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
 		p.X.Tick.Marker = personTicks{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-		p.Legend.Top, p.Legend.Left = true, true
+		p.Legend.Top, p.Legend.Left = false, false // bottom right: the curves rise to the top right
 		drawn := 0
 		for i, name := range c.measures {
 			f := byName[name]

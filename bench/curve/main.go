@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -106,6 +107,11 @@ func main() {
 		if err := drawCharts(*charts, points, fits); err != nil {
 			log.Fatal("bench/curve: charts: ", err)
 		}
+		// Linked relative to the charts directory's parent (docs/ for docs/bench).
+		for _, c := range chartSet {
+			fmt.Printf("![%s](%s/%s)\n", c.title, filepath.Base(*charts), c.file)
+		}
+		fmt.Println()
 	}
 }
 
