@@ -189,9 +189,31 @@ func (e *Engine) prepare(b *policies.Bundle, workers int, prev *state) (*state, 
 		if same != nil {
 			prevIndex = prev.index
 		}
-		st.index = e.buildIndex(context.Background(), st, time.Now(), workers, prevIndex, same)
+		st.index = e.indexFor(st, workers, prevIndex, same)
 	}
 	return st, nil
+}
+
+// lastIndex is the index built last in this process, which an engine loading the same
+// revision against the same schemas shares instead of building it again (tests and
+// tools open many engines on the embedded policy). An index is read-only once built, and
+// the revision and the schemas fix every decision in it.
+var lastIndex struct {
+	sync.Mutex
+	revision string
+	cat      *schemas.Catalog
+	x        *index
+}
+
+func (e *Engine) indexFor(st *state, workers int, prev *index, same func(dept, dataset string) bool) *index {
+	lastIndex.Lock()
+	defer lastIndex.Unlock()
+	if lastIndex.x != nil && lastIndex.revision == st.bundle.Revision && lastIndex.cat == e.cat {
+		return lastIndex.x
+	}
+	x := e.buildIndex(context.Background(), st, time.Now(), workers, prev, same)
+	lastIndex.revision, lastIndex.cat, lastIndex.x = st.bundle.Revision, e.cat, x
+	return x
 }
 
 // Revision returns the revision of the policy now deciding.
