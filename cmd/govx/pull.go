@@ -34,6 +34,10 @@ your grant is refused as a whole. --where conditions (ANDed) narrow the rows:
 
   COLUMN OP VALUE   with OP one of = != in prefix < <= > >= is_null ('in' takes a comma list)
 
+--format arrow writes the Arrow IPC stream the exchange sends as it arrives (the fastest:
+no batch is decoded or encoded again); parquet encodes with Snappy, columns in parallel,
+keeping the Arrow schema and its field metadata; csv, jsonl and table go row by row.
+
 When the pull ends, the cursor of the version you received is printed to standard error:
 pass it as --since to get only the changes made after it.`,
 		Example: `  govx pull population.person --purpose minimum-living-allowance-review --profile demo/profiles/mz-3301.yaml

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"context"
+	"encoding/base64"
 	"io"
+	"sync"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/flight"
+	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/apache/arrow/go/v17/parquet"
 	"github.com/apache/arrow/go/v17/parquet/compress"
+	"github.com/apache/arrow/go/v17/parquet/file"
+	"github.com/apache/arrow/go/v17/parquet/metadata"
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 )
 
@@ -14,68 +21,53 @@ import (
 // reader gets large column chunks, and the writer holds at most one group's pages.
 const parquetRowGroup = 1 << 20
 
-// parquetSink writes a pull as Parquet (Snappy). Encoding runs in a goroutine of its
-// own, so the next batches arrive over the network while one is encoded. The writer is
-// made at the first batch, which decides each text column's encoding: dictionary
-// encoding pays only where values repeat (codes, regions, status), and hashing every
-// value of a column of distinct ones (ID numbers, names) only to give the dictionary
-// up at its size limit was most of the time a Parquet pull took.
+// parquetSink writes a pull as Parquet (Snappy). Each batch's columns are encoded at
+// once, one goroutine each, into the current (buffered) row group, while the next
+// batch arrives over the network: encoding, not the pull, is what a Parquet pull
+// waits on. The writer is made at the first batch, which decides each text column's
+// encoding: dictionary encoding pays only where values repeat (codes, regions, status),
+// and hashing every value of a column of distinct ones (ID numbers) only to give the
+// dictionary up at its size limit is time spent for nothing. The Arrow schema is kept
+// in the file, as pyarrow keeps it, so field metadata and exact types come back.
 func parquetSink(w io.Writer) *pullSink {
 	var (
-		sc    *arrow.Schema
-		recs  chan arrow.Record
-		done  chan error
-		first = true
+		sc   *arrow.Schema
+		pw   *parquetWriter
+		recs chan arrow.Record
+		done chan error
 	)
-	// encode sends on done once: its first error at once (then drops what still comes),
-	// or the result of closing the file.
-	encode := func(pw *pqarrow.FileWriter) {
-		var err error
-		for r := range recs {
-			if err == nil {
-				if err = pw.WriteBuffered(r); err != nil {
-					done <- err
-				}
-			}
-			r.Release()
-		}
-		if err == nil {
-			done <- pw.Close()
-		}
-	}
 	s := &pullSink{}
 	s.begin = func(schema *arrow.Schema) error { sc = schema; return nil }
 	s.write = func(r arrow.Record) error {
-		if first {
-			first = false
-			pw, err := pqarrow.NewFileWriter(sc, w, parquetProps(r), arrowProps)
-			if err != nil {
+		if pw == nil {
+			var err error
+			if pw, err = newParquetWriter(w, sc, r); err != nil {
 				return err
 			}
 			recs, done = make(chan arrow.Record, 2), make(chan error, 1)
-			go encode(pw)
+			go func() { done <- pw.encode(recs) }()
 		}
 		r.Retain()
 		select {
 		case recs <- r:
 			return nil
-		case err := <-done: // a write failed: the pull stops with its error
+		case err := <-done: // encoding failed: the pull stops with its error
 			r.Release()
-			done <- err // for close, which waits on it too
+			done <- err // for close
 			return err
 		}
 	}
 	s.close = func() error {
-		if first {
+		if pw == nil {
 			if sc == nil {
 				return nil
 			}
 			// No rows: a file with the schema and no row group.
-			pw, err := pqarrow.NewFileWriter(sc, w, parquetProps(nil), arrowProps)
+			pw, err := newParquetWriter(w, sc, nil)
 			if err != nil {
 				return err
 			}
-			return pw.Close()
+			return pw.w.Close()
 		}
 		close(recs)
 		return <-done
@@ -83,23 +75,98 @@ func parquetSink(w io.Writer) *pullSink {
 	return s
 }
 
-// arrowProps keep the Arrow schema in the file, as pyarrow does: its field metadata
-// (sensitivity, masks) and exact types come back when the file is read as Arrow.
-var arrowProps = pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
+type parquetWriter struct {
+	w     *file.Writer
+	props pqarrow.ArrowWriterProperties
+	rg    file.BufferedRowGroupWriter
+	rows  int64 // in rg
+}
 
-// parquetProps are the writer properties for a pull whose first batch is r (nil when
-// there are no rows): Snappy, pyarrow's row group size, and dictionary encoding only for
-// the text columns whose sampled values repeat.
-func parquetProps(r arrow.Record) *parquet.WriterProperties {
+// newParquetWriter starts a Parquet file of schema sc whose first batch is first (nil
+// when there are no rows).
+func newParquetWriter(w io.Writer, sc *arrow.Schema, first arrow.Record) (*parquetWriter, error) {
 	opts := []parquet.WriterProperty{parquet.WithCompression(compress.Codecs.Snappy), parquet.WithMaxRowGroupLength(parquetRowGroup)}
-	if r != nil {
-		for i, col := range r.Columns() {
+	if first != nil {
+		for i, col := range first.Columns() {
 			if mostlyDistinct(col) {
-				opts = append(opts, parquet.WithDictionaryFor(r.ColumnName(i), false))
+				opts = append(opts, parquet.WithDictionaryFor(first.ColumnName(i), false))
 			}
 		}
 	}
-	return parquet.NewWriterProperties(opts...)
+	props := parquet.NewWriterProperties(opts...)
+	aprops := pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
+	pqschema, err := pqarrow.ToParquet(sc, props, aprops)
+	if err != nil {
+		return nil, err
+	}
+	// What pqarrow.NewFileWriter writes as the file's key-value metadata.
+	meta := metadata.KeyValueMetadata{}
+	for i, k := range sc.Metadata().Keys() {
+		meta.Append(k, sc.Metadata().Values()[i])
+	}
+	meta.Append("ARROW:schema", base64.StdEncoding.EncodeToString(flight.SerializeSchema(sc, memory.DefaultAllocator)))
+	return &parquetWriter{w: file.NewParquetWriter(w, pqschema.Root(), file.WithWriterProps(props), file.WithWriteMetadata(meta)), props: aprops}, nil
+}
+
+// encode writes every batch from recs, then closes the file. After an error it drops
+// what still comes.
+func (p *parquetWriter) encode(recs <-chan arrow.Record) error {
+	var err error
+	for r := range recs {
+		if err == nil {
+			err = p.write(r)
+		}
+		r.Release()
+	}
+	if err != nil {
+		return err
+	}
+	return p.w.Close()
+}
+
+// write appends one batch to the current row group, its columns in parallel (each
+// column chunk writer of a buffered row group buffers its own pages).
+func (p *parquetWriter) write(r arrow.Record) error {
+	if p.rg == nil || p.rows+r.NumRows() > parquetRowGroup {
+		if p.rg != nil {
+			if err := p.rg.Close(); err != nil {
+				return err
+			}
+		}
+		p.rg, p.rows = p.w.AppendBufferedRowGroup(), 0
+	}
+	errs := make([]error, r.NumCols())
+	var wg sync.WaitGroup
+	for i, col := range r.Columns() {
+		cw, err := p.rg.Column(i)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nullable := r.Schema().Field(i).Nullable
+			var def []int16
+			if nullable {
+				def = make([]int16, col.Len())
+				for j := range def {
+					if col.IsValid(j) {
+						def[j] = 1
+					}
+				}
+			}
+			ctx := pqarrow.NewArrowWriteContext(context.Background(), &p.props)
+			errs[i] = pqarrow.WriteArrowToColumn(ctx, cw, col, def, nil, nullable)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	p.rows += r.NumRows()
+	return nil
 }
 
 // mostlyDistinct reports whether a text column's values are mostly different from each
