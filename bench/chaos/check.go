@@ -43,28 +43,47 @@ func check(ctx context.Context, cl *cluster, src *sources, ld *load, inj *inject
 // reports how long each took after the run ended.
 func checkConsistency(ctx context.Context, cl *cluster, src *sources, rep *report) (string, bool, string) {
 	const name = "every replica serves every source row's final value"
+	var details []string
+	ok := true
+	rows, err := converge(ctx, cl, src, rep.cfg.catchUpDeadline, func(i int, diff []string) {
+		rep.catchUp[i] = time.Since(rep.end)
+		if len(diff) > 0 {
+			ok = false
+			details = append(details, fmt.Sprintf("%s still differs after %s: %s", replicas[i], rep.cfg.catchUpDeadline, strings.Join(diff, "; ")))
+			return
+		}
+		details = append(details, fmt.Sprintf("%s: all rows equal the sources %.1fs after the run", replicas[i], rep.catchUp[i].Seconds()))
+	})
+	if err != nil {
+		return name, false, err.Error()
+	}
+	return name, ok, fmt.Sprintf("%d rows of the four registers; %s", rows, strings.Join(details, "; "))
+}
+
+// converge pulls each replica until it serves the sources' current values or the
+// deadline passes, and calls done with what still differs (nothing: it caught up). It
+// returns how many source rows were compared.
+func converge(ctx context.Context, cl *cluster, src *sources, limit time.Duration, done func(replica int, diff []string)) (int, error) {
 	want := map[string]map[string]string{}
 	rows := 0
 	for _, r := range registers {
 		m, err := src.final(ctx, r)
 		if err != nil {
-			return name, false, err.Error()
+			return 0, err
 		}
 		want[r.dataset] = m
 		rows += len(m)
 	}
 	tok, err := cl.token("chaos-check")
 	if err != nil {
-		return name, false, err.Error()
+		return 0, err
 	}
-	var details []string
-	ok := true
 	for i := range replicas {
 		c, err := client.New(client.Config{Flight: cl.flight[i], HTTP: cl.http[i], Token: tok})
 		if err != nil {
-			return name, false, err.Error()
+			return 0, err
 		}
-		deadline := time.Now().Add(rep.cfg.catchUpDeadline)
+		deadline := time.Now().Add(limit)
 		var diff []string
 		for {
 			diff = compare(ctx, c, want)
@@ -74,15 +93,9 @@ func checkConsistency(ctx context.Context, cl *cluster, src *sources, rep *repor
 			time.Sleep(time.Second)
 		}
 		c.Close()
-		rep.catchUp[i] = time.Since(rep.end)
-		if len(diff) > 0 {
-			ok = false
-			details = append(details, fmt.Sprintf("%s still differs after %s: %s", replicas[i], rep.cfg.catchUpDeadline, strings.Join(diff, "; ")))
-			continue
-		}
-		details = append(details, fmt.Sprintf("%s: all %d rows of the four registers equal the sources %.1fs after the run", replicas[i], rows, rep.catchUp[i].Seconds()))
+		done(i, diff)
 	}
-	return name, ok, strings.Join(details, "; ")
+	return rows, nil
 }
 
 // compare pulls the changed column of every register from one replica and lists how it

@@ -119,6 +119,20 @@ func run(cfg config) error {
 		return err
 	}
 	defer src.close()
+	// The run starts from replicas that serve the sources as they are: the connectors'
+	// first snapshots published and ingested.
+	var behind []string
+	if _, err := converge(ctx, cl, src, cfg.catchUpDeadline, func(i int, diff []string) {
+		if len(diff) > 0 {
+			behind = append(behind, fmt.Sprintf("%s: %v", replicas[i], diff))
+		}
+	}); err != nil {
+		return err
+	}
+	if len(behind) > 0 {
+		return fmt.Errorf("the replicas did not serve the sources before the run: %v", behind)
+	}
+	logf("both replicas serve the sources; the run starts")
 	ld, err := newLoad(cl, src, cfg, rng.Uint64())
 	if err != nil {
 		return err
