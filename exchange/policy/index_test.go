@@ -81,7 +81,7 @@ func checkIndexEqualsRego(t *testing.T, eng *policy.Engine, rng *rand.Rand, roun
 	}
 	now := time.Now()
 	ctx := context.Background()
-	var n, hits, allowHits int
+	var n, hits, allowHits, aggregateHits int
 	for _, dept := range depts {
 		for _, dsID := range datasets {
 			var agrs []*policies.Agreement
@@ -144,6 +144,9 @@ func checkIndexEqualsRego(t *testing.T, eng *policy.Engine, rng *rand.Rand, roun
 						if got.Allow {
 							allowHits++
 						}
+						if got.Aggregate != nil {
+							aggregateHits++
+						}
 					}
 					if len(fresh.Reasons) > 0 && fresh.Reasons[0].Code == policy.CodePolicyError {
 						t.Fatalf("%s, %+v: the policy failed: %v", round, req, fresh.Reasons)
@@ -155,7 +158,12 @@ func checkIndexEqualsRego(t *testing.T, eng *policy.Engine, rng *rand.Rand, roun
 			}
 		}
 	}
-	t.Logf("%s: %d requests, %d from the index (%d allowed); index %+v", round, n, hits, allowHits, eng.IndexStats())
+	t.Logf("%s: %d requests, %d from the index (%d allowed, %d with aggregate terms); index %+v", round, n, hits, allowHits, aggregateHits, eng.IndexStats())
+	// A decision field added after the index (the aggregate terms) comes through it too.
+	grantsAggregate := slices.ContainsFunc(b.Agreements, func(a policies.Agreement) bool { return slices.Contains(a.Actions, string(exchange.ActionAggregate)) })
+	if grantsAggregate && aggregateHits == 0 {
+		t.Errorf("%s: no decision from the index carried aggregate terms, though agreements grant aggregate", round)
+	}
 	if hits < n/4 || allowHits < 200 || hits-allowHits < 200 {
 		t.Fatalf("%s: %d of %d decisions came from the index, %d of them allowing: too few to compare", round, hits, n, allowHits)
 	}
