@@ -59,7 +59,7 @@ START=$SECONDS
 
 say "building the bench commands"
 if ! go build -o "$LOG/bin/" ./bench/ingest ./bench/flight ./bench/lookup ./bench/demo ./bench/store \
-	./bench/policy ./bench/audit ./bench/connector ./bench/gen ./bench/peer ./bench/pull ./bench/curve ./cmd/govx 2>"$LOG/build.log"; then
+	./bench/policy ./bench/audit ./bench/connector ./bench/gen ./bench/peer ./bench/pull ./bench/curve ./bench/aggregate ./cmd/govx 2>"$LOG/build.log"; then
 	say "build failed:"; cat "$LOG/build.log" >&2; exit 1
 fi
 
@@ -86,7 +86,7 @@ bench() {
 	ORDER+=("$name")
 	CMD[$name]=$shown
 	say "$name: $shown"
-	case $name in ingest | flight | lookup | connector | peer | pull | lookup-cold | curve) wait_kafka ;; esac
+	case $name in ingest | flight | lookup | connector | peer | pull | lookup-cold | curve | aggregate) wait_kafka ;; esac
 	local t0=$SECONDS
 	"$LOG/bin/$bin" "$@" >"$LOG/$name.md" 2>"$LOG/$name.log"
 	STATUS[$name]=$?
@@ -108,6 +108,7 @@ bench lookup "go run ./bench/lookup -rows $ROWS -rate $LOOKUP_RATE -duration $LO
 	-rows "$ROWS" -rate "$LOOKUP_RATE" -duration "$LOOKUP_DURATION" -subject -subject-rate "$SUBJECT_RATE" "${pre[@]}"
 bench peer "go run ./bench/peer -rows $ROWS -runs $FLIGHT_RUNS" peer -rows "$ROWS" -runs "$FLIGHT_RUNS" "${pre[@]}"
 bench pull "go run ./bench/pull -rows $ROWS -runs $FLIGHT_RUNS" pull -rows "$ROWS" -runs "$FLIGHT_RUNS" -govx "$LOG/bin/govx" "${pre[@]}"
+bench aggregate "go run ./bench/aggregate -rows $ROWS -runs $FLIGHT_RUNS" aggregate -rows "$ROWS" -runs "$FLIGHT_RUNS" "${pre[@]}"
 demo=(); [ "$LOOKUP_DEMO" != 0 ] && demo=(-demo -govx "$LOG/bin/govx")
 bench lookup-cold "go run ./bench/lookup -rows $ROWS -rates $LOOKUP_RATES -duration $LOOKUP_DURATION${demo:+ -demo}" lookup \
 	-rows "$ROWS" -rates "$LOOKUP_RATES" -duration "$LOOKUP_DURATION" "${demo[@]}" "${pre[@]}"
@@ -162,6 +163,7 @@ from_target "Filtered pull (~1 in 8), first after start (pyarrow client)" psql-f
 from_target "Filtered pull (~1 in 8), warm (pyarrow client)" psql-filter-warm peer "≥ 4× psql COPY binary"
 from_target "\`govx pull --format arrow\` to a file, $ROWS persons, 6 columns, 2 masks" pull-cli-arrow pull "≥ 0.8× a pyarrow client of the same exchange"
 from_target "\`govx pull --format parquet\` to a file, same" pull-cli-parquet pull "≥ 0.8× a pyarrow client of the same exchange"
+from_target "Aggregate by county, $ROWS persons, Flight SQL (policy, suppression < 10, audit)" aggregate aggregate "≥ 1× PostgreSQL, same answer in SQL"
 
 from_target "Decision, 1,000 agreements, 100 departments, warm" decision-warm policy "p50 ≤ 20 µs, p99 ≤ 100 µs"
 from_target "Decision from an empty cache and right after a policy reload (decision index)" decision-cold policy "p99 ≤ 100 µs"

@@ -353,6 +353,16 @@ func TestErrorMapping(t *testing.T) {
 	})
 	covered["bad_key"], covered["not_found"], covered["verify_budget_exhausted"] = true, true, true
 
+	// Aggregate queries over Flight SQL (flightsql.go).
+	sc := sqlClient(t, lis.Addr().String())
+	sqlCtx := withPurpose(f.Token(t, "tj-33"), "population-statistics")
+	for code, q := range map[string]string{"bad_query": "SELEC 1", "unsupported_sql": "SELECT COUNT(*) FROM population.person a JOIN population.person b",
+		"query_too_large": "SELECT COUNT(*) FROM population.person WHERE household_region = '" + strings.Repeat("3", 9000) + "'"} {
+		_, err := sc.Execute(sqlCtx, q)
+		checkStatus(t, docs, err, code)
+		covered[code] = true
+	}
+
 	// What Flight can never answer, and why; everything else it can is covered above.
 	notOverFlight := map[string]string{
 		"invalid_columns":  "duplicate_column refuses a repeated column before the store sees it",

@@ -269,6 +269,14 @@ func TestErrorMapping(t *testing.T) {
 	f.Rewrite(t, 20)
 	check("cursor_too_old", "", req{path: pullPath("population.person"), token: hz, body: body(func(m map[string]any) { m["since"] = cursor })})
 
+	// Aggregate queries (aggregate.go).
+	stats := f.Token(t, "tj-33")
+	for code, q := range map[string]string{"bad_query": "SELEC 1", "unsupported_sql": "SELECT COUNT(*) FROM population.person a JOIN population.person b",
+		"query_too_large": "SELECT COUNT(*) FROM population.person WHERE household_region = '" + strings.Repeat("3", 9000) + "'"} {
+		check2(t, docs, a.do(t, req{path: "/v1/datasets/population.person/aggregate", token: stats, body: map[string]string{"sql": q, "purpose": "population-statistics"}}), code)
+		covered[code] = true
+	}
+
 	// What HTTP can never answer, and why; everything else it can is covered above.
 	notOverHTTP := map[string]string{
 		"invalid_columns":  "duplicate_column refuses a repeated column before the store sees it",

@@ -143,22 +143,8 @@ func (s *Service) AggregateTicket(g *AggregateGrant) ([]byte, error) {
 // grants on the same terms is refused too, its decision closed by a complete event.
 func (s *Service) RedeemAggregate(ctx context.Context, c Caller, ticket []byte) (*AggregateGrant, error) {
 	var g AggregateGrant
-	var err error
-	switch oerr := s.signer.Open(aggregateTicketPurpose, string(ticket), &g); {
-	case oerr != nil:
-		err = exchange.E(exchange.Unauthenticated, "bad_ticket", "the ticket was not issued by this exchange or was altered; call GetFlightInfo for a new one")
-	case g.Check(s.now()) != nil:
-		err = exchange.E(exchange.Unauthenticated, "ticket_expired", "the ticket has expired; call GetFlightInfo for a new one")
-	case g.Subject != c.Subject:
-		err = exchange.E(exchange.PermissionDenied, "foreign_ticket", "the ticket was issued to another department or system")
-	case g.Instance != s.instance:
-		err = exchange.E(exchange.PermissionDenied, "ticket_elsewhere", "the ticket was issued by exchange replica "+quote(g.Instance)+
-			" and is valid only there: redeem it at the location GetFlightInfo named, or call GetFlightInfo here for a new one")
-	case g.Boot != s.boot:
-		err = exchange.E(exchange.Unavailable, "ticket_stale", "the exchange restarted since it issued this ticket (its redemptions were not kept): call GetFlightInfo for a new one")
-	case !s.redeemOnce(g.RequestID, g.Expires):
-		err = exchange.E(exchange.PermissionDenied, "ticket_used", "the ticket was already redeemed; each decision serves one stream, call GetFlightInfo for a new one")
-	}
+	oerr := s.signer.Open(aggregateTicketPurpose, string(ticket), &g)
+	err := s.checkTicket(oerr, sealedTicket{g.Expiring, g.Subject, g.Instance, g.Boot, g.RequestID}, c)
 	if err != nil {
 		return nil, s.auditRejected(ctx, c, exchange.ActionAggregate, g.Dataset, err)
 	}

@@ -205,28 +205,43 @@ func (s *Service) Ticket(g *Grant) ([]byte, error) {
 	return []byte(t), err
 }
 
+// sealedTicket is what every kind of ticket carries to be checked when redeemed.
+type sealedTicket struct {
+	auth.Expiring
+	subject             exchange.Subject
+	instance, boot, rid string
+}
+
+// checkTicket checks a ticket opened with openErr and presented by c: issued here,
+// unaltered, unexpired, the caller's, by this replica and run, redeemed once. It returns
+// the refusal to audit, or nil.
+func (s *Service) checkTicket(openErr error, t sealedTicket, c Caller) error {
+	switch {
+	case openErr != nil:
+		return exchange.E(exchange.Unauthenticated, "bad_ticket", "the ticket was not issued by this exchange or was altered; call GetFlightInfo for a new one")
+	case t.Check(s.now()) != nil:
+		return exchange.E(exchange.Unauthenticated, "ticket_expired", "the ticket has expired; call GetFlightInfo for a new one")
+	case t.subject != c.Subject:
+		return exchange.E(exchange.PermissionDenied, "foreign_ticket", "the ticket was issued to another department or system")
+	case t.instance != s.instance:
+		// Replicas share the signing secret, but each knows only the tickets it saw
+		// redeemed: honouring another's ticket would let one decision serve two streams.
+		return exchange.E(exchange.PermissionDenied, "ticket_elsewhere", "the ticket was issued by exchange replica "+quote(t.instance)+
+			" and is valid only there: redeem it at the location GetFlightInfo named, or call GetFlightInfo here for a new one")
+	case t.boot != s.boot:
+		return exchange.E(exchange.Unavailable, "ticket_stale", "the exchange restarted since it issued this ticket (its redemptions were not kept): call GetFlightInfo for a new one")
+	case !s.redeemOnce(t.rid, t.Expires):
+		return exchange.E(exchange.PermissionDenied, "ticket_used", "the ticket was already redeemed; each decision serves one stream, call GetFlightInfo for a new one")
+	}
+	return nil
+}
+
 // Redeem opens a Flight ticket presented by c. A forged, expired or foreign ticket is
 // refused, and the refusal audited.
 func (s *Service) Redeem(ctx context.Context, c Caller, ticket []byte) (*Grant, error) {
 	var g Grant
-	var err error
-	switch oerr := s.signer.Open(ticketPurpose, string(ticket), &g); {
-	case oerr != nil:
-		err = exchange.E(exchange.Unauthenticated, "bad_ticket", "the ticket was not issued by this exchange or was altered; call GetFlightInfo for a new one")
-	case g.Check(s.now()) != nil:
-		err = exchange.E(exchange.Unauthenticated, "ticket_expired", "the ticket has expired; call GetFlightInfo for a new one")
-	case g.Subject != c.Subject:
-		err = exchange.E(exchange.PermissionDenied, "foreign_ticket", "the ticket was issued to another department or system")
-	case g.Instance != s.instance:
-		// Replicas share the signing secret, but each knows only the tickets it saw
-		// redeemed: honouring another's ticket would let one decision serve two streams.
-		err = exchange.E(exchange.PermissionDenied, "ticket_elsewhere", "the ticket was issued by exchange replica "+quote(g.Instance)+
-			" and is valid only there: redeem it at the location GetFlightInfo named, or call GetFlightInfo here for a new one")
-	case g.Boot != s.boot:
-		err = exchange.E(exchange.Unavailable, "ticket_stale", "the exchange restarted since it issued this ticket (its redemptions were not kept): call GetFlightInfo for a new one")
-	case !s.redeemOnce(g.RequestID, g.Expires):
-		err = exchange.E(exchange.PermissionDenied, "ticket_used", "the ticket was already redeemed; each decision serves one stream, call GetFlightInfo for a new one")
-	}
+	oerr := s.signer.Open(ticketPurpose, string(ticket), &g)
+	err := s.checkTicket(oerr, sealedTicket{g.Expiring, g.Subject, g.Instance, g.Boot, g.RequestID}, c)
 	if err != nil {
 		action := g.Action
 		if action == "" {
