@@ -48,6 +48,7 @@ func main() {
 	chAddr := flag.String("clickhouse", os.Getenv("GOVX_TEST_CLICKHOUSE"), "ClickHouse native address for the audit shipper (empty: spool only)")
 	prefix := flag.String("prefix", "", "read an existing topic PREFIXpopulation.person holding -rows persons (bench/ingest -keep) instead of producing one")
 	cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the timed runs (every contender) to this file")
+	firstProfile = flag.String("cpuprofile-first", "", "write a CPU profile of the first pull after start to this file")
 	runs := flag.Int("runs", 5, "timed pulls per contender (alternating)")
 	flag.Parse()
 	if *broker == "" || *pgURL == "" {
@@ -59,7 +60,7 @@ func main() {
 	}
 }
 
-var cpuprofile *string
+var cpuprofile, firstProfile *string
 
 func envInt(name string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
@@ -115,12 +116,17 @@ func run(broker, pgURL, chAddr, prefix string, rows, runs int, cmd string) error
 	// It is also the first pull after start, timed: nothing is warm but the build.
 	log.Printf("first (warm-up) pull through the exchange")
 	var batches []arrow.Record
+	stopFirst, err := feed.StartProfile(*firstProfile)
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
 	res, err := xc.Pull(ctx, all, nil, func(r arrow.Record) error { r.Retain(); batches = append(batches, r); return nil })
 	if err != nil {
 		return err
 	}
 	first := time.Since(t0)
+	stopFirst()
 	defer func() {
 		for _, r := range batches {
 			r.Release()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/bitutil"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 )
 
@@ -102,51 +103,82 @@ func Array(mem memory.Allocator, arr arrow.Array, m string, o ArrayOptions) (arr
 		return nil, fmt.Errorf("mask: %d region codes for %d values", o.Regions.Len(), arr.Len())
 	}
 	n := arr.Len()
-	b := array.NewStringBuilder(mem)
-	defer b.Release()
-	b.Reserve(n)
+	// The output is written straight into its offsets and an exactly sized data
+	// buffer, not through a builder: a builder appends each value twice over (scratch,
+	// then its buffers) and keeps the slack of its reservation (an address shrinks to
+	// its county), which a column kept per segment would carry for its whole life.
+	offsBuf := newBuffer(mem, (n+1)*arrow.Int32SizeBytes)
+	offs := arrow.Int32Traits.CastFromBytes(offsBuf.Bytes())
+	offs[0] = 0
+	est := 0
 	switch m {
 	case Hash:
-		b.ReserveData(n * HashHexLen)
+		est = n * HashHexLen
 	case Year:
-		b.ReserveData(n * 4)
+		est = n * 4
 	default:
 		if s, ok := arr.(*array.String); ok {
-			b.ReserveData(len(s.ValueBytes()))
+			est = len(s.ValueBytes())
 		}
+	}
+	data := make([]byte, 0, est)
+	var validity *memory.Buffer
+	var vb []byte
+	nulls := 0
+	setNull := func(i int) {
+		if validity == nil {
+			validity = newBuffer(mem, int(bitutil.BytesForBits(int64(n))))
+			vb = validity.Bytes()
+			bitutil.SetBitsTo(vb, 0, int64(n), true)
+		}
+		bitutil.ClearBit(vb, i)
+		nulls++
 	}
 
 	text := canonicalText(arr)
-	var scratch, tb []byte
+	var tb []byte
 	hasNulls := arr.NullN() > 0
 	for i := 0; i < n; i++ {
-		if hasNulls && arr.IsNull(i) {
-			b.AppendNull()
-			continue
-		}
-		scratch = scratch[:0]
 		switch {
+		case hasNulls && arr.IsNull(i):
+			setNull(i)
 		case h != nil:
 			tb = text(tb[:0], i)
-			scratch = h.appendBytes(scratch, tb)
+			data = h.appendBytes(data, tb)
 		case m == Year && arr.DataType().ID() != arrow.STRING:
 			tb = text(tb[:0], i)
-			scratch = append(scratch, tb[:min(4, len(tb))]...)
+			data = append(data, tb[:min(4, len(tb))]...)
 		default:
 			s := arr.(*array.String).Value(i)
 			region := ""
 			if m == Address && o.Regions != nil && o.Regions.IsValid(i) {
 				region = o.Regions.Value(i)
 			}
-			scratch = appendString(scratch, m, s, region)
-			if m == Year && len(scratch) == 0 {
-				b.AppendNull()
-				continue
+			before := len(data)
+			data = appendString(data, m, s, region)
+			if m == Year && len(data) == before {
+				setNull(i)
 			}
 		}
-		b.BinaryBuilder.Append(scratch)
+		offs[i+1] = int32(len(data))
 	}
-	return b.NewArray(), nil
+	dataBuf := newBuffer(mem, len(data))
+	copy(dataBuf.Bytes(), data)
+	bufs := []*memory.Buffer{validity, offsBuf, dataBuf}
+	d := array.NewData(arrow.BinaryTypes.String, n, bufs, nil, nulls, 0)
+	for _, b := range bufs {
+		if b != nil {
+			b.Release()
+		}
+	}
+	defer d.Release()
+	return array.NewStringData(d), nil
+}
+
+func newBuffer(mem memory.Allocator, n int) *memory.Buffer {
+	b := memory.NewResizableBuffer(mem)
+	b.Resize(n)
+	return b
 }
 
 // canonicalText returns a function appending row i of arr as schemas.CanonicalText

@@ -8,6 +8,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/util"
 
 	"govx/exchange/mask"
 )
@@ -60,9 +61,10 @@ func (ms *maskSet) has(k maskSpec) bool { return slices.Contains(ms.specs, k) }
 
 // segMasks is a segment's materialized masked columns.
 type segMasks struct {
-	mu   sync.Mutex
-	cols map[maskSpec]arrow.Array
-	gen  atomic.Int64 // the maskSet generation all of whose masks cols holds
+	mu    sync.Mutex
+	cols  map[maskSpec]arrow.Array
+	bytes int64        // the buffers of cols
+	gen   atomic.Int64 // the maskSet generation whose masks were all tried (kept or over budget)
 }
 
 // get returns a materialized column retained, or nil.
@@ -76,9 +78,10 @@ func (m *segMasks) get(k maskSpec) arrow.Array {
 	return a
 }
 
-// put keeps arr (the caller's reference passes to the segment) unless a column is kept
-// for k already, and returns the kept one retained for the caller.
-func (m *segMasks) put(k maskSpec, arr arrow.Array) arrow.Array {
+// put keeps arr for k unless a column is kept for k already or arr would take the
+// segment's masked columns over limit bytes, and returns the column to use (the kept
+// one, or arr itself when it is not kept), the caller's to release.
+func (m *segMasks) put(k maskSpec, arr arrow.Array, limit int64) arrow.Array {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old := m.cols[k]; old != nil {
@@ -86,10 +89,15 @@ func (m *segMasks) put(k maskSpec, arr arrow.Array) arrow.Array {
 		old.Retain()
 		return old
 	}
+	size := util.TotalArraySize(arr)
+	if m.bytes+size > limit {
+		return arr
+	}
 	if m.cols == nil {
 		m.cols = map[maskSpec]arrow.Array{}
 	}
 	m.cols[k] = arr
+	m.bytes += size
 	arr.Retain()
 	return arr
 }
@@ -100,7 +108,53 @@ func (m *segMasks) release() {
 	for _, a := range m.cols {
 		a.Release()
 	}
-	m.cols = nil
+	m.cols, m.bytes = nil, 0
+}
+
+// DefaultMaskBudget is the share of a segment's own bytes its materialized masked
+// columns may take (WithMaskBudget). Masks past it are computed per pull. 0.35 keeps a
+// table of persons with its masked columns within the memory target (2× the Arrow IPC
+// size of its rows; 1.48× without them) while holding the id_card, name and year
+// masks (≈ 41 of its ≈ 137 bytes a row).
+const DefaultMaskBudget = 0.35
+
+// WithMaskBudget sets the share of each segment's bytes its materialized masked columns
+// may take (default DefaultMaskBudget; 0 materializes none). The masks agreements use
+// most come first.
+func WithMaskBudget(share float64) Option {
+	return func(t *Table) {
+		if share >= 0 {
+			t.maskBudget = share
+		}
+	}
+}
+
+// room reports whether column k of seg, masked, may fit the segment's budget: its
+// size is bounded before masking by the column's own (a string mask keeps or stars
+// characters, and a star is never longer than the character it hides), or by the fixed
+// width of the year and hash masks' output, so a mask that cannot fit is not computed.
+func (t *Table) room(seg *segment, k maskSpec) bool {
+	col := seg.rec.Column(k.col)
+	n := int64(col.Len())
+	est := 4*(n+1) + (n+7)/8
+	switch {
+	case k.mask == mask.Hash:
+		est += mask.HashHexLen * n
+	case k.mask == mask.Year:
+		est += 4 * n
+	default:
+		if s, ok := col.(*array.String); ok {
+			est += int64(len(s.ValueBytes()))
+		}
+	}
+	seg.masks.mu.Lock()
+	defer seg.masks.mu.Unlock()
+	return seg.masks.bytes+est <= t.maskLimit(seg)
+}
+
+// maskLimit returns the bytes a segment's materialized masked columns may take.
+func (t *Table) maskLimit(seg *segment) int64 {
+	return int64(t.maskBudget * float64(util.TotalRecordSize(seg.rec)))
 }
 
 // defaultMasks returns the dataset's default masks worth materializing: not null (an
@@ -124,7 +178,8 @@ func (t *Table) defaultMasks() []maskSpec {
 // dropped as their segments are replaced. A column or mask the dataset cannot take is
 // an error and changes nothing.
 func (t *Table) MaterializeMasks(ms []MaskedColumn) error {
-	specs := t.defaultMasks()
+	var specs []maskSpec
+	uses := map[maskSpec]int{} // how many agreements use each: the most used come first
 	for _, m := range ms {
 		i := t.fieldIndex(m.Column)
 		if i < 0 {
@@ -143,6 +198,12 @@ func (t *Table) MaterializeMasks(ms []MaskedColumn) error {
 			}
 			k.key = string(m.Key)
 		}
+		if uses[k]++; uses[k] == 1 {
+			specs = append(specs, k)
+		}
+	}
+	slices.SortStableFunc(specs, func(a, b maskSpec) int { return uses[b] - uses[a] })
+	for _, k := range t.defaultMasks() {
 		if !slices.Contains(specs, k) {
 			specs = append(specs, k)
 		}
@@ -173,7 +234,7 @@ func (t *Table) maskWhole(seg *segment, k maskSpec) (arrow.Array, error) {
 	if err != nil {
 		return nil, err
 	}
-	return seg.masks.put(k, arr), nil
+	return seg.masks.put(k, arr, t.maskLimit(seg)), nil
 }
 
 // materializeAsync masks, on a goroutine of its own, the segments that lack a declared
@@ -234,6 +295,9 @@ func (t *Table) materialize() {
 				a.Release()
 				continue
 			}
+			if !t.room(seg, k) {
+				continue
+			}
 			a, err := t.maskWhole(seg, k)
 			if err != nil {
 				// Declared masks were checked against the column types; a failure
@@ -262,7 +326,7 @@ func (t *Table) carryMasks(seg *segment, parts []*segment, build func(cols []arr
 			}
 		}
 		if len(cols) == len(parts) {
-			seg.masks.put(k, build(cols)).Release()
+			seg.masks.put(k, build(cols), t.maskLimit(seg)).Release()
 		} else {
 			complete = false
 		}

@@ -86,7 +86,7 @@ func TestMaterializedMasksEqualMaskingOnTheFly(t *testing.T) {
 	mem := checked(t)
 	d := dataset(t, "population.person")
 	g := &gen{r: newRand(), d: d, keys: 700}
-	mat := New(d, WithAllocator(mem), WithSegmentRows(256), WithHistory(300))
+	mat := New(d, WithAllocator(mem), WithSegmentRows(256), WithHistory(300), WithMaskBudget(10))
 	defer mat.Close()
 	if err := mat.MaterializeMasks(everyMask); err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestMasksMaterializedBeforeTheFirstPull(t *testing.T) {
 	mem := checked(t)
 	d := dataset(t, "population.person")
 	g := &gen{r: newRand(), d: d, keys: 1 << 30}
-	tbl := New(d, WithAllocator(mem), WithSegmentRows(512))
+	tbl := New(d, WithAllocator(mem), WithSegmentRows(512), WithMaskBudget(10))
 	var cs []Change
 	for i := range 2000 {
 		cs = append(cs, Change{Record: g.record(), Offset: int64(i)})
@@ -229,7 +229,7 @@ func TestMasksMaterializedBeforeTheFirstPull(t *testing.T) {
 	}
 	snap.Release()
 	tbl.Close()
-	back, err := Open(d, dir, WithAllocator(mem), WithSegmentRows(512))
+	back, err := Open(d, dir, WithAllocator(mem), WithSegmentRows(512), WithMaskBudget(10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,5 +258,61 @@ func TestMaterializeMasksRefusesWhatTheDatasetCannotTake(t *testing.T) {
 	}
 	if tbl.maskSet.Load() != before {
 		t.Fatal("a refused MaterializeMasks changed the set")
+	}
+}
+
+// TestMaskBudget: a segment's materialized masks stay within their share of its bytes,
+// the masks agreements use most coming first; what does not fit is masked per pull,
+// with the same result.
+func TestMaskBudget(t *testing.T) {
+	mem := checked(t)
+	d := dataset(t, "population.person")
+	g := &gen{r: newRand(), d: d, keys: 1 << 30}
+	tbl := New(d, WithAllocator(mem), WithSegmentRows(1024), WithMaskBudget(0.4))
+	defer tbl.Close()
+	ref := onTheFly(New(d, WithAllocator(mem), WithSegmentRows(1024)))
+	defer ref.Close()
+	// Two agreements hash phone under key A, one masks name: phone first.
+	ms := []MaskedColumn{{Column: "name", Mask: mask.Name}, {Column: "phone", Mask: mask.Hash, Key: keyA}, {Column: "phone", Mask: mask.Hash, Key: keyA}}
+	if err := tbl.MaterializeMasks(ms); err != nil {
+		t.Fatal(err)
+	}
+	if got := tbl.maskSet.Load().specs[0]; got.mask != mask.Hash {
+		t.Fatalf("the mask two agreements use is not first: %+v", got)
+	}
+	var cs []Change
+	for i := range 5000 {
+		cs = append(cs, Change{Record: g.record(), Offset: int64(i)})
+	}
+	for _, x := range []*Table{tbl, ref} {
+		if err := x.Apply(cs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tbl.matWG.Wait()
+	tbl.mu.RLock()
+	for _, st := range tbl.segs {
+		seg := st.seg
+		seg.masks.mu.Lock()
+		if seg.masks.bytes > tbl.maskLimit(seg) || seg.masks.bytes == 0 {
+			t.Errorf("segment at %d: %d bytes of masked columns, budget %d", seg.start, seg.masks.bytes, tbl.maskLimit(seg))
+		}
+		if seg.masks.cols[specFor(tbl.fieldIndex("phone"), mask.Hash, keyA)] == nil {
+			t.Errorf("segment at %d lacks the most used mask", seg.start)
+		}
+		if n := len(tbl.maskSet.Load().specs); len(seg.masks.cols) >= n {
+			t.Errorf("segment at %d holds all %d masks: the budget did not bind", seg.start, n)
+		}
+		seg.masks.mu.Unlock()
+	}
+	tbl.mu.RUnlock()
+	a, b := tbl.Snapshot(), ref.Snapshot()
+	defer a.Release()
+	defer b.Release()
+	for _, spec := range specsOf(keyA) {
+		got, want := collect(t, a, spec), collect(t, b, spec)
+		sameBatches(t, fmt.Sprint(spec.Columns), got, want)
+		releaseAll(got)
+		releaseAll(want)
 	}
 }

@@ -186,6 +186,7 @@ type Table struct {
 	maskSet    atomic.Pointer[maskSet]
 	matRunning atomic.Bool    // a materializeAsync goroutine runs
 	matWG      sync.WaitGroup // it, for Close
+	maskBudget float64        // WithMaskBudget
 
 	// Compaction. A snapshot walks from a key's latest row back to the row it holds
 	// (Snapshot.find), through rows written after it; the chain of rows that compaction
@@ -352,20 +353,21 @@ type tomb struct {
 // New returns an empty table for dataset d.
 func New(d *schemas.Dataset, opts ...Option) *Table {
 	t := &Table{
-		d:         d,
-		schema:    d.ArrowSchema(),
-		mem:       memory.DefaultAllocator,
-		segRows:   DefaultSegmentRows,
-		keyCol:    -1,
-		regionCol: -1,
-		seed:      maphash.MakeSeed(),
-		ratio:     DefaultGarbageRatio,
-		maxRow:    math.MaxInt64,
-		pos:       map[int32]int64{},
-		horizon:   Cursor{},
-		dirty:     true,
-		pending:   map[int64]pendingHead{},
-		eras:      map[int64]int{},
+		d:          d,
+		schema:     d.ArrowSchema(),
+		mem:        memory.DefaultAllocator,
+		segRows:    DefaultSegmentRows,
+		keyCol:     -1,
+		regionCol:  -1,
+		seed:       maphash.MakeSeed(),
+		ratio:      DefaultGarbageRatio,
+		maskBudget: DefaultMaskBudget,
+		maxRow:     math.MaxInt64,
+		pos:        map[int32]int64{},
+		horizon:    Cursor{},
+		dirty:      true,
+		pending:    map[int64]pendingHead{},
+		eras:       map[int64]int{},
 	}
 	for _, o := range opts {
 		o(t)
