@@ -238,7 +238,8 @@ func loadPostgres(ctx context.Context, url string, n int) (*pgx.Conn, string, er
 		i++
 		return []any{p.IDNumber, p.Name, p.Gender, p.BirthDate, p.HouseholdRegion, p.Address, p.Phone, p.Status}, nil
 	})
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{table}, cols, src); err == nil {
+	_, err = conn.CopyFrom(ctx, pgx.Identifier{table}, cols, src)
+	if err == nil {
 		_, err = conn.Exec(ctx, "VACUUM ANALYZE "+table)
 	}
 	if err != nil {
