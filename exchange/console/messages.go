@@ -48,7 +48,7 @@ var messages = map[string][2]string{
 	"applicant":           {"申请部门", "Applicant"},
 	"state":               {"状态", "State"},
 	"clock":               {"时限", "Time limit"},
-	"due":                 {"截止", "Due"},
+	"due":                 {"截止日", "Due by"},
 	"overdue":             {"已超期", "overdue"},
 	"purpose":             {"用途", "Purpose"},
 	"system":              {"系统", "System"},

@@ -74,6 +74,15 @@ func (p *page) When(t time.Time) string {
 	return t.In(schemas.ChinaTime).Format("2006-01-02 15:04")
 }
 
+// DueDay is the last working day of a clock, as `govx applications` shows it: Due is
+// the instant that day ends.
+func (p *page) DueDay(due time.Time) string {
+	if due.IsZero() {
+		return ""
+	}
+	return due.In(schemas.ChinaTime).Add(-time.Nanosecond).Format(time.DateOnly)
+}
+
 func (c *Console) newPage(r *http.Request, s *session, name string) *page {
 	p := &page{Lang: "zh", Name: name, Path: r.URL.Path, Now: c.cfg.Now()}
 	if ck, err := r.Cookie(langCookie); err == nil && ck.Value == "en" {
