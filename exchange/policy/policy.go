@@ -73,6 +73,7 @@ type options struct {
 	poll     time.Duration
 	cacheMax int
 	noIndex  bool
+	now      func() time.Time
 	log      *slog.Logger
 }
 
@@ -99,13 +100,18 @@ func WithCacheSize(n int) Option { return func(o *options) { o.cacheMax = n } }
 // for a policy directory so large that building the index would hold up its reloads.
 func WithIndex(on bool) Option { return func(o *options) { o.noIndex = !on } }
 
+// WithClock sets the engine's clock (default time.Now): the time of a request that has
+// none, and the instant from which an index holds validity intervals. For tests that
+// decide at fixed instants.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
 // WithLogger sets where reloads are logged (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // New returns an engine deciding with the embedded policy, or with the one named by
 // WithDir or WithBundle. The policy must pass policies.Check against cat.
 func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
-	o := options{poll: time.Second, cacheMax: 100_000, log: slog.Default()}
+	o := options{poll: time.Second, cacheMax: 100_000, now: time.Now, log: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -208,10 +214,12 @@ var lastIndex struct {
 func (e *Engine) indexFor(st *state, workers int, prev *index, same func(dept, dataset string) bool) *index {
 	lastIndex.Lock()
 	defer lastIndex.Unlock()
-	if lastIndex.x != nil && lastIndex.revision == st.bundle.Revision && lastIndex.cat == e.cat {
-		return lastIndex.x
+	// An index built at or before now holds every interval that has not ended at now.
+	now := e.opts.now()
+	if x := lastIndex.x; x != nil && lastIndex.revision == st.bundle.Revision && lastIndex.cat == e.cat && !x.stats.From.After(now) {
+		return x
 	}
-	x := e.buildIndex(context.Background(), st, time.Now(), workers, prev, same)
+	x := e.buildIndex(context.Background(), st, now, workers, prev, same)
 	lastIndex.revision, lastIndex.cat, lastIndex.x = st.bundle.Revision, e.cat, x
 	return x
 }
@@ -253,7 +261,7 @@ func (e *Engine) Bundle() *policies.Bundle { return e.state.Load().bundle }
 // code policy_error. A zero req.Time means now.
 func (e *Engine) Decide(ctx context.Context, req exchange.Request) exchange.Decision {
 	if req.Time.IsZero() {
-		req.Time = time.Now()
+		req.Time = e.opts.now()
 	}
 	e.decisions.Add(1)
 	st := e.state.Load()
@@ -288,7 +296,7 @@ func (e *Engine) Decide(ctx context.Context, req exchange.Request) exchange.Deci
 // miss of both.
 func (e *Engine) DecideUncached(ctx context.Context, req exchange.Request) exchange.Decision {
 	if req.Time.IsZero() {
-		req.Time = time.Now()
+		req.Time = e.opts.now()
 	}
 	ds, _ := e.cat.Dataset(req.Dataset)
 	return e.eval(ctx, e.state.Load(), req, ds)

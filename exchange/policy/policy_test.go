@@ -374,19 +374,7 @@ func testCachedEqualsUncached(t *testing.T, dir string, n int, minHits uint64) {
 		t.Fatalf("%d of %d decisions came from the cache, want at least %d (0: none)", hits, n, minHits)
 	}
 
-	// Reload with moved boundaries: AGR-2026-0002 now ends a month earlier, AGR-2027-0001
-	// starts a month earlier, and AGR-2026-0001 gains a column.
-	rev := eng.Revision()
-	agreements := filepath.Join(dir, "agreements.yaml")
-	replaceIn(t, agreements, "valid_until: 2026-12-31\n    approval: 宁数共", "valid_until: 2026-11-30\n    approval: 宁数共")
-	replaceIn(t, agreements, "valid_from: 2027-01-01", "valid_from: 2026-12-01")
-	replaceIn(t, agreements, "columns: [id_number, name, household_region, birth_date]", "columns: [id_number, name, household_region, birth_date, phone]")
-	if err := eng.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if eng.Revision() == rev {
-		t.Fatal("the edit did not change the revision")
-	}
+	reloadMovedBoundaries(t, eng, dir)
 	times = append(times, boundaryTimes()...)
 	check("after reload", n)
 	if h := eng.Stats().CacheHits - hits; !hitsOK(h) {
@@ -563,5 +551,23 @@ func TestCacheModeIsConservative(t *testing.T) {
 				t.Fatalf("cache mode %v, want off — %s", m, want)
 			}
 		})
+	}
+}
+
+// reloadMovedBoundaries edits the agreements in dir and reloads eng: AGR-2026-0002 now
+// ends a month earlier, AGR-2027-0001 starts a month earlier, and AGR-2026-0001 gains a
+// column.
+func reloadMovedBoundaries(t *testing.T, eng *policy.Engine, dir string) {
+	t.Helper()
+	rev := eng.Revision()
+	agreements := filepath.Join(dir, "agreements.yaml")
+	replaceIn(t, agreements, "valid_until: 2026-12-31\n    approval: 宁数共", "valid_until: 2026-11-30\n    approval: 宁数共")
+	replaceIn(t, agreements, "valid_from: 2027-01-01", "valid_from: 2026-12-01")
+	replaceIn(t, agreements, "columns: [id_number, name, household_region, birth_date]", "columns: [id_number, name, household_region, birth_date, phone]")
+	if err := eng.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if eng.Revision() == rev {
+		t.Fatal("the edit did not change the revision")
 	}
 }
