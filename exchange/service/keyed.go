@@ -14,6 +14,9 @@ import (
 
 // ParseLookup decodes a lookup body strictly.
 func ParseLookup(data []byte) (exchange.LookupCmd, error) {
+	if c, ok := fastLookup(data); len(data) <= 1<<20 && ok {
+		return c, nil
+	}
 	var c exchange.LookupCmd
 	return c, decodeStrict(data, &c)
 }
