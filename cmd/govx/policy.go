@@ -329,6 +329,9 @@ func printDecision(w io.Writer, b *policies.Bundle, req exchange.Request, d exch
 		} else {
 			fmt.Fprintln(w, "max rows    no cap")
 		}
+		if t := d.Aggregate; t != nil {
+			fmt.Fprintf(w, "aggregate   group by %s; measures %s; groups under %d suppressed\n", strings.Join(t.GroupBy, ", "), strings.Join(t.Measures, ", "), t.MinGroupSize)
+		}
 	}
 	fmt.Fprintf(w, "revision    %s  %s\n", d.Revision, b.Source)
 }

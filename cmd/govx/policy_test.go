@@ -114,6 +114,13 @@ func TestPolicyExplain(t *testing.T) {
 		t.Errorf("a verify-only agreement asked to read:\n%s", out)
 	}
 
+	out, _ = runPolicy(t, "explain", "--as", "tj-33", "--dataset", "resource.land_parcel", "--action", "aggregate",
+		"--purpose", "land-resource-statistics", "--columns", "region_code,area_m2", "--time", "2026-11-26")
+	if !strings.Contains(out, "decision    ALLOW") || !strings.Contains(out, "aggregate   group by region_code, land_use, right_type; measures count, sum:area_m2") ||
+		!strings.Contains(out, "groups under 10 suppressed") {
+		t.Errorf("an aggregate-only agreement explained:\n%s", out)
+	}
+
 	out, code = runPolicy(t, "explain", "--as", "mz-3301", "--dataset", "population.person", "--time", "tomorrow")
 	if code != 2 || !strings.Contains(out, "--time") {
 		t.Errorf("a bad --time: exit %d:\n%s", code, out)
