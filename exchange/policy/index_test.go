@@ -313,8 +313,8 @@ func gauge(t *testing.T, eng *policy.Engine, name string) float64 {
 // TestReloadTakesOverUnchanged follows a steward's agreement edit: the new revision
 // takes over the old one's index and cache entries for the departments and datasets the
 // edit did not touch (so a request seen before the reload is not evaluated again, and a
-// large policy reloads in the time of the pairs it changed), and decides the touched
-// ones afresh; a policy that reads the data beyond the requesting department and dataset
+// large policy reloads in the time of the pairs it changed), and evaluates the touched
+// ones afresh, the requests its cache had seen for them included, before it takes over; a policy that reads the data beyond the requesting department and dataset
 // takes nothing over, since an edit anywhere may change any decision.
 func TestReloadTakesOverUnchanged(t *testing.T) {
 	dir := copyPolicies(t, false)
@@ -330,8 +330,11 @@ func TestReloadTakesOverUnchanged(t *testing.T) {
 	cached.Columns = []string{"name", "id_number"} // not a list the index holds
 	nanjing := exchange.Request{Subject: exchange.Subject{Department: "mz-3201"}, Action: exchange.ActionRead,
 		Dataset: "population.person", Purpose: "temporary-assistance", Time: clock()}
+	nanjingCols := nanjing
+	nanjingCols.Columns = []string{"name", "status"} // seen before the reload, in the pair it changes
 	full := eng.IndexStats().Evaluations
 	eng.Decide(ctx, cached)
+	eng.Decide(ctx, nanjingCols)
 
 	// decide checks that req is decided as a fresh evaluation decides it, from the index
 	// or the cache as from says ("" for neither), and returns the decision.
@@ -376,6 +379,10 @@ func TestReloadTakesOverUnchanged(t *testing.T) {
 	decide("after the edit", cached, "cache")
 	if d := decide("after the edit", nanjing, "index"); !d.Allow {
 		t.Fatalf("Nanjing after the edit: %+v", d)
+	}
+	// Evaluated again by the new revision before it took over.
+	if d := decide("after the edit", nanjingCols, "cache"); !d.Allow {
+		t.Fatalf("Nanjing's projection after the edit: %+v", d)
 	}
 
 	// A policy that grants only while fewer than 10 departments hold agreements: giving

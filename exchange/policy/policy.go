@@ -187,6 +187,7 @@ func (e *Engine) prepare(b *policies.Bundle, workers int, prev *state) (*state, 
 		st.cache = newCache(e.opts.cacheMax)
 		if same != nil && prev.cache != nil {
 			prev.cache.carry(st.cache, b.Revision, same)
+			e.rewarm(prev, st, e.opts.now(), same)
 		}
 	}
 	st.imode = analyzeIndex(comp, st.reads, st.mode)

@@ -1,13 +1,16 @@
 package policy
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"govx/exchange"
 	"govx/policies"
 )
 
@@ -192,15 +195,90 @@ func dataKeys(b *policies.Bundle) []string {
 func pairOfKey(key string) (dept, dataset string, ok bool) {
 	var parts [4]string
 	for i := range parts {
-		n, rest, found := strings.Cut(key, ":")
-		if !found {
+		if parts[i], key, ok = cutString(key); !ok {
 			return "", "", false
 		}
-		l, err := strconv.Atoi(n)
-		if err != nil || l < 0 || l > len(rest) {
-			return "", "", false
-		}
-		parts[i], key = rest[:l], rest[l:]
 	}
 	return parts[0], parts[3], true
+}
+
+// cutString cuts the length-prefixed string cacheKey writes off the front of key.
+func cutString(key string) (s, rest string, ok bool) {
+	n, rest, found := strings.Cut(key, ":")
+	if !found {
+		return "", "", false
+	}
+	l, err := strconv.Atoi(n)
+	if err != nil || l < 0 || l > len(rest) {
+		return "", "", false
+	}
+	return rest[:l], rest[l:], true
+}
+
+// requestOfKey reads back the request (without its time) a cache key was made from, for
+// a policy that reads none of case_ref, filter and limit (the key then holds every other
+// part of the request). ok is false for anything cacheKey could not have written.
+func requestOfKey(key string) (req exchange.Request, ok bool) {
+	var parts [5]string
+	for i := range parts {
+		if parts[i], key, ok = cutString(key); !ok {
+			return req, false
+		}
+	}
+	n, key, found := strings.Cut(key, "[")
+	cols, err := strconv.Atoi(n)
+	if !found || err != nil || cols < 0 || cols > len(key) {
+		return req, false
+	}
+	if cols > 0 {
+		req.Columns = make([]string, cols)
+	}
+	for i := range req.Columns {
+		if req.Columns[i], key, ok = cutString(key); !ok {
+			return req, false
+		}
+	}
+	if key != "" {
+		return req, false
+	}
+	req.Department, req.System, req.Action, req.Dataset, req.Purpose = parts[0], parts[1], exchange.Action(parts[2]), parts[3], parts[4]
+	return req, true
+}
+
+// maxRewarm bounds the requests a reload evaluates again for the departments and
+// datasets it changed, so that a reload stays short whatever the cache holds.
+const maxRewarm = 1000
+
+// rewarm evaluates with the new revision st, at now, the requests prev's cache holds for
+// departments and datasets the reload changed (up to maxRewarm), and caches the
+// decisions: the requests seen before a reload stay warm after it, also where it
+// changed something. Only for a policy whose cache key holds the whole request.
+func (e *Engine) rewarm(prev, st *state, now time.Time, same func(dept, dataset string) bool) {
+	if st.cache == nil || st.reads != (keyParts{}) || prev.reads != (keyParts{}) {
+		return
+	}
+	var reqs []exchange.Request
+	prev.cache.mu.RLock()
+	for k := range prev.cache.entries {
+		if len(reqs) == maxRewarm {
+			break
+		}
+		if r, ok := requestOfKey(k); ok && !same(r.Department, r.Dataset) {
+			reqs = append(reqs, r)
+		}
+	}
+	prev.cache.mu.RUnlock()
+	ctx := context.Background()
+	for _, r := range reqs {
+		r.Time = now
+		key, err := cacheKey(r, st.reads)
+		if err != nil {
+			continue
+		}
+		ds, _ := e.cat.Dataset(r.Dataset)
+		if d := e.eval(ctx, st, r, ds); !isPolicyError(d) {
+			lo, hi := interval(st.bundle.Boundaries(r.Department, r.Dataset), now.UnixNano())
+			st.cache.put(key, d, lo, hi)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -77,8 +78,9 @@ func compile(t *testing.T, body string) *ast.Compiler {
 	return c
 }
 
-// FuzzPairOfKey: pairOfKey reads back the department and dataset of every cache key,
-// whatever the names hold (colons, digits, other scripts), and never panics on others.
+// FuzzPairOfKey: pairOfKey reads back the department and dataset of every cache key, and
+// requestOfKey the whole request of a key without case_ref, filter and limit, whatever
+// the names hold (colons, digits, other scripts), and never panics on others.
 func FuzzPairOfKey(f *testing.F) {
 	f.Add("mz-3301", "dibao-review", "population.person", "3:a:b", "12:x")
 	f.Add("", "", "", "", "")
@@ -96,14 +98,19 @@ func FuzzPairOfKey(f *testing.F) {
 				t.Fatalf("pairOfKey(%q) = %q, %q, %v", key, d, ds, ok)
 			}
 		}
+		key, _ := cacheKey(req, keyParts{})
+		if back, ok := requestOfKey(key); !ok || !reflect.DeepEqual(back, req) {
+			t.Fatalf("requestOfKey(%q) = %+v, %v; want %+v", key, back, ok, req)
+		}
 		pairOfKey(junk)
+		requestOfKey(junk)
 	})
 }
 
-// TestPairOfKeyRandom runs pairOfKey on random keys as the fuzz target does, under go test.
+// TestPairOfKeyRandom runs pairOfKey and requestOfKey on random keys as the fuzz target does, under go test.
 func TestPairOfKeyRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	alphabet := []rune("ab:0129部\x00")
+	alphabet := []rune("ab:[0129部\x00")
 	word := func() string {
 		r := make([]rune, rng.IntN(6))
 		for i := range r {
@@ -113,10 +120,18 @@ func TestPairOfKeyRandom(t *testing.T) {
 	}
 	for range 2000 {
 		dept, ds := word(), word()
-		key, _ := cacheKey(exchange.Request{Subject: exchange.Subject{Department: dept, System: word()}, Dataset: ds, Purpose: word()}, keyParts{})
+		req := exchange.Request{Subject: exchange.Subject{Department: dept, System: word()}, Action: exchange.Action(word()), Dataset: ds, Purpose: word()}
+		for range rng.IntN(3) {
+			req.Columns = append(req.Columns, word())
+		}
+		key, _ := cacheKey(req, keyParts{})
 		if d, s, ok := pairOfKey(key); !ok || d != dept || s != ds {
 			t.Fatalf("pairOfKey(%q) = %q, %q, %v; want %q, %q", key, d, s, ok, dept, ds)
 		}
+		if back, ok := requestOfKey(key); !ok || !reflect.DeepEqual(back, req) {
+			t.Fatalf("requestOfKey(%q) = %+v, %v; want %+v", key, back, ok, req)
+		}
 		pairOfKey(word())
+		requestOfKey(word())
 	}
 }
