@@ -9,7 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/flight"
 	"github.com/apache/arrow/go/v17/arrow/flight/flightsql"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -53,6 +55,27 @@ func sqlClient(t *testing.T, addr string) *flightsql.Client {
 	return c
 }
 
+// fetch redeems info's ticket and renders each row it returns with row.
+func fetch(t *testing.T, c *flightsql.Client, ctx context.Context, info *flight.FlightInfo, row func(arrow.Record, int) string) ([]string, *arrow.Schema) {
+	t.Helper()
+	rdr, err := c.DoGet(ctx, info.Endpoint[0].Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Release()
+	var out []string
+	for rdr.Next() {
+		rec := rdr.Record()
+		for r := range int(rec.NumRows()) {
+			out = append(out, row(rec, r))
+		}
+	}
+	if err := rdr.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out, rdr.Schema()
+}
+
 func withPurpose(token, purpose string) context.Context {
 	return metadata.AppendToOutgoingContext(as(token), HeaderPurpose, purpose)
 }
@@ -65,26 +88,14 @@ func TestFlightSQLAggregate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdr, err := c.DoGet(ctx, info.Endpoint[0].Ticket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdr.Release()
-	var got []string
-	for rdr.Next() {
-		rec := rdr.Record()
-		for r := range int(rec.NumRows()) {
-			got = append(got, rec.Column(0).(*array.String).Value(r)+"="+rec.Column(1).ValueStr(r))
-		}
-	}
-	if err := rdr.Err(); err != nil {
-		t.Fatal(err)
-	}
+	got, schema := fetch(t, c, ctx, info, func(rec arrow.Record, r int) string {
+		return rec.Column(0).(*array.String).Value(r) + "=" + rec.Column(1).ValueStr(r)
+	})
 	want := fmt.Sprintf("330106=%d,330203=%d", len(f.IDs["3301"]), len(f.IDs["3302"]))
 	if strings.Join(got, ",") != want {
 		t.Errorf("answer %v, want %s (330108's 3 persons suppressed, Nanjing out of scope)", got, want)
 	}
-	if v, _ := rdr.Schema().Metadata().GetValue("govx.suppressed_cells"); v != "1" {
+	if v, _ := schema.Metadata().GetValue("govx.suppressed_cells"); v != "1" {
 		t.Errorf("suppressed cells in the answer's metadata %q, want 1", v)
 	}
 	f.Svc.Wait()
@@ -127,18 +138,9 @@ func TestFlightSQLCatalogListsOnlyAggregatable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rdr, err := c.DoGet(ctx, info.Endpoint[0].Ticket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rdr.Release()
-		var out []string
-		for rdr.Next() {
-			rec := rdr.Record()
-			for r := range int(rec.NumRows()) {
-				out = append(out, rec.Column(1).ValueStr(r)+"."+rec.Column(2).ValueStr(r))
-			}
-		}
+		out, _ := fetch(t, c, ctx, info, func(rec arrow.Record, r int) string {
+			return rec.Column(1).ValueStr(r) + "." + rec.Column(2).ValueStr(r)
+		})
 		return out
 	}
 	if got := tables(withPurpose(f.Token(t, "tj-33"), "population-statistics")); !slices.Equal(got, []string{"population.person"}) {
@@ -196,6 +198,8 @@ with connect(token, "population-statistics") as conn:
         except Exception as e:
             out["errors"][name] = str(e)
     objs = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+    info = conn.adbc_get_info()
+    out["vendor"] = [info.get("vendor_name"), info.get("vendor_arrow_version")]
     out["tables"] = sorted(s["db_schema_name"] + "." + t["table_name"] for c in objs for s in c["catalog_db_schemas"] for t in s["db_schema_tables"])
 with connect(token, "land-resource-statistics") as conn:
     cur = conn.cursor()
@@ -244,6 +248,7 @@ func TestIntegrationADBCAndPyarrowAggregate(t *testing.T) {
 		City              int
 		Errors            map[string]string
 		Tables            []string
+		Vendor            []any
 		Pyarrow           map[string]int
 		PyarrowSuppressed string `json:"pyarrow_suppressed"`
 	}
@@ -263,6 +268,9 @@ func TestIntegrationADBCAndPyarrowAggregate(t *testing.T) {
 		if !strings.Contains(got.Errors[name], code) {
 			t.Errorf("%s query refused with %q, want reason %s", name, got.Errors[name], code)
 		}
+	}
+	if fmt.Sprint(got.Vendor) != "[govx 17]" {
+		t.Errorf("ADBC get_info (GetSqlInfo) says vendor %v, want govx, Arrow 17", got.Vendor)
 	}
 	if !slices.Equal(got.Tables, []string{"population.person"}) {
 		t.Errorf("ADBC get_objects lists %v, want population.person only", got.Tables)
