@@ -12,6 +12,7 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/aggregate"
+	"govx/exchange/audit"
 	"govx/exchange/auth"
 )
 
@@ -68,6 +69,14 @@ func (g *AggregateGrant) Schema() *arrow.Schema { return g.plan.Schema() }
 
 const aggregateTicketPurpose = "govx-aggregate-ticket-v1"
 
+// aggregateLimits bound an aggregate decision's event: its text fields may hold a whole
+// query (aggregate.Parse refuses longer ones), so that the audit keeps the text as sent.
+var aggregateLimits = func() audit.Limits {
+	l := audit.DefaultLimits
+	l.Text = len("query: ") + aggregate.MaxQueryBytes
+	return l
+}()
+
 // OpenAggregate decides an aggregate query: it parses the SQL, asks the policy (action
 // aggregate, for every column the query reads), plans the query against the decision,
 // and durably audits the decision with the query text and the plan. Only an allowed,
@@ -84,7 +93,7 @@ func (s *Service) planAggregate(ctx context.Context, c Caller, cmd AggregateCmd,
 	notes := []string{"query: " + cmd.SQL}
 	refuse := func(dec exchange.Decision, err error) (*AggregateGrant, exchange.Decision, error) {
 		if record {
-			if aerr := s.auditDecision(ctx, c, rid, req, dec, nil, err, notes...); aerr != nil {
+			if aerr := s.auditDecisionLimited(ctx, c, rid, req, dec, nil, err, aggregateLimits, notes...); aerr != nil {
 				return nil, dec, aerr
 			}
 		}
@@ -114,7 +123,7 @@ func (s *Service) planAggregate(ctx context.Context, c Caller, cmd AggregateCmd,
 	}
 	notes = append(notes, planNote(dec))
 	if record {
-		if err := s.auditDecision(ctx, c, rid, req, dec, nil, nil, notes...); err != nil {
+		if err := s.auditDecisionLimited(ctx, c, rid, req, dec, nil, nil, aggregateLimits, notes...); err != nil {
 			return nil, dec, err
 		}
 	}

@@ -96,17 +96,26 @@ func TestAggregateRefusalsAudited(t *testing.T) {
 			t.Errorf("%s: %v, want %s", sql, err, want)
 		}
 	}
+	// A long query is recorded whole, not cut at the usual 512 bytes.
+	long := "SELECT household_region, COUNT(*) FROM population.person WHERE household_region IN (" + strings.Repeat("'330106', ", 100) + "'330203') GROUP BY household_region"
+	if _, err := f.svc.OpenAggregate(ctx, stats, AggregateCmd{SQL: long, Purpose: "population-statistics"}); err != nil {
+		t.Fatal(err)
+	}
 	// A department with a read agreement only may not aggregate.
 	_, err := f.svc.OpenAggregate(ctx, hz, AggregateCmd{SQL: "SELECT COUNT(*) FROM population.person", Purpose: "minimum-living-allowance-review"})
 	if xe, ok := err.(*exchange.Error); !ok || len(xe.Reasons) == 0 || xe.Reasons[0].Code != "action_not_granted" {
 		t.Errorf("aggregate under a read agreement: %v, want action_not_granted", err)
 	}
 	f.svc.Wait()
-	denied := 0
+	denied, whole := 0, false
 	for _, e := range events(t, f.dir) {
+		whole = whole || slices.Contains(e.Reasons, "query: "+long)
 		if e.Action == "aggregate" && e.Decision == audit.Deny && slices.ContainsFunc(e.Reasons, func(r string) bool { return strings.HasPrefix(r, "query: ") }) {
 			denied++
 		}
+	}
+	if !whole {
+		t.Error("the long query is not in its decision event whole")
 	}
 	if denied != len(cases)+1 {
 		t.Errorf("%d denied aggregates audited with their query, want %d", denied, len(cases)+1)
