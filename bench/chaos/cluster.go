@@ -136,12 +136,18 @@ var targets = map[string][]string{
 var kinds = []string{"broker", "replica", "connector", "clickhouse"}
 
 func (in *injector) run(ctx context.Context, last time.Time) {
+	var round []int
 	for {
 		wait := time.Duration(8+in.rng.IntN(12)) * time.Second
 		if time.Now().Add(wait).After(last) || !sleep(ctx, wait) {
 			return
 		}
-		kind := kinds[in.rng.IntN(len(kinds))]
+		// The kinds in a random order each round: a short run still hits each of them.
+		if len(round) == 0 {
+			round = in.rng.Perm(len(kinds))
+		}
+		kind := kinds[round[0]]
+		round = round[1:]
 		names := targets[kind]
 		name := names[in.rng.IntN(len(names))]
 		f := in.inject(ctx, name, time.Duration(2000+in.rng.IntN(10000))*time.Millisecond)

@@ -9,7 +9,8 @@
 //     entity, land parcel and indicator pulls, at -rate requests per second;
 //   - source changes at the four department databases (UPDATEs in MariaDB);
 //   - SIGKILLs, one at a time and each restarted after a random pause, of a broker, an
-//     exchange replica, a connector or ClickHouse, chosen at random.
+//     exchange replica, a connector or ClickHouse: the four kinds in a random order
+//     each round (so a short run hits each), the part of a kind at random.
 //
 // Then it checks, and exits 1 unless every check holds:
 //
