@@ -133,7 +133,11 @@ func (p *Plan) Execute(ctx context.Context, snap *store.Snapshot, mem memory.All
 			g.stats[i].merge(&c.stats[i], kinds[i])
 		}
 	}
-	rows := make([][]any, len(order))
+	if len(p.Query.GroupBy) == 0 && len(order) == 0 {
+		// As in SQL, an aggregate over no group is one row: a count of 0, nulls.
+		order = append(order, &cell{stats: make([]stats, len(p.measured))})
+	}
+		rows := make([][]any, len(order))
 	for i, g := range order {
 		if rows[i], err = p.row(g, kinds); err != nil {
 			return nil, err
