@@ -137,7 +137,7 @@ func (p *Plan) Execute(ctx context.Context, snap *store.Snapshot, mem memory.All
 		// As in SQL, an aggregate over no group is one row: a count of 0, nulls.
 		order = append(order, &cell{stats: make([]stats, len(p.measured))})
 	}
-		rows := make([][]any, len(order))
+	rows := make([][]any, len(order))
 	for i, g := range order {
 		if rows[i], err = p.row(g, kinds); err != nil {
 			return nil, err
