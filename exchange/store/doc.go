@@ -40,8 +40,9 @@
 // segment keeps its columns masked with the dataset's default masks and the masks
 // agreements use (MaterializeMasks), computed once when the ingest seals it or Open
 // loads it, carried over by merging and compaction; a pull, the first after start
-// included, takes or slices the masked values. Masks nobody declared are computed for
-// the rows a pull takes. The hash mask is kept per department key; no entry is ever
+// included, takes or slices the masked values. A segment's masked columns take at most
+// a share of its own bytes (WithMaskBudget), the most used masks first; masks past it,
+// and masks nobody declared, are computed for the rows a pull takes. The hash mask is kept per department key; no entry is ever
 // served under another key.
 //
 // Changes also report rows that left the filter's scope since the cursor (found through
