@@ -246,6 +246,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	})
 	x.goRun("ingest", func() error { return x.ingester.Run(runCtx) })
 	x.goRun("snapshots", func() error { x.snapshotLoop(runCtx); return nil })
+	x.goRun("masks", func() error { x.maskLoop(runCtx); return nil })
 	x.goRun("corrections", func() error { x.closeCorrections(runCtx, time.Second); return nil })
 	ok = true
 	o.log.Info("exchange serving", "flight", x.FlightAddr(), "http", x.HTTPAddr(), "ops", x.OpsAddr(), "kafka_cluster", x.cluster,
@@ -258,7 +259,6 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 // data, so it fails the part's readiness check, sets Err and closes Done, and the
 // process running the exchange is expected to close it and exit non-zero.
 func (x *Exchange) goRun(name string, fn func() error) {
-	x.goRun("masks", func() error { x.maskLoop(runCtx); return nil })
 	x.wg.Add(1)
 	go func() {
 		defer x.wg.Done()
