@@ -156,6 +156,7 @@ from_target() {
 }
 
 from_target "Bulk pull, $ROWS persons, every row, projection + 2 masks (Flight)" pull-all flight "≥ 0.9× bare Go Flight"
+from_target "First pull after start, $ROWS persons, every row, projection + 2 masks (Flight)" pull-first flight "≥ 0.8× bare Go Flight (warm)"
 from_target "Bulk pull, row filter keeping ~1 in 8, + 2 masks (Flight)" pull-filter flight "≥ 4× PostgreSQL COPY binary"
 from_target "First pull after start, $ROWS persons, 6 columns, 2 masks (pyarrow client)" peer-cold peer "≥ 0.8× C++ Flight peer"
 from_target "Warm pulls, same (pyarrow client)" peer-warm peer "≥ 0.95× C++ Flight peer"
