@@ -71,6 +71,7 @@ lint:
 	@echo "go mod tidy -diff"; $(GO) mod tidy -diff || \
 		{ echo "go.mod/go.sum are not tidy: run go mod tidy (the diff above is what it changes)"; exit 1; }
 
+# make bench CURVE=10m: also the cost curve at 3M and 10M persons (bench/README.md lists the knobs).
 bench:
 	@if [ -x bench/run.sh ]; then bench/run.sh; \
 	elif [ -f bench/run.sh ]; then bash bench/run.sh; \
