@@ -434,6 +434,8 @@ func value(v float64, unit string) string {
 		return fmt.Sprintf("%.1f GB", v/1000)
 	case unit == "s" && v >= 120:
 		return fmt.Sprintf("%.0f s (%.0f min)", v, v/60)
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f %s", v, unit)
 	}
 	return fmt.Sprintf("%.3g %s", v, unit)
 }
