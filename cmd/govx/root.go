@@ -76,7 +76,7 @@ var groups = []struct {
 	id, title string
 	commands  []string
 }{
-	{"consumer", "Department systems (consumers):", []string{"catalog", "pull", "lookup", "verify", "subject", "license", "apply", "corrections"}},
+	{"consumer", "Department systems (consumers):", []string{"catalog", "pull", "lookup", "verify", "aggregate", "subject", "license", "apply", "corrections"}},
 	{"provider", "Providing departments:", []string{"connector", "gen", "schemas"}},
 	{"steward", "Data stewards:", []string{"policy", "applications"}},
 	{"auditor", "Auditors:", []string{"audit"}},
