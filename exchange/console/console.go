@@ -86,6 +86,11 @@ type session struct {
 	method string // token | certificate
 	csrf   string
 	last   time.Time
+	// The credential signed in with, checked again at every request as the API checks
+	// every call: a revoked token or certificate ends the session at its next page. The
+	// token stays in memory only, like the session.
+	authz  string
+	chains [][]*x509.Certificate
 }
 
 const (
@@ -205,6 +210,9 @@ type handler func(w http.ResponseWriter, r *http.Request, s *session)
 func (c *Console) page(pattern, need string, h handler) {
 	c.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		s := c.current(r)
+		if s != nil && !c.stillValid(w, r, s) {
+			return
+		}
 		if s == nil {
 			if r.Method == http.MethodPost {
 				c.audit(r, nil, "post", "", "", "", nil, exchange.E(exchange.Unauthenticated, "no_session", "no session, or an expired one"))
@@ -229,6 +237,28 @@ func (c *Console) page(pattern, need string, h handler) {
 		}
 		h(w, r, s)
 	})
+}
+
+// stillValid checks the session's credential again, exactly as the API checks each call
+// (the token store, the certificate revocation list): a credential revoked since the
+// sign-in ends the session — audited, and the person is sent to the sign-in page.
+func (c *Console) stillValid(w http.ResponseWriter, r *http.Request, s *session) bool {
+	subj, err := c.cfg.Tokens.Subject(s.authz, s.chains)
+	if err == nil && subj == s.subj {
+		return true
+	}
+	c.mu.Lock()
+	delete(c.sessions, s.id)
+	c.mu.Unlock()
+	msg := "the " + s.method + " this session was signed in with is no longer valid (revoked, or the credentials cannot be read)"
+	if err != nil {
+		msg += ": " + c.errorText(c.newPage(r, nil, "signin"), err)
+	}
+	c.audit(r, s, "session", "", s.method, "", nil, &exchange.Error{Kind: exchange.Unauthenticated, Code: "session_ended",
+		Message: "session ended", Reasons: []exchange.Reason{{Code: "credential_invalid", Message: msg}}})
+	http.SetCookie(w, c.cookie(sessionCookie, "", -1))
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+	return false
 }
 
 // withPath names the refused page in the first reason, so that the audit log says what
@@ -294,7 +324,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, http.StatusForbidden, err)
 		return
 	}
-	s := &session{id: newSecret(), subj: subj, method: method, csrf: newSecret(), last: c.cfg.Now()}
+	s := &session{id: newSecret(), subj: subj, method: method, csrf: newSecret(), last: c.cfg.Now(), authz: authz, chains: verified}
 	if err := c.cfg.Service.ConsoleAction(r.Context(), sc, "console.signin", "", method, "", nil, nil); err != nil {
 		c.fail(w, r, nil, http.StatusServiceUnavailable, err)
 		return

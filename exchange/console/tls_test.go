@@ -17,6 +17,7 @@ import (
 	"govx/exchange/audit"
 	"govx/exchange/pki"
 	"govx/exchange/server"
+	"govx/internal/testenv"
 )
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
@@ -58,7 +59,8 @@ func page(t *testing.T, c *http.Client, url string) (int, string) {
 
 // Over TLS with client certificates, an auditor signs in with the certificate alone;
 // the session cookie is Secure, HttpOnly and SameSite=Strict; without a certificate the
-// certificate sign-in is refused and audited.
+// certificate sign-in is refused and audited. Once the certificate is revoked (`govx pki
+// revoke`, which writes the CRL), the session it opened ends at its next page, audited.
 func TestIntegrationConsoleClientCertificate(t *testing.T) {
 	dir := t.TempDir()
 	ca, err := pki.Init(filepath.Join(dir, "ca"), pki.InitOptions{Name: "govx console test CA"})
@@ -82,9 +84,12 @@ func TestIntegrationConsoleClientCertificate(t *testing.T) {
 	}
 	certFile, keyFile := write("server.pem", srv.CertPEM), write("server.key", srv.KeyPEM)
 	caFile := filepath.Join(ca.Dir(), pki.CertFile)
+	if _, err := ca.WriteCRL(time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	var skew atomic.Int64
 	x, cfg, _, _ := consoleExchange(t, &skew, func(c *server.Config) {
-		c.TLS.Cert, c.TLS.Key, c.TLS.ClientCA = certFile, keyFile, caFile
+		c.TLS.Cert, c.TLS.Key, c.TLS.ClientCA, c.TLS.CRL = certFile, keyFile, caFile, filepath.Join(ca.Dir(), pki.CRLFile)
 	})
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Certificate())
@@ -138,5 +143,23 @@ func TestIntegrationConsoleClientCertificate(t *testing.T) {
 	}
 	if n := len(events(t, cfg, audit.Filter{Department: "zwfw", System: "audit", Action: "console.signin", Decision: audit.Allow, Purpose: "certificate"})); n != 1 {
 		t.Errorf("%d audited certificate sign-ins, want 1", n)
+	}
+
+	// The certificate is revoked: the session it opened (its keep-alive connection still
+	// open, as the browser's would be) ends at its next page.
+	if _, err := ca.Revoke(cli.Record.Serial, "keyCompromise", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the revoked certificate's session to end", func() bool {
+		resp, err := c.Get(base + "/audit/verify")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body) // read to the end: the keep-alive connection is reused
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusSeeOther && resp.Header.Get("Location") == "/login"
+	})
+	if n := len(events(t, cfg, audit.Filter{Department: "zwfw", System: "audit", Action: "console.session", Decision: audit.Deny})); n != 1 {
+		t.Errorf("%d audited ends of the revoked certificate's session, want 1", n)
 	}
 }
