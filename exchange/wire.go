@@ -39,14 +39,16 @@ type VerifyCmd struct {
 
 // DatasetInfo describes a dataset in a caller's catalog.
 type DatasetInfo struct {
-	ID       string      `json:"id"`
-	Version  int         `json:"version"`
-	TitleZh  string      `json:"title_zh"`
-	TitleEn  string      `json:"title_en"`
-	Provider string      `json:"provider"`
-	Key      []string    `json:"key"`
-	Rows     int64       `json:"rows"`
-	Fields   []FieldInfo `json:"fields"`
+	ID       string   `json:"id"`
+	Version  int      `json:"version"`
+	TitleZh  string   `json:"title_zh"`
+	TitleEn  string   `json:"title_en"`
+	Provider string   `json:"provider"`
+	Key      []string `json:"key"`
+	// Rows counts the rows in the caller's scope; nil (omitted) when its only access
+	// is aggregates, whose suppressed cells a count of every row would give away.
+	Rows   *int64      `json:"rows,omitempty"`
+	Fields []FieldInfo `json:"fields"`
 }
 
 // FieldInfo describes a field in the catalog.

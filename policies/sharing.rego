@@ -290,7 +290,25 @@ aggregate_terms := {
 	"min_group_size": min_group_size,
 } if {
 	input.action == "aggregate"
+} else := {
+	"group_by": terms.aggregate.group_by,
+	"measures": terms.aggregate.measures,
+	"min_group_size": min_group_size,
+} if {
+	aggregate_only
 } else := {}
+
+# A department whose live agreements on a conditional dataset grant only aggregates may
+# discover it, and its discover decision carries the aggregate terms: the exchange then
+# shows it no row count, which would count the rows of suppressed cells too.
+aggregate_only if {
+	input.action == "discover"
+	entry.share == "conditional"
+	count(applicable) > 0
+	every a in applicable {
+		every act, _ in a.action_set { act in {"aggregate", "discover"} }
+	}
+}
 
 min_group_size := terms.aggregate.min_group_size if {
 	terms.aggregate.min_group_size > 0

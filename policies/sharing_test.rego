@@ -443,6 +443,15 @@ test_read_agreement_grants_no_aggregate if {
 	denied_with(d, "action_not_granted")
 }
 
+test_aggregate_only_discover_carries_terms if {
+	d := sharing.decision with input as req("tj-33", "", "discover", "population.person", [], "")
+	d.allow
+	d.aggregate == {"group_by": ["household_region", "gender", "status"], "measures": ["count"], "min_group_size": 10}
+	r := sharing.decision with input as req("mz-3301", "dibao-review", "discover", "population.person", [], "")
+	r.allow
+	r.aggregate == {}
+}
+
 test_aggregate_other_actions_carry_no_terms if {
 	d := sharing.decision with input as dibao
 	d.aggregate == {}

@@ -25,7 +25,11 @@ func init() {
 			}
 			w := newTable(cmd.OutOrStdout(), "DATASET", "ROWS", "PROVIDER", "TITLE")
 			for _, d := range list {
-				w.add(d.ID, strconv.FormatInt(d.Rows, 10), d.Provider, d.TitleZh+" / "+d.TitleEn)
+				rows := "-" // aggregates only: no row count
+				if d.Rows != nil {
+					rows = strconv.FormatInt(*d.Rows, 10)
+				}
+				w.add(d.ID, rows, d.Provider, d.TitleZh+" / "+d.TitleEn)
 			}
 			return w.flush()
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os/exec"
 	"slices"
 	"strings"
@@ -278,5 +279,52 @@ func TestIntegrationADBCAndPyarrowAggregate(t *testing.T) {
 	// By gender: 600 men in scope 33 are 400; the three women of 330108 are a cell of 3.
 	if len(got.Pyarrow) != 1 || got.Pyarrow["1"] != hz+nb || got.PyarrowSuppressed != "1" {
 		t.Errorf("pyarrow: %v (suppressed %s), want 1=%d and one suppressed cell", got.Pyarrow, got.PyarrowSuppressed, hz+nb)
+	}
+}
+
+// An aggregate-only department sees no row count of what it may only aggregate: an
+// exact count includes suppressed cells, so one person added to a suppressed cell would
+// show in it and in no answer.
+func TestAggregateOnlyFlightsHaveNoRowCount(t *testing.T) {
+	f, addr := aggregateFixture(t)
+	counts := func(token string) map[string]int64 {
+		t.Helper()
+		lf, err := raw(t, addr).ListFlights(as(token), &flight.Criteria{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for {
+			fi, err := lf.Recv()
+			if err == io.EOF {
+				return out
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cmd map[string]string
+			json.Unmarshal(fi.FlightDescriptor.Cmd, &cmd)
+			out[cmd["dataset"]] = fi.TotalRecords
+		}
+	}
+	stats, dibao := f.Token(t, "tj-33"), f.Token(t, "mz-3301/dibao-review")
+	if n, ok := counts(stats)["population.person"]; !ok || n != -1 {
+		t.Errorf("ListFlights gives the aggregate-only department population.person with total_records %d (listed %v), want -1", n, ok)
+	}
+	if n := counts(dibao)["population.person"]; n != int64(len(f.IDs["3301"])+3) {
+		t.Errorf("ListFlights gives a reading department %d records, want %d", n, len(f.IDs["3301"])+3)
+	}
+	f.Apply(t, f.Table, map[string]any{"id_number": fixID(t, "330108199001040019"), "name": "王五", "gender": "1", "birth_date": "1990-01-04",
+		"household_region": "330108", "status": "alive", "updated_at": "2026-11-01T00:00:00Z"})
+	if n := counts(stats)["population.person"]; n != -1 {
+		t.Errorf("after a person joined a suppressed cell, total_records %d, want -1", n)
+	}
+	ctx := withPurpose(stats, "population-statistics")
+	info, err := sqlClient(t, addr).Execute(ctx, "SELECT gender, COUNT(*) FROM population.person GROUP BY gender")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.TotalRecords != -1 {
+		t.Errorf("GetFlightInfo of an aggregate gives total_records %d, want -1", info.TotalRecords)
 	}
 }

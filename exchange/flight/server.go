@@ -224,8 +224,11 @@ func (s *Server) ListFlights(_ *flight.Criteria, stream flight.FlightService_Lis
 		info := &flight.FlightInfo{
 			Schema:           flight.SerializeSchema(schema, s.mem),
 			FlightDescriptor: &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: cmd},
-			TotalRecords:     d.Rows,
+			TotalRecords:     -1, // unknown: the caller may only aggregate it
 			TotalBytes:       -1,
+		}
+		if d.Rows != nil {
+			info.TotalRecords = *d.Rows
 		}
 		if err := stream.Send(info); err != nil {
 			return err

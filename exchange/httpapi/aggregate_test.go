@@ -1,8 +1,10 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,6 +50,41 @@ func TestAggregateOverHTTP(t *testing.T) {
 		}
 		if status != tc.status || eb.Error.Code != tc.code || reason != tc.reason {
 			t.Errorf("%s: %d %s %q, want %d %s %q", tc.sql, status, eb.Error.Code, reason, tc.status, tc.code, tc.reason)
+		}
+	}
+}
+
+// An aggregate-only department's catalog gives no row count of what it may only
+// aggregate (it would count suppressed cells); a reading department's does.
+func TestAggregateOnlyCatalogHasNoRowCount(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{Persons: 600})
+	a := serve(t, f, "127.0.0.1:0")
+	rows := func(token, path string) (json.RawMessage, bool) {
+		t.Helper()
+		resp := a.do(t, req{method: "GET", path: path, token: token})
+		defer resp.Body.Close()
+		var d map[string]json.RawMessage
+		if err := json.NewDecoder(resp.Body).Decode(&d); resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		}
+		n, ok := d["rows"]
+		return n, ok
+	}
+	if n, ok := rows(f.Token(t, "tj-33"), "/v1/datasets/population.person"); ok {
+		t.Errorf("the aggregate-only department is told population.person has %s rows", n)
+	}
+	if n, ok := rows(f.Token(t, "mz-3301/dibao-review"), "/v1/datasets/population.person"); !ok || string(n) != strconv.Itoa(len(f.IDs["3301"])) {
+		t.Errorf("a reading department is told %s rows, want %d", n, len(f.IDs["3301"]))
+	}
+	resp := a.do(t, req{method: "GET", path: "/v1/catalog", token: f.Token(t, "tj-33")})
+	defer resp.Body.Close()
+	var list struct{ Datasets []map[string]json.RawMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Datasets) == 0 {
+		t.Fatalf("catalog: %v %v", list, err)
+	}
+	for _, d := range list.Datasets {
+		if n, ok := d["rows"]; ok && string(d["id"]) == `"population.person"` {
+			t.Errorf("the catalog tells the aggregate-only department population.person has %s rows", n)
 		}
 	}
 }

@@ -201,22 +201,27 @@ func (s *Service) Catalog(ctx context.Context, c Caller) ([]exchange.DatasetInfo
 			return nil, err
 		}
 		if dec.Allow {
-			out = append(out, s.describe(ctx, d, dec.RowFilter))
+			out = append(out, s.describe(ctx, d, dec))
 		}
 	}
 	return out, nil
 }
 
-// describe describes a dataset as the caller may see it: the row count is of the rows
-// in its scope (the discover decision's row filter), not of the whole register.
-func (s *Service) describe(ctx context.Context, d *schemas.Dataset, scope []exchange.Filter) exchange.DatasetInfo {
+// describe describes a dataset as the discover decision dec lets the caller see it: the
+// row count is of the rows in its scope (the decision's row filter), not of the whole
+// register, and there is none when the caller may only aggregate the dataset (the
+// decision carries aggregate terms): an exact count includes the rows of suppressed
+// cells, so a change inside one would show (docs/aggregate.md).
+func (s *Service) describe(ctx context.Context, d *schemas.Dataset, dec exchange.Decision) exchange.DatasetInfo {
 	info := exchange.DatasetInfo{ID: d.ID, Version: d.Version, TitleZh: d.Title.Zh, TitleEn: d.Title.En,
 		Provider: d.Provider.Code, Key: d.Key}
-	snap := s.tables[d.ID].Snapshot()
-	if n, err := snap.Count(ctx, scope); err == nil {
-		info.Rows = n
+	if dec.Aggregate == nil {
+		snap := s.tables[d.ID].Snapshot()
+		if n, err := snap.Count(ctx, dec.RowFilter); err == nil {
+			info.Rows = &n
+		}
+		snap.Release()
 	}
-	snap.Release()
 	for _, f := range d.Fields {
 		info.Fields = append(info.Fields, exchange.FieldInfo{Name: f.Name, Type: f.Type, Nullable: f.Nullable, Sensitivity: string(f.Sensitivity), TitleZh: f.Title.Zh, TitleEn: f.Title.En})
 	}
@@ -246,7 +251,7 @@ func (s *Service) Describe(ctx context.Context, c Caller, id string) (exchange.D
 	if err := s.auditDecision(ctx, c, newRequestID(), req, dec, nil, nil); err != nil {
 		return exchange.DatasetInfo{}, err
 	}
-	return s.describe(ctx, d, dec.RowFilter), nil
+	return s.describe(ctx, d, dec), nil
 }
 
 // admit applies the per-department rate limit.
