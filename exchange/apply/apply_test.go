@@ -395,10 +395,10 @@ func TestCorrectionFlaggedAnsweredClosed(t *testing.T) {
 		h := newHarness(t, dsn)
 		served := "张三"
 		h.svc.cfg.Values = func(dataset, key, column string) (string, bool) {
-			return served, dataset == "population.person" && key == "330106199001011234" && column == "name"
+			return served, dataset == "population.person" && key == "33010619900101123X" && column == "name"
 		}
 		flagger := Caller{Subject: exchange.Subject{Department: "mz-3301", System: "dibao-review"}}
-		f := Flag{Dataset: "population.person", Key: "330106199001011234", Column: "name", Value: "张叁", Evidence: "户籍证明 杭民〔2026〕88号"}
+		f := Flag{Dataset: "population.person", Key: "33010619900101123X", Column: "name", Value: "张叁", Evidence: "户籍证明 杭民〔2026〕88号"}
 		for _, bad := range []struct {
 			mod  func(*Flag)
 			code string
@@ -406,6 +406,13 @@ func TestCorrectionFlaggedAnsweredClosed(t *testing.T) {
 			{func(f *Flag) { f.Column = "id_number" }, "invalid_correction"},
 			{func(f *Flag) { f.Column = "shoe" }, "unknown_column"},
 			{func(f *Flag) { f.Evidence = "" }, "invalid_correction"},
+			// The key is checked as the dataset's key field is in every record.
+			{func(f *Flag) { f.Key = "not-a-key" }, "bad_key"},
+			{func(f *Flag) { f.Key = "330106199001011234" }, "bad_key"}, // a wrong check digit
+			{func(f *Flag) { f.Key = "" }, "bad_key"},
+			{func(f *Flag) { f.Dataset = "population.nobody" }, "unknown_dataset"},
+			// Only a department the dataset is shared with flags its records.
+			{func(f *Flag) { f.Dataset = "economy.indicator"; f.Key = `["GDP","330100","2024Q3"]`; f.Column = "value" }, "no_agreement"},
 		} {
 			g := f
 			bad.mod(&g)
@@ -413,7 +420,21 @@ func TestCorrectionFlaggedAnsweredClosed(t *testing.T) {
 				t.Errorf("%+v: %v, want %s", g, err, bad.code)
 			}
 		}
-		x, err := h.svc.FlagRecord(ctx, flagger, f)
+		if _, err := h.svc.FlagRecord(ctx, Caller{Subject: exchange.Subject{Department: "fgw-33", System: "x"}}, f); codeOf(err) != "no_agreement" {
+			t.Errorf("a department without an agreement for population.person flagging: %v, want no_agreement", err)
+		}
+		denied := 0
+		for _, ev := range h.audit.events {
+			if ev.Action == ActFlag && ev.Decision == audit.Deny {
+				denied++
+			}
+		}
+		if denied != 9 {
+			t.Errorf("%d refused flags audited, want 9", denied)
+		}
+		lower := f
+		lower.Key = "33010619900101123x" // normalized as the lookups' keys are
+		x, err := h.svc.FlagRecord(ctx, flagger, lower)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -477,7 +498,7 @@ func TestNoOneGrantsThemselves(t *testing.T) {
 		if got, _ := h.svc.Show(ctx, self, a.ID); got == nil || got.State != Submitted {
 			t.Fatalf("after the refused review the application is %+v, want still submitted", got)
 		}
-		_, err = h.svc.FlagRecord(ctx, gab, Flag{Dataset: "population.person", Key: "330106199001011234", Column: "name", Value: "张三", Evidence: "户籍档案"})
+		_, err = h.svc.FlagRecord(ctx, gab, Flag{Dataset: "population.person", Key: "33010619900101123X", Column: "name", Value: "张三", Evidence: "户籍档案"})
 		if codeOf(err) != "own_application" {
 			t.Fatalf("a provider flagging its own data: %v, want own_application", err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"govx/exchange"
 	"govx/policies"
+	"govx/schemas"
 )
 
 // Flag is what a consuming department sends to flag a record as wrong.
@@ -51,14 +52,23 @@ func (s *Service) FlagRecord(ctx context.Context, c Caller, f Flag) (*Correction
 	if !known {
 		return refuse(exchange.E(exchange.NotFound, "unknown_dataset", "no dataset "+strconv.Quote(f.Dataset)))
 	}
+	// Only a department the dataset is shared with has seen its records: anyone else's
+	// flag names a citizen it has no business with, and would read, in the citizen's
+	// subject report, as a department touching the record.
+	if !s.holdsAgreement(x.Flagger, f.Dataset, now) {
+		return refuse(exchange.E(exchange.PermissionDenied, "no_agreement",
+			"only a department holding an agreement in force for "+f.Dataset+" may flag its records"))
+	}
+	key, err := flagKey(ds, f.Key)
+	if err != nil {
+		return refuse(err)
+	}
+	x.Key = key
 	if _, ok := ds.Field(f.Column); !ok {
 		return refuse(exchange.E(exchange.Invalid, "unknown_column", fmt.Sprintf("%s has no column %q", f.Dataset, f.Column)))
 	}
 	if ds.IsKey(f.Column) {
 		return refuse(invalidFix("%s is the record's key: a wrong key is a different record; flag the record's other columns, or ask the provider", f.Column))
-	}
-	if strings.TrimSpace(f.Key) == "" || len(f.Key) > 256 {
-		return refuse(invalidFix("key: the record's key, at most 256 bytes"))
 	}
 	if len(f.Value) > 4096 {
 		return refuse(invalidFix("value: at most 4096 bytes"))
@@ -90,6 +100,58 @@ func (s *Service) FlagRecord(ctx context.Context, c Caller, f Flag) (*Correction
 		return refuse(err)
 	}
 	return s.showFix(ctx, x.ID, now)
+}
+
+// holdsAgreement reports whether dept holds an agreement for dataset in force on now's
+// day (China Standard Time), in the policy the exchange serves.
+func (s *Service) holdsAgreement(dept, dataset string, now time.Time) bool {
+	today := now.In(chinaZone).Format(time.DateOnly)
+	for _, a := range s.cfg.Policy.Bundle().Agreements {
+		if a.Consumer == dept && a.Dataset == dataset && (a.ValidFrom == "" || a.ValidFrom <= today) &&
+			(a.ValidUntil == "" || today <= a.ValidUntil) {
+			return true
+		}
+	}
+	return false
+}
+
+// flagKey checks a flag's key as the dataset's key fields are checked in every record
+// (type, pattern, a citizen ID's check digit): a key no record can have names nobody.
+// It returns the key as the store and the lookups' audit events write it.
+func flagKey(ds *schemas.Dataset, key string) (string, error) {
+	shape := "the record's " + ds.Key[0]
+	if len(ds.Key) > 1 {
+		shape = fmt.Sprintf("a JSON array of the record's %v", ds.Key)
+	}
+	bad := func(why string) error {
+		return exchange.E(exchange.Invalid, "bad_key", "key: "+shape+why)
+	}
+	if strings.TrimSpace(key) == "" || len(key) > 256 {
+		return "", bad(", at most 256 bytes")
+	}
+	parts, err := ds.ParseKey(strings.TrimSpace(key))
+	if err != nil {
+		return "", bad("")
+	}
+	rec := map[string]any{}
+	for i, name := range ds.Key {
+		f, _ := ds.Field(name)
+		v, err := f.Normalize(parts[i])
+		if err != nil || v == nil {
+			return "", bad(": " + name + " " + strconv.Quote(parts[i]) + " is not one")
+		}
+		rec[name] = v
+	}
+	for _, fe := range ds.Validate(rec) {
+		if ds.IsKey(fe.Field) {
+			return "", bad(": " + fe.Error())
+		}
+	}
+	k, err := ds.RecordKey(rec)
+	if err != nil {
+		return "", bad("")
+	}
+	return k, nil
 }
 
 // AnswerFlag is the provider's answer. A correction corrected at source stays open until

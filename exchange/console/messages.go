@@ -112,7 +112,7 @@ var messages = map[string][2]string{
 	"how":                 {"方式", "How"},
 	"outcome":             {"结果", "Outcome"},
 	"read":                {"已读取", "Read"},
-	"subject_summary":     {"读取 / 核验 / 无结果", "read / verified / nothing"},
+	"subject_summary":     {"读取 / 核验 / 无结果 / 纠错（非访问）", "read / verified / nothing / corrections (not accesses)"},
 	"notes":               {"说明", "Notes"},
 	"findings":            {"发现", "Findings"},
 	"usage":               {"使用汇总", "Use"},

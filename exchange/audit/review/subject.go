@@ -22,7 +22,14 @@ const (
 	HowLookup = "lookup"                                     // named the key, asked for the record
 	HowVerify = "verify"                                     // named the key, checked claims against it
 	HowPull   = "bulk pull whose scope included this record" // a read or changes pull that could have returned it
+	// HowCorrection is a step of the correction process (校核纠错: flag, answer, close)
+	// naming the record: the department says the record is wrong, the exchange returns
+	// none of its values. Listed as a correction, never as a read.
+	HowCorrection = "correction"
 )
+
+// correctionPrefix begins the actions of the correction process (exchange/apply).
+const correctionPrefix = "correction."
 
 // SubjectOptions says which record a subject report is about.
 type SubjectOptions struct {
@@ -63,7 +70,10 @@ type SubjectReport struct {
 	Reads    int             `json:"reads"`    // accesses with Read
 	Verifies int             `json:"verifies"` // allowed verifies: the record was checked, not read
 	Nothing  int             `json:"nothing"`  // accesses that returned nothing: denied, not found, failed
-	Notes    []string        `json:"notes"`
+	// Corrections are the correction steps naming the record (HowCorrection): not
+	// accesses, counted apart.
+	Corrections int      `json:"corrections"`
+	Notes       []string `json:"notes"`
 }
 
 // BuildSubject reads the events of it (any order) and lists the accesses to the record:
@@ -100,8 +110,11 @@ func BuildSubject(ctx context.Context, it audit.Iterator, opt SubjectOptions) (*
 		switch {
 		case slices.Contains(d.Keys, opt.Key) && (opt.Dataset == "" || d.Dataset == opt.Dataset):
 			a.How = HowLookup
-			if d.Action == "verify" {
+			switch {
+			case d.Action == "verify":
 				a.How = HowVerify
+			case strings.HasPrefix(d.Action, correctionPrefix):
+				a.How = HowCorrection
 			}
 		case opt.InScope != nil && d.Decision == audit.Allow && d.Dataset == opt.Dataset && (d.Action == "read" || d.Action == "changes"):
 			in, err := opt.InScope(d)
@@ -116,6 +129,8 @@ func BuildSubject(ctx context.Context, it audit.Iterator, opt SubjectOptions) (*
 		}
 		a.Outcome, a.Read = outcome(a)
 		switch {
+		case a.How == HowCorrection:
+			rep.Corrections++
 		case a.Read:
 			rep.Reads++
 		case a.How == HowVerify && d.Decision == audit.Allow:
@@ -145,6 +160,9 @@ func outcome(a SubjectAccess) (string, bool) {
 	}
 	if a.How == HowVerify {
 		return "answered whether the claims match (no values returned)", false
+	}
+	if a.How == HowCorrection {
+		return "a correction of the record (" + strings.TrimPrefix(d.Action, correctionPrefix) + "), not an access: no values returned", false
 	}
 	switch {
 	case c == nil:
@@ -192,8 +210,8 @@ func WriteSubject(w io.Writer, rep *SubjectReport, format string, loc *time.Loca
 		if rep.Dataset != "" {
 			fmt.Fprintf(bw, " of %s", Printable(rep.Dataset))
 		}
-		fmt.Fprintf(bw, ": %d reads (returned, or may have returned, its values), %d verifies (checked, not read), %d that returned nothing\n\n",
-			rep.Reads, rep.Verifies, rep.Nothing)
+		fmt.Fprintf(bw, ": %d reads (returned, or may have returned, its values), %d verifies (checked, not read), %d that returned nothing, %d correction steps (not accesses)\n\n",
+			rep.Reads, rep.Verifies, rep.Nothing, rep.Corrections)
 		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TIME\tDEPARTMENT\tSYSTEM\tHOW\tREAD\tOUTCOME\tPURPOSE\tCASE\tAGREEMENT\tREQUEST")
 		for _, a := range rep.Accesses {

@@ -42,6 +42,8 @@ func TestSubjectListsReadsWithOutcomes(t *testing.T) {
 	cut := add("read", audit.Allow, "", "cut", nil, &audit.Event{Rows: 3, Status: audit.StatusOK})
 	add("read", audit.Deny, "", "in", nil, nil)                                                                       // a denied pull returned nothing of anyone
 	add("lookup", audit.Allow, "", "", []string{"330106199001015678"}, &audit.Event{Rows: 1, Status: audit.StatusOK}) // another person
+	// A correction flagged on the record names its key but returns none of its values.
+	flagged := add("correction.flag", audit.Allow, "", "", []string{key}, nil)
 
 	inScope := func(ev *audit.Event) (bool, error) {
 		switch ev.Filter {
@@ -63,6 +65,7 @@ func TestSubjectListsReadsWithOutcomes(t *testing.T) {
 	}{
 		read: {HowLookup, true}, gone: {HowLookup, false}, denied: {HowLookup, false}, verified: {HowVerify, false},
 		pulled: {HowPull, true}, empty: {HowPull, false}, unfinished: {HowPull, true}, cut: {HowPull, true},
+		flagged: {HowCorrection, false},
 	}
 	if len(rep.Accesses) != len(want) {
 		t.Errorf("%d accesses listed, want %d", len(rep.Accesses), len(want))
@@ -77,15 +80,15 @@ func TestSubjectListsReadsWithOutcomes(t *testing.T) {
 			t.Errorf("%s: how %q read %v (%s), want %q %v", a.Decision.RequestID, a.How, a.Read, a.Outcome, w.how, w.read)
 		}
 	}
-	if rep.Reads != 4 || rep.Verifies != 1 || rep.Nothing != 3 {
-		t.Errorf("reads %d, verifies %d, nothing %d; want 4, 1, 3", rep.Reads, rep.Verifies, rep.Nothing)
+	if rep.Reads != 4 || rep.Verifies != 1 || rep.Nothing != 3 || rep.Corrections != 1 {
+		t.Errorf("reads %d, verifies %d, nothing %d, corrections %d; want 4, 1, 3, 1", rep.Reads, rep.Verifies, rep.Nothing, rep.Corrections)
 	}
 	var b bytes.Buffer
 	if err := WriteSubject(&b, rep, "table", time.UTC); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, s := range []string{"4 reads", HowPull, "returned nothing (aborted: client went away)", "denied: lookup_budget_exhausted", "scope not evaluated"} {
+	for _, s := range []string{"4 reads", HowPull, "returned nothing (aborted: client went away)", "denied: lookup_budget_exhausted", "scope not evaluated", "1 correction steps (not accesses)", "not an access"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("the table does not say %q:\n%s", s, out)
 		}
@@ -94,7 +97,7 @@ func TestSubjectListsReadsWithOutcomes(t *testing.T) {
 	// Without the record's values, pulls are not matched and the report says so.
 	it, _ = audit.SliceStore(evs).Events(context.Background(), audit.Filter{})
 	rep, _ = BuildSubject(context.Background(), it, SubjectOptions{Key: key})
-	if len(rep.Accesses) != 4 || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "--record") {
-		t.Errorf("without --record: %d accesses, notes %v; want the 4 keyed ones and a note", len(rep.Accesses), rep.Notes)
+	if len(rep.Accesses) != 5 || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "--record") {
+		t.Errorf("without --record: %d accesses, notes %v; want the 5 keyed ones and a note", len(rep.Accesses), rep.Notes)
 	}
 }
