@@ -26,8 +26,9 @@ groups, never rows. The SQL accepted is
 
 Your agreement names the columns you may group by and filter on, the measures, and the
 smallest group shown: the cells of those columns with fewer rows are suppressed and
-count in no group, so totals leave them out (see docs/aggregate.md). The number of
-suppressed cells is printed after the answer.`,
+count in no group, so totals leave them out (see docs/aggregate.md). The answer never
+says how many cells were suppressed (that would tell an empty cell from a small one);
+the audit log keeps it.`,
 		Example: `  govx aggregate "SELECT household_region, COUNT(*) FROM population.person GROUP BY household_region" \
       --purpose population-statistics --profile demo/profiles/tj-33.yaml
   govx aggregate "SELECT land_use, SUM(area_m2), COUNT(*) FROM resource.land_parcel WHERE region_code LIKE '3301%' GROUP BY land_use ORDER BY 2 DESC" \
@@ -80,9 +81,8 @@ suppressed cells is printed after the answer.`,
 				}
 			}
 			md := rec.Schema().Metadata()
-			sup, _ := md.GetValue("govx.suppressed_cells")
-			k, _ := md.GetValue("govx.min_group_size")
-			fmt.Fprintf(cmd.ErrOrStderr(), "%d groups; %s cells below the minimum group size %s suppressed (they count in no group)\n", rec.NumRows(), sup, k)
+			note, _ := md.GetValue("govx.suppression")
+			fmt.Fprintf(cmd.ErrOrStderr(), "%d groups; %s\n", rec.NumRows(), note)
 			return nil
 		},
 	}

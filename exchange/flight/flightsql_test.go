@@ -96,8 +96,32 @@ func TestFlightSQLAggregate(t *testing.T) {
 	if strings.Join(got, ",") != want {
 		t.Errorf("answer %v, want %s (330108's 3 persons suppressed, Nanjing out of scope)", got, want)
 	}
-	if v, _ := schema.Metadata().GetValue("govx.suppressed_cells"); v != "1" {
-		t.Errorf("suppressed cells in the answer's metadata %q, want 1", v)
+	if v, ok := schema.Metadata().GetValue("govx.suppressed_cells"); ok {
+		t.Errorf("the answer says %s cells were suppressed; only the audit may", v)
+	}
+	if v, _ := schema.Metadata().GetValue("govx.suppression"); v != "cells of fewer than 10 rows are suppressed: not shown and counted in no group" {
+		t.Errorf("suppression note %q", v)
+	}
+	// A cell of 3 (330108) and an empty one (330199) get the same answer: nothing.
+	answers := map[string]bool{}
+	for _, county := range []string{"330108", "330199"} {
+		info, err := c.Execute(ctx, "SELECT gender, COUNT(*) FROM population.person WHERE household_region = '"+county+"' GROUP BY gender")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, schema := fetch(t, c, ctx, info, func(rec arrow.Record, r int) string { return rec.Column(1).ValueStr(r) })
+		md := schema.Metadata()
+		var meta []string
+		for i, k := range md.Keys() {
+			if k != "govx.request_id" {
+				meta = append(meta, k+"="+md.Values()[i])
+			}
+		}
+		slices.Sort(meta)
+		answers[fmt.Sprint(got, meta)] = true
+	}
+	if len(answers) != 1 {
+		t.Errorf("a small cell and an empty one are told apart: %v", answers)
 	}
 	f.Svc.Wait()
 	done := f.Event(t, "the aggregate's complete event", func(e *audit.Event) bool {

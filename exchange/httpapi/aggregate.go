@@ -11,8 +11,9 @@ import (
 
 // aggregate answers an aggregate query (action aggregate) on the dataset of the URL,
 // which the query's FROM must name. The answer comes as a pull's does (Arrow stream,
-// CSV or NDJSON by Accept), with the suppressed cells and the minimum group size in the
-// headers Govx-Suppressed-Cells and Govx-Min-Group-Size.
+// CSV or NDJSON by Accept), with the minimum group size and the suppression note in the
+// headers Govx-Min-Group-Size and Govx-Suppression (never how many cells were
+// suppressed: see service.MetaSuppression).
 func (h *Handler) aggregate(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	ctx := r.Context()
 	id := r.PathValue("id")
@@ -53,7 +54,7 @@ type aggregateSink struct{ httpSink }
 
 func (s *aggregateSink) Begin(schema *arrow.Schema) error {
 	md := schema.Metadata()
-	for key, header := range map[string]string{service.MetaSuppressedCells: "Govx-Suppressed-Cells", service.MetaMinGroupSize: "Govx-Min-Group-Size",
+	for key, header := range map[string]string{service.MetaSuppression: "Govx-Suppression", service.MetaMinGroupSize: "Govx-Min-Group-Size",
 		exchange.MetaAgreement: "Govx-Agreement"} {
 		if i := md.FindKey(key); i >= 0 {
 			s.w.Header().Set(header, md.Values()[i])

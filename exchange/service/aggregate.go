@@ -36,11 +36,19 @@ func ParseAggregateCmd(data []byte) (AggregateCmd, error) {
 }
 
 // Metadata keys of an aggregate answer's schema, besides the request id, agreement and
-// policy revision every answer carries.
+// policy revision every answer carries. The answer never says how many cells were
+// suppressed: for a cell a WHERE addresses, that number tells an empty cell (0) from
+// one of a few rows (1). The audit keeps it.
 const (
-	MetaSuppressedCells = "govx.suppressed_cells"
-	MetaMinGroupSize    = "govx.min_group_size"
+	MetaSuppression  = "govx.suppression"
+	MetaMinGroupSize = "govx.min_group_size"
 )
+
+// suppressionNote is what every aggregate answer says about suppression, whatever it
+// suppressed.
+func suppressionNote(minGroupSize int64) string {
+	return fmt.Sprintf("cells of fewer than %d rows are suppressed: not shown and counted in no group", minGroupSize)
+}
 
 // AggregateGrant is an allowed, audited aggregate query, planned and ready to run.
 // Flight seals it into a ticket (the plan is made again when it is redeemed).
@@ -181,8 +189,8 @@ func sameTerms(dec exchange.Decision, g *AggregateGrant) bool {
 
 // RunAggregate executes an allowed aggregate on one consistent version of its dataset,
 // sends the answer to sink (one batch; the schema carries the request id, agreement,
-// policy revision, suppressed cells and minimum group size), and audits its completion
-// with the number of suppressed cells.
+// policy revision, minimum group size and the suppression note), and audits its
+// completion with the number of suppressed cells, which only the audit keeps.
 func (s *Service) RunAggregate(ctx context.Context, g *AggregateGrant, sink Sink) (groups int64, err error) {
 	started := time.Now()
 	suppressed := 0
@@ -210,7 +218,7 @@ func (s *Service) RunAggregate(ctx context.Context, g *AggregateGrant, sink Sink
 	suppressed = res.SuppressedCells
 	schema := withMetadata(res.Record.Schema(), map[string]string{exchange.MetaRequestID: g.RequestID,
 		exchange.MetaAgreement: g.Agreement, exchange.MetaPolicyRevision: g.Revision,
-		MetaSuppressedCells: strconv.Itoa(suppressed), MetaMinGroupSize: strconv.FormatInt(g.Terms.MinGroupSize, 10)})
+		MetaSuppression: suppressionNote(g.Terms.MinGroupSize), MetaMinGroupSize: strconv.FormatInt(g.Terms.MinGroupSize, 10)})
 	if err := sink.Begin(schema); err != nil {
 		return 0, err
 	}
