@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -303,6 +304,11 @@ func (s *Service) ListFixes(ctx context.Context, c Caller, f Filter) ([]*Correct
 	if err != nil {
 		return nil, err
 	}
+	// Only what the caller may open (ShowFix's rule): another system of the provider's
+	// department that is not a steward is not a party.
+	xs = slices.DeleteFunc(xs, func(x *Correction) bool {
+		return s.authz.decide(ctx, c.Subject, true, ActReadFix, caseOf{Applicant: x.Flagger, Provider: x.Provider, Dataset: x.Dataset}) != nil
+	})
 	for _, x := range xs {
 		x.Overdue = !x.Due.IsZero() && !f.Now.Before(x.Due)
 	}

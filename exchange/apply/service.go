@@ -737,8 +737,9 @@ func (s *Service) show(ctx context.Context, id string, now time.Time) (*Applicat
 	return a, nil
 }
 
-// List returns the applications the caller may see: all of them for the data
-// authority, otherwise those its department applied for or provides the data of.
+// List returns the applications the caller may open (Show): all of them for the data
+// authority, otherwise those its department applied for, and, for the provider's
+// stewards, those for the data their department provides.
 func (s *Service) List(ctx context.Context, c Caller, f Filter) ([]*Application, error) {
 	if !s.registered(c.Subject.Department) {
 		return nil, &exchange.Error{Kind: exchange.PermissionDenied, Code: "permission_denied", Message: "the sharing process policy refused the step",
@@ -752,6 +753,11 @@ func (s *Service) List(ctx context.Context, c Caller, f Filter) ([]*Application,
 	if err != nil {
 		return nil, err
 	}
+	// Only what the caller may open (Show's rule): a department's system that is not
+	// its steward does not see the applications for the data its department provides.
+	as = slices.DeleteFunc(as, func(a *Application) bool {
+		return s.authz.decide(ctx, c.Subject, true, ActRead, caseOf{Applicant: a.Applicant, Provider: a.Provider, Dataset: a.Dataset}) != nil
+	})
 	for _, a := range as {
 		a.Overdue = !a.Due.IsZero() && !f.Now.Before(a.Due)
 	}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 	"sort"
@@ -191,8 +192,13 @@ func (c *Console) stepsFor(p *page, a *apply.Application, s *session) []string {
 }
 
 func (c *Console) application(w http.ResponseWriter, r *http.Request, s *session) {
-	a, err := c.cfg.Apply.Show(r.Context(), c.applyCaller(r, s), r.PathValue("id"))
+	id := r.PathValue("id")
+	a, err := c.cfg.Apply.Show(r.Context(), c.applyCaller(r, s), id)
 	if err != nil {
+		// A refused view is an event like any refusal: who tried to open which case.
+		if xe, ok := errors.AsType[*exchange.Error](err); ok && xe.Code != "audit_unavailable" {
+			err = c.audit(r, s, "open", "", "", id, nil, withPath(err, r.URL.Path))
+		}
 		c.fail(w, r, s, statusOf(err), err)
 		return
 	}

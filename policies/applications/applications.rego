@@ -14,7 +14,8 @@
 #                      on; applicant is the applying (or flagging) department, provider the
 #                      dataset's providing department
 #
-# The decision is {allow, reasons}: deny by default, one reason with a stable code.
+# The decision is {allow, reasons}: deny by default, one reason with a stable code. A
+# reason goes to whoever was refused, a non-party included, so it names no party.
 package govx.applications
 
 applicant_actions := {"application.submit", "application.withdraw", "application.dispute", "correction.flag"}
@@ -69,7 +70,7 @@ reasons contains r if {
 	input.subject.registered
 	input.action in {"application.withdraw", "application.dispute"}
 	not is_applicant
-	r := {"code": "not_applicant", "message": sprintf("only the applying department (%s) may do this", [input.case.applicant])}
+	r := {"code": "not_applicant", "message": "only the applying department may do this"}
 }
 
 reasons contains r if {
@@ -115,7 +116,7 @@ reasons contains r if {
 	provider_actions[input.action]
 	not is_applicant
 	not is_provider
-	r := {"code": "not_provider", "message": sprintf("only a data steward of %s, which provides %s, may answer this", [input.case.provider, input.case.dataset])}
+	r := {"code": "not_provider", "message": "only a data steward of the department providing the dataset may answer this"}
 }
 
 reasons contains r if {
