@@ -2,8 +2,6 @@ package console
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"html/template"
 	"net/http"
@@ -175,10 +173,10 @@ func (c *Console) auditSubject(w http.ResponseWriter, r *http.Request, s *sessio
 	d := subjectData{Key: strings.TrimSpace(q.Get("key")), Dataset: strings.TrimSpace(q.Get("dataset")), Datasets: c.catalogRows()}
 	p := c.newPage(r, s, "subject")
 	if d.Key != "" {
-		// Who asked about whom is recorded as the key's SHA-256, not as a key: the event
-		// must not read as an access to the record in the next subject report.
-		sum := sha256.Sum256([]byte(d.Key))
-		if err := c.audit(r, s, "audit.subject", d.Dataset, "", "", []string{"subject-sha256:" + hex.EncodeToString(sum[:])}, nil); err != nil {
+		// Who asked about whom is recorded as a keyed HMAC of the key, not as the key: the
+		// event must not read as an access to the record in the next subject report, and
+		// a reader of the log cannot recover the key (SubjectTag).
+		if err := c.audit(r, s, "audit.subject", d.Dataset, "", "", []string{"subject-hmac-sha256:" + SubjectTag(c.subjectKey, d.Key)}, nil); err != nil {
 			c.fail(w, r, s, statusOf(err), err)
 			return
 		}

@@ -2,7 +2,9 @@ package console
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
 	"embed"
@@ -13,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,7 +50,7 @@ type AuditLog struct {
 	Checkpoints, PublicKey string
 }
 
-// Config is what a Console needs; every field but Log, Now and IdleTimeout is required.
+// Config is what a Console needs; every field but TLS, Log, Now and IdleTimeout is required.
 type Config struct {
 	Service *service.Service
 	Tokens  *auth.Tokens
@@ -58,6 +61,9 @@ type Config struct {
 	// Scope reports whether the record of dataset with key, as the exchange serves it
 	// now, passes filters (a pull's recorded scope): the subject report's bulk pulls.
 	Scope func(dataset, key string, filters []exchange.Filter) (bool, error)
+	// Secret is the exchange's secret (secret_file), never logged: the console derives
+	// from it the key of the subject report's audit notes and the sign-in form's CSRF key.
+	Secret []byte
 	// TLS says the console is served over TLS: the session cookie is then Secure.
 	TLS bool
 	// IdleTimeout ends a session unused this long (default 15 minutes).
@@ -74,6 +80,10 @@ type Console struct {
 	cfg   Config
 	mux   *http.ServeMux
 	pages map[string]*template.Template
+
+	// subjectKey keys the subject report's audit note (SubjectTag); loginKey signs the
+	// sign-in form's CSRF token. Both derived from Config.Secret.
+	subjectKey, loginKey []byte
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -101,8 +111,8 @@ const (
 
 // New returns the console's handler.
 func New(cfg Config) (*Console, error) {
-	if cfg.Service == nil || cfg.Tokens == nil || cfg.Apply == nil || cfg.Policy == nil || cfg.Catalog == nil || cfg.Scope == nil {
-		return nil, errors.New("console: Service, Tokens, Apply, Policy, Catalog and Scope are required")
+	if cfg.Service == nil || cfg.Tokens == nil || cfg.Apply == nil || cfg.Policy == nil || cfg.Catalog == nil || cfg.Scope == nil || len(cfg.Secret) < 16 {
+		return nil, errors.New("console: Service, Tokens, Apply, Policy, Catalog, Scope and Secret (16 bytes at least) are required")
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
@@ -113,7 +123,8 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	c := &Console{cfg: cfg, mux: http.NewServeMux(), sessions: map[string]*session{}}
+	c := &Console{cfg: cfg, mux: http.NewServeMux(), sessions: map[string]*session{},
+		subjectKey: derive(cfg.Secret, SubjectKeyLabel), loginKey: derive(cfg.Secret, "govx console sign-in form")}
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -139,6 +150,59 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}
 	c.mux.ServeHTTP(w, r)
+}
+
+// SubjectKeyLabel names the key of the subject report's audit notes:
+// HMAC-SHA256(exchange secret, SubjectKeyLabel). docs/console.md shows how an auditor
+// holding the secret matches a key against the notes.
+const SubjectKeyLabel = "govx console subject report"
+
+// derive is a key of its own for one use of the exchange's secret.
+func derive(secret []byte, label string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
+
+// SubjectTag is what the audit log keeps of a key searched in the subject report: its
+// HMAC-SHA256 under the key derived from the exchange's secret. A reader of the log
+// cannot recover the key by trying every citizen ID (as from a plain hash); an auditor
+// with the secret can still tell which searches named a given key.
+func SubjectTag(subjectKey []byte, key string) string {
+	m := hmac.New(sha256.New, subjectKey)
+	m.Write([]byte(key))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// loginTTL is how long a sign-in form's CSRF token is accepted.
+const loginTTL = 10 * time.Minute
+
+// loginToken is a sign-in form's CSRF token: a nonce and the time, signed with the
+// console's key, so a token planted in a cookie by someone without the key is refused.
+func (c *Console) loginToken() string {
+	body := newSecret()[:32] + "." + strconv.FormatInt(c.cfg.Now().Unix(), 10)
+	return body + "." + c.loginMAC(body)
+}
+
+func (c *Console) loginMAC(body string) string {
+	m := hmac.New(sha256.New, c.loginKey)
+	m.Write([]byte(body))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// loginTokenValid checks a sign-in form's token: the console's signature and its age.
+func (c *Console) loginTokenValid(tok string) bool {
+	i := strings.LastIndexByte(tok, '.')
+	if i < 0 || !hmac.Equal([]byte(tok[i+1:]), []byte(c.loginMAC(tok[:i]))) {
+		return false
+	}
+	_, ts, _ := strings.Cut(tok[:i], ".")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return false
+	}
+	age := c.cfg.Now().Sub(time.Unix(sec, 0))
+	return age >= -time.Minute && age <= loginTTL
 }
 
 func newSecret() string {
@@ -274,8 +338,8 @@ func withPath(err error, path string) error {
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
-	tok := newSecret()
-	http.SetCookie(w, c.cookie(loginCookie, tok, 600))
+	tok := c.loginToken()
+	http.SetCookie(w, c.cookie(loginCookie, tok, int(loginTTL.Seconds())))
 	p := c.newPage(r, nil, "signin")
 	p.CSRF = tok
 	p.CertOffered = r.TLS != nil && len(r.TLS.VerifiedChains) > 0
@@ -288,7 +352,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	ck, err := r.Cookie(loginCookie)
-	if err != nil || !sameSecret(r.PostFormValue("csrf"), ck.Value) {
+	if err != nil || !sameSecret(r.PostFormValue("csrf"), ck.Value) || !c.loginTokenValid(ck.Value) {
 		err := c.audit(r, nil, "signin", "", "", "", nil, exchange.E(exchange.PermissionDenied, "csrf", "the sign-in form's CSRF token is missing or wrong"))
 		c.fail(w, r, nil, http.StatusForbidden, err)
 		return
@@ -312,8 +376,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		err = c.cfg.Service.Unauthenticated(r.Context(), sc, "console.signin", "", err)
 		p := c.newPage(r, nil, "signin")
 		p.Error = c.errorText(p, err)
-		tok := newSecret()
-		http.SetCookie(w, c.cookie(loginCookie, tok, 600))
+		tok := c.loginToken()
+		http.SetCookie(w, c.cookie(loginCookie, tok, int(loginTTL.Seconds())))
 		p.CSRF = tok
 		c.render(w, http.StatusUnauthorized, "login", p)
 		return

@@ -1,16 +1,23 @@
 package console_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"govx/exchange/audit"
 	"govx/exchange/auth"
+	"govx/exchange/console"
+	"govx/exchange/server/servertest"
 )
 
 // httpClient is a browser without a browser: cookies kept, redirects not followed.
@@ -85,4 +92,119 @@ func TestIntegrationConsoleRevokedTokenEndsSession(t *testing.T) {
 	if code, _ := page(t, c, base+"/catalog"); code != http.StatusSeeOther {
 		t.Errorf("the ended session's next page: %d, want 303 to the sign-in page", code)
 	}
+}
+
+// applyForm is a valid application from mz-3201's social-assistance system.
+func applyForm() url.Values {
+	return url.Values{"system": {"social-assistance"}, "dataset": {"population.person"}, "columns": {"id_number, name"},
+		"purpose": {"disability-subsidy-review"}, "legal_basis": {"《残疾人保障法》：残疾人两项补贴资格审核"}, "scenario": {"残疾人两项补贴审核"},
+		"case_volume": {"3000"}, "access": {"read"}, "valid_from": {"2026-01-01"}, "valid_until": {"2027-12-31"}}
+}
+
+// submitted applies with c and returns the new application's id.
+func submitted(t *testing.T, c *http.Client, base string, form url.Values) string {
+	t.Helper()
+	_, body := page(t, c, base+"/applications")
+	form.Set("csrf", csrfField.FindStringSubmatch(body)[1])
+	resp, err := c.PostForm(base+"/applications", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	id, ok := strings.CutPrefix(resp.Header.Get("Location"), "/applications/")
+	if resp.StatusCode != http.StatusSeeOther || !ok {
+		t.Fatalf("applying: %d\n%s", resp.StatusCode, b)
+	}
+	return id
+}
+
+// Applications are shown only to their parties: another system of the provider's
+// department (not its steward) neither finds the application in its list nor opens it,
+// and the refused view is audited with the case; a refused step tells a non-party only
+// that it may not, naming no party.
+func TestIntegrationConsoleNonParties(t *testing.T) {
+	var skew atomic.Int64
+	x, cfg, toks, _ := consoleExchange(t, &skew)
+	base := "http://" + x.ConsoleAddr()
+	id := submitted(t, signedIn(t, base, toks["department"]), base, applyForm())
+
+	other := signedIn(t, base, servertest.Token(t, cfg.TokensFile, "gab/other"))
+	if code, body := page(t, other, base+"/applications"); code != http.StatusOK || strings.Contains(body, id) || strings.Contains(body, "mz-3201") {
+		t.Errorf("a non-steward system of the provider lists the application (%d):\n%s", code, body)
+	}
+	if code, _ := page(t, other, base+"/applications/"+id); code != http.StatusForbidden {
+		t.Errorf("a non-party opening the application: %d, want 403", code)
+	}
+	evs := events(t, cfg, audit.Filter{Department: "gab", Action: "console.open", Decision: audit.Deny, CaseRef: id})
+	if len(evs) != 1 || !slices.Contains(evs[0].Reasons, "not_party") {
+		t.Fatalf("the refused view is not audited with its case and reason: %+v", evs)
+	}
+
+	stranger := signedIn(t, base, servertest.Token(t, cfg.TokensFile, "mz-3301/x"))
+	code, body := post(t, stranger, base, "/applications", "/applications/"+id+"/withdraw", url.Values{})
+	if code != http.StatusForbidden || !strings.Contains(body, "not_applicant") || strings.Contains(body, "mz-3201") {
+		t.Errorf("a stranger withdrawing: %d, and the refusal names the applicant:\n%s", code, body)
+	}
+}
+
+// The subject report's audit event keeps the key searched as an HMAC under a key derived
+// from the exchange's secret: not the key, not its plain SHA-256 (which trying every
+// citizen ID reverses), but what an auditor holding the secret can recompute.
+func TestIntegrationConsoleSubjectNoteKeyed(t *testing.T) {
+	var skew atomic.Int64
+	x, cfg, toks, ps := consoleExchange(t, &skew)
+	base := "http://" + x.ConsoleAddr()
+	key := ps[0]["id_number"].(string)
+	c := signedIn(t, base, toks["auditor"])
+	if code, _ := page(t, c, base+"/audit/subject?dataset=population.person&key="+key); code != http.StatusOK {
+		t.Fatalf("the subject report: %d", code)
+	}
+	evs := events(t, cfg, audit.Filter{Action: "console.audit.subject"})
+	if len(evs) != 1 || len(evs[0].Reasons) != 1 {
+		t.Fatalf("subject report events: %+v", evs)
+	}
+	secret, err := os.ReadFile(cfg.SecretFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := hmac.New(sha256.New, secret)
+	k.Write([]byte(console.SubjectKeyLabel))
+	m := hmac.New(sha256.New, k.Sum(nil))
+	m.Write([]byte(key))
+	plain := sha256.Sum256([]byte(key))
+	note := evs[0].Reasons[0]
+	if note != "subject-hmac-sha256:"+hex.EncodeToString(m.Sum(nil)) || strings.Contains(note, hex.EncodeToString(plain[:])) || strings.Contains(note, key) {
+		t.Errorf("the subject report's note %q is not the key's HMAC under the exchange's derived key", note)
+	}
+}
+
+// The sign-in form's CSRF token is signed by the console: a cookie planted by someone
+// else (a sibling subdomain, a man in the middle of plain HTTP) with the same value in
+// the form is refused, and nobody is signed in.
+func TestIntegrationConsoleSignInCSRFSigned(t *testing.T) {
+	var skew atomic.Int64
+	x, cfg, toks, _ := consoleExchange(t, &skew)
+	base := "http://" + x.ConsoleAddr()
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"csrf": {"b"}, "token": {toks["department"]}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: "govx_console_login", Value: "b"})
+	resp, err := httpClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("sign-in with a planted CSRF cookie: %d, want 403", resp.StatusCode)
+	}
+	for _, h := range resp.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(h, "govx_console=") {
+			t.Errorf("a planted CSRF cookie signed in: %s", h)
+		}
+	}
+	if n := len(events(t, cfg, audit.Filter{Action: "console.signin", Decision: audit.Deny})); n != 1 {
+		t.Errorf("%d audited refused sign-ins, want 1", n)
+	}
+	// The console's own token still signs in.
+	signedIn(t, base, toks["department"])
 }

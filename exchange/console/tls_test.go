@@ -20,7 +20,7 @@ import (
 	"govx/internal/testenv"
 )
 
-var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f.]+)"`)
 
 // formSignIn posts the sign-in form with the fields given and the form's CSRF token, as
 // a browser would, and returns the answer (redirects not followed).

@@ -18,7 +18,7 @@ import (
 // server and handlers, nothing on the request path. It reads the audit log as the
 // auditor's tools do (ClickHouse when configured, else the spool) and writes its events
 // through the service, like every edge.
-func (x *Exchange) startConsole(cat *schemas.Catalog, tlsConfig *tls.Config, o options) error {
+func (x *Exchange) startConsole(cat *schemas.Catalog, tlsConfig *tls.Config, secret []byte, o options) error {
 	a := console.AuditLog{SpoolDir: x.cfg.Audit.SpoolDir, Checkpoints: x.cfg.Audit.Checkpoint, PublicKey: x.cfg.Audit.SigningKey + ".pub"}
 	if ch := x.cfg.Audit.ClickHouse; ch.Addr != "" {
 		st, err := audit.NewClickHouse(audit.ClickHouseConfig{Addr: ch.Addr, Database: ch.Database, Table: ch.Table,
@@ -29,7 +29,7 @@ func (x *Exchange) startConsole(cat *schemas.Catalog, tlsConfig *tls.Config, o o
 		a.ClickHouse = st
 	}
 	h, err := console.New(console.Config{Service: x.svc, Tokens: x.tokens, Apply: x.apply, Policy: x.policy, Catalog: cat,
-		Audit: a, Scope: x.servedInScope, TLS: tlsConfig != nil, IdleTimeout: x.cfg.Console.IdleTimeout, Now: o.clock, Log: o.log})
+		Audit: a, Scope: x.servedInScope, Secret: secret, TLS: tlsConfig != nil, IdleTimeout: x.cfg.Console.IdleTimeout, Now: o.clock, Log: o.log})
 	if err != nil {
 		return err
 	}

@@ -227,7 +227,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 		})
 	}
 	if x.conLn != nil {
-		if err := x.startConsole(cat, tlsConfig, o); err != nil {
+		if err := x.startConsole(cat, tlsConfig, secret, o); err != nil {
 			return nil, err
 		}
 	}
