@@ -2,11 +2,16 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
 
 	"govx/exchange/service/servicetest"
 )
@@ -89,5 +94,47 @@ func TestAggregateOnlyCatalogHasNoRowCount(t *testing.T) {
 		if n, ok := d["rows"]; ok && string(d["id"]) == `"population.person"` {
 			t.Errorf("the catalog tells the aggregate-only department population.person has %s rows", n)
 		}
+	}
+}
+
+// Decimal sums come as the exact text of their scale in every text format, as the Arrow
+// stream holds them: 843952.20, not 843952.19999999999998863131622783839703.
+func TestAggregateDecimalsExact(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{Persons: 30, Registers: true})
+	parcels := f.Tables["resource.land_parcel"]
+	for i := range 12 {
+		f.Apply(t, parcels, map[string]any{"parcel_code": fmt.Sprintf("330106002001GB%05d", i+1), "region_code": "330106", "land_use": "05",
+			"area_m2": "70329.35", "right_type": "use_right",
+			"holder_id_number": f.Registers.Person, "longitude": 120.1, "latitude": 30.2, "registered_on": "2016-05-01", "updated_at": "2026-11-01T00:00:00Z"})
+	}
+	a := serve(t, f, "127.0.0.1:0")
+	body := map[string]string{"sql": "SELECT land_use, SUM(area_m2) AS s, MAX(area_m2) AS m FROM resource.land_parcel WHERE land_use = '05' GROUP BY land_use",
+		"purpose": "land-resource-statistics"}
+	answer := func(accept string) string {
+		resp := a.do(t, req{path: aggregatePath("resource.land_parcel"), token: f.Token(t, "tj-33"), accept: accept, body: body})
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", accept, resp.StatusCode, b)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if got, want := answer("text/csv"), "land_use,s,m\n05,843952.20,70329.35"; got != want {
+		t.Errorf("CSV\n%s\nwant\n%s", got, want)
+	}
+	if got, want := answer("application/x-ndjson"), `{"land_use":"05","m":"70329.35","s":"843952.20"}`; got != want {
+		t.Errorf("NDJSON %s, want %s", got, want)
+	}
+	rdr, err := ipc.NewReader(strings.NewReader(answer("application/vnd.apache.arrow.stream")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Release()
+	if !rdr.Next() {
+		t.Fatal("no record in the Arrow answer")
+	}
+	s := rdr.Record().Column(1).(*array.Decimal128)
+	if got := s.Value(0).ToString(s.DataType().(*arrow.Decimal128Type).Scale); got != "843952.20" {
+		t.Errorf("Arrow sum %s, want 843952.20", got)
 	}
 }

@@ -345,6 +345,7 @@ func (s *httpSink) Begin(schema *arrow.Schema) error {
 	case "arrow":
 		s.ipcw = ipc.NewWriter(s.cw, ipc.WithSchema(schema), ipc.WithAllocator(s.mem))
 	case "csv":
+		schema = exactSchema(schema)
 		s.csvw = csv.NewWriter(s.cw, schema, csv.WithHeader(true), csv.WithNullWriter(""))
 		// The header goes out with no row yet: an empty result (a changes pull with
 		// nothing new) still names its columns.
@@ -362,10 +363,13 @@ func (s *httpSink) Write(rec arrow.Record) error {
 	switch s.format {
 	case "arrow":
 		return s.ipcw.Write(rec)
-	case "csv":
-		return s.csvw.Write(rec)
 	}
-	return array.RecordToJSON(rec, s.cw)
+	exact := exactRecord(rec, s.mem) // decimals as the exact text of their scale
+	defer exact.Release()
+	if s.format == "csv" {
+		return s.csvw.Write(exact)
+	}
+	return array.RecordToJSON(exact, s.cw)
 }
 
 func (s *httpSink) Bytes() int64 {
