@@ -313,11 +313,30 @@ func TestRefusals(t *testing.T) {
 		"SELECT COUNT(*) FROM resource.land_parcel LIMIT 1, 2":                                            "unsupported_sql",
 		"SELEC COUNT(*)": "bad_query",
 		"":               "bad_query",
+		// Comments: MySQL runs the executable and hint kinds, so none is answered.
+		"SELECT land_use, COUNT(*) FROM resource.land_parcel /*! WHERE region_code = '330106' */ GROUP BY land_use": "unsupported_sql",
+		"SELECT /*+ MAX_EXECUTION_TIME(1) */ COUNT(*) FROM resource.land_parcel":                                    "unsupported_sql",
+		"SELECT COUNT(*) FROM resource.land_parcel /* plain */":                                                     "unsupported_sql",
+		"SELECT COUNT(*) FROM resource.land_parcel -- trailing":                                                     "unsupported_sql",
+		"SELECT COUNT(*) FROM resource.land_parcel # trailing":                                                      "unsupported_sql",
 	}
 	for sql, want := range cases {
 		_, err := run(t, tbl, dec, sql)
 		if got := reason(err); got != want {
 			t.Errorf("%q: %q (%v), want %s", sql, got, err, want)
+		}
+	}
+}
+
+// Comment marks inside quoted strings are text, not comments.
+func TestCommentMarksInStringsAreText(t *testing.T) {
+	for _, sql := range []string{
+		"SELECT COUNT(*) FROM resource.land_parcel WHERE land_use = '/*!x*/'",
+		"SELECT COUNT(*) FROM resource.land_parcel WHERE land_use IN ('#', '-- a', 'it''s /*', \"a\\\"/*\")",
+		"SELECT COUNT(*) AS `n/*` FROM resource.land_parcel",
+	} {
+		if _, err := Parse(sql); err != nil {
+			t.Errorf("%s: %v", sql, err)
 		}
 	}
 }

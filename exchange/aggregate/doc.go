@@ -11,7 +11,9 @@
 //	  [GROUP BY <columns>] [ORDER BY <output columns or positions> [ASC|DESC]] [LIMIT n]
 //
 // with aggregates COUNT(*), SUM(col), AVG(col), MIN(col), MAX(col), and predicates
-// col = v, <>, <, <=, >, >=, IN (…), LIKE 'prefix%', IS [NOT] NULL.
+// col = v, <>, <, <=, >, >=, IN (…), LIKE 'prefix%', IS [NOT] NULL. A query holding a
+// comment is refused: MySQL executes /*! … */ and /*+ … */, and the audited text must
+// say what was run.
 //
 // # Suppression
 //
