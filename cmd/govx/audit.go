@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"govx/exchange"
 	"govx/exchange/audit"
 	"govx/exchange/audit/review"
 	"govx/policies"
@@ -41,7 +42,7 @@ func (a *auditFlags) registerFilters(cmd *cobra.Command, keyFlag bool) {
 	f.StringVar(&a.filter.Department, "department", "", "department code, e.g. mz-3301")
 	f.StringVar(&a.filter.System, "system", "", "department system, e.g. dibao-review")
 	f.StringVar(&a.filter.Dataset, "dataset", "", "dataset id, e.g. population.person")
-	f.StringVar(&a.filter.Action, "action", "", "read | changes | lookup | verify | discover")
+	f.StringVar(&a.filter.Action, "action", "", strings.Join(actionNames(), " | "))
 	f.StringVar(&a.filter.Decision, "decision", "", "allow | deny (decision events only)")
 	f.StringVar(&a.filter.Purpose, "purpose", "", "declared purpose")
 	f.StringVar(&a.filter.Agreement, "agreement", "", "sharing agreement id")
@@ -50,6 +51,15 @@ func (a *auditFlags) registerFilters(cmd *cobra.Command, keyFlag bool) {
 	if keyFlag {
 		f.StringVar(&a.filter.Key, "key", "", "a record key a lookup or verify touched (e.g. a citizen ID number)")
 	}
+}
+
+// actionNames are the actions an event may record, as --action takes them.
+func actionNames() []string {
+	var names []string
+	for _, act := range exchange.Actions() {
+		names = append(names, string(act))
+	}
+	return names
 }
 
 func (a *auditFlags) location() (*time.Location, error) {

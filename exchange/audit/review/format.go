@@ -55,7 +55,7 @@ func WriteEvents(w io.Writer, it audit.Iterator, format string, loc *time.Locati
 		}
 	case "table", "":
 		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tKIND\tDEPARTMENT\tSYSTEM\tACTION\tDATASET\tDECISION\tROWS\tPURPOSE\tCASE\tKEYS\tREQUEST")
+		fmt.Fprintln(tw, "TIME\tKIND\tDEPARTMENT\tSYSTEM\tACTION\tDATASET\tDECISION\tROWS\tPURPOSE\tCASE\tKEYS\tREQUEST\tNOTE")
 		for it.Next() {
 			e := it.Event()
 			dec, rows := e.Decision, ""
@@ -63,10 +63,10 @@ func WriteEvents(w io.Writer, it audit.Iterator, format string, loc *time.Locati
 				dec = e.Status
 				rows = strconv.FormatUint(e.Rows, 10)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 				e.Time.In(loc).Format("2006-01-02 15:04:05.000"), e.Kind, cell(e.Department), cell(e.System),
 				cell(e.Action), cell(e.Dataset), cell(dec), rows, cell(e.Purpose), cell(e.CaseRef),
-				cell(strings.Join(e.Keys, ",")), cell(e.RequestID))
+				cell(strings.Join(e.Keys, ",")), cell(e.RequestID), cell(tableNote(e)))
 			n++
 		}
 		tw.Flush()
@@ -78,6 +78,19 @@ func WriteEvents(w io.Writer, it audit.Iterator, format string, loc *time.Locati
 		return n, err
 	}
 	return n, bw.Flush()
+}
+
+// tableNote is what a table shows of an event's reasons beyond its decision: an
+// aggregate's query text (on its decision) and suppressed cells (on its complete), so
+// that an auditor reads what was asked and withheld without --format jsonl.
+func tableNote(e *audit.Event) string {
+	var notes []string
+	for _, r := range e.Reasons {
+		if strings.HasPrefix(r, "query: ") || strings.HasPrefix(r, "suppressed_cells: ") {
+			notes = append(notes, r)
+		}
+	}
+	return strings.Join(notes, "; ")
 }
 
 // cell is a value as a table shows it: "-" when empty, else [Printable].

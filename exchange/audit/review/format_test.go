@@ -133,3 +133,27 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatTableShowsAggregateQuery: the table shows an aggregate's query text on its
+// decision and its suppressed cells on its complete, escaped like every value.
+func TestFormatTableShowsAggregateQuery(t *testing.T) {
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	sql := "SELECT gender, COUNT(*) FROM population.person\nGROUP BY gender"
+	evs := []*audit.Event{
+		{EventID: audit.NewEventID(), Kind: audit.KindDecision, Time: at, RequestID: "r1", Department: "tj-33", Action: "aggregate",
+			Dataset: "population.person", Decision: audit.Allow, Reasons: []string{"query: " + sql, "plan: group_by [gender]"}},
+		{EventID: audit.NewEventID(), Kind: audit.KindComplete, Time: at.Add(time.Second), RequestID: "r1", Department: "tj-33", Action: "aggregate",
+			Dataset: "population.person", Status: audit.StatusOK, Rows: 2, Reasons: []string{"suppressed_cells: 3"}},
+	}
+	it, _ := audit.SliceStore(evs).Events(context.Background(), audit.Filter{})
+	var b bytes.Buffer
+	if _, err := WriteEvents(&b, it, "table", time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.HasSuffix(lines[0], "NOTE") ||
+		!strings.HasSuffix(lines[1], `query: SELECT gender, COUNT(*) FROM population.person\nGROUP BY gender`) ||
+		!strings.HasSuffix(lines[2], "suppressed_cells: 3") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
