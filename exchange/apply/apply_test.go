@@ -259,6 +259,9 @@ func TestRefusalsChangeNothing(t *testing.T) {
 			{"validity backwards", func(r *Request) { r.ValidUntil = "2025-01-01" }, "invalid_application"},
 			{"access not known", func(r *Request) { r.Access = []string{"delete"} }, "invalid_application"},
 			{"renew something not granted", func(r *Request) { r.Renews = submitted }, "invalid_application"},
+			{"another department's system", func(r *Request) { r.System = "gab/steward" }, "bad_system"},
+			{"markup as a system", func(r *Request) { r.System = "<b>x</b>" }, "bad_system"},
+			{"a legal basis over 4 KiB", func(r *Request) { r.LegalBasis = strings.Repeat("法", 1366) }, "text_too_long"},
 		} {
 			r := housing()
 			tc.mod(&r)
@@ -412,7 +415,11 @@ func TestCorrectionFlaggedAnsweredClosed(t *testing.T) {
 			{func(f *Flag) { f.Key = "" }, "bad_key"},
 			{func(f *Flag) { f.Dataset = "population.nobody" }, "unknown_dataset"},
 			// Only a department the dataset is shared with flags its records.
-			{func(f *Flag) { f.Dataset = "economy.indicator"; f.Key = `["GDP","330100","2024Q3"]`; f.Column = "value" }, "no_agreement"},
+			{func(f *Flag) {
+				f.Dataset = "economy.indicator"
+				f.Key = `["GDP","330100","2024Q3"]`
+				f.Column = "value"
+			}, "no_agreement"},
 		} {
 			g := f
 			bad.mod(&g)

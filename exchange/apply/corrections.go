@@ -163,6 +163,9 @@ func (s *Service) AnswerFlag(ctx context.Context, c Caller, id string, ans Answe
 		if !ans.Corrected && strings.TrimSpace(ans.Note) == "" {
 			return exchange.E(exchange.Invalid, "reasons_required", "a rejected correction states its reason")
 		}
+		if err := tooLong("note", ans.Note); err != nil {
+			return err
+		}
 		x.State, x.Answer, x.Clock, x.Due = Rejected, ans.Note, "", time.Time{}
 		if ans.Corrected {
 			x.State = Corrected

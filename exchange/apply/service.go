@@ -20,6 +20,7 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/audit"
+	"govx/exchange/auth"
 	"govx/policies"
 	"govx/schemas"
 )
@@ -152,6 +153,23 @@ func invalid(format string, args ...any) error {
 	return exchange.E(exchange.Invalid, "invalid_application", fmt.Sprintf(format, args...))
 }
 
+// MaxText is the longest free text a step takes (a legal basis, a scenario, grounds,
+// reasons all together, a note): a record of the process, not a place for documents
+// (attachments are references).
+const MaxText = 4096
+
+// tooLong refuses a free-text field over MaxText bytes, naming it.
+func tooLong(field string, vs ...string) error {
+	n := 0
+	for _, v := range vs {
+		n += len(v)
+	}
+	if n > MaxText {
+		return exchange.E(exchange.Invalid, "text_too_long", fmt.Sprintf("%s: at most %d bytes (%d given); attach longer documents by reference", field, MaxText, n))
+	}
+	return nil
+}
+
 func parseDate(field, v string) (time.Time, error) {
 	t, err := time.Parse(time.DateOnly, v)
 	if err != nil {
@@ -191,6 +209,11 @@ func (s *Service) checkRequest(r *Request) (*schemas.Dataset, error) {
 	}
 	if strings.TrimSpace(r.Scenario) == "" {
 		return nil, invalid("scenario: say in which procedure the data is used")
+	}
+	for field, v := range map[string]string{"legal_basis": r.LegalBasis, "scenario": r.Scenario} {
+		if err := tooLong(field, v); err != nil {
+			return nil, err
+		}
 	}
 	if r.CaseVolume < 0 {
 		return nil, invalid("case_volume must not be negative")
@@ -244,6 +267,7 @@ func (s *Service) Submit(ctx context.Context, c Caller, r Request) (*Application
 	if r.System == "" {
 		r.System = c.Subject.System
 	}
+	r.System = strings.TrimSpace(r.System)
 	a := &Application{Applicant: c.Subject.Department, System: r.System, Dataset: r.Dataset, Columns: r.Columns,
 		Purpose: r.Purpose, LegalBasis: r.LegalBasis, Scenario: r.Scenario, CaseVolume: r.CaseVolume, RowScope: r.RowScope,
 		Access: r.Access, ValidFrom: r.ValidFrom, ValidUntil: r.ValidUntil, Attachments: r.Attachments, Renews: r.Renews,
@@ -258,6 +282,13 @@ func (s *Service) Submit(ctx context.Context, c Caller, r Request) (*Application
 	}
 	if _, err := s.checkRequest(&r); err != nil {
 		return refuse(err)
+	}
+	// The system is one of the applicant's own, named as its credentials name systems:
+	// never another department's ("gab/steward"), never markup. (The policy data lists
+	// no systems per department, so a well-formed name is all that can be checked.)
+	if _, err := auth.ParseSubject(a.Applicant + "/" + r.System); err != nil || r.System == "" {
+		return refuse(exchange.E(exchange.Invalid, "bad_system", fmt.Sprintf(
+			"system %q: the name of one of your department's systems, as its token or certificate names it (lower-case letters, digits, '.', '_' or '-', e.g. %q)", r.System, c.Subject.System)))
 	}
 	due, err := s.deadline(a.Applicant, now, func(l policies.TimeLimit) int { return l.Review })
 	if err != nil {
@@ -359,6 +390,9 @@ func (s *Service) Dispute(ctx context.Context, c Caller, id, grounds string) (*A
 		if strings.TrimSpace(grounds) == "" {
 			return exchange.E(exchange.Invalid, "grounds_required", "a dispute states why the data is still needed")
 		}
+		if err := tooLong("grounds", grounds); err != nil {
+			return err
+		}
 		a.State, a.Grounds = Disputed, grounds
 		return nil
 	})
@@ -398,6 +432,9 @@ func (s *Service) refuseWith(a *Application, reasons []string) error {
 		if strings.TrimSpace(r) == "" {
 			return exchange.E(exchange.Invalid, "reasons_required", "a refusal's reasons must not be empty")
 		}
+	}
+	if err := tooLong("reasons", reasons...); err != nil {
+		return err
 	}
 	a.State, a.Reasons, a.Clock, a.Due = Refused, reasons, "", time.Time{}
 	return nil

@@ -207,6 +207,10 @@ func (c *Console) auditSubject(w http.ResponseWriter, r *http.Request, s *sessio
 			c.fail(w, r, s, statusOf(err), err)
 			return
 		}
+		if d.Dataset == "" {
+			// The report's own note names the CLI's --record; here the dataset is the way.
+			d.Rep.Notes = []string{p.T("subject_pulls_note")}
+		}
 	}
 	p.Data = d
 	c.render(w, http.StatusOK, "subject", p)

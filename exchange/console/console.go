@@ -10,6 +10,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -129,7 +130,15 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	static, _ := fs.Sub(assets, "static")
-	c.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	c.mux.HandleFunc("GET /static/", func(w http.ResponseWriter, r *http.Request) {
+		// Files only: a directory is never listed.
+		if strings.HasSuffix(r.URL.Path, "/") {
+			c.notFound(w, r, http.StatusNotFound, "")
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 	c.mux.HandleFunc("GET /login", c.loginPage)
 	c.mux.HandleFunc("POST /login", c.login)
 	c.mux.HandleFunc("GET /lang/{lang}", c.setLang)
@@ -149,7 +158,44 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.cfg.TLS {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}
+	// An address no route has (404), or a method the route does not take (405), gets the
+	// console's own page, not the mux's plain text.
+	if h, pattern := c.mux.Handler(r); pattern == "" {
+		rec := &statusOnly{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusNotFound || rec.status == http.StatusMethodNotAllowed {
+			c.notFound(w, r, rec.status, rec.header.Get("Allow"))
+			return
+		}
+	}
 	c.mux.ServeHTTP(w, r)
+}
+
+// statusOnly keeps the status and headers the mux's own answer would have.
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header { return s.header }
+func (s *statusOnly) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (s *statusOnly) WriteHeader(code int) { s.status = code }
+
+// notFound is the console's page for an address it does not have (404), or a method
+// the address does not take (405, with Allow).
+func (c *Console) notFound(w http.ResponseWriter, r *http.Request, status int, allow string) {
+	p := c.newPage(r, nil, "error")
+	p.Error, p.Hint = p.T("not_found"), p.T("hint_not_found")
+	if status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", allow)
+		p.Error, p.Hint = p.T("method_not_allowed"), p.T("hint_reload")
+	}
+	c.render(w, status, "error", p)
 }
 
 // SubjectKeyLabel names the key of the subject report's audit notes:
@@ -285,7 +331,9 @@ func (c *Console) page(pattern, need string, h handler) {
 			return
 		}
 		if r.Method == http.MethodPost {
-			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+			if !c.parseForm(w, r, s, maxForm) {
+				return
+			}
 			if !sameSecret(r.PostFormValue("csrf"), s.csrf) {
 				err := c.audit(r, s, "csrf", "", "", "", nil, exchange.E(exchange.PermissionDenied, "csrf", "the form's CSRF token is missing or wrong"))
 				c.fail(w, r, s, http.StatusForbidden, err)
@@ -325,6 +373,28 @@ func (c *Console) stillValid(w http.ResponseWriter, r *http.Request, s *session)
 	return false
 }
 
+// maxForm is the largest form body a page takes: free text is limited to
+// apply.MaxText a field, so only a form no page of the console sends is larger.
+const maxForm = 1 << 20
+
+// parseForm reads a posted form of at most limit bytes. A larger one is refused as too
+// large (413, audited), not taken for a missing CSRF token.
+func (c *Console) parseForm(w http.ResponseWriter, r *http.Request, s *session, limit int64) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	err := r.ParseForm()
+	if err == nil {
+		return true
+	}
+	refused := exchange.E(exchange.Invalid, "bad_form", "the form could not be read")
+	status := http.StatusBadRequest
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		refused = exchange.E(exchange.Invalid, "form_too_large", fmt.Sprintf("the form is larger than %d KiB", limit>>10))
+		status = http.StatusRequestEntityTooLarge
+	}
+	c.fail(w, r, s, status, c.audit(r, s, "post", "", "", "", nil, refused))
+	return false
+}
+
 // withPath names the refused page in the first reason, so that the audit log says what
 // was tried.
 func withPath(err error, path string) error {
@@ -350,7 +420,9 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // layer verified, exactly as the API authenticates; the roles come from the policy. A
 // subject holding no role is refused. Each sign-in, and each failed one, is audited.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if !c.parseForm(w, r, nil, 64<<10) {
+		return
+	}
 	ck, err := r.Cookie(loginCookie)
 	if err != nil || !sameSecret(r.PostFormValue("csrf"), ck.Value) || !c.loginTokenValid(ck.Value) {
 		err := c.audit(r, nil, "signin", "", "", "", nil, exchange.E(exchange.PermissionDenied, "csrf", "the sign-in form's CSRF token is missing or wrong"))

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strings"
@@ -32,6 +33,8 @@ type page struct {
 	CertOffered bool
 	Path        string
 	Error       string
+	Hint        string // what to do about Error
+	Back        string // where the error page's link goes
 	Notice      string
 	Now         time.Time
 	Data        any
@@ -149,7 +152,42 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, statu
 		status = http.StatusServiceUnavailable
 	}
 	p.Error = c.errorText(p, err)
+	p.Back = backOf(r)
+	if xe, ok := errors.AsType[*exchange.Error](err); ok && hints[xe.Code] != "" {
+		p.Hint = p.T(hints[xe.Code])
+	}
 	c.render(w, status, "error", p)
+}
+
+// hints say what to do about an error, by its code (message keys).
+var hints = map[string]string{
+	"csrf":              "hint_reload",
+	"form_too_large":    "hint_too_large",
+	"text_too_long":     "hint_too_large",
+	"audit_unavailable": "hint_retry",
+	"unauthenticated":   "hint_signin",
+}
+
+// backOf is the page a failed request came from: a step's form is on its application's
+// page, an answer's on the answer queue; a page that failed to open links home.
+func backOf(r *http.Request) string {
+	if r.Method != http.MethodPost {
+		return "/"
+	}
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	switch {
+	case parts[0] == "login":
+		return "/login"
+	case parts[0] == "applications" && len(parts) >= 2:
+		return "/applications/" + url.PathEscape(parts[1])
+	case parts[0] == "applications":
+		return "/applications"
+	case parts[0] == "corrections" && len(parts) == 3:
+		return "/queue/answer"
+	case parts[0] == "corrections":
+		return "/corrections"
+	}
+	return "/"
 }
 
 // errorText is an error as people read it: its code, message and the policy's reasons.

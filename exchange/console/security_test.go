@@ -208,3 +208,82 @@ func TestIntegrationConsoleSignInCSRFSigned(t *testing.T) {
 	// The console's own token still signs in.
 	signedIn(t, base, toks["department"])
 }
+
+// Forms and error pages: the apply form's system must be one of the applicant's own
+// systems by name; free text over 4 KiB is refused with a clear error; a CSRF failure
+// says to reload and links back to the form's page; a form over the size limit says it
+// is too large; unknown addresses and methods get the console's page with its headers;
+// /static/ lists nothing; a subject report without a dataset names no CLI flag; a
+// refusal has no empty names.
+func TestIntegrationConsoleFormsAndErrors(t *testing.T) {
+	var skew atomic.Int64
+	x, _, toks, ps := consoleExchange(t, &skew)
+	base := "http://" + x.ConsoleAddr()
+	c := signedIn(t, base, toks["department"])
+	for _, bad := range []struct{ system, code string }{{"gab/steward", "bad_system"}, {"<b>x</b>", "bad_system"}} {
+		f := applyForm()
+		f.Set("system", bad.system)
+		code, body := post(t, c, base, "/applications", "/applications", f)
+		if code != http.StatusBadRequest || !strings.Contains(body, bad.code) || strings.Contains(body, "<b>x</b>") {
+			t.Errorf("applying for system %q: %d\n%s", bad.system, code, body)
+		}
+	}
+	f := applyForm()
+	f.Set("legal_basis", strings.Repeat("法", 2000))
+	if code, body := post(t, c, base, "/applications", "/applications", f); code != http.StatusBadRequest || !strings.Contains(body, "text_too_long") || !strings.Contains(body, `id="hint"`) {
+		t.Errorf("a legal basis of 6000 bytes: %d\n%s", code, body)
+	}
+	id := submitted(t, c, base, applyForm())
+
+	// A wrong CSRF token: reload and submit again, with the way back to the form.
+	resp, err := c.PostForm(base+"/applications/"+id+"/withdraw", url.Values{"csrf": {"stale"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "请刷新页面后重新提交") || !strings.Contains(string(body), `href="/applications/`+id+`" id="back"`) {
+		t.Errorf("a stale CSRF token: %d\n%s", resp.StatusCode, body)
+	}
+	// A form over the limit is too large, not a CSRF failure.
+	resp, err = c.PostForm(base+"/applications/"+id+"/withdraw", url.Values{"reasons": {strings.Repeat("x", 2<<20)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "form_too_large") || strings.Contains(string(body), "csrf:") {
+		t.Errorf("a 2 MiB form: %d\n%s", resp.StatusCode, body)
+	}
+
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{{"GET", "/no-such-page", 404}, {"DELETE", "/catalog", 405}, {"GET", "/static/", 404}} {
+		req, _ := http.NewRequest(tc.method, base+tc.path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), `id="back"`) || strings.Contains(string(body), "console.css</a>") ||
+			!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") {
+			t.Errorf("%s %s: %d %v\n%s", tc.method, tc.path, resp.StatusCode, resp.Header, body)
+		}
+	}
+	if code, _ := page(t, c, base+"/static/console.css"); code != http.StatusOK {
+		t.Errorf("the style sheet: %d", code)
+	}
+
+	// Answering a correction that does not exist names nobody, and no empty name.
+	code, body2 := post(t, c, base, "/corrections", "/corrections/COR-2026-999999/answer", url.Values{"note": {"x"}})
+	if code < 400 || strings.Contains(body2, "provides ,") || strings.Contains(body2, "()") {
+		t.Errorf("answering an unknown correction: %d\n%s", code, body2)
+	}
+
+	a := signedIn(t, base, toks["auditor"])
+	if code, body := page(t, a, base+"/audit/subject?key="+ps[0]["id_number"].(string)); code != http.StatusOK || strings.Contains(body, "--record") {
+		t.Errorf("a subject report without a dataset: %d, points at a CLI flag:\n%s", code, body)
+	}
+}
