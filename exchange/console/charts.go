@@ -21,8 +21,9 @@ import (
 
 // Charts are drawn on the server as SVG (gonum.org/v1/plot) from the same events the
 // search shows, and served as images: no script, nothing fetched from elsewhere. Their
-// labels are codes (departments, datasets, dates); the page around them says what they
-// show, in the page's language.
+// titles and axes are in the page's language (the SVG names its fonts and the browser
+// draws the text, CJK included); the data labels are codes (departments, datasets,
+// dates).
 
 // chartColors tell the departments apart.
 var chartColors = []color.Color{
@@ -45,7 +46,7 @@ func (c *Console) chart(w http.ResponseWriter, r *http.Request, s *session) {
 	if err == nil {
 		data := newChart()
 		if err = c.scan(r.Context(), f, data.add); err == nil {
-			p, err = data.plot()
+			p, err = data.plot(c.newPage(r, s, "chart").T)
 		}
 	}
 	if err != nil {
@@ -68,7 +69,7 @@ func (c *Console) chart(w http.ResponseWriter, r *http.Request, s *session) {
 // chartData sums the events of a search as they pass, then draws the chart.
 type chartData interface {
 	add(*audit.Event)
-	plot() (*plot.Plot, error)
+	plot(t func(key string) string) (*plot.Plot, error)
 }
 
 func drawCanvas(c *vgsvg.Canvas) draw.Canvas { return draw.New(c) }
@@ -121,8 +122,8 @@ func (q *requests) add(e *audit.Event) {
 	}
 }
 
-func (q *requests) plot() (*plot.Plot, error) {
-	p := newPlot("requests / denials per day", "requests")
+func (q *requests) plot(t func(string) string) (*plot.Plot, error) {
+	p := newPlot(t("chart_t_requests"), t("requests"))
 	depts := make([]string, 0, len(q.all))
 	for d := range q.all {
 		depts = append(depts, d)
@@ -183,8 +184,8 @@ func (r rows) add(e *audit.Event) {
 	}
 }
 
-func (r rows) plot() (*plot.Plot, error) {
-	p := newPlot("rows served per dataset", "rows")
+func (r rows) plot(t func(string) string) (*plot.Plot, error) {
+	p := newPlot(t("chart_t_rows"), t("rows"))
 	names := make([]string, 0, len(r))
 	for n := range r {
 		names = append(names, n)
@@ -252,8 +253,8 @@ func (o *offHoursCalendar) add(e *audit.Event) {
 	}
 }
 
-func (o *offHoursCalendar) plot() (*plot.Plot, error) {
-	p := newPlot("off-hours requests per day", "")
+func (o *offHoursCalendar) plot(t func(string) string) (*plot.Plot, error) {
+	p := newPlot(t("chart_t_offhours"), "")
 	last := o.last
 	if last.IsZero() {
 		last = time.Now()
@@ -274,8 +275,8 @@ func (o *offHoursCalendar) plot() (*plot.Plot, error) {
 	h.Min, h.Max = 0, math.Max(max, 1)
 	p.Add(h)
 	p.NominalX(labels...)
-	p.NominalY("Sun", "Sat", "Fri", "Thu", "Wed", "Tue", "Mon")
-	p.X.Label.Text = "week of"
+	p.NominalY(t("sun"), t("sat"), t("fri"), t("thu"), t("wed"), t("tue"), t("mon"))
+	p.X.Label.Text = t("week_of")
 	return p, nil
 }
 

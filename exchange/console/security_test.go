@@ -214,7 +214,7 @@ func TestIntegrationConsoleSignInCSRFSigned(t *testing.T) {
 // says to reload and links back to the form's page; a form over the size limit says it
 // is too large; unknown addresses and methods get the console's page with its headers;
 // /static/ lists nothing; a subject report without a dataset names no CLI flag; a
-// refusal has no empty names.
+// refusal has no empty names; charts are titled in the page's language.
 func TestIntegrationConsoleFormsAndErrors(t *testing.T) {
 	var skew atomic.Int64
 	x, _, toks, ps := consoleExchange(t, &skew)
@@ -285,5 +285,12 @@ func TestIntegrationConsoleFormsAndErrors(t *testing.T) {
 	a := signedIn(t, base, toks["auditor"])
 	if code, body := page(t, a, base+"/audit/subject?key="+ps[0]["id_number"].(string)); code != http.StatusOK || strings.Contains(body, "--record") {
 		t.Errorf("a subject report without a dataset: %d, points at a CLI flag:\n%s", code, body)
+	}
+	// The charts' titles are in the page's language.
+	for _, lang := range []struct{ code, title string }{{"zh", "每日请求 / 拒绝"}, {"en", "requests / denials per day"}} {
+		page(t, a, base+"/lang/"+lang.code)
+		if code, svg := page(t, a, base+"/charts/requests.svg"); code != http.StatusOK || !strings.Contains(svg, lang.title) {
+			t.Errorf("the requests chart in %s: %d, no title %q", lang.code, code, lang.title)
+		}
 	}
 }
