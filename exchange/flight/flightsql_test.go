@@ -250,7 +250,7 @@ opts = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer " + token.e
 info = client.get_flight_info(flight.FlightDescriptor.for_command(cmd), opts)
 table = client.do_get(info.endpoints[0].ticket, opts).read_all()
 out["pyarrow"] = {g: n for g, n in zip(table.column(0).to_pylist(), table.column(1).to_pylist())}
-out["pyarrow_suppressed"] = table.schema.metadata[b"govx.suppressed_cells"].decode()
+out["pyarrow_suppression"] = table.schema.metadata[b"govx.suppression"].decode()
 try:
     client.do_get(info.endpoints[0].ticket, flight.FlightCallOptions(headers=[(b"authorization", b"Bearer " + other.encode())])).read_all()
 except flight.FlightError as e:
@@ -269,13 +269,13 @@ func TestIntegrationADBCAndPyarrowAggregate(t *testing.T) {
 		t.Fatalf("python: %v\n%s%s", err, out, stderr.String())
 	}
 	var got struct {
-		Rows              map[string]int
-		City              int
-		Errors            map[string]string
-		Tables            []string
-		Vendor            []any
-		Pyarrow           map[string]int
-		PyarrowSuppressed string `json:"pyarrow_suppressed"`
+		Rows               map[string]int
+		City               int
+		Errors             map[string]string
+		Tables             []string
+		Vendor             []any
+		Pyarrow            map[string]int
+		PyarrowSuppression string `json:"pyarrow_suppression"`
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("python printed %q: %v", out, err)
@@ -301,8 +301,8 @@ func TestIntegrationADBCAndPyarrowAggregate(t *testing.T) {
 		t.Errorf("ADBC get_objects lists %v, want population.person only", got.Tables)
 	}
 	// By gender: 600 men in scope 33 are 400; the three women of 330108 are a cell of 3.
-	if len(got.Pyarrow) != 1 || got.Pyarrow["1"] != hz+nb || got.PyarrowSuppressed != "1" {
-		t.Errorf("pyarrow: %v (suppressed %s), want 1=%d and one suppressed cell", got.Pyarrow, got.PyarrowSuppressed, hz+nb)
+	if len(got.Pyarrow) != 1 || got.Pyarrow["1"] != hz+nb || got.PyarrowSuppression != "cells of fewer than 10 rows are suppressed: not shown and counted in no group" {
+		t.Errorf("pyarrow: %v (%q), want 1=%d and the suppression note", got.Pyarrow, got.PyarrowSuppression, hz+nb)
 	}
 }
 
