@@ -88,7 +88,7 @@ func TestApplicationsCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "application "+id) {
 		t.Fatalf("policy explain does not name the application: %v\n%s", err, out)
 	}
-	out, err = as("applicant", "corrections", "flag", "--dataset", "population.person", "--key", "320102199001011234",
+	out, err = as("applicant", "corrections", "flag", "--dataset", "population.person", "--key", "320102199001011232",
 		"--column", "name", "--value", "张叁", "--evidence", "户籍证明")
 	if err != nil || !strings.Contains(out, "flagged") {
 		t.Fatalf("flag: %v\n%s", err, out)
