@@ -417,3 +417,54 @@ func FuzzQuery(f *testing.F) {
 		}
 	})
 }
+
+// TestMySQLNamesAndWhyRefused: names read as MySQL reads them (an output alias in GROUP
+// BY, column names in any case, an escaped _ in a LIKE prefix) answer as the plain
+// query does; what cannot be answered says exactly why.
+func TestMySQLNamesAndWhyRefused(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	t.Cleanup(func() { mem.AssertSize(t, 0) })
+	tbl := table(t, mem, parcels(400))
+	dec := decision(10)
+	answer := func(sql string) string {
+		t.Helper()
+		res, err := run(t, tbl, dec, sql)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		defer res.Record.Release()
+		return strings.Join(rowsText(res.Record), ",")
+	}
+	plain := answer("SELECT land_use, COUNT(*) FROM resource.land_parcel GROUP BY land_use")
+	for _, sql := range []string{
+		"SELECT land_use AS u, COUNT(*) FROM resource.land_parcel GROUP BY u",
+		"SELECT land_use AS U, COUNT(*) FROM resource.land_parcel GROUP BY u ORDER BY u",
+		"SELECT LAND_USE, COUNT(*) FROM resource.land_parcel GROUP BY Land_Use",
+		"SELECT land_parcel.land_use, COUNT(*) FROM resource.land_parcel GROUP BY LAND_USE",
+	} {
+		if got := answer(sql); got != plain {
+			t.Errorf("%s:\n%s\nwant\n%s", sql, got, plain)
+		}
+	}
+	rights := answer("SELECT right_type, COUNT(*) FROM resource.land_parcel WHERE right_type = 'use_right' GROUP BY right_type")
+	for _, sql := range []string{
+		`SELECT right_type, COUNT(*) FROM resource.land_parcel WHERE right_type LIKE 'use\_%' GROUP BY right_type`,
+		`SELECT right_type, COUNT(*) FROM resource.land_parcel WHERE right_type LIKE 'use|_right' ESCAPE '|' GROUP BY right_type`,
+	} {
+		if got := answer(sql); got != rights || rights == "" {
+			t.Errorf("%s:\n%s\nwant\n%s", sql, got, rights)
+		}
+	}
+	for sql, want := range map[string]string{
+		"SELECT x.land_use, COUNT(*) FROM resource.land_parcel GROUP BY land_use":                                     "unknown table x",
+		"SELECT land_use, COUNT(*) FROM resource.land_parcel WHERE other.region_code = '330106' GROUP BY land_use":    "unknown table other",
+		"SELECT land_use AS region_code, COUNT(*) FROM resource.land_parcel GROUP BY region_code":                     "names both a column of resource.land_parcel and an output alias",
+		"SELECT right_type, COUNT(*) FROM resource.land_parcel WHERE right_type LIKE 'use_right' GROUP BY right_type": `'_' is a wildcard here; for the character itself write \_`,
+		"SELECT right_type, COUNT(*) FROM resource.land_parcel WHERE right_type LIKE 'u%e%' GROUP BY right_type":      `'%' is a wildcard here; for the character itself write \%`,
+	} {
+		_, err := run(t, tbl, dec, sql)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error saying %q", sql, err, want)
+		}
+	}
+}

@@ -40,6 +40,11 @@ func NewPlan(q *Query, ds *schemas.Dataset, dec exchange.Decision) (*Plan, error
 			Reasons: []exchange.Reason{{Code: code, Message: fmt.Sprintf(format, args...)}}})
 	}
 	p := &Plan{Query: q, Dataset: ds, Terms: t}
+	for _, a := range q.aliases {
+		if _, ok := ds.Field(a); ok {
+			return nil, exchange.E(exchange.Invalid, "bad_query", fmt.Sprintf("GROUP BY %s names both a column of %s and an output alias; MySQL would group by the column: GROUP BY the column you mean by its own name", a, ds.ID))
+		}
+	}
 	for _, c := range q.GroupBy {
 		if !slices.Contains(t.GroupBy, c) {
 			return nil, deny("group_not_granted", "agreement %s lets you group by %s only; not by %s", dec.Agreement, strings.Join(t.GroupBy, ", "), c)

@@ -67,6 +67,9 @@ type Query struct {
 	Limit int64
 
 	names tableNames
+	// aliases are the GROUP BY names read as output aliases (MySQL looks for a column of
+	// the table first): NewPlan refuses the query if one is a column of the dataset too.
+	aliases []string
 }
 
 // Columns returns every column the query reads — group columns, aggregated columns and
@@ -133,6 +136,9 @@ func Parse(text string) (q *Query, err error) {
 	}
 	q = &Query{Text: text}
 	if err := q.from(sel); err != nil {
+		return nil, err
+	}
+	if err := q.qualifiers(sel); err != nil {
 		return nil, err
 	}
 	if err := q.groupBy(sel); err != nil {
@@ -234,24 +240,56 @@ func (q *Query) from(sel *ast.SelectStmt) error {
 	return nil
 }
 
-// column returns the name of a column reference, checking its qualifier.
+// column returns the name of a column reference, checking its qualifier. Column names
+// are case-insensitive, as in MySQL: the catalog's are lower_snake_case.
 func (q *Query) column(e ast.ExprNode) (string, bool) {
 	c, ok := e.(*ast.ColumnNameExpr)
-	if !ok || c.Name == nil {
+	if !ok || c.Name == nil || q.foreign(c.Name) != "" {
 		return "", false
 	}
-	n := c.Name
-	if n.Table.O != "" {
-		qual := n.Table.O
-		if n.Schema.O != "" {
-			qual = n.Schema.O + "." + qual
-		}
-		if !slices.Contains(q.names, qual) {
-			return "", false
-		}
-	}
-	return n.Name.O, true
+	return c.Name.Name.L, true
 }
+
+// foreign returns the qualifier of a column reference that names another table than
+// the dataset ("" when there is none or it names the dataset).
+func (q *Query) foreign(n *ast.ColumnName) string {
+	if n.Table.O == "" {
+		return ""
+	}
+	qual := n.Table.O
+	if n.Schema.O != "" {
+		qual = n.Schema.O + "." + qual
+	}
+	if slices.Contains(q.names, qual) {
+		return ""
+	}
+	return qual
+}
+
+// qualifiers refuses a column qualified with another table than the dataset, by name,
+// before a clause refuses it as something it does not take.
+func (q *Query) qualifiers(sel *ast.SelectStmt) error {
+	v := &qualifierCheck{q: q}
+	sel.Accept(v)
+	if v.bad != "" {
+		return invalid("bad_query", "unknown table %s: the query reads %s only; qualify its columns with %s, or not at all", v.bad, q.Dataset, strings.Join(q.names, " or "))
+	}
+	return nil
+}
+
+type qualifierCheck struct {
+	q   *Query
+	bad string
+}
+
+func (v *qualifierCheck) Enter(n ast.Node) (ast.Node, bool) {
+	if c, ok := n.(*ast.ColumnName); ok && v.bad == "" {
+		v.bad = v.q.foreign(c)
+	}
+	return n, v.bad != ""
+}
+
+func (v *qualifierCheck) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
 func (q *Query) groupBy(sel *ast.SelectStmt) error {
 	if sel.GroupBy == nil {
@@ -263,14 +301,39 @@ func (q *Query) groupBy(sel *ast.SelectStmt) error {
 	for _, it := range sel.GroupBy.Items {
 		c, ok := q.column(it.Expr)
 		if !ok {
-			return invalid("unsupported_sql", "GROUP BY takes column names of %s only", q.Dataset)
+			return invalid("unsupported_sql", "GROUP BY takes column names of %s, or aliases of selected columns, only", q.Dataset)
 		}
+		c = q.unalias(sel, c)
 		if slices.Contains(q.GroupBy, c) {
 			return invalid("duplicate_column", "GROUP BY names %q twice", c)
 		}
 		q.GroupBy = append(q.GroupBy, c)
 	}
 	return nil
+}
+
+// unalias returns the column a GROUP BY name stands for: the column selected AS that
+// name, if one is and the name is not itself selected as a column; else the name.
+func (q *Query) unalias(sel *ast.SelectStmt, name string) string {
+	if sel.Fields == nil {
+		return name
+	}
+	col := ""
+	for _, f := range sel.Fields.Fields {
+		c, ok := q.column(f.Expr)
+		switch {
+		case !ok:
+		case c == name && f.AsName.O == "":
+			return name
+		case strings.EqualFold(f.AsName.O, name) && c != name:
+			col = c
+		}
+	}
+	if col == "" {
+		return name
+	}
+	q.aliases = append(q.aliases, name)
+	return col
 }
 
 func (q *Query) fields(sel *ast.SelectStmt) error {
@@ -391,12 +454,12 @@ func (q *Query) where(e ast.ExprNode) error {
 		col, okc := q.column(x.Expr)
 		pat, okp := literal(x.Pattern)
 		s, isString := pat.(string)
-		if !okc || !okp || !isString || x.Not || !x.IsLike || x.Escape != '\\' {
-			return invalid("unsupported_sql", "LIKE takes a column and a literal pattern 'prefix%%' (NOT LIKE, ILIKE and ESCAPE are not answered)")
+		if !okc || !okp || !isString || x.Not || !x.IsLike {
+			return invalid("unsupported_sql", "LIKE takes a column and a literal pattern 'prefix%%' (NOT LIKE and ILIKE are not answered)")
 		}
-		prefix, wild := strings.CutSuffix(s, "%")
-		if strings.ContainsAny(prefix, `%_\`) {
-			return invalid("unsupported_sql", "LIKE answers only a prefix: 'abc%%', with no other %% or _")
+		prefix, wild, err := likePrefix(s, x.Escape)
+		if err != nil {
+			return err
 		}
 		op := exchange.OpPrefix
 		if !wild {
@@ -419,6 +482,28 @@ func (q *Query) where(e ast.ExprNode) error {
 }
 
 const maxPredicates = 32
+
+// likePrefix reads a LIKE pattern that matches a prefix: literal characters, each % or
+// _ among them written after the escape character, and at most one trailing %. It
+// returns the prefix and whether the pattern ended in %.
+func likePrefix(pattern string, escape byte) (prefix string, wild bool, err error) {
+	var b strings.Builder
+	for i := 0; i < len(pattern); i++ {
+		c := pattern[i]
+		switch {
+		case c == escape && i+1 < len(pattern):
+			i++
+			b.WriteByte(pattern[i])
+		case c == '%' && i == len(pattern)-1:
+			wild = true
+		case c == '%' || c == '_':
+			return "", false, invalid("unsupported_sql", "LIKE answers only a prefix, 'abc%%': %q is a wildcard here; for the character itself write %c%c", c, escape, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), wild, nil
+}
 
 var compareOps = map[opcode.Op]string{
 	opcode.EQ: exchange.OpEq, opcode.NE: exchange.OpNe, opcode.LT: exchange.OpLt,
@@ -466,7 +551,7 @@ func (q *Query) orderBy(sel *ast.SelectStmt) error {
 				i = p.N - 1
 			}
 		} else if c, ok := q.column(it.Expr); ok {
-			i = slices.IndexFunc(q.Items, func(x Item) bool { return x.Name == c })
+			i = slices.IndexFunc(q.Items, func(x Item) bool { return strings.EqualFold(x.Name, c) })
 		} else if a, ok := it.Expr.(*ast.AggregateFuncExpr); ok {
 			if x, err := q.item(a); err == nil {
 				i = slices.IndexFunc(q.Items, func(y Item) bool { return y.Fn == x.Fn && y.Column == x.Column })

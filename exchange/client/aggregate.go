@@ -12,15 +12,18 @@ import (
 // Aggregate runs an aggregate query (action aggregate: counts and sums over groups,
 // never rows) over Flight SQL on the exchange's Flight port, for purpose (and the case
 // it serves, if any). It returns the answer as one record, which the caller releases;
-// its schema's metadata carries govx.suppressed_cells and govx.min_group_size.
+// its schema's metadata carries govx.min_group_size and govx.suppression.
 func (c *Client) Aggregate(ctx context.Context, sql, purpose, caseRef string) (arrow.Record, error) {
 	fc, ctx, err := c.flight(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, "govx-purpose", purpose)
+	// As binary headers: a plain gRPC header takes printable ASCII only, and a case
+	// reference is often Chinese (and a bad one must reach the exchange to be refused by
+	// name, not fail in gRPC).
+	ctx = metadata.AppendToOutgoingContext(ctx, "govx-purpose-bin", purpose)
 	if caseRef != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "govx-case-ref", caseRef)
+		ctx = metadata.AppendToOutgoingContext(ctx, "govx-case-ref-bin", caseRef)
 	}
 	sc := &flightsql.Client{Client: fc, Alloc: c.mem}
 	info, err := sc.Execute(ctx, sql)

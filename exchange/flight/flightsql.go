@@ -84,16 +84,21 @@ func newSQLServer(s *Server) flight.FlightServer {
 	return flightsql.NewFlightServerWithAllocator(srv, s.mem)
 }
 
-// aggregateCmd is the statement with the purpose and case from the call headers.
+// aggregateCmd is the statement with the purpose and case from the call headers: each
+// as a plain header (printable ASCII, what BI tools set) or a binary one, name + "-bin"
+// (any UTF-8: a Chinese case reference; govx's own client sends these), which wins.
 func aggregateCmd(ctx context.Context, sql string) service.AggregateCmd {
 	cmd := service.AggregateCmd{SQL: sql}
 	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(HeaderPurpose); len(v) == 1 {
-		cmd.Purpose = v[0]
+	header := func(name string) string {
+		for _, key := range []string{name + "-bin", name} {
+			if v := md.Get(key); len(v) == 1 {
+				return v[0]
+			}
+		}
+		return ""
 	}
-	if v := md.Get(HeaderCaseRef); len(v) == 1 {
-		cmd.CaseRef = v[0]
-	}
+	cmd.Purpose, cmd.CaseRef = header(HeaderPurpose), header(HeaderCaseRef)
 	return cmd
 }
 

@@ -60,6 +60,13 @@ func TestAggregateOverHTTP(t *testing.T) {
 			t.Errorf("%s: %d %s %q, want %d %s %q", tc.sql, status, eb.Error.Code, reason, tc.status, tc.code, tc.reason)
 		}
 	}
+	// A body that is no JSON object is malformed, not a query left empty.
+	for _, body := range []string{"null", " [] ", `"SELECT 1"`} {
+		status, eb := errorOf(t, a.do(t, req{path: aggregatePath("population.person"), token: tok, body: body}))
+		if status != 400 || eb.Error.Code != "malformed_request" {
+			t.Errorf("body %s: %d %s, want 400 malformed_request", body, status, eb.Error.Code)
+		}
+	}
 }
 
 // An aggregate-only department's catalog gives no row count of what it may only

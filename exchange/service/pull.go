@@ -47,6 +47,10 @@ func decodeStrict(data []byte, v any) error {
 		// Decoders disagree on which of two equal names wins; the exchange picks none.
 		return invalid("duplicate_field", "the JSON object names "+quote(name)+" twice")
 	}
+	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
+		// null, a list or a bare value would decode as a command of no fields.
+		return invalid("malformed_request", "the request body must be a JSON object: {…}")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
