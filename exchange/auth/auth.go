@@ -62,8 +62,9 @@ func (t *Tokens) Subject(authorization string, verified [][]*x509.Certificate) (
 		}
 		return subj, nil
 	}
-	token, ok := strings.CutPrefix(authorization, "Bearer ")
-	if !ok {
+	// The scheme is case-insensitive (RFC 7235): "bearer" is Bearer too.
+	scheme, token, ok := strings.Cut(authorization, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return exchange.Subject{}, ErrUnauthenticated
 	}
 	return t.Authenticate(strings.TrimSpace(token))

@@ -40,6 +40,17 @@ func TestTokensIssueAuthenticateRevoke(t *testing.T) {
 			t.Errorf("Authenticate(%q) = %v, want unauthenticated", bad, err)
 		}
 	}
+	// The scheme in any case (RFC 7235); nothing else but a token after it.
+	for _, h := range []string{"Bearer " + token, "bearer " + token, "BEARER  " + token} {
+		if got, err := exchangeView.Subject(h, nil); err != nil || got != subj {
+			t.Errorf("Subject(%q) = %v, %v", h, got, err)
+		}
+	}
+	for _, h := range []string{token, "Basic " + token, "Bearer" + token, "Bearers " + token} {
+		if _, err := exchangeView.Subject(h, nil); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("Subject(%q) = %v, want unauthenticated", h, err)
+		}
+	}
 	if _, err := admin.Revoke(rec.ID); err != nil {
 		t.Fatal(err)
 	}
