@@ -27,7 +27,8 @@ func init() {
 		Long: `Run the exchange: materialize the govx.<dataset> Kafka topics, serve Arrow Flight and
 HTTP on loopback (unless the config names other addresses), decide every request with the
 sharing policies and write every access to the audit log. See deploy/exchange.example.yaml
-for every setting. --check validates the config and exits.`,
+for every setting. --check loads and checks everything serve loads at start (the TLS
+certificate and key, the client CAs, the CRL, the datasets) and exits; it writes nothing.`,
 		Example: "  govx exchange serve -c deploy/exchange.example.yaml\n  govx exchange serve -c exchange.yaml --check",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -48,6 +49,11 @@ for every setting. --check validates the config and exits.`,
 				}
 			}
 			if check {
+				// The same loading serve does at start: certificate and key, client
+				// CAs, the CRL against them, dataset names.
+				if err := server.Validate(cfg); err != nil {
+					return fmt.Errorf("%s: %w", cfgPath, err)
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", cfgPath)
 				return nil
 			}

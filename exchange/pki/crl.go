@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -118,7 +120,13 @@ func (s *CRLSet) Check(chains [][]*x509.Certificate, now time.Time) error {
 // than every interval, on the next check after that. It fails closed: while the file
 // is missing, unreadable, not signed by the client CAs or past its next update, every
 // client certificate is refused (bearer tokens are not affected), and Err says why.
-// It is safe for concurrent use.
+//
+// A CRL number only grows, so a list numbered lower than one already loaded for the
+// same CA is a rollback (an old file copied back, or an attacker un-revoking a
+// certificate): it is refused, the newer list stays in force and Err names both
+// numbers. With WithNumbersFile the highest numbers survive a restart, so an exchange
+// started onto an old list refuses every client certificate until a current one is in
+// place. It is safe for concurrent use.
 type Revocations struct {
 	path     string
 	cas      []*x509.Certificate
@@ -127,7 +135,9 @@ type Revocations struct {
 
 	mu        sync.Mutex
 	set       *CRLSet
-	loadErr   error
+	loadErr   error // the file cannot be used and no list is in force
+	staleErr  error // the file is older than the list in force (a rollback), or its number could not be recorded
+	highest   *crlNumbers
 	modTime   time.Time
 	size      int64
 	lastStat  time.Time
@@ -156,23 +166,29 @@ func OnReload(fn func(err error)) RevocationsOption {
 	return func(r *Revocations) { r.onRefresh = fn }
 }
 
-// LoadRevocations loads the CRL file at path for the client CAs cas. The first load
-// must succeed: an exchange configured with a CRL it cannot read does not start.
-func LoadRevocations(path string, cas []*x509.Certificate, opts ...RevocationsOption) (*Revocations, error) {
+// WithNumbersFile keeps the highest CRL number loaded of each CA in path (the
+// exchange's state directory), read at open and rewritten when a number grows. With
+// readOnly (a config check) the file is read but never written.
+func WithNumbersFile(path string, readOnly bool) RevocationsOption {
+	return func(r *Revocations) { r.highest = &crlNumbers{path: path, readOnly: readOnly} }
+}
+
+// OpenRevocations opens the CRL file at path for the client CAs cas and loads it. It
+// does not fail: a file that cannot be used at start refuses every client certificate
+// as it would later, and Err says why (a config check treats that as an error).
+func OpenRevocations(path string, cas []*x509.Certificate, opts ...RevocationsOption) *Revocations {
 	r := &Revocations{path: path, cas: cas, interval: DefaultReloadInterval, now: time.Now}
 	for _, o := range opts {
 		o(r)
 	}
+	if r.highest == nil {
+		r.highest = &crlNumbers{}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.highest.load()
 	r.refreshLocked(true)
-	if r.loadErr != nil {
-		return nil, r.loadErr
-	}
-	if err := r.expiredLocked(); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return r
 }
 
 // Check refreshes the list if it is due and reports whether the verified chains may be
@@ -190,15 +206,19 @@ func (r *Revocations) Check(chains [][]*x509.Certificate) error {
 	return r.set.Check(chains, r.now())
 }
 
-// Err returns why client certificates are being refused wholesale (the file cannot be
-// loaded, or a CA's list is past its next update), or nil. It refreshes too, so a
-// readiness check sees a fixed file without waiting for a client.
+// Err returns why the CRL file is not in force: client certificates are refused
+// wholesale (the file cannot be loaded, or a CA's list is past its next update), or the
+// file is a rollback and the newer list loaded before stays in force. It refreshes too,
+// so a readiness check sees a fixed file without waiting for a client.
 func (r *Revocations) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.refreshLocked(false)
 	if r.loadErr != nil {
 		return r.loadErr
+	}
+	if r.staleErr != nil {
+		return r.staleErr
 	}
 	return r.expiredLocked()
 }
@@ -237,6 +257,10 @@ func (r *Revocations) refreshLocked(force bool) {
 		return
 	}
 	r.lastStat = now
+	if r.highest.err != nil {
+		r.fail(r.highest.err) // without the numbers a rollback would go unnoticed
+		return
+	}
 	fi, err := os.Stat(r.path)
 	if err != nil {
 		r.fail(fmt.Errorf("tls.crl: %w", err))
@@ -255,7 +279,24 @@ func (r *Revocations) refreshLocked(force bool) {
 		r.fail(fmt.Errorf("tls.crl %s: %w", r.path, err))
 		return
 	}
+	if err := r.highest.older(set); err != nil {
+		err = fmt.Errorf("tls.crl %s: %w", r.path, err)
+		if r.set == nil {
+			r.fail(err) // nothing newer in force (a restart onto an old list): fail closed
+			return
+		}
+		// The newer list stays in force; this file is not looked at again until it changes.
+		r.modTime, r.size = fi.ModTime(), fi.Size()
+		r.report(&r.staleErr, err)
+		return
+	}
 	r.set, r.loadErr, r.modTime, r.size = set, nil, fi.ModTime(), fi.Size()
+	r.staleErr = nil
+	if err := r.highest.record(set); err != nil {
+		// The list is good and in force; only its number is not kept across a restart.
+		r.report(&r.staleErr, fmt.Errorf("tls.crl: the CRL number cannot be recorded, so a restart would not detect a rollback: %w", err))
+		return
+	}
 	if r.onRefresh != nil {
 		r.onRefresh(nil)
 	}
@@ -264,9 +305,78 @@ func (r *Revocations) refreshLocked(force bool) {
 // fail records a load error. The list loaded before is dropped, not kept: a CRL that
 // was replaced may have revoked more, and serving on the older list would accept those.
 func (r *Revocations) fail(err error) {
-	changed := r.loadErr == nil || r.loadErr.Error() != err.Error()
-	r.set, r.loadErr, r.modTime, r.size = nil, err, time.Time{}, 0
+	r.set, r.modTime, r.size, r.staleErr = nil, time.Time{}, 0, nil
+	r.report(&r.loadErr, err)
+}
+
+// report sets *slot to err and tells OnReload when the error is new.
+func (r *Revocations) report(slot *error, err error) {
+	changed := *slot == nil || (*slot).Error() != err.Error()
+	*slot = err
 	if changed && r.onRefresh != nil {
 		r.onRefresh(err)
 	}
+}
+
+// crlNumbers is the highest CRL number loaded of each CA, by the SHA-256 of the CA
+// certificate, kept in a file when path is set.
+type crlNumbers struct {
+	path     string
+	readOnly bool
+	byCA     map[string]crlNumber
+	err      error // the file could not be read: every client certificate is refused
+}
+
+type crlNumber struct {
+	Issuer string `json:"issuer"` // for a reader of the file
+	Number int64  `json:"number"`
+}
+
+func (n *crlNumbers) load() {
+	n.byCA = map[string]crlNumber{}
+	if n.path == "" {
+		return
+	}
+	data, err := os.ReadFile(n.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err == nil {
+		err = json.Unmarshal(data, &n.byCA)
+	}
+	if err != nil {
+		n.err = fmt.Errorf("CRL numbers file %s (the highest CRL number loaded of each CA; fix or remove it): %w", n.path, err)
+	}
+}
+
+// older returns an error naming both numbers when a CA's list in set is numbered lower
+// than one loaded before.
+func (n *crlNumbers) older(set *CRLSet) error {
+	for id, e := range set.byCA {
+		if prev, ok := n.byCA[hex.EncodeToString(id[:])]; ok && e.number < prev.Number {
+			return fmt.Errorf("the CRL of %q is number %d, older than number %d loaded before: refused (a rollback un-revokes certificates); publish the current CRL (`govx pki crl`)",
+				e.issuer, e.number, prev.Number)
+		}
+	}
+	return nil
+}
+
+// record raises the numbers to set's and writes the file when one grew.
+func (n *crlNumbers) record(set *CRLSet) error {
+	grew := false
+	for id, e := range set.byCA {
+		key := hex.EncodeToString(id[:])
+		if prev, ok := n.byCA[key]; !ok || e.number > prev.Number {
+			n.byCA[key] = crlNumber{Issuer: e.issuer, Number: e.number}
+			grew = true
+		}
+	}
+	if !grew || n.path == "" || n.readOnly {
+		return nil
+	}
+	data, err := json.MarshalIndent(n.byCA, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFile(n.path, append(data, '\n'), 0o600)
 }

@@ -211,9 +211,9 @@ func TestPKIRevocationsReloadAndFailClosed(t *testing.T) {
 	copyFile(t, filepath.Join(ca.Dir(), CRLFile), crlPath)
 
 	var reloads []error
-	r, err := LoadRevocations(crlPath, []*x509.Certificate{ca.Certificate()}, WithReloadInterval(time.Second),
+	r := OpenRevocations(crlPath, []*x509.Certificate{ca.Certificate()}, WithReloadInterval(time.Second),
 		WithRevocationsClock(clock), OnReload(func(err error) { reloads = append(reloads, err) }))
-	if err != nil {
+	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Check(chainsOf(t, ca, a)); err != nil {
@@ -268,8 +268,71 @@ func TestPKIRevocationsReloadAndFailClosed(t *testing.T) {
 	if len(reloads) != 5 || reloads[1] != nil || reloads[2] == nil || reloads[3] == nil || reloads[4] != nil {
 		t.Errorf("reloads reported: %v", reloads)
 	}
-	if _, err := LoadRevocations(filepath.Join(t.TempDir(), "none.pem"), []*x509.Certificate{ca.Certificate()}); err == nil {
-		t.Error("a missing CRL loaded at start")
+	missing := OpenRevocations(filepath.Join(t.TempDir(), "none.pem"), []*x509.Certificate{ca.Certificate()})
+	if missing.Err() == nil || missing.Check(chainsOf(t, ca, b)) == nil {
+		t.Error("a missing CRL at start: a certificate accepted")
+	}
+}
+
+// TestPKIRevocationsRefuseRollback: a CRL numbered lower than one loaded before (an old
+// file copied back) does not un-revoke: the newer list stays in force and Err names both
+// numbers; after a restart (the numbers file) the old list refuses every certificate.
+func TestPKIRevocationsRefuseRollback(t *testing.T) {
+	var now time.Time
+	clock := func() time.Time { return now }
+	now = time.Now()
+	ca := newCA(t, "govx test CA", WithClock(clock))
+	a, _ := ca.IssueClient("mz-3301/dibao-review", 0)
+	b, _ := ca.IssueClient("rs-3301/pension", 0)
+	dir := t.TempDir()
+	oldCRL, crlPath, numbers := filepath.Join(dir, "old.pem"), filepath.Join(dir, "crl.pem"), filepath.Join(dir, "state", "crl-numbers.json")
+	copyFile(t, filepath.Join(ca.Dir(), CRLFile), oldCRL)
+	if _, err := ca.Revoke(a.Record.Serial, "keyCompromise", 0); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(ca.Dir(), CRLFile), crlPath)
+	cas := []*x509.Certificate{ca.Certificate()}
+	var reloads []error
+	r := OpenRevocations(crlPath, cas, WithRevocationsClock(clock), WithNumbersFile(numbers, false),
+		OnReload(func(err error) { reloads = append(reloads, err) }))
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, oldCRL, crlPath)
+	now = now.Add(time.Second)
+	if err := r.Check(chainsOf(t, ca, a)); !errors.Is(err, ErrRevoked) {
+		t.Errorf("after a rollback to the older CRL the revoked certificate: %v, want still revoked", err)
+	}
+	if err := r.Check(chainsOf(t, ca, b)); err != nil {
+		t.Errorf("after a rollback a certificate not revoked: %v", err)
+	}
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "number 1, older than number 2") {
+		t.Errorf("Err after a rollback: %v, want both numbers named", err)
+	}
+	if len(reloads) != 2 || reloads[1] == nil {
+		t.Errorf("rollback not reported to OnReload: %v", reloads)
+	}
+	// A restart onto the old list: nothing newer in force, so every certificate is refused.
+	check := OpenRevocations(crlPath, cas, WithNumbersFile(numbers, true))
+	if err := check.Err(); err == nil || !strings.Contains(err.Error(), "older than number 2") {
+		t.Errorf("restart onto the older CRL: Err %v", err)
+	}
+	if err := check.Check(chainsOf(t, ca, b)); err == nil {
+		t.Error("restart onto the older CRL: a certificate accepted")
+	}
+	// The current list back: accepted, in force, no error.
+	copyFile(t, filepath.Join(ca.Dir(), CRLFile), crlPath)
+	now = now.Add(time.Second)
+	if err := r.Err(); err != nil {
+		t.Errorf("current CRL restored: %v", err)
+	}
+	// A damaged numbers file refuses every certificate rather than forget the numbers.
+	if err := os.WriteFile(numbers, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	damaged := OpenRevocations(crlPath, cas, WithNumbersFile(numbers, false))
+	if err := damaged.Err(); err == nil || !strings.Contains(err.Error(), "CRL numbers file") {
+		t.Errorf("damaged numbers file: %v", err)
 	}
 }
 

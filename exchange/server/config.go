@@ -167,6 +167,14 @@ func (c *Config) Check() error {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port, e.g. 127.0.0.1:8080", name, addr))
 		}
 	}
+	if _, port, err := net.SplitHostPort(c.FlightAddr); err == nil && port != "0" && c.FlightAddr == c.HTTPAddr {
+		errs = append(errs, fmt.Errorf("flight_addr and http_addr are both %s: give each listener an address of its own", c.FlightAddr))
+	}
+	for name, d := range map[string]time.Duration{"ticket_ttl": c.TicketTTL, "snapshot_interval": c.SnapshotInterval} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %s: want a positive duration, e.g. 5m (unset: the default)", name, d))
+		}
+	}
 	if c.FlightAdvertise != "" {
 		if host, _, err := net.SplitHostPort(c.FlightAdvertise); err != nil || host == "" {
 			errs = append(errs, fmt.Errorf("flight_advertise %q: want the host:port clients reach this replica at, e.g. exchange-0.govx:8815", c.FlightAdvertise))

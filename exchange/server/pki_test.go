@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"govx/exchange"
+	"govx/exchange/auth"
 	"govx/exchange/client"
 	"govx/exchange/pki"
 	"govx/exchange/server/servertest"
@@ -235,25 +235,105 @@ func opsGet(t *testing.T, x *Exchange, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// TestPKIStartRefusesBadCRL: an exchange configured with a CRL it cannot use does not
-// start, naming the file.
-func TestPKIStartRefusesBadCRL(t *testing.T) {
+// TestPKIBadCRLAtStart: a CRL the exchange cannot use at start (missing, another CA's,
+// not a CRL) fails `serve --check` naming tls.crl, while serve starts and refuses client
+// certificates only: tokens work, /readyz names tls.crl — as when the CRL breaks later.
+func TestPKIBadCRLAtStart(t *testing.T) {
 	p := newDepartmentPKI(t, "govx test CA")
 	other := newDepartmentPKI(t, "another CA")
-	for name, crl := range map[string]string{
+	bad := map[string]string{
 		"missing":        filepath.Join(t.TempDir(), "none.pem"),
 		"another CA's":   other.crlPath,
 		"not a CRL file": filepath.Join(p.dir, "tls/server.pem"),
-	} {
+	}
+	for name, crl := range bad {
 		cfg := Defaults(t.TempDir())
-		cfg.FlightAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 		cfg.Kafka.Brokers = []string{"127.0.0.1:1"}
 		p.configure(cfg)
 		cfg.TLS.CRL = crl
-		_, _, err := loadTLS(cfg, slog.New(slog.DiscardHandler))
-		if err == nil || !strings.Contains(err.Error(), "crl") && !strings.Contains(err.Error(), "CRL") {
-			t.Errorf("%s CRL: %v", name, err)
+		if err := Validate(cfg); err == nil || !strings.Contains(err.Error(), "tls.crl") {
+			t.Errorf("--check with a %s CRL: %v", name, err)
 		}
+	}
+	x, _, mem := inProcess(t, p.configure, func(c *Config) { c.TLS.CRL = bad["another CA's"]; c.Ops.Listen = "127.0.0.1:0" })
+	defer func() {
+		x.Close()
+		mem.AssertSize(t, 0)
+	}()
+	if code, body := opsGet(t, x, "/readyz"); code != 503 || !strings.Contains(body, "tls.crl") {
+		t.Errorf("/readyz started with another CA's CRL: %d %s", code, body)
+	}
+	_, dibaoTLS := p.client("mz-3301/dibao-review")
+	if _, _, err := httpsGet(x, withRoots(dibaoTLS, p.roots), "/v1/catalog"); err == nil {
+		t.Error("a client certificate accepted while the CRL is unusable")
+	}
+	tok, _, err := auth.OpenTokens(x.cfg.TokensFile).Issue(exchange.Subject{Department: "mz-3301", System: "dibao-review"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Config{Flight: x.FlightAddr(), HTTP: "https://" + x.HTTPAddr(),
+		TLS: &tls.Config{RootCAs: p.roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if rows, _, _, err := servertest.Pull(t, c, exchange.PullCmd{Dataset: "population.person", Purpose: purposeDibao}); err != nil || len(rows) == 0 {
+		t.Errorf("a token while the CRL is unusable: %d rows, %v", len(rows), err)
+	}
+}
+
+// TestPKICRLRollbackRefused: replacing the CRL with an older one (lower number) does
+// not un-revoke: the newer list stays in force, /readyz names tls.crl with both numbers;
+// a restart onto the older CRL refuses every certificate.
+func TestPKICRLRollbackRefused(t *testing.T) {
+	p := newDepartmentPKI(t, "govx test CA")
+	old, err := os.ReadFile(p.crlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dibao, dibaoTLS := p.client("mz-3301/dibao-review")
+	_, otherTLS := p.client("mz-3201/case-system")
+	dibaoTLS, otherTLS = withRoots(dibaoTLS, p.roots), withRoots(otherTLS, p.roots)
+	if _, err := p.ca.Revoke(dibao.Record.Serial, "keyCompromise", 0); err != nil {
+		t.Fatal(err)
+	}
+	p.publishCRL()
+	var dataDir string
+	x, _, mem := inProcess(t, p.configure, func(c *Config) { c.Ops.Listen = "127.0.0.1:0"; dataDir = c.DataDir })
+	if _, _, err := httpsGet(x, dibaoTLS, "/v1/catalog"); err == nil {
+		t.Fatal("the revoked certificate accepted")
+	}
+	p.write("tls/crl.pem", old)
+	testenv.WaitFor(t, 10*time.Second, "/readyz to name the CRL rollback", func() bool {
+		code, body := opsGet(t, x, "/readyz")
+		return code == 503 && strings.Contains(body, "tls.crl") && strings.Contains(body, "number 1, older than number 2")
+	})
+	if _, _, err := httpsGet(x, dibaoTLS, "/v1/catalog"); err == nil {
+		t.Error("the revoked certificate accepted after the CRL was rolled back")
+	}
+	if code, _, err := httpsGet(x, otherTLS, "/v1/catalog"); err != nil || code != 200 {
+		t.Errorf("a certificate not revoked, after the rollback: %d %v", code, err)
+	}
+	x.Close()
+	mem.AssertSize(t, 0)
+
+	cfg := Defaults(t.TempDir())
+	cfg.Kafka.Brokers = []string{"127.0.0.1:1"}
+	cfg.DataDir = dataDir
+	p.configure(cfg)
+	if err := Validate(cfg); err == nil || !strings.Contains(err.Error(), "older than number 2") {
+		t.Errorf("--check onto the older CRL after a restart: %v", err)
+	}
+	y, _, mem := inProcess(t, p.configure, func(c *Config) { c.Ops.Listen = "127.0.0.1:0"; c.DataDir = dataDir })
+	defer func() {
+		y.Close()
+		mem.AssertSize(t, 0)
+	}()
+	if code, body := opsGet(t, y, "/readyz"); code != 503 || !strings.Contains(body, "older than number 2") {
+		t.Errorf("/readyz restarted onto the older CRL: %d %s", code, body)
+	}
+	if _, _, err := httpsGet(y, otherTLS, "/v1/catalog"); err == nil {
+		t.Error("restarted onto the older CRL: a certificate accepted")
 	}
 }
 

@@ -8,8 +8,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,9 +98,11 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := cfg.Check(); err != nil {
+	p, err := prepare(cfg, o.log, false)
+	if err != nil {
 		return nil, err
 	}
+	cat, tlsConfig, revs := p.cat, p.tls, p.revs
 	x := &Exchange{cfg: cfg, log: o.log, done: make(chan struct{})}
 	applyMemoryLimit(cfg, o.log)
 	ok := false
@@ -111,10 +111,6 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 			x.Close()
 		}
 	}()
-	cat, err := schemas.Load()
-	if err != nil {
-		return nil, err
-	}
 	secret, err := readOrCreateSecret(cfg.SecretFile)
 	if err != nil {
 		return nil, fmt.Errorf("exchange secret: %w", err)
@@ -157,10 +153,6 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 		return nil, err
 	}
 	x.svc = svc
-	tlsConfig, revs, err := loadTLS(cfg, o.log)
-	if err != nil {
-		return nil, err
-	}
 	if revs != nil {
 		// Checked at the handshake (a new connection) and at every call (a connection
 		// opened before the revocation), and while the list cannot be used every client
@@ -386,11 +378,8 @@ const clusterFile = "kafka-cluster-id"
 // openTables loads each dataset's snapshot when it was taken from this Kafka cluster,
 // and starts empty otherwise: offsets of another cluster mean nothing here.
 func (x *Exchange) openTables(cat *schemas.Catalog, mem memory.Allocator) (map[string]*store.Table, error) {
-	want := map[string]bool{}
+	want := map[string]bool{} // names checked by prepare
 	for _, id := range x.cfg.Datasets {
-		if _, ok := cat.Dataset(id); !ok {
-			return nil, fmt.Errorf("datasets: unknown dataset %q", id)
-		}
 		want[id] = true
 	}
 	if err := os.MkdirAll(x.cfg.DataDir, 0o700); err != nil {
@@ -490,54 +479,6 @@ func openAudit(cfg *Config, log *slog.Logger) (*audit.Spool, error) {
 		return nil, fmt.Errorf("audit spool %s: %w", cfg.Audit.SpoolDir, err)
 	}
 	return s, nil
-}
-
-// loadTLS builds the TLS configuration of both API listeners, and with tls.crl the
-// revocation list every client certificate is checked against at the handshake.
-func loadTLS(cfg *Config, log *slog.Logger) (*tls.Config, *pki.Revocations, error) {
-	if cfg.TLS.Cert == "" {
-		return nil, nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tls: %w", err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
-	if cfg.TLS.ClientCA == "" {
-		return tc, nil, nil
-	}
-	data, err := os.ReadFile(cfg.TLS.ClientCA)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tls.client_ca: %w", err)
-	}
-	cas, err := pki.ParseCertificates(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tls.client_ca %s: %w", cfg.TLS.ClientCA, err)
-	}
-	pool := x509.NewCertPool()
-	for _, c := range cas {
-		pool.AddCert(c)
-	}
-	tc.ClientCAs = pool
-	// Tokens stay usable over TLS; a presented certificate must verify.
-	tc.ClientAuth = tls.VerifyClientCertIfGiven
-	if cfg.TLS.CRL == "" {
-		return tc, nil, nil
-	}
-	revs, err := pki.LoadRevocations(cfg.TLS.CRL, cas, pki.OnReload(func(err error) {
-		if err != nil {
-			log.Error("client certificate revocation list unusable: every client certificate is refused until it is fixed", "crl", cfg.TLS.CRL, "err", err)
-			return
-		}
-		log.Info("client certificate revocation list loaded", "crl", cfg.TLS.CRL)
-	}))
-	if err != nil {
-		return nil, nil, err
-	}
-	// Runs after crypto/tls verified the chain against the client CAs: a revoked
-	// certificate never completes a handshake.
-	tc.VerifyConnection = func(cs tls.ConnectionState) error { return revs.Check(cs.VerifiedChains) }
-	return tc, revs, nil
 }
 
 // crlCollectors expose the revocation list, so an alert fires before its next update
