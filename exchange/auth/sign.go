@@ -59,7 +59,9 @@ func (s *Signer) Open(purpose, sealed string, v any) error {
 	if !ok {
 		return ErrBadSeal
 	}
-	enc := base64.RawURLEncoding
+	// Strict: the unused low bits of a last character must be zero, so one sealed value
+	// has one spelling (a ticket is not redeemed under a second name).
+	enc := base64.RawURLEncoding.Strict()
 	payload, err1 := enc.DecodeString(p)
 	mac, err2 := enc.DecodeString(m)
 	if err1 != nil || err2 != nil || !hmac.Equal(mac, s.mac(purpose, payload)) {
