@@ -80,7 +80,10 @@ func (t *Tokens) CheckCertificates(check func(verified [][]*x509.Certificate) er
 
 // CertSubject maps a verified client certificate to a subject: the certificate's
 // common name is "DEPT/SYSTEM" (or "DEPT"). The TLS layer has already verified the chain
-// against the exchange's client CA; this only reads the identity.
+// against the exchange's client CA; this only reads the identity. The organization (O)
+// and organizational unit (OU), when present, must name the same department and system
+// (`govx pki issue client` writes them so): a certificate saying two things about who
+// holds it is refused rather than read one way.
 func CertSubject(cert *x509.Certificate) (exchange.Subject, error) {
 	if cert == nil {
 		return exchange.Subject{}, errors.New("no client certificate")
@@ -88,6 +91,16 @@ func CertSubject(cert *x509.Certificate) (exchange.Subject, error) {
 	subj, err := ParseSubject(cert.Subject.CommonName)
 	if err != nil {
 		return exchange.Subject{}, fmt.Errorf("client certificate common name: %w", err)
+	}
+	for _, f := range []struct {
+		name, want string
+		got        []string
+	}{{"organization (O)", subj.Department, cert.Subject.Organization}, {"organizational unit (OU)", subj.System, cert.Subject.OrganizationalUnit}} {
+		for _, v := range f.got {
+			if v != f.want {
+				return exchange.Subject{}, fmt.Errorf("client certificate %s %q does not match its common name %q", f.name, v, cert.Subject.CommonName)
+			}
+		}
 	}
 	return subj, nil
 }

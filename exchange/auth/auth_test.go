@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"os"
 	"path/filepath"
@@ -94,6 +96,35 @@ func TestParseSubject(t *testing.T) {
 		_, err := ParseSubject(in)
 		if (err == nil) != ok {
 			t.Errorf("ParseSubject(%q) err = %v", in, err)
+		}
+	}
+}
+
+// TestCertSubjectOrganizationMustMatch: a client certificate whose O or OU names another
+// department or system than its common name is refused (as unauthenticated, the path
+// every authentication failure takes to the audit log), not read by its CN alone.
+func TestCertSubjectOrganizationMustMatch(t *testing.T) {
+	cert := func(cn string, o, ou []string) [][]*x509.Certificate {
+		return [][]*x509.Certificate{{{Subject: pkix.Name{CommonName: cn, Organization: o, OrganizationalUnit: ou}}}}
+	}
+	tokens := OpenTokens(filepath.Join(t.TempDir(), "tokens.json"))
+	for _, tt := range []struct {
+		name    string
+		chains  [][]*x509.Certificate
+		refused string
+	}{
+		{"as govx pki issues it", cert("mz-3301/dibao-review", []string{"mz-3301"}, []string{"dibao-review"}), ""},
+		{"CN only", cert("mz-3301/dibao-review", nil, nil), ""},
+		{"another department in O", cert("mz-3301/x", []string{"gab"}, nil), `organization (O) "gab"`},
+		{"a second O", cert("mz-3301/x", []string{"mz-3301", "gab"}, []string{"x"}), `organization (O) "gab"`},
+		{"another system in OU", cert("mz-3301/x", []string{"mz-3301"}, []string{"steward"}), `organizational unit (OU) "steward"`},
+	} {
+		subj, err := tokens.Subject("", tt.chains)
+		switch {
+		case tt.refused == "" && (err != nil || subj.Department != "mz-3301"):
+			t.Errorf("%s: %+v, %v", tt.name, subj, err)
+		case tt.refused != "" && (exchange.KindOf(err) != exchange.Unauthenticated || !strings.Contains(err.Error(), tt.refused)):
+			t.Errorf("%s: %+v, %v, want refused naming %s", tt.name, subj, err, tt.refused)
 		}
 	}
 }
