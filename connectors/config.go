@@ -79,10 +79,11 @@ type SnapshotConfig struct {
 
 // KafkaConfig says where to publish.
 type KafkaConfig struct {
-	Brokers           []string    `yaml:"brokers"`
-	TopicPrefix       *string     `yaml:"topic_prefix"`       // default "govx."
-	Partitions        int         `yaml:"partitions"`         // default 6
-	ReplicationFactor int         `yaml:"replication_factor"` // default 1
+	Brokers     []string `yaml:"brokers"`
+	TopicPrefix *string  `yaml:"topic_prefix"` // default "govx."
+	// Pointers: an explicit 0 is an error, not the default.
+	Partitions        *int        `yaml:"partitions"`         // default 6
+	ReplicationFactor *int        `yaml:"replication_factor"` // default 1
 	CheckpointTopic   string      `yaml:"checkpoint_topic"`   // default <prefix>connect-offsets
 	DLQTopic          string      `yaml:"dlq_topic"`          // default <prefix>dlq
 	Compression       string      `yaml:"compression"`        // lz4 (default) | snappy | zstd | gzip | none
@@ -192,11 +193,13 @@ func (c *Config) applyDefaults() {
 		p := DefaultTopicPrefix
 		c.Kafka.TopicPrefix = &p
 	}
-	if c.Kafka.Partitions == 0 {
-		c.Kafka.Partitions = DefaultPartitions
+	if c.Kafka.Partitions == nil {
+		n := DefaultPartitions
+		c.Kafka.Partitions = &n
 	}
-	if c.Kafka.ReplicationFactor == 0 {
-		c.Kafka.ReplicationFactor = 1
+	if c.Kafka.ReplicationFactor == nil {
+		n := 1
+		c.Kafka.ReplicationFactor = &n
 	}
 	if c.Kafka.CheckpointTopic == "" {
 		c.Kafka.CheckpointTopic = *c.Kafka.TopicPrefix + "connect-offsets"
@@ -277,6 +280,13 @@ func (c *Config) check() error {
 	if fileDrivers[s.Driver] && s.Path == "" {
 		bad("source: %s needs path (the export file; ${VAR} is expanded)", s.Driver)
 	}
+	if s.Path != "" {
+		// Expanded when the source opens; checked here so that --offline reports an
+		// unset variable too.
+		if _, err := expandEnv("source.path", s.Path); err != nil {
+			bad("%v", err)
+		}
+	}
 	if sqlDrivers[s.Driver] && (s.Table == "") == (s.Query == "") {
 		bad("source: give exactly one of table or query")
 	}
@@ -345,8 +355,9 @@ func (c *Config) check() error {
 	if len(c.Kafka.Brokers) == 0 {
 		bad("kafka.brokers is required (host:port of at least one broker)")
 	}
-	if c.Kafka.Partitions < 1 || c.Kafka.ReplicationFactor < 1 {
-		bad("kafka: partitions and replication_factor must be positive")
+	if *c.Kafka.Partitions < 1 || *c.Kafka.ReplicationFactor < 1 {
+		bad("kafka: partitions (%d) and replication_factor (%d) must be positive; leave them out for the defaults (%d and 1)",
+			*c.Kafka.Partitions, *c.Kafka.ReplicationFactor, DefaultPartitions)
 	}
 	switch c.Kafka.Compression {
 	case "lz4", "snappy", "zstd", "gzip", "none":

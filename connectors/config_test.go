@@ -16,6 +16,7 @@ import (
 // TestExamples loads every example config and checks that it maps every non-nullable
 // field of its dataset (LoadConfig enforces it; this proves the examples pass).
 func TestExamples(t *testing.T) {
+	t.Setenv("GOVX_DATA_DIR", t.TempDir()) // the sqlite and csv examples' paths name it; unset is an error
 	files, _ := filepath.Glob("examples/*.yaml")
 	if len(files) < 8 {
 		t.Fatalf("found %d example configs, want the four registers for postgres and sqlite at least", len(files))
@@ -67,6 +68,34 @@ func TestImportsOnlySchemas(t *testing.T) {
 				t.Errorf("%s imports %s; package connectors may import only govx/schemas and %v of govx", f, p, slices.Sorted(maps.Keys(sharedInternal)))
 			}
 		}
+	}
+}
+
+// TestCheckRefusesUnsetPathVariableAndZeroPartitions: what `govx connector check
+// --offline` reads refuses a source.path naming an unset variable (it would open
+// "/gab.db") and an explicit kafka.partitions or replication_factor of 0, which are not
+// the defaults; left out, they are.
+func TestCheckRefusesUnsetPathVariableAndZeroPartitions(t *testing.T) {
+	data, err := os.ReadFile("examples/gab.sqlite.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOVX_KAFKA_BROKERS", "127.0.0.1:9092")
+	os.Unsetenv("GOVX_TEST_UNSET_DIR")
+	unset := strings.Replace(string(data), "${GOVX_DATA_DIR}", "${GOVX_TEST_UNSET_DIR}", 1)
+	if _, err := ParseConfig("x.yaml", []byte(unset)); err == nil || !strings.Contains(err.Error(), "environment variable GOVX_TEST_UNSET_DIR is not set") {
+		t.Errorf("source.path with an unset variable: %v", err)
+	}
+	t.Setenv("GOVX_DATA_DIR", t.TempDir())
+	for _, zero := range []string{"  partitions: 0\n", "  partitions: 6\n  replication_factor: 0\n"} {
+		cfg := strings.Replace(string(data), "  partitions: 6\n", zero, 1)
+		if _, err := ParseConfig("x.yaml", []byte(cfg)); err == nil || !strings.Contains(err.Error(), "must be positive") {
+			t.Errorf("kafka %q: %v", zero, err)
+		}
+	}
+	cfg, err := ParseConfig("x.yaml", []byte(strings.Replace(string(data), "  partitions: 6\n", "", 1)))
+	if err != nil || *cfg.Kafka.Partitions != DefaultPartitions || *cfg.Kafka.ReplicationFactor != 1 {
+		t.Errorf("defaults: %v, %v", cfg, err)
 	}
 }
 

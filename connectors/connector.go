@@ -210,10 +210,10 @@ func (c *Connector) run(ctx context.Context) error {
 		return err
 	}
 	kc := c.cfg.Kafka
-	if err := c.k.ensureTopic(ctx, c.cfg.Topic(), kc.Partitions, true); err != nil {
+	if err := c.k.ensureTopic(ctx, c.cfg.Topic(), *kc.Partitions, true); err != nil {
 		return err
 	}
-	if err := c.k.ensureTopic(ctx, kc.DLQTopic, kc.Partitions, false); err != nil {
+	if err := c.k.ensureTopic(ctx, kc.DLQTopic, *kc.Partitions, false); err != nil {
 		return err
 	}
 	if err := c.k.ensureTopic(ctx, kc.CheckpointTopic, 1, true); err != nil {

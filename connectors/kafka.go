@@ -91,7 +91,7 @@ func (k *kafkaConn) ping(ctx context.Context) error {
 
 // ensureTopic creates topic if it is missing; an existing topic is left as it is.
 func (k *kafkaConn) ensureTopic(ctx context.Context, topic string, partitions int, compact bool) error {
-	tc := kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: k.cfg.ReplicationFactor}
+	tc := kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: *k.cfg.ReplicationFactor}
 	if compact {
 		tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
 	}
