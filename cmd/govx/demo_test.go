@@ -9,31 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"govx/internal/testenv"
 )
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // demoEnv is a directory with a freshly built govx, a bin directory that puts it (and
 // the test's Python) on PATH as `govx` and `python3`, and a working directory for the
@@ -66,14 +47,14 @@ func newDemoEnv(t *testing.T) *demoEnv {
 
 type demoRun struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.Buffer
 	done chan error
 }
 
 // start runs `govx demo` with args and waits until it prints that it is ready.
 func (e *demoEnv) start(t *testing.T, args ...string) *demoRun {
 	t.Helper()
-	d := &demoRun{out: &syncBuffer{}, done: make(chan error, 1)}
+	d := &demoRun{out: &testenv.Buffer{}, done: make(chan error, 1)}
 	d.cmd = exec.Command(filepath.Join(e.bin, "govx"), append([]string{"demo", "--dir", "govx-demo"}, args...)...)
 	d.cmd.Dir, d.cmd.Env, d.cmd.Stdout, d.cmd.Stderr = e.work, e.env, d.out, d.out
 	if err := d.cmd.Start(); err != nil {

@@ -76,6 +76,7 @@ type options struct {
 	maxUnauth   int
 	log         *slog.Logger
 	location    string
+	onHandshake func(remote net.Addr, err error)
 }
 
 // WithAuthTimeout sets how long a connection may stay open before it carries its first
@@ -106,6 +107,30 @@ func WithAdvertise(hostport string, tls bool) Option {
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
+// WithHandshakeErrors calls fn with every failed TLS handshake (a refused client
+// certificate among them), which gRPC itself only drops.
+func WithHandshakeErrors(fn func(remote net.Addr, err error)) Option {
+	return func(o *options) { o.onHandshake = fn }
+}
+
+// observedCreds reports the server handshakes' errors of the TLS credentials it wraps.
+type observedCreds struct {
+	credentials.TransportCredentials
+	fn func(remote net.Addr, err error)
+}
+
+func (c observedCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	out, info, err := c.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		c.fn(conn.RemoteAddr(), err)
+	}
+	return out, info, err
+}
+
+func (c observedCreds) Clone() credentials.TransportCredentials {
+	return observedCreds{c.TransportCredentials.Clone(), c.fn}
+}
+
 // New returns a Flight server over svc that authenticates with tokens (and, when
 // tlsConfig asks for client certificates, with those).
 func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem memory.Allocator, opts ...Option) *Server {
@@ -128,7 +153,11 @@ func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem m
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
 	}
 	if tlsConfig != nil {
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsConfig)))
+		creds := credentials.NewTLS(tlsConfig)
+		if o.onHandshake != nil {
+			creds = observedCreds{creds, o.onHandshake}
+		}
+		gopts = append(gopts, grpc.Creds(creds))
 	}
 	s.sql = newSQLServer(s)
 	s.srv = flight.NewServerWithMiddleware([]flight.ServerMiddleware{{Unary: s.unaryAuth, Stream: s.streamAuth}}, gopts...)

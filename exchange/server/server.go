@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -194,7 +195,9 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	x.cancel = cancel
-	x.flight = xflight.New(svc, x.tokens, tlsConfig, o.mem, xflight.WithAdvertise(cfg.FlightAdvertise, tlsConfig != nil))
+	hs := handshakes{svc: svc, log: o.log}
+	x.flight = xflight.New(svc, x.tokens, tlsConfig, o.mem, xflight.WithAdvertise(cfg.FlightAdvertise, tlsConfig != nil),
+		xflight.WithHandshakeErrors(hs.flight))
 	var apiOpts []httpapi.Option
 	if x.opsLn != nil && !cfg.Ops.AlsoOnAPI {
 		apiOpts = append(apiOpts, httpapi.WithoutOps())
@@ -206,8 +209,9 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	api.MountApplications(x.apply)
 	x.http = &http.Server{Handler: api, TLSConfig: tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
-		// Refused handshakes (a revoked or foreign certificate) go to the structured log.
-		ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
+		// Refused handshakes (a revoked or foreign certificate) are counted and logged,
+		// bounded, like Flight's; other lines go to the structured log.
+		ErrorLog: log.New(hs.httpErrorLog(), "", 0)}
 	if x.opsLn != nil {
 		x.ops = &http.Server{Handler: httpapi.Ops(x.ready.Err, reg),
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}

@@ -61,6 +61,18 @@ func (s *Service) Unauthenticated(ctx context.Context, c Caller, action exchange
 	return s.auditRejectedLimited(ctx, c, action, dataset, err, audit.UnauthenticatedLimits)
 }
 
+// HandshakeRefused counts a TLS handshake refused for its client certificate (another
+// CA's, expired, not a client certificate, revoked) on listener ("flight", "https"):
+// no request was read, so there is nothing to audit, but govx_auth_failures_total
+// {audited="no"} counts it and the log says so, at most a few lines a second so that a
+// flood of handshakes cannot flood the log.
+func (s *Service) HandshakeRefused(listener, remote string, err error) {
+	s.authFailures.WithLabelValues("no").Inc()
+	if s.handshakeLog.Allow() {
+		s.log.Warn("TLS handshake refused: client certificate not accepted", "listener", listener, "client", remote, "err", err)
+	}
+}
+
 // auditRejected records a request refused before the policy was asked (rate limit,
 // unknown dataset, malformed input). The caller's error is returned either way; a
 // failure to audit makes it an audit_unavailable error instead.

@@ -82,6 +82,7 @@ type Service struct {
 	failAll      *rate.Limiter // all addresses together
 	failDropped  uint64
 	authFailures *prometheus.CounterVec // by audited "yes" | "no"
+	handshakeLog *rate.Limiter          // bounds the log lines of refused TLS handshakes
 
 	// budgets limits how many keys each department checks by lookup and verify.
 	budgets budgets
@@ -139,9 +140,9 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
 		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, redeemed: map[string]time.Time{},
 		failLimiters: map[string]*rate.Limiter{}, boot: newRequestID(),
-		failAll: rate.NewLimiter(50, 200),
+		failAll: rate.NewLimiter(50, 200), handshakeLog: rate.NewLimiter(5, 20),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govx_auth_failures_total",
-			Help: `Failed authentications; audited="no" counts those over the per-address audit budget, which are logged in summary instead of audited one by one.`},
+			Help: `Failed authentications; audited="no" counts those over the per-address audit budget, which are logged in summary instead of audited one by one, and TLS handshakes refused for their client certificate (no request to audit).`},
 			[]string{"audited"}),
 	}
 	for _, v := range []string{"yes", "no"} {
