@@ -133,6 +133,9 @@ func run(broker, chAddr, prefix string, rows, rate, subjectRate int, dur time.Du
 		return err
 	}
 	cfg.Store.MemoryLimit = *memoryLimit
+	if *withConsole {
+		cfg.Console.Listen = "127.0.0.1:0"
+	}
 	if subjectRate > 0 {
 		cfg.Datasets = append(cfg.Datasets, orgDataset, parcelDataset, licenceDataset)
 		if err := appendAgreements(cfg.PoliciesDir); err != nil {

@@ -16,6 +16,7 @@ import (
 var (
 	cpuprofile  = flag.String("cpuprofile", "", "write a CPU profile of the POST lookup phase to this file")
 	memprofile  = flag.String("memprofile", "", "write the allocations of the POST lookup phase to this file (and FILE.base, taken at its start: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
+	withConsole = flag.Bool("console", false, "also serve the web console (console.listen on a free loopback port): the console must add nothing to the lookup path")
 	memoryLimit = flag.Int64("memory-limit", 0, "the exchange's store.memory_limit in bytes (0: unset, the runtime's defaults unless a cgroup limit applies)")
 )
 
