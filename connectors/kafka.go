@@ -17,6 +17,8 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"govx/internal/backoff"
 )
 
 // kafkaConn holds what every Kafka call of a connector shares: addresses, TLS, SASL.
@@ -279,13 +281,10 @@ func (k *kafkaConn) newAsyncWriter(done func([]kafka.Message, error)) *kafka.Wri
 	return w
 }
 
+// sleepCtx waits d, or returns ctx's error when it is done first.
 func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !backoff.Sleep(ctx, d) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"govx/internal/backoff"
 )
 
 // cluster drives deploy/local/cluster.sh and reads the addresses it writes.
@@ -139,7 +141,7 @@ func (in *injector) run(ctx context.Context, last time.Time) {
 	var round []int
 	for {
 		wait := time.Duration(8+in.rng.IntN(12)) * time.Second
-		if time.Now().Add(wait).After(last) || !sleep(ctx, wait) {
+		if time.Now().Add(wait).After(last) || !backoff.Sleep(ctx, wait) {
 			return
 		}
 		// The kinds in a random order each round: a short run still hits each of them.
@@ -200,15 +202,4 @@ func (in *injector) inject(ctx context.Context, name string, pause time.Duration
 	}
 	f.Ready = time.Now()
 	return f
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

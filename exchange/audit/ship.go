@@ -24,16 +24,6 @@ func (s *Spool) shipLoop(ctx context.Context) {
 	defer r.close()
 	retry := backoff.New(s.opts.retryMin, s.opts.retryMax)
 	var pending []*Event
-	sleep := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
 	var lastShip time.Time
 	for {
 		if len(pending) == 0 {
@@ -41,7 +31,7 @@ func (s *Spool) shipLoop(ctx context.Context) {
 			// every insert is a new part ClickHouse must merge, and every shipment an
 			// fsync of the marker next to the appenders' own.
 			if wait := s.opts.shipInterval - time.Since(lastShip); wait > 0 && s.committed.Load()-s.shipped.Load() < uint64(s.opts.batchSize) {
-				if !sleep(wait) {
+				if !backoff.Sleep(ctx, wait) {
 					return
 				}
 			}
@@ -75,7 +65,7 @@ func (s *Spool) shipLoop(ctx context.Context) {
 			wait := retry.Next()
 			s.opts.logger.Warn("audit: shipping failed; events stay in the spool and will be retried",
 				"events", len(pending), "first_seq", pending[0].Seq, "retry_in", wait, "err", err)
-			if !sleep(wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return
 			}
 			continue

@@ -6,6 +6,7 @@
 package backoff
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -36,3 +37,16 @@ func (b *Backoff) Next() time.Duration {
 // Reset starts the waits again from the first: the operation succeeded, and a later failure is
 // a new outage.
 func (b *Backoff) Reset() { b.step = b.min }
+
+// Sleep waits d, or until ctx is done; it reports whether the whole wait passed. Every
+// retrying loop waits through it, so that a cancelled context ends the wait at once.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

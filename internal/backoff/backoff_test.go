@@ -1,6 +1,7 @@
 package backoff
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -43,5 +44,16 @@ func TestNewClamps(t *testing.T) {
 		if d := b.Next(); d < time.Second/2 || d > time.Second {
 			t.Fatalf("a limit below the first: wait %v, want about 1s", d)
 		}
+	}
+}
+
+func TestSleepEndsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, time.Hour) {
+		t.Fatal("Sleep on a cancelled context reported the whole wait as passed")
+	}
+	if !Sleep(context.Background(), time.Millisecond) {
+		t.Fatal("Sleep of 1ms on a live context reported it cut short")
 	}
 }
