@@ -79,14 +79,11 @@ type contender struct {
 
 func run(broker, pgURL, prefix string, rows, runs int, cmd string) error {
 	ctx := context.Background()
-	if prefix == "" {
-		prefix = "govxbench" + feed.RandomSuffix() + "."
-		defer feed.DeleteTopic(broker, feed.Topic(prefix))
-		log.Printf("producing %d persons", rows)
-		if _, err := feed.Produce(ctx, broker, feed.Topic(prefix), 6, rows); err != nil {
-			return err
-		}
+	prefix, cleanupPersons, err := feed.Persons(ctx, broker, prefix, rows)
+	if err != nil {
+		return err
 	}
+	defer cleanupPersons()
 	dir, err := os.MkdirTemp("", "govx-bench-aggregate-")
 	if err != nil {
 		return err

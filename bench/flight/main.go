@@ -71,14 +71,11 @@ func envInt(name string, def int) int {
 
 func run(broker, pgURL, chAddr, prefix string, rows, runs int, cmd string) error {
 	ctx := context.Background()
-	if prefix == "" {
-		prefix = "govxbench" + feed.RandomSuffix() + "."
-		defer feed.DeleteTopic(broker, feed.Topic(prefix))
-		log.Printf("producing %d persons", rows)
-		if _, err := feed.Produce(ctx, broker, feed.Topic(prefix), 6, rows); err != nil {
-			return err
-		}
+	prefix, cleanupPersons, err := feed.Persons(ctx, broker, prefix, rows)
+	if err != nil {
+		return err
 	}
+	defer cleanupPersons()
 	dir, err := os.MkdirTemp("", "govx-bench-flight-")
 	if err != nil {
 		return err

@@ -78,14 +78,12 @@ type coldOptions struct {
 
 func runCold(o coldOptions) error {
 	ctx := context.Background()
-	if o.prefix == "" {
-		o.prefix = "govxbench" + feed.RandomSuffix() + "."
-		defer feed.DeleteTopic(o.broker, feed.Topic(o.prefix))
-		log.Printf("producing %d persons", o.rows)
-		if _, err := feed.Produce(ctx, o.broker, feed.Topic(o.prefix), 6, o.rows); err != nil {
-			return err
-		}
+	prefix, cleanupPersons, err := feed.Persons(ctx, o.broker, o.prefix, o.rows)
+	if err != nil {
+		return err
 	}
+	defer cleanupPersons()
+	o.prefix = prefix
 	lookups, verifies := feedBodies(o.rows)
 	starters := []struct {
 		name  string

@@ -104,14 +104,11 @@ type phase struct {
 // run measures; subjectRate 0 leaves the subject views and licence verification out.
 func run(broker, chAddr, prefix string, rows, rate, subjectRate int, dur time.Duration, workers int, cmd string) error {
 	ctx := context.Background()
-	if prefix == "" {
-		prefix = "govxbench" + feed.RandomSuffix() + "."
-		defer feed.DeleteTopic(broker, feed.Topic(prefix))
-		log.Printf("producing %d persons", rows)
-		if _, err := feed.Produce(ctx, broker, feed.Topic(prefix), 6, rows); err != nil {
-			return err
-		}
+	prefix, cleanupPersons, err := feed.Persons(ctx, broker, prefix, rows)
+	if err != nil {
+		return err
 	}
+	defer cleanupPersons()
 	if subjectRate > 0 {
 		for _, ds := range []string{orgDataset, parcelDataset, licenceDataset} {
 			defer feed.DeleteTopic(broker, prefix+ds)

@@ -115,15 +115,12 @@ type filterTimes struct {
 }
 
 func (b *bench) run(ctx context.Context) error {
-	if b.prefix == "" {
-		b.prefix = "govxbench" + feed.RandomSuffix() + "."
-		defer feed.DeleteTopic(b.broker, feed.Topic(b.prefix))
-		log.Printf("producing %d persons", b.rows)
-		if _, err := feed.Produce(ctx, b.broker, feed.Topic(b.prefix), 6, b.rows); err != nil {
-			return err
-		}
+	prefix, cleanupPersons, err := feed.Persons(ctx, b.broker, b.prefix, b.rows)
+	if err != nil {
+		return err
 	}
-	var err error
+	defer cleanupPersons()
+	b.prefix = prefix
 	if b.dir, err = os.MkdirTemp("", "govx-bench-peer-"); err != nil {
 		return err
 	}

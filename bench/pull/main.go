@@ -77,14 +77,11 @@ func run(ctx context.Context, broker, python, prefix, govx string, rows, runs in
 			return fmt.Errorf("go build ./cmd/govx (run from the repository root): %v\n%s", err, out)
 		}
 	}
-	if prefix == "" {
-		prefix = "govxbench" + feed.RandomSuffix() + "."
-		defer feed.DeleteTopic(broker, feed.Topic(prefix))
-		log.Printf("producing %d persons", rows)
-		if _, err := feed.Produce(ctx, broker, feed.Topic(prefix), 6, rows); err != nil {
-			return err
-		}
+	prefix, cleanupPersons, err := feed.Persons(ctx, broker, prefix, rows)
+	if err != nil {
+		return err
 	}
+	defer cleanupPersons()
 	cfg, err := feed.ExchangeOptions{Dir: filepath.Join(dir, "exchange"), Broker: broker, Prefix: prefix}.Config()
 	if err != nil {
 		return err

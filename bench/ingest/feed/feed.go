@@ -135,6 +135,24 @@ func RandomSuffix() string {
 // Topic is the topic of Dataset under prefix.
 func Topic(prefix string) string { return prefix + Dataset }
 
+// Persons returns the topic prefix whose person topic holds n persons: prefix itself when
+// one is given (an existing topic, e.g. kept by bench/ingest -keep), else a fresh prefix
+// whose topic it produces now (6 partitions). The returned cleanup deletes the topic it
+// produced, and does nothing for a given one.
+func Persons(ctx context.Context, broker, prefix string, n int) (string, func(), error) {
+	if prefix != "" {
+		return prefix, func() {}, nil
+	}
+	prefix = "govxbench" + RandomSuffix() + "."
+	cleanup := func() { DeleteTopic(broker, Topic(prefix)) }
+	log.Printf("producing %d persons", n)
+	if _, err := Produce(ctx, broker, Topic(prefix), 6, n); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return prefix, cleanup, nil
+}
+
 // Produce creates the compacted topic with partitions partitions and writes persons
 // 0..n-1 to it as a connector does (key = id_number, JSON value, the contract's
 // headers, lz4, acks=all), returning the bytes of keys and values written.
