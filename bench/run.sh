@@ -164,7 +164,8 @@ from_target "Filtered pull (~1 in 8), first after start (pyarrow client)" psql-f
 from_target "Filtered pull (~1 in 8), warm (pyarrow client)" psql-filter-warm peer "≥ 4× psql COPY binary"
 from_target "\`govx pull --format arrow\` to a file, $ROWS persons, 6 columns, 2 masks" pull-cli-arrow pull "≥ 0.8× a pyarrow client of the same exchange"
 from_target "\`govx pull --format parquet\` to a file, same" pull-cli-parquet pull "≥ 0.8× a pyarrow client of the same exchange"
-from_target "Aggregate by county, $ROWS persons, Flight SQL (policy, suppression < 10, audit)" aggregate aggregate "≥ 1× PostgreSQL, same answer in SQL"
+from_target "Aggregate by county, $ROWS persons, Flight SQL (policy, suppression < 10, audit), first query after start" aggregate aggregate "≥ 1× PostgreSQL, same answer in SQL"
+from_target "Aggregate by county, same, warm (median)" aggregate-warm aggregate "≥ 1× PostgreSQL, same answer in SQL"
 
 from_target "Decision, 1,000 agreements, 100 departments, warm" decision-warm policy "p50 ≤ 20 µs, p99 ≤ 100 µs"
 from_target "Decision from an empty cache and right after a policy reload (decision index)" decision-cold policy "p99 ≤ 100 µs"

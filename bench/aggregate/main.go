@@ -8,7 +8,8 @@
 //     summed per county (what the exchange computes);
 //   - a plain GROUP BY household_region, for scale.
 //
-// Runs alternate between the contenders; the median is reported. Answers are compared:
+// Runs alternate between the contenders; the first query after start is graded, the
+// median of the runs after it is the warm row. Answers are compared:
 // the exchange's must equal PostgreSQL's. It prints markdown rows and an @target line.
 //
 //	source .local/env.sh && go run ./bench/aggregate -rows 1000000
@@ -73,7 +74,8 @@ func main() {
 type contender struct {
 	name   string
 	fn     func(context.Context) (map[string]int64, error)
-	times  []time.Duration
+	first  time.Duration   // the first query after start
+	times  []time.Duration // the warm runs after it
 	answer map[string]int64
 }
 
@@ -136,14 +138,18 @@ func run(broker, pgURL, prefix string, rows, runs int, cmd string) error {
 			SELECT household_region, gender, status, COUNT(*) AS n FROM `+table+` GROUP BY 1, 2, 3 HAVING COUNT(*) >= 10) c GROUP BY 1`)},
 		{name: "PostgreSQL, plain GROUP BY household_region", fn: pgQuery(pg, `SELECT household_region, COUNT(*) FROM `+table+` GROUP BY 1`)},
 	}
-	for r := -1; r < runs; r++ { // r == -1: a warm-up, not timed
+	// r == -1 is each contender's first query after its start: what a planner meets first
+	// (the graded row); the runs after it are the warm figures.
+	for r := -1; r < runs; r++ {
 		for _, c := range contenders {
 			t0 := time.Now()
 			ans, err := c.fn(ctx)
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			if r >= 0 {
+			if r < 0 {
+				c.first = time.Since(t0)
+			} else {
 				c.times = append(c.times, time.Since(t0))
 			}
 			c.answer = ans
@@ -153,15 +159,17 @@ func run(broker, pgURL, prefix string, rows, runs int, cmd string) error {
 		return fmt.Errorf("the exchange's answer differs from PostgreSQL's:\n%v\n%v", contenders[0].answer, contenders[1].answer)
 	}
 	fmt.Printf("Persons: %d in %d counties; exchange ready (ingest from Kafka) in %s. `%s`\n\n", rows, len(contenders[0].answer), ready.Round(time.Millisecond), query)
-	fmt.Println("| contender | median | min | max |")
-	fmt.Println("|---|---|---|---|")
+	fmt.Println("| contender | first after start | warm median | warm min | warm max |")
+	fmt.Println("|---|---|---|---|---|")
 	for _, c := range contenders {
 		s := feed.Sorted(c.times)
-		fmt.Printf("| %s | %s | %s | %s |\n", c.name, feed.Ms(s[len(s)/2]), feed.Ms(s[0]), feed.Ms(s[len(s)-1]))
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", c.name, feed.Ms(c.first), feed.Ms(s[len(s)/2]), feed.Ms(s[0]), feed.Ms(s[len(s)-1]))
 	}
+	first := float64(contenders[1].first) / float64(contenders[0].first)
+	feed.Target("aggregate", feed.Ms(contenders[0].first), feed.Ms(contenders[1].first), fmt.Sprintf("%.2f×", first), first >= 1, cmd)
 	ours, base := median(contenders[0].times), median(contenders[1].times)
-	ratio := float64(base) / float64(ours)
-	feed.Target("aggregate", feed.Ms(ours), feed.Ms(base), fmt.Sprintf("%.2f×", ratio), ratio >= 1, cmd)
+	warm := float64(base) / float64(ours)
+	feed.Target("aggregate-warm", feed.Ms(ours), feed.Ms(base), fmt.Sprintf("%.2f×", warm), warm >= 1, cmd)
 	return nil
 }
 
