@@ -151,6 +151,8 @@ func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem m
 		// would otherwise hold its snapshot, and its complete event, forever); idle
 		// connections are closed and clients reconnect on their next call.
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+		// DoGet's batches go out as their Arrow buffers, not marshalled copies (wire.go).
+		grpc.ForceServerCodecV2(newWireCodec()),
 	}
 	if tlsConfig != nil {
 		creds := credentials.NewTLS(tlsConfig)
@@ -358,29 +360,33 @@ type goneStream struct {
 	flight.FlightService_DoGetServer
 }
 
-func (g goneStream) Send(d *flight.FlightData) error {
-	err := g.FlightService_DoGetServer.Send(d)
+func (g goneStream) SendMsg(m any) error {
+	err := g.FlightService_DoGetServer.SendMsg(m)
 	if err != nil && g.Context().Err() != nil {
 		return exchange.ClientGone(err)
 	}
 	return err
 }
 
+// flightSink writes a pull's batches to a DoGet stream, as FlightData messages over
+// the batches' own buffers (wire.go).
 type flightSink struct {
 	stream goneStream
 	mem    memory.Allocator
-	w      *flight.Writer
+	w      *ipc.Writer
+	pw     *batchWriter
 	bytes  int64
 }
 
 func (f *flightSink) Begin(schema *arrow.Schema) error {
-	f.w = flight.NewRecordWriter(f.stream, ipc.WithSchema(schema), ipc.WithAllocator(f.mem))
+	f.pw = newBatchWriter(f.stream.SendMsg, f.mem)
+	f.w = ipc.NewWriterWithPayloadWriter(f.pw, ipc.WithSchema(schema), ipc.WithAllocator(f.pw.alloc))
 	return nil
 }
 
 func (f *flightSink) Write(rec arrow.Record) error {
 	f.bytes += util.TotalRecordSize(rec) // buffer sizes: close to what goes on the wire
-	return f.w.Write(rec)
+	return f.pw.write(f.w, rec)
 }
 
 func (f *flightSink) Bytes() int64 { return f.bytes }

@@ -1,0 +1,223 @@
+package flight
+
+import (
+	"errors"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Batches leave without being copied into a message: the stock Flight writer gathers
+// each IPC body into a bytes.Buffer, protobuf marshals FlightData into another, and
+// gRPC copies that into its write buffer — three copies of every batch, a third of the
+// serving CPU of a bulk pull. Here a FlightData message is a mem.BufferSlice: the
+// protobuf framing and the IPC header, then the record's own Arrow buffers (small
+// ones and the padding copied beside them), which gRPC writes straight into its
+// frames. The bytes are the stock encoding's, byte for byte (TestWireEncoding).
+//
+// gRPC writes a message after SendMsg returns, so a batch's memory must outlive the
+// call: the record is retained, and the buffers the IPC encoder allocates for it
+// (offsets rebased to zero for a slice, bitmaps shifted) are freed only when gRPC
+// frees the last buffer that references the batch.
+
+// FlightData's fields, as flight.proto numbers them.
+const (
+	fieldDataHeader protowire.Number = 2
+	fieldDataBody   protowire.Number = 1000
+)
+
+// minShared is the smallest body buffer sent by reference; smaller ones are copied
+// beside the framing, where a reference would cost more than the copy. It must stay
+// above gRPC's pooling threshold, below which mem.NewBuffer would not call back when
+// the buffer is freed (checked in share).
+const minShared = 16 << 10
+
+// wireCodec is the Flight server's gRPC codec: the stock protobuf codec for every
+// message but a batch, whose buffers it hands to gRPC as they are.
+type wireCodec struct{ proto encoding.CodecV2 }
+
+func newWireCodec() wireCodec {
+	c := encoding.GetCodecV2(proto.Name)
+	if c == nil {
+		panic("flight: gRPC's proto codec is not registered")
+	}
+	return wireCodec{proto: c}
+}
+
+var errSentTwice = errors.New("flight: a batch message was marshalled twice")
+
+func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(*batchMessage); ok {
+		if m.bufs == nil {
+			return nil, errSentTwice
+		}
+		out := m.bufs
+		m.bufs = nil // gRPC owns the references now
+		return out, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+
+// Name is the stock codec's: clients see application/grpc+proto as ever.
+func (wireCodec) Name() string { return proto.Name }
+
+// batchMessage is one FlightData message, already in its wire form.
+type batchMessage struct{ bufs mem.BufferSlice }
+
+// batchWriter is the ipc.PayloadWriter of DoGet: it sends each IPC payload (the
+// schema, dictionaries, record batches) as one FlightData message with the header
+// and body of the payload.
+type batchWriter struct {
+	send  func(any) error // the stream's SendMsg
+	alloc *heldAllocator  // what the IPC encoder allocates with
+}
+
+func newBatchWriter(send func(any) error, mem memory.Allocator) *batchWriter {
+	return &batchWriter{send: send, alloc: &heldAllocator{Allocator: mem}}
+}
+
+// write writes rec with enc, holding rec's memory until gRPC has sent it.
+func (w *batchWriter) write(enc *ipc.Writer, rec arrow.Record) error {
+	rec.Retain()
+	h := &held{rec: rec, mem: w.alloc.Allocator}
+	h.refs.Store(1) // write's own, dropped once the encoder is done with rec
+	w.alloc.to = h
+	err := enc.Write(rec)
+	w.alloc.to = nil
+	h.release()
+	return err
+}
+
+func (w *batchWriter) Start() error { return nil }
+func (w *batchWriter) Close() error { return nil }
+
+func (w *batchWriter) WritePayload(p ipc.Payload) error {
+	body := gather{h: w.alloc.to}
+	if err := p.SerializeBody(&body); err != nil {
+		body.pieces.Free()
+		return err
+	}
+	body.flush()
+	var header []byte
+	if meta := p.Meta(); meta != nil {
+		header = meta.Bytes()
+		defer meta.Release()
+	}
+	frame := make([]byte, 0, len(header)+maxFraming)
+	if len(header) > 0 {
+		frame = protowire.AppendTag(frame, fieldDataHeader, protowire.BytesType)
+		frame = protowire.AppendBytes(frame, header)
+	}
+	if body.n > 0 {
+		frame = protowire.AppendTag(frame, fieldDataBody, protowire.BytesType)
+		frame = protowire.AppendVarint(frame, uint64(body.n))
+	}
+	m := &batchMessage{bufs: append(mem.BufferSlice{mem.SliceBuffer(frame)}, body.pieces...)}
+	err := w.send(m)
+	m.bufs.Free() // nil once the codec took them; not when the send failed before
+	return err
+}
+
+// maxFraming bounds the bytes of two field tags (two bytes each at most for fields 2
+// and 1000) and two length varints (ten bytes each at most).
+const maxFraming = 2 * (2 + 10)
+
+// gather is the io.Writer an IPC payload serializes its body into: large buffers are
+// referenced, held by h, and everything else is copied.
+type gather struct {
+	h      *held
+	pieces mem.BufferSlice
+	small  []byte
+	n      int
+}
+
+func (g *gather) Write(p []byte) (int, error) {
+	g.n += len(p)
+	if g.h == nil || len(p) < minShared || mem.IsBelowBufferPoolingThreshold(len(p)) {
+		g.small = append(g.small, p...)
+		return len(p), nil
+	}
+	g.flush()
+	g.pieces = append(g.pieces, g.h.share(p))
+	return len(p), nil
+}
+
+// flush makes the bytes copied so far a piece of the body.
+func (g *gather) flush() {
+	if len(g.small) > 0 {
+		g.pieces = append(g.pieces, mem.SliceBuffer(g.small))
+		g.small = nil
+	}
+}
+
+// held keeps one batch's memory alive while gRPC holds buffers that reference it: the
+// record, and the buffers the IPC encoder allocated for it, whose frees wait here.
+type held struct {
+	refs  atomic.Int64
+	rec   arrow.Record
+	mem   memory.Allocator
+	frees [][]byte
+}
+
+func (h *held) release() {
+	if h.refs.Add(-1) != 0 {
+		return
+	}
+	h.rec.Release()
+	for _, b := range h.frees {
+		h.mem.Free(b)
+	}
+}
+
+// share returns a gRPC buffer over b that releases its hold on h when gRPC frees it.
+func (h *held) share(b []byte) mem.Buffer {
+	h.refs.Add(1)
+	s := &sharedBytes{b: b[:len(b):len(b)], h: h}
+	// gRPC drops the buffers queued on a connection that closes without freeing
+	// them; the cleanup lets go of the batch once nothing references them any more.
+	s.cleanup = runtime.AddCleanup(s, (*held).release, h)
+	return mem.NewBuffer(&s.b, s)
+}
+
+// sharedBytes is one referenced body buffer; it is its own mem.BufferPool, which
+// gRPC calls with Put once the buffer was written (or dropped with its stream).
+type sharedBytes struct {
+	b       []byte
+	h       *held
+	cleanup runtime.Cleanup
+}
+
+// Get is never called: gRPC asks a buffer's pool only to take it back.
+func (s *sharedBytes) Get(n int) *[]byte {
+	b := make([]byte, n)
+	return &b
+}
+
+func (s *sharedBytes) Put(*[]byte) {
+	s.cleanup.Stop()
+	s.h.release()
+}
+
+// heldAllocator is the IPC encoder's allocator: while a batch is written (to is
+// set), frees wait until gRPC has sent the buffers that may reference them.
+type heldAllocator struct {
+	memory.Allocator
+	to *held
+}
+
+func (a *heldAllocator) Free(b []byte) {
+	if a.to != nil {
+		a.to.frees = append(a.to.frees, b)
+		return
+	}
+	a.Allocator.Free(b)
+}
