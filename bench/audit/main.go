@@ -67,10 +67,11 @@ func main() {
 	// Baseline: clickhouse-go batch inserts into the Null engine.
 	log.Printf("baseline: %d events into the Null engine", len(events))
 	start := time.Now()
+	var cols audit.Columns
 	for off := 0; off < len(events); off += *batch {
 		b, err := conn.PrepareBatch(ctx, ch.InsertSQL("access_log_null"))
 		check(err)
-		check(audit.AppendColumns(b, events[off:min(off+*batch, len(events))]))
+		check(cols.Append(b, events[off:min(off+*batch, len(events))]))
 		check(b.Send())
 	}
 	base := time.Since(start)

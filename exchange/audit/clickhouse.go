@@ -35,6 +35,9 @@ type ClickHouse struct {
 	mu     sync.Mutex
 	conn   driver.Conn
 	schema bool // the table is known to exist
+
+	wmu  sync.Mutex // one Write at a time: it reuses cols
+	cols Columns
 }
 
 // NewClickHouse checks the configuration; it does not connect.
@@ -65,13 +68,52 @@ func NewClickHouse(cfg ClickHouseConfig) (*ClickHouse, error) {
 // Table returns the table's qualified name.
 func (c *ClickHouse) Table() string { return c.cfg.Database + "." + c.cfg.Table }
 
-// Columns of the audit table, in insert and select order.
-var chColumns = []string{
-	"event_id", "kind", "event_time", "event_ms", "instance", "seq", "request_id",
-	"department", "system", "client_addr", "action", "dataset", "columns", "filter",
-	"purpose", "case_ref", "keys", "decision", "reasons", "agreement", "policy_revision",
-	"rows", "bytes", "duration_ms", "status", "error", "prev_hash", "hash",
+// chSpec is the audit table's columns, in insert and select order, with how each is
+// taken from an event (event_time and event_ms are the time's seconds and milliseconds).
+var chSpec = []struct {
+	name string
+	str  func(*Event) string
+	list func(*Event) []string
+	num  func(*Event) uint64
+}{
+	{name: "event_id", str: func(e *Event) string { return e.EventID }},
+	{name: "kind", str: func(e *Event) string { return string(e.Kind) }},
+	{name: "event_time"},
+	{name: "event_ms"},
+	{name: "instance", str: func(e *Event) string { return e.Instance }},
+	{name: "seq", num: func(e *Event) uint64 { return e.Seq }},
+	{name: "request_id", str: func(e *Event) string { return e.RequestID }},
+	{name: "department", str: func(e *Event) string { return e.Department }},
+	{name: "system", str: func(e *Event) string { return e.System }},
+	{name: "client_addr", str: func(e *Event) string { return e.ClientAddr }},
+	{name: "action", str: func(e *Event) string { return e.Action }},
+	{name: "dataset", str: func(e *Event) string { return e.Dataset }},
+	{name: "columns", list: func(e *Event) []string { return e.Columns }},
+	{name: "filter", str: func(e *Event) string { return e.Filter }},
+	{name: "purpose", str: func(e *Event) string { return e.Purpose }},
+	{name: "case_ref", str: func(e *Event) string { return e.CaseRef }},
+	{name: "keys", list: func(e *Event) []string { return e.Keys }},
+	{name: "decision", str: func(e *Event) string { return e.Decision }},
+	{name: "reasons", list: func(e *Event) []string { return e.Reasons }},
+	{name: "agreement", str: func(e *Event) string { return e.Agreement }},
+	{name: "policy_revision", str: func(e *Event) string { return e.PolicyRevision }},
+	{name: "rows", num: func(e *Event) uint64 { return e.Rows }},
+	{name: "bytes", num: func(e *Event) uint64 { return e.Bytes }},
+	{name: "duration_ms", num: func(e *Event) uint64 { return e.DurationMS }},
+	{name: "status", str: func(e *Event) string { return e.Status }},
+	{name: "error", str: func(e *Event) string { return e.Error }},
+	{name: "prev_hash", str: func(e *Event) string { return e.PrevHash }},
+	{name: "hash", str: func(e *Event) string { return e.Hash }},
 }
+
+// chColumns are the names of chSpec.
+var chColumns = func() []string {
+	out := make([]string, len(chSpec))
+	for i, c := range chSpec {
+		out[i] = c.name
+	}
+	return out
+}()
 
 // CreateTableSQL returns the DDL of the audit table. It runs unchanged on ClickHouse 18.16
 // and current releases. The sort key puts the two low-cardinality columns auditors
@@ -166,8 +208,18 @@ func (c *ClickHouse) fail(err error) error {
 // Conn returns the connection, creating the database and table if missing.
 func (c *ClickHouse) Conn(ctx context.Context) (driver.Conn, error) { return c.connect(ctx) }
 
-// Write inserts events in one batch. It implements [Sink].
-func (c *ClickHouse) Write(ctx context.Context, events []*Event) error {
+// Write inserts one shipment with one INSERT: each block next returns is sent as a
+// native block as soon as it is built (ClickHouse squashes the blocks of an insert into
+// one part), so the memory a shipment takes is one block's whatever its size, and the
+// columns are reused from block to block and from shipment to shipment. It returns nil
+// only once ClickHouse acknowledged the whole insert. It implements [Sink].
+func (c *ClickHouse) Write(ctx context.Context, next Blocks) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	events, err := next()
+	if err != nil || len(events) == 0 {
+		return err // nothing to insert
+	}
 	conn, err := c.connect(ctx)
 	if err != nil {
 		return err
@@ -176,83 +228,101 @@ func (c *ClickHouse) Write(ctx context.Context, events []*Event) error {
 	if err != nil {
 		return c.fail(fmt.Errorf("audit: cannot start insert into %s: %w", c.Table(), err))
 	}
-	defer batch.Close()
-	if err := AppendColumns(batch, events); err != nil {
-		return err
+	n := 0
+	for len(events) > 0 {
+		if n > 0 {
+			// The previous block goes out now; its columns are reused for this one.
+			if err := batch.Flush(); err != nil {
+				batch.Abort()
+				return c.fail(fmt.Errorf("audit: insert into %s failed: %w", c.Table(), err))
+			}
+		}
+		if err := c.cols.Append(batch, events); err != nil {
+			batch.Abort()
+			return err
+		}
+		n += len(events)
+		if events, err = next(); err != nil {
+			// Abort, not Close: closing would store the blocks already sent.
+			batch.Abort()
+			return err
+		}
 	}
 	if err := batch.Send(); err != nil {
-		return c.fail(fmt.Errorf("audit: insert of %d events into %s failed: %w", len(events), c.Table(), err))
+		return c.fail(fmt.Errorf("audit: insert of %d events into %s failed: %w", n, c.Table(), err))
 	}
 	return nil
 }
 
-// AppendColumns appends events column by column to a batch prepared with the table's
-// columns in chColumns order; column-wise appends cost a fraction of row-wise ones.
-func AppendColumns(batch driver.Batch, events []*Event) error {
-	n := len(events)
-	str := func(f func(*Event) string) []string {
-		out := make([]string, n)
-		for i, e := range events {
-			out[i] = f(e)
-		}
-		return out
+// WriteEvents inserts events with one INSERT (Write of a single block): for tools and
+// tests that hold the events themselves.
+func (c *ClickHouse) WriteEvents(ctx context.Context, events []*Event) error {
+	return c.Write(ctx, EventBlocks(events))
+}
+
+// Columns builds the audit table's columns for a batch prepared with [ClickHouse.InsertSQL].
+// Its slices are reused from one Append to the next, so building a block allocates
+// nothing of its own once they have grown to the block size. The zero value is ready.
+type Columns struct {
+	str  [][]string
+	num  [][]uint64
+	secs []int64
+	ms   []uint16
+	ptrs []*string // one list row
+}
+
+// Append appends events to batch column by column, in chSpec order; column-wise appends
+// cost a fraction of row-wise ones. The list columns go row by row, which clickhouse-go
+// takes without reflection (a whole [][]string column would go through reflect).
+func (c *Columns) Append(batch driver.Batch, events []*Event) error {
+	if c.str == nil {
+		c.str, c.num = make([][]string, len(chSpec)), make([][]uint64, len(chSpec))
 	}
-	arr := func(f func(*Event) []string) [][]string {
-		out := make([][]string, n)
-		for i, e := range events {
-			if v := f(e); v != nil {
-				out[i] = v
-			} else {
-				out[i] = []string{}
+	for i, spec := range chSpec {
+		col := batch.Column(i)
+		var err error
+		switch {
+		case spec.str != nil:
+			v := c.str[i][:0]
+			for _, e := range events {
+				v = append(v, spec.str(e))
 			}
+			c.str[i] = v
+			err = col.Append(v)
+		case spec.num != nil:
+			v := c.num[i][:0]
+			for _, e := range events {
+				v = append(v, spec.num(e))
+			}
+			c.num[i] = v
+			err = col.Append(v)
+		case spec.list != nil:
+			// As pointers: clickhouse-go boxes each entry of a []string, not of a []*string.
+			for _, e := range events {
+				l := spec.list(e)
+				c.ptrs = c.ptrs[:0]
+				for j := range l {
+					c.ptrs = append(c.ptrs, &l[j])
+				}
+				if err = col.AppendRow(c.ptrs); err != nil {
+					break
+				}
+			}
+		case spec.name == "event_time":
+			c.secs = c.secs[:0]
+			for _, e := range events {
+				c.secs = append(c.secs, e.Time.Unix())
+			}
+			err = col.Append(c.secs)
+		default: // event_ms
+			c.ms = c.ms[:0]
+			for _, e := range events {
+				c.ms = append(c.ms, uint16(e.Time.Nanosecond()/int(time.Millisecond)))
+			}
+			err = col.Append(c.ms)
 		}
-		return out
-	}
-	u64 := func(f func(*Event) uint64) []uint64 {
-		out := make([]uint64, n)
-		for i, e := range events {
-			out[i] = f(e)
-		}
-		return out
-	}
-	times := make([]time.Time, n)
-	ms := make([]uint16, n)
-	for i, e := range events {
-		times[i] = e.Time.Truncate(time.Second)
-		ms[i] = uint16(e.Time.Nanosecond() / int(time.Millisecond))
-	}
-	cols := []any{
-		str(func(e *Event) string { return e.EventID }),
-		str(func(e *Event) string { return string(e.Kind) }),
-		times, ms,
-		str(func(e *Event) string { return e.Instance }),
-		u64(func(e *Event) uint64 { return e.Seq }),
-		str(func(e *Event) string { return e.RequestID }),
-		str(func(e *Event) string { return e.Department }),
-		str(func(e *Event) string { return e.System }),
-		str(func(e *Event) string { return e.ClientAddr }),
-		str(func(e *Event) string { return e.Action }),
-		str(func(e *Event) string { return e.Dataset }),
-		arr(func(e *Event) []string { return e.Columns }),
-		str(func(e *Event) string { return e.Filter }),
-		str(func(e *Event) string { return e.Purpose }),
-		str(func(e *Event) string { return e.CaseRef }),
-		arr(func(e *Event) []string { return e.Keys }),
-		str(func(e *Event) string { return e.Decision }),
-		arr(func(e *Event) []string { return e.Reasons }),
-		str(func(e *Event) string { return e.Agreement }),
-		str(func(e *Event) string { return e.PolicyRevision }),
-		u64(func(e *Event) uint64 { return e.Rows }),
-		u64(func(e *Event) uint64 { return e.Bytes }),
-		u64(func(e *Event) uint64 { return e.DurationMS }),
-		str(func(e *Event) string { return e.Status }),
-		str(func(e *Event) string { return e.Error }),
-		str(func(e *Event) string { return e.PrevHash }),
-		str(func(e *Event) string { return e.Hash }),
-	}
-	for i, v := range cols {
-		if err := batch.Column(i).Append(v); err != nil {
-			return fmt.Errorf("audit: cannot append column %s: %w", chColumns[i], err)
+		if err != nil {
+			return fmt.Errorf("audit: cannot append column %s: %w", spec.name, err)
 		}
 	}
 	return nil
@@ -424,7 +494,7 @@ func sameEvent(a, b *Event) bool {
 }
 
 // InsertSQL returns the batch INSERT (with its explicit column list) for table, a name
-// in the configured database; AppendColumns fills a batch prepared with it.
+// in the configured database; [Columns] fills a batch prepared with it.
 func (c *ClickHouse) InsertSQL(table string) string {
 	return "INSERT INTO " + c.cfg.Database + "." + table + " (" + strings.Join(chColumns, ", ") + ")"
 }

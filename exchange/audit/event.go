@@ -180,22 +180,36 @@ func (e *Event) marshalRecord(b []byte) ([]byte, error) {
 
 var errBadRecord = errors.New("malformed audit record")
 
+// decoder reads a record's canonical encoding from a string: every text field it
+// returns is a substring of that one string, so decoding an event allocates the string
+// once, not once per field.
 type decoder struct {
-	b   []byte
-	err error
+	s    string
+	slab *[]string // where lists take their entries from; nil: each list its own
+	err  error
 }
 
 func (d *decoder) uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errBadRecord
-		return 0
+	// As binary.Uvarint, on a string.
+	var x uint64
+	var sh uint
+	for i := 0; i < len(d.s) && i < binary.MaxVarintLen64; i++ {
+		c := d.s[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				break // overflows 64 bits
+			}
+			d.s = d.s[i+1:]
+			return x | uint64(c)<<sh
+		}
+		x |= uint64(c&0x7f) << sh
+		sh += 7
 	}
-	d.b = d.b[n:]
-	return v
+	d.err = errBadRecord
+	return 0
 }
 
 func (d *decoder) string() string {
@@ -203,13 +217,13 @@ func (d *decoder) string() string {
 	if d.err != nil {
 		return ""
 	}
-	if n > uint64(len(d.b)) {
+	if n > uint64(len(d.s)) {
 		d.err = errBadRecord
 		return ""
 	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
+	v := d.s[:n]
+	d.s = d.s[n:]
+	return v
 }
 
 func (d *decoder) strings() []string {
@@ -217,12 +231,19 @@ func (d *decoder) strings() []string {
 	if d.err != nil {
 		return nil
 	}
-	if n > uint64(len(d.b)) { // each string takes at least one byte
+	if n > uint64(len(d.s)) { // each string takes at least one byte
 		d.err = errBadRecord
 		return nil
 	}
 	if n == 0 {
 		return nil
+	}
+	if d.slab != nil {
+		start := len(*d.slab)
+		for range n {
+			*d.slab = append(*d.slab, d.string())
+		}
+		return (*d.slab)[start:len(*d.slab):len(*d.slab)]
 	}
 	out := make([]string, n)
 	for i := range out {
@@ -235,34 +256,50 @@ func (d *decoder) u64() uint64 {
 	if d.err != nil {
 		return 0
 	}
-	if len(d.b) < 8 {
+	if len(d.s) < 8 {
 		d.err = errBadRecord
 		return 0
 	}
-	v := binary.BigEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return v
-}
-
-func (d *decoder) raw(n int) []byte {
-	if d.err != nil {
-		return nil
+	var v uint64
+	for i := range 8 {
+		v = v<<8 | uint64(d.s[i])
 	}
-	if len(d.b) < n {
-		d.err = errBadRecord
-		return nil
-	}
-	v := d.b[:n]
-	d.b = d.b[n:]
+	d.s = d.s[8:]
 	return v
 }
 
 func unmarshalRecord(b []byte) (*Event, error) {
-	d := &decoder{b: b}
-	if d.string() != canonicalVersion {
-		return nil, errBadRecord
-	}
 	e := &Event{}
+	var scratch []byte
+	if err := decodeRecord(e, b, &scratch, nil); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// recordHashes is the size of a record's tail: the raw prev_hash and hash.
+const recordHashes = 2 * sha256.Size
+
+// decodeRecord decodes the record payload b into e, overwriting every field. The text
+// of the event (its canonical encoding with the two hashes in hex) becomes one string,
+// built in *scratch, and each text field is a substring of it. Lists take their
+// entries from *slab when slab is not nil, so that a reader decoding many events into
+// reused memory allocates one string per event and nothing else.
+func decodeRecord(e *Event, b []byte, scratch *[]byte, slab *[]string) error {
+	if len(b) < recordHashes {
+		return errBadRecord
+	}
+	canon := len(b) - recordHashes
+	buf := append((*scratch)[:0], b[:canon]...)
+	buf = hex.AppendEncode(buf, b[canon:canon+sha256.Size])
+	buf = hex.AppendEncode(buf, b[canon+sha256.Size:])
+	*scratch = buf
+	text := string(buf)
+	d := &decoder{s: text[:canon], slab: slab}
+	if d.string() != canonicalVersion {
+		return errBadRecord
+	}
+	*e = Event{}
 	e.EventID = d.string()
 	e.Kind = Kind(d.string())
 	e.Time = time.UnixMilli(int64(d.u64())).UTC()
@@ -288,15 +325,38 @@ func unmarshalRecord(b []byte) (*Event, error) {
 	e.DurationMS = d.u64()
 	e.Status = d.string()
 	e.Error = d.string()
-	e.PrevHash = hex.EncodeToString(d.raw(sha256.Size))
-	e.Hash = hex.EncodeToString(d.raw(sha256.Size))
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
-	if len(d.b) != 0 {
-		return nil, errBadRecord
+	if len(d.s) != 0 {
+		return errBadRecord
 	}
-	return e, nil
+	e.PrevHash = text[canon : canon+2*sha256.Size]
+	e.Hash = text[canon+2*sha256.Size:]
+	return nil
+}
+
+// recordSeq returns the seq of the record payload b without decoding the rest: what a
+// reader skipping events it does not want needs.
+func recordSeq(b []byte) (uint64, bool) {
+	// version, event_id, kind, event_time (8 bytes), instance, then seq.
+	for i := range 4 {
+		if i == 3 {
+			if len(b) < 8 {
+				return 0, false
+			}
+			b = b[8:]
+		}
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return 0, false
+		}
+		b = b[k+int(n):]
+	}
+	if len(b) < 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b), true
 }
 
 // NewEventID returns a random version-4 UUID in its usual text form.

@@ -33,7 +33,7 @@ func chDatabase() string {
 }
 
 // newCH returns a ClickHouse store on a fresh table of this run's test database.
-func newCH(t *testing.T, table string) *ClickHouse {
+func newCH(t testing.TB, table string) *ClickHouse {
 	t.Helper()
 	addr := testenv.Require(t, testenv.ClickHouse)
 	ch, err := NewClickHouse(ClickHouseConfig{Addr: addr, Database: chDatabase(), Table: table})

@@ -272,7 +272,7 @@ func TestIntegrationVerifyClickHouseTampering(t *testing.T) {
 	t.Run("untouched", func(t *testing.T) {
 		ch := newCH(t, "tamper_none")
 		evs, cps, pub := signedSpool(t, t.TempDir(), WithSink(ch))
-		if err := ch.Write(ctx, evs[10:20]); err != nil { // at-least-once: a re-delivery
+		if err := ch.WriteEvents(ctx, evs[10:20]); err != nil { // at-least-once: a re-delivery
 			t.Fatal(err)
 		}
 		it, err := ch.Chain(ctx)
@@ -296,7 +296,7 @@ func TestIntegrationVerifyClickHouseTampering(t *testing.T) {
 				exec1(ch, fmt.Sprintf("ALTER TABLE %s DELETE WHERE seq = 20", ch.Table()))
 			case "inserted":
 				forged = forge(evs, 20)
-				if err := ch.Write(ctx, []*Event{forged}); err != nil {
+				if err := ch.WriteEvents(ctx, []*Event{forged}); err != nil {
 					t.Fatal(err)
 				}
 			case "cut tail":

@@ -82,20 +82,22 @@ func nextFrame(data []byte) (payload []byte, n int) {
 
 // segReader reads spooled events in sequence order across segments, starting at seq
 // want. It never reads beyond a limit the caller gives (the durable sequence number),
-// so it can follow a spool that is being written.
+// so it can follow a spool that is being written. It reads into one buffer it reuses and
+// decodes into events the caller owns, so following the spool allocates one string per
+// event (see decodeRecord) and nothing per read.
 type segReader struct {
-	dir   string
-	want  uint64
-	first uint64 // first seq of the open segment
-	f     *os.File
-	buf   []byte // unparsed bytes read from f
-	off   int64  // offset in f just after buf
-	chunk []byte
-	all   bool // return every record in file order, even out-of-order ones (auditing)
+	dir     string
+	want    uint64
+	first   uint64 // first seq of the open segment
+	f       *os.File
+	buf     []byte // bytes read from f; buf[lo:hi] are not parsed yet
+	lo, hi  int
+	off     int64 // offset in f just after buf[:hi]
+	scratch []byte
 }
 
 func newSegReader(dir string, from uint64) *segReader {
-	return &segReader{dir: dir, want: from, chunk: make([]byte, 1<<20)}
+	return &segReader{dir: dir, want: from, buf: make([]byte, 1<<20)}
 }
 
 func (r *segReader) close() {
@@ -103,6 +105,12 @@ func (r *segReader) close() {
 		r.f.Close()
 		r.f = nil
 	}
+}
+
+// seek makes the next event read the one with seq from, e.g. to send a shipment again.
+func (r *segReader) seek(from uint64) {
+	r.close()
+	r.want = from
 }
 
 // open opens the segment that holds r.want (or the first one after it).
@@ -130,8 +138,8 @@ func (r *segReader) openSeg(first uint64) error {
 	if err != nil {
 		return fmt.Errorf("audit: cannot open spool segment %s: %w", p, err)
 	}
-	magic := make([]byte, len(segMagic))
-	if _, err := io.ReadFull(f, magic); err != nil || string(magic) != segMagic {
+	var magic [len(segMagic)]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil || string(magic[:]) != segMagic {
 		f.Close()
 		if err == nil {
 			return fmt.Errorf("audit: %s is not a govx audit spool segment", p)
@@ -139,72 +147,79 @@ func (r *segReader) openSeg(first uint64) error {
 		// A segment whose magic is not yet written is empty: read it again later.
 		return errSegmentEmpty
 	}
-	r.f, r.first, r.buf, r.off = f, first, r.buf[:0], int64(len(segMagic))
+	r.f, r.first, r.lo, r.hi, r.off = f, first, 0, 0, int64(len(segMagic))
 	return nil
 }
 
 var errSegmentEmpty = errors.New("empty segment")
 
-// next returns the next event with seq <= limit, or nil when there is none yet.
-func (r *segReader) next(limit uint64) (*Event, error) {
+// next decodes the next event with seq <= limit into e (lists from *slab, see
+// decodeRecord) and reports whether there was one.
+func (r *segReader) next(limit uint64, e *Event, slab *[]string) (bool, error) {
 	for {
 		if r.want > limit {
-			return nil, nil
+			return false, nil
 		}
 		if r.f == nil {
 			ok, err := r.open()
 			if errors.Is(err, errSegmentEmpty) {
-				return nil, nil
+				return false, nil
 			}
 			if err != nil || !ok {
-				return nil, err
+				return false, err
 			}
 		}
-		if payload, n := nextFrame(r.buf); n > 0 {
-			ev, err := unmarshalRecord(payload)
-			if err == nil {
-				if ev.Seq > limit {
-					return nil, nil
-				}
-				r.buf = r.buf[n:]
-				if r.all {
-					r.want = max(r.want, ev.Seq+1)
-					return ev, nil
-				}
-				if ev.Seq < r.want {
-					continue
-				}
-				r.want = ev.Seq + 1
-				return ev, nil
+		if payload, n := nextFrame(r.buf[r.lo:r.hi]); n > 0 {
+			seq, ok := recordSeq(payload)
+			if ok && seq > limit {
+				return false, nil
 			}
+			if ok && seq < r.want { // before where reading starts: not decoded
+				r.lo += n
+				continue
+			}
+			if !ok || decodeRecord(e, payload, &r.scratch, slab) != nil {
+				return false, fmt.Errorf("audit: spool segment %s holds an intact frame at offset %d that is not a valid record (run `govx audit verify`)",
+					r.f.Name(), r.off-int64(r.hi-r.lo))
+			}
+			r.lo += n
+			r.want = seq + 1
+			return true, nil
 		}
-		// Not a whole frame in the buffer: read more of the file.
-		n, err := r.f.ReadAt(r.chunk, r.off)
+		// Not a whole frame in the buffer: keep what is left and read more of the file.
+		if r.lo > 0 {
+			r.hi = copy(r.buf, r.buf[r.lo:r.hi])
+			r.lo = 0
+		}
+		if r.hi == len(r.buf) { // a frame larger than the buffer
+			r.buf = append(r.buf, make([]byte, len(r.buf))...)
+		}
+		n, err := r.f.ReadAt(r.buf[r.hi:], r.off)
 		if n > 0 {
-			r.buf = append(r.buf, r.chunk[:n]...)
+			r.hi += n
 			r.off += int64(n)
 			continue
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("audit: cannot read spool segment %s: %w", r.f.Name(), err)
+			return false, fmt.Errorf("audit: cannot read spool segment %s: %w", r.f.Name(), err)
 		}
 		// End of this segment's data. A newer segment means this one is finished (any
 		// bytes left are a torn frame recovery already gave up on).
 		segs, err := listSegments(r.dir)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		if i := slices.IndexFunc(segs, func(f uint64) bool { return f > r.first }); i >= 0 {
 			if err := r.openSeg(segs[i]); err != nil {
 				if errors.Is(err, errSegmentEmpty) {
-					return nil, nil
+					return false, nil
 				}
-				return nil, err
+				return false, err
 			}
 			continue
 		}
-		// Bytes left in r.buf are a frame being written right now, or a torn frame of a
-		// spool that crashed and was not reopened: either way, nothing more yet.
-		return nil, nil
+		// Bytes left in the buffer are a frame being written right now, or a torn frame of
+		// a spool that crashed and was not reopened: either way, nothing more yet.
+		return false, nil
 	}
 }

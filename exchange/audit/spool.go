@@ -48,6 +48,7 @@ type Spool struct {
 	appends   atomic.Uint64
 	syncs     atomic.Uint64
 	wake      chan struct{} // nudges the shipper after a commit
+	flushReq  chan struct{} // Flush asks the shipper not to wait
 	shipWake  chan struct{} // nudges Flush waiters after a shipment
 	lastCkpt  uint64
 	lock      *os.File     // holds the spool's lock file (flock) while open
@@ -96,8 +97,13 @@ func WithSegmentSize(bytes int64) Option { return func(o *options) { o.segmentSi
 // Without a sink the spool itself is the audit store (the embedded default).
 func WithSink(sink Sink) Option { return func(o *options) { o.sink = sink } }
 
-// WithBatchSize sets the most events shipped in one batch (default 20000).
-func WithBatchSize(n int) Option { return func(o *options) { o.batchSize = n } }
+// WithBatchSize sets the most events shipped in one shipment, one INSERT into ClickHouse
+// (default 50000). The shipper decodes and sends a shipment in blocks of at most 512
+// events, so its memory does not grow with the size; ClickHouse holds a shipment in
+// memory until it writes it as one part. A spool this far behind its sink ships full
+// shipments, each followed by a pause as long as it took; less is shipped once per
+// interval (WithShipInterval).
+func WithBatchSize(n int) Option { return func(o *options) { o.batchSize = max(n, 1) } }
 
 // WithCheckpoints signs the chain head with key and appends it to file every interval
 // (when the head moved) and at Close. Keep the file away from the event store: it is
@@ -139,7 +145,7 @@ const (
 func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 	o := options{
 		segmentSize:   64 << 20,
-		batchSize:     20000,
+		batchSize:     50000,
 		ckptInterval:  time.Minute,
 		shipInterval:  500 * time.Millisecond,
 		retryMin:      100 * time.Millisecond,
@@ -163,6 +169,7 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		reqs:       make(chan *appendReq, 4096),
 		closed:     make(chan struct{}),
 		wake:       make(chan struct{}, 1),
+		flushReq:   make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
 	s.shipWake = make(chan struct{})
@@ -573,6 +580,10 @@ func (s *Spool) Flush(ctx context.Context) error {
 		return nil
 	}
 	target := s.committed.Load()
+	select { // ship now, not at the end of the interval
+	case s.flushReq <- struct{}{}:
+	default:
+	}
 	for {
 		s.mu.Lock()
 		ch := s.shipWake

@@ -1,0 +1,128 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// benchSpool returns a spool directory holding n chained events of both kinds, appended
+// by concurrent writers as requests append them (group commit), and closed.
+func benchSpool(b *testing.B, n int) string {
+	b.Helper()
+	dir := b.TempDir()
+	s, err := OpenSpool(dir, WithInstance("bench"), WithFreeSpaceReserve(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 64 {
+				kind := KindDecision
+				if i%2 == 1 {
+					kind = KindComplete
+				}
+				if err := s.Append(context.Background(), sampleEvent(i, kind)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+const benchEvents = 8192
+
+// benchSizes are the shipment sizes benchmarked: what the shipper sends every 500 ms near
+// the head at 2,000 lookups/s (a decision and a complete event each), and more.
+var benchSizes = []int{2048, 8192}
+
+// BenchmarkShipmentRead reads shipments from the spool as the shipper does: a fresh
+// reader per shipment (the worst case: it reopens the segment), events decoded into the
+// shipment's reused blocks. allocs/event is what following the spool costs the collector.
+func BenchmarkShipmentRead(b *testing.B) {
+	dir := benchSpool(b, benchEvents)
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("events=%d", size), func(b *testing.B) {
+			sh := newShipment(dir, 1, size)
+			b.ReportAllocs()
+			for b.Loop() {
+				sh.r.seek(1)
+				sh.start(uint64(size), size)
+				n := 0
+				for {
+					evs, err := sh.next()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(evs) == 0 {
+						break
+					}
+					n += len(evs)
+				}
+				if n != size {
+					b.Fatalf("read %d events, want %d", n, size)
+				}
+			}
+			reportPerEvent(b, size)
+		})
+	}
+}
+
+// BenchmarkShipToClickHouse ships shipments from the spool into ClickHouse as the
+// shipper does (read, decode, build the columns, one INSERT sent in blocks), into a
+// Null-engine table shaped like the audit table, so that ClickHouse stores nothing and
+// the figures are the shipper's own.
+func BenchmarkShipToClickHouse(b *testing.B) {
+	dir := benchSpool(b, benchEvents)
+	ch := newCH(b, "ship_bench")
+	ctx := context.Background()
+	conn, err := ch.Conn(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := conn.Exec(ctx, ch.NullTableSQL("ship_bench_null")); err != nil {
+		b.Fatal(err)
+	}
+	null, err := NewClickHouse(ClickHouseConfig{Addr: ch.cfg.Addr, Database: ch.cfg.Database, Table: "ship_bench_null"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer null.Close()
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("events=%d", size), func(b *testing.B) {
+			sh := newShipment(dir, 1, size)
+			ship := func() {
+				sh.r.seek(1)
+				sh.start(uint64(size), size)
+				if err := null.Write(ctx, sh.next); err != nil {
+					b.Fatal(err)
+				}
+				if sh.n != size {
+					b.Fatalf("shipped %d events, want %d", sh.n, size)
+				}
+			}
+			ship() // connect, warm the reused columns
+			b.ReportAllocs()
+			for b.Loop() {
+				ship()
+			}
+			reportPerEvent(b, size)
+		})
+	}
+}
+
+// reportPerEvent adds the per-event figures of a benchmark whose op is one shipment.
+func reportPerEvent(b *testing.B, size int) {
+	b.Helper()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(size), "ns/event")
+}
