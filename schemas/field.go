@@ -40,7 +40,7 @@ type Field struct {
 	kind      Kind
 	precision int // decimal(p,s)
 	scale     int
-	re        *regexp.Regexp
+	re        *pattern
 	check     checkFunc
 	codeIndex map[string]int // Codes by value
 }
@@ -100,7 +100,7 @@ func (f *Field) init() error {
 		return fmt.Errorf("title needs both zh and en")
 	}
 	if f.Pattern != "" {
-		re, err := regexp.Compile(f.Pattern)
+		re, err := compilePattern(f.Pattern)
 		if err != nil {
 			return fmt.Errorf("pattern: %v", err)
 		}

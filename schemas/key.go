@@ -8,19 +8,23 @@ import (
 // RecordKey returns a record's Kafka key: the primary key as text, or for a composite
 // key a JSON array of its values in key-field order (["GDP","330100","2024Q3"]).
 func (d *Dataset) RecordKey(rec map[string]any) (string, error) {
-	if len(d.Key) == 1 {
-		v := rec[d.Key[0]]
-		if v == nil {
-			return "", fmt.Errorf("%s: key field %s is missing", d.ID, d.Key[0])
-		}
-		return CanonicalText(v), nil
-	}
 	vals := make([]any, len(d.Key))
 	for i, k := range d.Key {
-		if rec[k] == nil {
-			return "", fmt.Errorf("%s: key field %s is missing", d.ID, k)
-		}
 		vals[i] = rec[k]
+	}
+	return d.KeyOf(vals)
+}
+
+// KeyOf returns the Kafka key of a record whose key fields have the values vals, in
+// key-field order: RecordKey for a decoder that holds the values, not a map.
+func (d *Dataset) KeyOf(vals []any) (string, error) {
+	for i, v := range vals {
+		if v == nil {
+			return "", fmt.Errorf("%s: key field %s is missing", d.ID, d.Key[i])
+		}
+	}
+	if len(vals) == 1 {
+		return CanonicalText(vals[0]), nil
 	}
 	b, err := json.Marshal(vals)
 	return string(b), err

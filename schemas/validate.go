@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
@@ -45,9 +44,8 @@ func (d *Dataset) Validate(rec map[string]any) []FieldError {
 				n++
 			}
 		}
-		if n != 1 {
-			errs = append(errs, FieldError{strings.Join(d.ExactlyOneOf, "|"), "exactly_one_of",
-				fmt.Sprintf("exactly one of %s must be set, %d are", strings.Join(d.ExactlyOneOf, ", "), n)})
+		if fe, ok := d.CheckExactlyOne(n); !ok {
+			errs = append(errs, fe)
 		}
 	}
 	var unknown []string
@@ -63,81 +61,150 @@ func (d *Dataset) Validate(rec map[string]any) []FieldError {
 	return errs
 }
 
-func (f *Field) validate(v any) (FieldError, bool) {
-	fail := func(code, format string, args ...any) (FieldError, bool) {
-		return FieldError{f.Name, code, fmt.Sprintf(format, args...)}, false
+// CheckExactlyOne checks that n, the number of the exactly_one_of fields a record sets
+// (not null), is one.
+func (d *Dataset) CheckExactlyOne(n int) (FieldError, bool) {
+	if n == 1 {
+		return FieldError{}, true
 	}
+	return FieldError{strings.Join(d.ExactlyOneOf, "|"), "exactly_one_of",
+		fmt.Sprintf("exactly one of %s must be set, %d are", strings.Join(d.ExactlyOneOf, ", "), n)}, false
+}
+
+// validate checks one non-null value of a record as a JSON decoder gives it. Each kind's
+// rule is one of the typed checks below, which a decoder reading values straight into
+// typed columns (the exchange's ingest) calls too: one implementation of every rule.
+func (f *Field) validate(v any) (FieldError, bool) {
 	switch f.kind {
 	case KindString:
-		s, ok := v.(string)
-		if !ok {
-			return fail("type", "must be a string, got %s", jsonType(v))
-		}
-		if f.MaxLength > 0 && utf8.RuneCountInString(s) > f.MaxLength {
-			return fail("max_length", "is %d characters long, at most %d allowed", utf8.RuneCountInString(s), f.MaxLength)
-		}
-		if len(f.Enum) > 0 && !contains(f.Enum, s) {
-			return fail("enum", "%q is not one of %s", s, strings.Join(f.Enum, ", "))
-		}
-		if f.codeIndex != nil {
-			if _, ok := f.codeIndex[s]; !ok {
-				// The same code as enum: to a program reading the DLQ both mean "not
-				// an allowed value".
-				return fail("enum", "%q is not a code of the list: %s", s, strings.Join(f.Allowed(), ", "))
-			}
-		}
-		if f.re != nil && !f.re.MatchString(s) {
-			return fail("pattern", "%q does not match %s", s, f.Pattern)
-		}
-		if f.check != nil {
-			if err := f.check(s); err != nil {
-				return fail(checkCode(err), "%v", err)
-			}
+		if s, ok := v.(string); ok {
+			return f.CheckString(s)
 		}
 	case KindInt64:
-		n, ok := AsInt64(v)
-		if !ok {
-			return fail("type", "must be an integer, got %s", jsonType(v))
+		if n, ok := AsInt64(v); ok {
+			return f.CheckInt64(n)
 		}
-		return f.inRange(float64(n))
 	case KindFloat64:
-		x, ok := AsFloat64(v)
-		if !ok || math.IsNaN(x) || math.IsInf(x, 0) {
-			return fail("type", "must be a finite number, got %s", jsonType(v))
+		if x, ok := AsFloat64(v); ok {
+			return f.CheckFloat64(x)
 		}
-		return f.inRange(x)
 	case KindDecimal:
-		s, ok := v.(string)
-		if !ok {
-			return fail("type", "must be a decimal in a string, got %s", jsonType(v))
+		if s, ok := v.(string); ok {
+			return f.CheckDecimal(s)
 		}
-		if err := checkDecimal(s, f.precision, f.scale); err != nil {
-			return fail("decimal", "%v", err)
-		}
-		x, _ := strconv.ParseFloat(s, 64)
-		return f.inRange(x)
 	case KindDate:
-		s, ok := v.(string)
-		if !ok {
-			return fail("type", "must be a date string YYYY-MM-DD, got %s", jsonType(v))
-		}
-		if _, err := time.Parse(time.DateOnly, s); err != nil {
-			return fail("date", "%q is not a real date in YYYY-MM-DD form", s)
+		if s, ok := v.(string); ok {
+			_, fe, ok := f.CheckDate(s)
+			return fe, ok
 		}
 	case KindTimestamp:
-		s, ok := v.(string)
-		if !ok {
-			return fail("type", "must be an RFC 3339 timestamp string, got %s", jsonType(v))
-		}
-		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
-			return fail("timestamp", "%q is not an RFC 3339 timestamp", s)
+		if s, ok := v.(string); ok {
+			_, fe, ok := f.CheckTimestamp(s)
+			return fe, ok
 		}
 	case KindBool:
-		if _, ok := v.(bool); !ok {
-			return fail("type", "must be true or false, got %s", jsonType(v))
+		if _, ok := v.(bool); ok {
+			return FieldError{}, true
+		}
+	}
+	return f.TypeError(jsonType(v)), false
+}
+
+// TypeError is the failure of a value of the wrong JSON type for the field; got names
+// the type the value has ("a string", "a number", "a boolean", "an array", "an object").
+func (f *Field) TypeError(got string) FieldError {
+	var want string
+	switch f.kind {
+	case KindString:
+		want = "a string"
+	case KindInt64:
+		want = "an integer"
+	case KindFloat64:
+		want = "a finite number"
+	case KindDecimal:
+		want = "a decimal in a string"
+	case KindDate:
+		want = "a date string YYYY-MM-DD"
+	case KindTimestamp:
+		want = "an RFC 3339 timestamp string"
+	case KindBool:
+		want = "true or false"
+	}
+	return FieldError{f.Name, "type", fmt.Sprintf("must be %s, got %s", want, got)}
+}
+
+func (f *Field) fail(code, format string, args ...any) (FieldError, bool) {
+	return FieldError{f.Name, code, fmt.Sprintf(format, args...)}, false
+}
+
+// CheckString checks a value of a string field: its length, enum or code list, pattern
+// and named check, in that order; the first failure is returned.
+func (f *Field) CheckString(s string) (FieldError, bool) {
+	if f.MaxLength > 0 && len(s) > f.MaxLength && utf8.RuneCountInString(s) > f.MaxLength {
+		return f.fail("max_length", "is %d characters long, at most %d allowed", utf8.RuneCountInString(s), f.MaxLength)
+	}
+	if len(f.Enum) > 0 && !contains(f.Enum, s) {
+		return f.fail("enum", "%q is not one of %s", s, strings.Join(f.Enum, ", "))
+	}
+	if f.codeIndex != nil {
+		if _, ok := f.codeIndex[s]; !ok {
+			// The same code as enum: to a program reading the DLQ both mean "not
+			// an allowed value".
+			return f.fail("enum", "%q is not a code of the list: %s", s, strings.Join(f.Allowed(), ", "))
+		}
+	}
+	if f.re != nil && !f.re.MatchString(s) {
+		return f.fail("pattern", "%q does not match %s", s, f.Pattern)
+	}
+	if f.check != nil {
+		if err := f.check(s); err != nil {
+			return f.fail(checkCode(err), "%v", err)
 		}
 	}
 	return FieldError{}, true
+}
+
+// CheckInt64 checks a value of an int64 field (its range).
+func (f *Field) CheckInt64(n int64) (FieldError, bool) { return f.inRange(float64(n)) }
+
+// CheckFloat64 checks a value of a float64 field: finite, and in its range.
+func (f *Field) CheckFloat64(x float64) (FieldError, bool) {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return f.TypeError("a number"), false
+	}
+	return f.inRange(x)
+}
+
+// CheckDecimal checks a value of a decimal(p,s) field: a plain decimal literal that
+// fits, in its range.
+func (f *Field) CheckDecimal(s string) (FieldError, bool) {
+	if err := checkDecimal(s, f.precision, f.scale); err != nil {
+		return f.fail("decimal", "%v", err)
+	}
+	x, _ := strconv.ParseFloat(s, 64)
+	return f.inRange(x)
+}
+
+// CheckDate checks a value of a date field, a real date YYYY-MM-DD, and returns it as
+// days since 1970-01-01 (Arrow's date32).
+func (f *Field) CheckDate(s string) (int32, FieldError, bool) {
+	days, ok := ParseDate(s)
+	if !ok {
+		fe, _ := f.fail("date", "%q is not a real date in YYYY-MM-DD form", s)
+		return 0, fe, false
+	}
+	return days, FieldError{}, true
+}
+
+// CheckTimestamp checks a value of a timestamp field, RFC 3339, and returns it as
+// microseconds since 1970-01-01T00:00:00Z (rounded down, as time.Time.UnixMicro does).
+func (f *Field) CheckTimestamp(s string) (int64, FieldError, bool) {
+	us, ok := ParseTimestamp(s)
+	if !ok {
+		fe, _ := f.fail("timestamp", "%q is not an RFC 3339 timestamp", s)
+		return 0, fe, false
+	}
+	return us, FieldError{}, true
 }
 
 func (f *Field) inRange(x float64) (FieldError, bool) {
@@ -186,15 +253,21 @@ func AsInt64(v any) (int64, bool) {
 	case int32:
 		return int64(n), true
 	case float64:
-		if n != math.Trunc(n) || math.Abs(n) > 1<<53 {
-			return 0, false
-		}
-		return int64(n), true
+		return IntOf(n)
 	case json.Number:
 		i, err := n.Int64()
 		return i, err == nil
 	}
 	return 0, false
+}
+
+// IntOf reads a JSON number as an integer: integral and within ±2^53, where float64
+// holds every integer exactly.
+func IntOf(x float64) (int64, bool) {
+	if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
+		return 0, false
+	}
+	return int64(x), true
 }
 
 // AsFloat64 reads a finite number as JSON decoders and drivers give it.

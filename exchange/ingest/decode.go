@@ -1,146 +1,375 @@
 package ingest
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
+	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"govx/exchange/store"
 	"govx/schemas"
 )
 
-// decoder turns one dataset's record values into rows for the store. It reads each
-// value with a streaming tokenizer (jsontext) into a map sized for the schema whose
-// keys are the schema's own field-name strings, so a record costs one map and one
-// string per text field instead of encoding/json's validity pre-scan, reflection and
-// a string per name.
+// decoder turns one dataset's record values into rows for the store. A record that is
+// a flat JSON object of scalars is read by hand, in one pass over the message, straight
+// into typed cells in the dataset's field order (store.Change.Row), each value checked
+// as it is read by the same per-field checks schemas' Validate runs (CheckString,
+// CheckDate, ...): no map, no `any` per value, and one string allocation per record
+// (the message's text, which the cells' strings share).
 //
-// The store takes a row as a map (store.Change.Record), so a map is what is built;
-// the values are exactly what encoding/json gives an `any` (string, float64, bool,
-// nil), so the dataset's Validate, and everything the store does with a row, sees the
-// same record as before. Whatever the fast path does not handle identically by
-// construction — a nested object or array, a number float64 cannot hold, invalid
-// UTF-8, bad syntax, anything after the object — is decoded by encoding/json instead
-// (decodeStd), so odd and malformed records get exactly the old treatment. The
-// differential test (decode_test.go) holds the two to the same result.
+// Whatever the hand reader does not handle identically by construction — a nested
+// object or array, a number float64 cannot hold, invalid UTF-8, an escaped name, bad
+// syntax, anything after the object — is decoded by encoding/json into a map and
+// checked by Validate instead (decodeStd), and goes to the store as a map
+// (store.Change.Record), so odd and malformed records get exactly the reference
+// treatment. The differential test (decode_test.go) holds the two paths to the same
+// stored rows and the same rejections with the same reasons.
 //
 // A decoder is used by one goroutine at a time.
 type decoder struct {
-	d     *schemas.Dataset
-	names map[string]string // field name → the schema's string of it (map keys share it)
-	dec   *jsontext.Decoder
-	src   bytes.Buffer
-	buf   []byte // unquoted text of an escaped string
+	d *schemas.Dataset
+	// typed: the dataset's rows can go to the store as cells (its key fields are
+	// strings); otherwise every record takes the map path.
+	typed   bool
+	index   map[string]int // field name → position
+	oneOf   []int          // positions of the exactly_one_of fields
+	vals    []member       // the record's value of each field, by position
+	unknown []string       // names that are not fields
+	slab    []store.Cell   // rows are cut from it; a new one when it is used up
+	buf     []byte         // unquoted text of an escaped string
+	reason  []byte
 }
 
+// member is one field's value as read: kind is 0 when absent, else the JSON kind ('n'
+// null, '"' string, '0' number, 't' true, 'f' false).
+type member struct {
+	kind byte
+	s    string
+	num  float64
+}
+
+// slabRows is how many rows of cells the decoder allocates at a time.
+const slabRows = 256
+
 func newDecoder(d *schemas.Dataset) *decoder {
-	names := make(map[string]string, len(d.Fields))
+	x := &decoder{d: d, typed: store.TextKeyed(d), index: make(map[string]int, len(d.Fields)), vals: make([]member, len(d.Fields))}
 	for i := range d.Fields {
-		names[d.Fields[i].Name] = d.Fields[i].Name
+		x.index[d.Fields[i].Name] = i
 	}
-	// Duplicate names are allowed as encoding/json allows them (the last one wins, as
-	// the map assignment below does); invalid UTF-8 is an error here, sending the
-	// record to encoding/json, which replaces it.
-	x := &decoder{d: d, names: names}
-	x.dec = jsontext.NewDecoder(&x.src, jsontext.AllowDuplicateNames(true))
+	for _, name := range d.ExactlyOneOf {
+		x.oneOf = append(x.oneOf, x.index[name])
+	}
 	return x
 }
 
-// decode parses and validates one record value; reason is empty when it is good. Only
-// field names and check codes go into the reason, never values: logs must not carry
-// personal data.
-func (x *decoder) decode(value []byte) (map[string]any, string) {
-	rec, ok := x.parse(value)
-	if !ok {
-		return decodeStd(x.d, value)
+// decode parses and validates one record value. A good record is returned as a row of
+// cells or, when it took the encoding/json path, as a map; reason is empty exactly
+// then. Only field names and check codes go into the reason, never values: logs must
+// not carry personal data.
+func (x *decoder) decode(value []byte) (row []store.Cell, rec map[string]any, reason string) {
+	if x.typed && x.scan(string(value)) {
+		if row, reason, ok := x.row(); ok {
+			return row, nil, reason
+		}
 	}
-	if reason := reasonOf(x.d.Validate(rec)); reason != "" {
-		return nil, reason
-	}
-	return rec, ""
+	rec, reason = decodeStd(x.d, value)
+	return nil, rec, reason
 }
 
-// parse reads value as a flat JSON object of scalars. ok is false when the value is
-// anything else, or when the fast path cannot be sure to decode it as encoding/json
-// does; the caller then decodes it with encoding/json.
-func (x *decoder) parse(value []byte) (rec map[string]any, ok bool) {
-	x.src = *bytes.NewBuffer(value) // read in place: jsontext does not copy a *bytes.Buffer
-	x.dec.Reset(&x.src, jsontext.AllowDuplicateNames(true))
-	if tok, err := x.dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return nil, false
+// scan reads src as a flat JSON object of scalars into x.vals and x.unknown. It reports
+// false when src is anything else, or when it cannot be sure to read it as
+// encoding/json does; the caller then decodes it with encoding/json.
+func (x *decoder) scan(src string) bool {
+	clear(x.vals)
+	x.unknown = x.unknown[:0]
+	i := skipSpace(src, 0)
+	if i == len(src) || src[i] != '{' {
+		return false
 	}
-	rec = make(map[string]any, len(x.d.Fields))
+	i = skipSpace(src, i+1)
+	if i < len(src) && src[i] == '}' {
+		return skipSpace(src, i+1) == len(src)
+	}
+	next := 0 // the field expected next
 	for {
-		if x.dec.PeekKind() == '}' {
-			if _, err := x.dec.ReadToken(); err != nil {
-				return nil, false
-			}
-			break
+		name, escaped, j, ok := x.str(src, i)
+		if !ok || escaped {
+			return false // an escaped name: rare, left to encoding/json
 		}
-		raw, err := x.dec.ReadValue() // the member's name
-		if err != nil {
-			return nil, false
+		i = skipSpace(src, j)
+		if i == len(src) || src[i] != ':' {
+			return false
 		}
-		nameText, ok := x.text(raw)
-		if !ok {
-			return nil, false
+		var v member
+		if v, i, ok = x.scalar(src, skipSpace(src, i+1)); !ok {
+			return false
 		}
-		name, known := x.names[string(nameText)]
-		if !known {
-			name = string(nameText)
+		// Producers write the fields in schema order: try the next one before the map.
+		if next < len(x.vals) && x.d.Fields[next].Name == name {
+			x.vals[next] = v
+			next++
+		} else if fi, known := x.index[name]; known {
+			x.vals[fi] = v // a repeated name: the last value wins, as in encoding/json
+			next = fi + 1
+		} else {
+			x.unknown = append(x.unknown, name)
 		}
-		raw, err = x.dec.ReadValue()
-		if err != nil {
-			return nil, false
+		i = skipSpace(src, i)
+		if i == len(src) {
+			return false
 		}
-		var v any
-		switch raw.Kind() {
-		case '"':
-			t, ok := x.text(raw)
-			if !ok {
-				return nil, false
-			}
-			v = string(t)
-		case '0':
-			f, err := strconv.ParseFloat(string(raw), 64)
-			if err != nil {
-				return nil, false // out of range: encoding/json refuses the record
-			}
-			v = f
-		case 't':
-			v = true
-		case 'f':
-			v = false
-		case 'n':
-			v = nil
-		default: // an object or an array
-			return nil, false
+		switch src[i] {
+		case ',':
+			i = skipSpace(src, i+1)
+		case '}':
+			return skipSpace(src, i+1) == len(src)
+		default:
+			return false
 		}
-		rec[name] = v
 	}
-	if _, err := x.dec.ReadToken(); err != io.EOF {
-		return nil, false // something after the object
-	}
-	return rec, true
 }
 
-// text returns the content of a raw JSON string: in place when it has no escapes,
-// else unquoted into x.buf. The result is valid until the next call.
-func (x *decoder) text(raw jsontext.Value) ([]byte, bool) {
-	if len(raw) < 2 {
-		return nil, false
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
 	}
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return raw[1 : len(raw)-1], true
-	}
-	var err error
-	x.buf, err = jsontext.AppendUnquote(x.buf[:0], raw)
-	return x.buf, err == nil
+	return i
 }
 
-// decodeStd is the decoding of a record by encoding/json: the reference the fast path
+// str reads the JSON string at s[i:] and returns its content (unescaped) and the
+// position after it; ok is false for anything but a string of valid UTF-8.
+func (x *decoder) str(s string, i int) (text string, escaped bool, end int, ok bool) {
+	if i == len(s) || s[i] != '"' {
+		return "", false, 0, false
+	}
+	var high byte // the bytes ORed: ≥ 0x80 when some are not ASCII
+	j := i + 1
+	for ; j < len(s); j++ {
+		c := s[j]
+		if !stringSpecial[c] {
+			high |= c
+			continue
+		}
+		switch {
+		case c == '"':
+			text = s[i+1 : j]
+			if high >= utf8.RuneSelf && !utf8.ValidString(text) {
+				return "", false, 0, false // encoding/json replaces invalid UTF-8
+			}
+			if escaped {
+				var err error
+				if x.buf, err = jsontext.AppendUnquote(x.buf[:0], s[i:j+1]); err != nil {
+					return "", false, 0, false
+				}
+				text = string(x.buf)
+			}
+			return text, escaped, j + 1, true
+		case c == '\\':
+			escaped = true
+			j++ // the escaped character cannot end the string; AppendUnquote checks the rest
+		default: // a control character
+			return "", false, 0, false
+		}
+	}
+	return "", false, 0, false
+}
+
+// stringSpecial marks the bytes that end a plain run of a JSON string's content.
+var stringSpecial = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// scalar reads the JSON scalar at s[i:]; ok is false for an object, an array, or
+// anything that is not JSON or that float64 cannot hold.
+func (x *decoder) scalar(s string, i int) (v member, end int, ok bool) {
+	if i == len(s) {
+		return member{}, 0, false
+	}
+	switch c := s[i]; {
+	case c == '"':
+		text, _, end, ok := x.str(s, i)
+		return member{kind: '"', s: text}, end, ok
+	case c == 't' && len(s)-i >= 4 && s[i:i+4] == "true":
+		return member{kind: 't'}, i + 4, true
+	case c == 'f' && len(s)-i >= 5 && s[i:i+5] == "false":
+		return member{kind: 'f'}, i + 5, true
+	case c == 'n' && len(s)-i >= 4 && s[i:i+4] == "null":
+		return member{kind: 'n'}, i + 4, true
+	case c == '-' || c >= '0' && c <= '9':
+		end := numberEnd(s, i)
+		if end < 0 {
+			return member{}, 0, false
+		}
+		f, err := strconv.ParseFloat(s[i:end], 64)
+		if err != nil {
+			return member{}, 0, false // out of range: encoding/json refuses the record
+		}
+		return member{kind: '0', num: f}, end, true
+	}
+	return member{}, 0, false
+}
+
+// numberEnd returns the end of the JSON number at s[i:], or -1 when it is not one:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func numberEnd(s string, i int) int {
+	digits := func(i int) int { // the end of a run of at least one digit, or -1
+		j := i
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if j == i {
+			return -1
+		}
+		return j
+	}
+	if s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		i = digits(i)
+	default:
+		return -1
+	}
+	if i < len(s) && s[i] == '.' {
+		if i = digits(i + 1); i < 0 {
+			return -1
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		return digits(i)
+	}
+	return i
+}
+
+// row checks the scanned record as Validate would and returns it as cells, or the
+// reason it fails. ok is false when a value must take the map path after all.
+func (x *decoder) row() (row []store.Cell, reason string, ok bool) {
+	nf := len(x.d.Fields)
+	if cap(x.slab)-len(x.slab) < nf {
+		x.slab = make([]store.Cell, 0, slabRows*nf)
+	}
+	n := len(x.slab)
+	row = x.slab[n : n+nf : n+nf]
+	x.reason = x.reason[:0]
+	for i := range x.d.Fields {
+		f, v := &x.d.Fields[i], &x.vals[i]
+		if v.kind == 0 || v.kind == 'n' {
+			if !f.Nullable {
+				x.fail(f.Name, "required")
+			}
+			row[i] = store.Null()
+			continue
+		}
+		fe, valid, exact := setCell(&row[i], f, v)
+		if !exact {
+			return nil, "", false
+		}
+		if !valid {
+			x.fail(fe.Field, fe.Code)
+		}
+	}
+	if len(x.oneOf) > 0 {
+		set := 0
+		for _, fi := range x.oneOf {
+			if k := x.vals[fi].kind; k != 0 && k != 'n' {
+				set++
+			}
+		}
+		if fe, ok := x.d.CheckExactlyOne(set); !ok {
+			x.fail(fe.Field, fe.Code)
+		}
+	}
+	if len(x.unknown) > 0 {
+		slices.Sort(x.unknown)
+		for i, name := range x.unknown {
+			if i == 0 || name != x.unknown[i-1] {
+				x.fail(name, "unknown_field")
+			}
+		}
+	}
+	if len(x.reason) > 0 {
+		return nil, string(x.reason), true
+	}
+	x.slab = x.slab[:n+nf]
+	return row, "", true
+}
+
+func (x *decoder) fail(field, code string) {
+	if len(x.reason) > 0 {
+		x.reason = append(x.reason, "; "...)
+	}
+	x.reason = append(x.reason, field...)
+	x.reason = append(x.reason, ": "...)
+	x.reason = append(x.reason, code...)
+}
+
+// setCell checks a non-null value of field f with the field's own check and sets dst
+// to it. exact is false when the store would not read the value as the cell says (a
+// decimal that does not convert), for the map path to decide.
+func setCell(dst *store.Cell, f *schemas.Field, v *member) (fe schemas.FieldError, valid, exact bool) {
+	switch k := f.Kind(); {
+	case k == schemas.KindString && v.kind == '"':
+		*dst = store.Text(v.s)
+		fe, valid = f.CheckString(v.s)
+		return fe, valid, true
+	case k == schemas.KindInt64 && v.kind == '0':
+		if n, ok := schemas.IntOf(v.num); ok {
+			*dst = store.Int(n)
+			fe, valid = f.CheckInt64(n)
+			return fe, valid, true
+		}
+	case k == schemas.KindFloat64 && v.kind == '0':
+		*dst = store.Float(v.num)
+		fe, valid = f.CheckFloat64(v.num)
+		return fe, valid, true
+	case k == schemas.KindDecimal && v.kind == '"':
+		if fe, valid = f.CheckDecimal(v.s); !valid {
+			return fe, false, true
+		}
+		c, err := store.DecimalText(f, v.s)
+		*dst = c
+		return fe, true, err == nil
+	case k == schemas.KindDate && v.kind == '"':
+		days, fe, valid := f.CheckDate(v.s)
+		*dst = store.Date(days)
+		return fe, valid, true
+	case k == schemas.KindTimestamp && v.kind == '"':
+		us, fe, valid := f.CheckTimestamp(v.s)
+		*dst = store.Timestamp(us)
+		return fe, valid, true
+	case k == schemas.KindBool && (v.kind == 't' || v.kind == 'f'):
+		*dst = store.Bool(v.kind == 't')
+		return fe, true, true
+	}
+	*dst = store.Null()
+	return f.TypeError(kindName(v.kind)), false, true
+}
+
+// kindName names a JSON kind as Validate's type errors do.
+func kindName(kind byte) string {
+	switch kind {
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	}
+	return "a boolean"
+}
+
+// decodeStd is the decoding of a record by encoding/json: the reference the typed path
 // matches, and the path of every record it does not take.
 func decodeStd(d *schemas.Dataset, value []byte) (map[string]any, string) {
 	var rec map[string]any

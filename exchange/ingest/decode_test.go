@@ -2,12 +2,14 @@ package ingest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
 
+	"govx/exchange/store"
 	"govx/schemas"
 	"govx/schemas/ident"
 )
@@ -119,17 +121,38 @@ var rawEdits = []func(b []byte, r *rand.Rand) []byte{
 	func(b []byte, r *rand.Rand) []byte { return []byte("{}") },
 }
 
-// TestDecodeMatchesEncodingJSON is the differential test of the streaming decoder
-// against encoding/json followed by Validate (the decoding ingest had before):
-// over valid and generated records of every dataset, mutated and malformed ones, both
-// give the same record and the same reason.
+// TestDecodeMatchesEncodingJSON is the differential test of the typed decoder against
+// the reference, encoding/json followed by Validate and the store's map path (the
+// ingest before it): over valid and generated records of every dataset, mutated and
+// malformed ones (nested values, bad UTF-8, out-of-range numbers, bad syntax) and
+// tombstones, both give the same reasons, and two tables fed by either path hold the
+// same rows and refuse the same changes.
 func TestDecodeMatchesEncodingJSON(t *testing.T) {
 	cat := schemas.MustLoad()
 	r := rand.New(rand.NewPCG(17, 1))
-	fast, valid := 0, 0
+	typed, valid := 0, 0
 	for _, d := range cat.Datasets() {
 		x := newDecoder(d)
+		got, want := store.New(d), store.New(d)
+		defer got.Close()
+		defer want.Close()
+		var gotBatch, wantBatch []store.Change
+		var keys []string
+		flush := func() {
+			gotErr, wantErr := got.Apply(gotBatch), want.Apply(wantBatch)
+			if g, w := failedOffsets(t, gotErr), failedOffsets(t, wantErr); !reflect.DeepEqual(g, w) {
+				t.Fatalf("%s: the typed path's changes failed at %v (%v), the reference's at %v (%v)", d.ID, g, gotErr, w, wantErr)
+			}
+			gotBatch, wantBatch = gotBatch[:0], wantBatch[:0]
+		}
 		for i := range 4000 {
+			off := int64(i)
+			if i%13 == 12 && len(keys) > 0 { // a tombstone of a key seen
+				k := keys[r.IntN(len(keys))]
+				gotBatch = append(gotBatch, store.Change{Key: k, Offset: off})
+				wantBatch = append(wantBatch, store.Change{Key: k, Offset: off})
+				continue
+			}
 			var rec map[string]any
 			if d.ID == "population.person" && i%2 == 0 {
 				rec = validPerson(t, i)
@@ -147,23 +170,68 @@ func TestDecodeMatchesEncodingJSON(t *testing.T) {
 				b = rawEdits[r.IntN(len(rawEdits))](b, r)
 			}
 			wantRec, wantReason := decodeStd(d, b)
-			gotRec, gotReason := x.decode(b)
-			if gotReason != wantReason || !reflect.DeepEqual(gotRec, wantRec) {
-				t.Fatalf("%s: %q\nstreaming: %v %q\nencoding/json: %v %q", d.ID, b, gotRec, gotReason, wantRec, wantReason)
+			gotRow, gotRec, gotReason := x.decode(b)
+			if gotReason != wantReason || gotRow == nil && !reflect.DeepEqual(gotRec, wantRec) || (gotReason == "") == (gotRow == nil && gotRec == nil) {
+				t.Fatalf("%s: %q\ntyped: %v %v %q\nencoding/json: %v %q", d.ID, b, gotRow, gotRec, gotReason, wantRec, wantReason)
 			}
-			if _, ok := x.parse(b); ok {
-				fast++
+			g := store.Change{Offset: off, Row: gotRow, Record: gotRec}
+			w := store.Change{Offset: off, Record: wantRec}
+			if wantReason != "" {
+				g.Invalid, w.Invalid = errors.New(gotReason), errors.New(wantReason)
+			} else if k, err := d.RecordKey(wantRec); err == nil {
+				keys = append(keys, k)
+				if i%2 == 0 { // with the message key, as connectors send it
+					g.Key, w.Key = k, k
+				}
+			}
+			gotBatch, wantBatch = append(gotBatch, g), append(wantBatch, w)
+			if x.scan(string(b)) {
+				typed++ // read by hand, whether valid or not
 			}
 			if wantReason == "" {
 				valid++
 			}
+			if len(gotBatch) == 700 {
+				flush()
+			}
 		}
+		flush()
+		gs, ws := got.Snapshot(), want.Snapshot()
+		if gs.Len() != ws.Len() {
+			t.Fatalf("%s: the typed path stored %d rows, the reference %d", d.ID, gs.Len(), ws.Len())
+		}
+		for _, k := range keys {
+			gr, gok := gs.Lookup(k)
+			wr, wok := ws.Lookup(k)
+			if gok != wok || !reflect.DeepEqual(gr, wr) {
+				t.Fatalf("%s: key %q: typed path stored %v (%v), the reference %v (%v)", d.ID, k, gr, gok, wr, wok)
+			}
+		}
+		gs.Release()
+		ws.Release()
 	}
 	// The comparison means something only if both paths ran: most records take the
-	// streaming path, and many are valid.
-	if total := 4000 * len(cat.Datasets()); fast < total/2 || valid < 800 {
-		t.Errorf("of %d records %d took the streaming path and %d were valid; want at least half and 800", total, fast, valid)
+	// typed path, and many are valid.
+	if total := 4000 * len(cat.Datasets()); typed < total/2 || valid < 800 {
+		t.Errorf("of %d records %d took the typed path and %d were valid; want at least half and 800", total, typed, valid)
 	}
+}
+
+// failedOffsets returns the offsets of the changes Apply's error says it did not apply.
+func failedOffsets(t *testing.T, err error) []int64 {
+	t.Helper()
+	if err == nil {
+		return nil
+	}
+	var ce *store.ChangeError
+	if !errors.As(err, &ce) {
+		t.Fatalf("apply: %v", err)
+	}
+	var out []int64
+	for _, f := range ce.Failed {
+		out = append(out, f.Offset)
+	}
+	return out
 }
 
 // TestDecodeKnownCases pins what a few records decode to, by either path.
@@ -185,16 +253,23 @@ func TestDecodeKnownCases(t *testing.T) {
 		{strings.Replace(string(good), `"gender":"1"`, `"gender":1`, 1), "gender: type"},
 		{strings.Replace(string(good), `}`, `,"b":1,"a":2}`, 1), "a: unknown_field; b: unknown_field"},
 	} {
-		rec, reason := x.decode([]byte(tc.value))
+		row, rec, reason := x.decode([]byte(tc.value))
 		if !strings.HasPrefix(reason, tc.reason) || tc.reason == "" && reason != "" {
 			t.Errorf("%s: reason %q, want %q", tc.value, reason, tc.reason)
 		}
-		if (reason == "") != (rec != nil) {
-			t.Errorf("%s: record %v with reason %q: a record is returned exactly when it is valid", tc.value, rec, reason)
+		if (reason == "") != (rec != nil || row != nil) {
+			t.Errorf("%s: record %v %v with reason %q: a record is returned exactly when it is valid", tc.value, row, rec, reason)
 		}
 	}
-	rec, _ := x.decode([]byte(strings.Replace(string(good), `"status":"alive"`, `"status":"alive","status":"migrated"`, 1)))
-	if rec["status"] != "migrated" {
+	tb := store.New(d)
+	defer tb.Close()
+	row, _, _ := x.decode([]byte(strings.Replace(string(good), `"status":"alive"`, `"status":"alive","status":"migrated"`, 1)))
+	if err := tb.Apply([]store.Change{{Row: row}}); err != nil {
+		t.Fatal(err)
+	}
+	s := tb.Snapshot()
+	defer s.Release()
+	if rec, _ := s.Lookup(validPerson(t, 3)["id_number"].(string)); rec["status"] != "migrated" {
 		t.Errorf("duplicate name: status %v, want the last value, as encoding/json gives", rec["status"])
 	}
 }
@@ -203,11 +278,11 @@ func BenchmarkDecode(b *testing.B) {
 	d, _ := schemas.MustLoad().Dataset("population.person")
 	var tb testing.T
 	v, _ := json.Marshal(validPerson(&tb, 7))
-	b.Run("streaming", func(b *testing.B) {
+	b.Run("typed", func(b *testing.B) {
 		x := newDecoder(d)
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, reason := x.decode(v); reason != "" {
+			if _, _, reason := x.decode(v); reason != "" {
 				b.Fatal(reason)
 			}
 		}

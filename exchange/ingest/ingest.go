@@ -497,19 +497,23 @@ func (in *Ingester) readPartition(ctx context.Context, d *schemas.Dataset, topic
 			in.log.Warn("invalid record not served", "dataset", d.ID, "partition", partition, "offset", m.Offset, "reason", reason)
 			ch.Invalid = errors.New(reason)
 		} else if !isDelete(m) {
-			rec, reason := dec.decode(m.Value)
+			row, rec, reason := dec.decode(m.Value)
 			if reason != "" {
 				in.invalid.Add(1)
 				in.log.Warn("invalid record not served", "dataset", d.ID, "partition", partition, "offset", m.Offset, "reason", reason)
 				ch.Invalid = errors.New(reason)
 			} else {
-				ch.Record = rec
+				ch.Row, ch.Record = row, rec
 			}
 		}
 		select {
-		case out <- ch:
-		case <-ctx.Done():
-			return ctx.Err()
+		case out <- ch: // while the channel has room, without a blocking select's cost
+		default:
+			select {
+			case out <- ch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 }

@@ -18,65 +18,106 @@ import (
 	"govx/schemas"
 )
 
-// cell is one parsed value of a record, ready to append to a column. Parsing happens
-// before the table lock is taken, so ingest parses in parallel with readers.
-type cell struct {
-	null bool
-	s    string
-	i    int64 // int64, date (days), timestamp (µs), bool (0/1)
-	f    float64
-	d    decimal128.Num
+// Cell is one typed value of a row, ready to append to a column: what Apply stores for
+// a field. A decoder that has validated a record builds its row of cells (Change.Row)
+// with the constructors below, one per field kind; the zero Cell is a null. Parsing
+// happens before the table lock is taken, so ingest parses in parallel with readers.
+//
+// It is 40 bytes whatever the kind, because ingest fills and copies a row of them per
+// record: the number sits in n (an int64, date days, timestamp µs or bool 0/1 as its
+// two's complement bits, a float64 as its IEEE bits, a decimal's low 64 bits, with hi
+// the high ones).
+type Cell struct {
+	s   string
+	n   uint64
+	hi  int64
+	set bool // not null
 }
 
+// Null is a null value (of any field kind).
+func Null() Cell { return Cell{} }
+
+// Text is a value of a string field.
+func Text(s string) Cell { return Cell{set: true, s: s} }
+
+// Int is a value of an int64 field.
+func Int(n int64) Cell { return Cell{set: true, n: uint64(n)} }
+
+// Float is a value of a float64 field.
+func Float(x float64) Cell { return Cell{set: true, n: math.Float64bits(x)} }
+
+// Date is a value of a date field: days since 1970-01-01.
+func Date(days int32) Cell { return Int(int64(days)) }
+
+// Timestamp is a value of a timestamp field: microseconds since 1970-01-01T00:00:00Z.
+func Timestamp(us int64) Cell { return Int(us) }
+
+// Bool is a value of a bool field.
+func Bool(b bool) Cell {
+	if b {
+		return Int(1)
+	}
+	return Int(0)
+}
+
+func decimalCell(d decimal128.Num) Cell { return Cell{set: true, n: d.LowBits(), hi: d.HighBits()} }
+
+func (c Cell) int() int64 { return int64(c.n) }
+
+// DecimalText is a value of decimal field f given as its text (as schemas' CheckDecimal
+// accepts it), read exactly as Apply reads a decimal of a Change.Record.
+func DecimalText(f *schemas.Field, s string) (Cell, error) {
+	return parseCell(f, s)
+}
+
+func (c Cell) null() bool { return !c.set }
+
 // parseCell reads a canonical value (as schemas.Validate accepts it) for field f.
-func parseCell(f *schemas.Field, v any) (cell, error) {
+func parseCell(f *schemas.Field, v any) (Cell, error) {
 	if v == nil {
 		if !f.Nullable {
-			return cell{}, fmt.Errorf("%s is required", f.Name)
+			return Cell{}, fmt.Errorf("%s is required", f.Name)
 		}
-		return cell{null: true}, nil
+		return Null(), nil
 	}
 	switch f.Kind() {
 	case schemas.KindString:
 		if s, ok := v.(string); ok {
-			return cell{s: s}, nil
+			return Text(s), nil
 		}
 	case schemas.KindInt64:
 		if i, ok := schemas.AsInt64(v); ok {
-			return cell{i: i}, nil
+			return Int(i), nil
 		}
 	case schemas.KindFloat64:
 		if x, ok := schemas.AsFloat64(v); ok {
-			return cell{f: x}, nil
+			return Float(x), nil
 		}
 	case schemas.KindDecimal:
 		p, s := f.DecimalPS()
 		if n, ok, err := asDecimal(v, int32(p), int32(s)); ok && err == nil {
-			return cell{d: n}, nil
+			return decimalCell(n), nil
 		} else if err != nil {
-			return cell{}, fmt.Errorf("%s: %v", f.Name, err)
+			return Cell{}, fmt.Errorf("%s: %v", f.Name, err)
 		}
 	case schemas.KindDate:
 		if s, ok := v.(string); ok {
 			if d, err := parseDate(s); err == nil {
-				return cell{i: int64(d)}, nil
+				return Date(int32(d)), nil
 			}
 		}
 	case schemas.KindTimestamp:
 		if s, ok := v.(string); ok {
 			if ts, err := parseTimestamp(s); err == nil {
-				return cell{i: ts}, nil
+				return Timestamp(ts), nil
 			}
 		}
 	case schemas.KindBool:
 		if b, ok := v.(bool); ok {
-			if b {
-				return cell{i: 1}, nil
-			}
-			return cell{}, nil
+			return Bool(b), nil
 		}
 	}
-	return cell{}, fmt.Errorf("%s: %T value %v is not a %s", f.Name, v, v, f.Type)
+	return Cell{}, fmt.Errorf("%s: %T value %v is not a %s", f.Name, v, v, f.Type)
 }
 
 // asRat reads a decimal given as a string or a number, exactly.
@@ -143,22 +184,6 @@ func asDecimal(v any, prec, scale int32) (decimal128.Num, bool, error) {
 	return n, true, nil
 }
 
-func parseDate(s string) (arrow.Date32, error) {
-	t, err := time.Parse(time.DateOnly, s)
-	if err != nil {
-		return 0, err
-	}
-	return arrow.Date32FromTime(t), nil
-}
-
-func parseTimestamp(s string) (int64, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return 0, err
-	}
-	return t.UnixMicro(), nil
-}
-
 // colBuf accumulates one column of the mutable tail in Go slices; seal copies it into
 // exactly sized Arrow buffers, so sealed segments carry no builder slack (Arrow
 // builders double their buffers and never shrink them).
@@ -174,23 +199,23 @@ type colBuf struct {
 	dec   []decimal128.Num
 }
 
-func (c *colBuf) append(v cell) {
-	c.valid = append(c.valid, !v.null)
-	if v.null {
+func (c *colBuf) append(v Cell) {
+	c.valid = append(c.valid, !v.null())
+	if v.null() {
 		c.nulls++
 	}
 	switch c.kind {
 	case schemas.KindString:
-		if !v.null {
+		if !v.null() {
 			c.data = append(c.data, v.s...)
 		}
 		c.offs = append(c.offs, int32(len(c.data)))
 	case schemas.KindFloat64:
-		c.f64 = append(c.f64, v.f)
+		c.f64 = append(c.f64, math.Float64frombits(v.n))
 	case schemas.KindDecimal:
-		c.dec = append(c.dec, v.d)
+		c.dec = append(c.dec, decimal128.New(v.hi, v.n))
 	default:
-		c.i64 = append(c.i64, v.i)
+		c.i64 = append(c.i64, v.int())
 	}
 }
 
@@ -372,4 +397,23 @@ func canonical(arr arrow.Array, i int) any {
 		return mask.DecimalText(a.Value(i).BigInt().String(), scale)
 	}
 	return arr.ValueStr(i)
+}
+
+// parseDate and parseTimestamp read a date or timestamp of a filter as Apply reads a
+// record's: schemas' readers, which time.Parse's DateOnly and RFC3339Nano are the
+// reference of.
+func parseDate(s string) (arrow.Date32, error) {
+	d, ok := schemas.ParseDate(s)
+	if !ok {
+		return 0, fmt.Errorf("%q is not a date YYYY-MM-DD", s)
+	}
+	return arrow.Date32(d), nil
+}
+
+func parseTimestamp(s string) (int64, error) {
+	us, ok := schemas.ParseTimestamp(s)
+	if !ok {
+		return 0, fmt.Errorf("%q is not an RFC 3339 timestamp", s)
+	}
+	return us, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -83,8 +84,10 @@ func (l *links) init(t *Table) {
 }
 
 // set records key's values of the indexed fields after change seq: value(field)
-// returns a field's value and whether it is not null.
+// returns a field's value and whether it is not null. The strings may share a larger
+// buffer (a decoded Kafka message, an Arrow column): the maps keep copies of their own.
 func (l *links) set(key string, value func(field int) (string, bool), seq int64) {
+	key = strings.Clone(key)
 	for j, fi := range l.fields {
 		nv, ok := value(fi)
 		ov, had := l.cur[j][key]
@@ -98,6 +101,7 @@ func (l *links) set(key string, value func(field int) (string, bool), seq int64)
 			delete(l.cur[j], key)
 			continue
 		}
+		nv = strings.Clone(nv)
 		l.cur[j][key] = nv
 		m := l.by[j][nv]
 		if m == nil {
@@ -109,11 +113,11 @@ func (l *links) set(key string, value func(field int) (string, bool), seq int64)
 }
 
 // setCells is set for an upsert's parsed cells.
-func (l *links) setCells(key string, cells []cell, seq int64) {
+func (l *links) setCells(key string, cells []Cell, seq int64) {
 	if len(l.fields) == 0 {
 		return
 	}
-	l.set(key, func(fi int) (string, bool) { return cells[fi].s, !cells[fi].null }, seq)
+	l.set(key, func(fi int) (string, bool) { return cells[fi].s, cells[fi].set }, seq)
 }
 
 // setRow is set for row i of a loaded record.

@@ -37,9 +37,13 @@ type Change struct {
 	// Key is the Kafka key (schemas.Dataset.RecordKey). For an upsert it may be empty;
 	// if set it must equal the record's key.
 	Key string
-	// Record is the row in canonical form, as schemas.Validate accepts it; nil is a
-	// delete (a tombstone).
-	Record    map[string]any
+	// Record is the row in canonical form, as schemas.Validate accepts it. Record and
+	// Row both nil is a delete (a tombstone).
+	Record map[string]any
+	// Row, when set, is the row as typed cells in field order, from a decoder that
+	// validated the record (exchange/ingest): Record is then not read. The dataset's key
+	// fields must be strings (TextKeyed).
+	Row       []Cell
 	Partition int32
 	Offset    int64
 	// Invalid, when set, is why the ingest rejected the record (schema validation): it
@@ -482,7 +486,8 @@ func (t *Table) Apply(changes []Change) error {
 	t.applyMu.Lock()
 	defer t.applyMu.Unlock()
 	nf := len(t.d.Fields)
-	cells := make([]cell, applyChunk*nf)
+	var cells []Cell // the parsed Records of a chunk; Rows are used as they are
+	rows := make([][]Cell, applyChunk)
 	keys := make([]string, applyChunk)
 	errs := make([]error, applyChunk)
 	var failed []FailedChange
@@ -496,13 +501,21 @@ func (t *Table) Apply(changes []Change) error {
 			if c.Invalid != nil {
 				continue
 			}
-			if c.Record == nil {
+			switch {
+			case c.deletes():
 				if c.Key == "" {
 					errs[j] = errors.New("a delete needs a key")
 				}
-				continue
+			case c.Row != nil:
+				rows[j] = c.Row
+				errs[j] = t.checkRow(c, &keys[j])
+			default:
+				if cells == nil {
+					cells = make([]Cell, applyChunk*nf)
+				}
+				rows[j] = cells[j*nf : (j+1)*nf]
+				errs[j] = t.parseRecord(c, rows[j], &keys[j])
 			}
-			errs[j] = t.parseRecord(c, cells[j*nf:(j+1)*nf], &keys[j])
 		}
 		t.mu.Lock()
 		if t.closed {
@@ -518,16 +531,16 @@ func (t *Table) Apply(changes []Change) error {
 			if c.Offset < 0 || c.Offset == math.MaxInt64 {
 				errs[j] = fmt.Errorf("offset %d is out of range", c.Offset)
 			}
-			if errs[j] == nil && c.Record != nil && t.next >= t.maxRow {
+			if errs[j] == nil && !c.deletes() && t.next >= t.maxRow {
 				t.mu.Unlock()
 				return &ApplyError{Partition: c.Partition, Offset: c.Offset, Err: ErrTableFull, Skipped: failed}
 			}
 			if errs[j] != nil {
 				failed = append(failed, FailedChange{c.Partition, c.Offset, c.Key, errs[j]})
-			} else if c.Record == nil {
+			} else if c.deletes() {
 				t.deleteLocked(c.Key, c.Partition, c.Offset)
 			} else {
-				t.upsertLocked(keys[j], cells[j*nf:(j+1)*nf], c.Partition, c.Offset)
+				t.upsertLocked(keys[j], rows[j], c.Partition, c.Offset)
 			}
 			if c.Offset >= 0 && c.Offset < math.MaxInt64 {
 				t.pos[c.Partition] = c.Offset + 1
@@ -545,7 +558,56 @@ func (t *Table) Apply(changes []Change) error {
 	return nil
 }
 
-func (t *Table) parseRecord(c *Change, out []cell, key *string) error {
+func (c *Change) deletes() bool { return c.Record == nil && c.Row == nil }
+
+// TextKeyed reports whether d's key fields are all strings, as a Change.Row needs: the
+// record key is then the cells' text, exactly as schemas.Dataset.RecordKey writes it.
+func TextKeyed(d *schemas.Dataset) bool {
+	for _, name := range d.Key {
+		if f, ok := d.Field(name); !ok || f.Kind() != schemas.KindString {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRow checks what a validated row must hold for the table (its width, its
+// required fields) and sets key to its record key.
+func (t *Table) checkRow(c *Change, key *string) error {
+	if len(c.Row) != len(t.d.Fields) {
+		return fmt.Errorf("a row of %s has %d fields, not %d", t.d.ID, len(c.Row), len(t.d.Fields))
+	}
+	for i := range t.d.Fields {
+		if f := &t.d.Fields[i]; !f.Nullable && c.Row[i].null() {
+			return fmt.Errorf("%s is required", f.Name)
+		}
+	}
+	var k string
+	if t.keyCol >= 0 && c.Row[t.keyCol].set {
+		k = c.Row[t.keyCol].s
+	} else {
+		if !TextKeyed(t.d) {
+			return fmt.Errorf("%s has a key field that is not a string: give its records as Record, not Row", t.d.ID)
+		}
+		vals := make([]any, len(t.d.Key))
+		for i, name := range t.d.Key {
+			if v := c.Row[t.fieldIndex(name)]; v.set {
+				vals[i] = v.s
+			}
+		}
+		var err error
+		if k, err = t.d.KeyOf(vals); err != nil {
+			return err
+		}
+	}
+	if c.Key != "" && c.Key != k {
+		return fmt.Errorf("the message key %q is not the record's key %q", c.Key, k)
+	}
+	*key = k
+	return nil
+}
+
+func (t *Table) parseRecord(c *Change, out []Cell, key *string) error {
 	present := 0
 	for i := range t.d.Fields {
 		f := &t.d.Fields[i]
@@ -579,7 +641,7 @@ func (t *Table) parseRecord(c *Change, out []cell, key *string) error {
 
 func (t *Table) hash(key string) uint64 { return maphash.String(t.seed, key) }
 
-func (t *Table) upsertLocked(key string, cells []cell, part int32, off int64) {
+func (t *Table) upsertLocked(key string, cells []Cell, part int32, off int64) {
 	h := t.hash(key)
 	row := t.next
 	old := t.idx.upsert(h, key, row, t.rowKey)

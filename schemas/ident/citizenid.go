@@ -86,7 +86,7 @@ func citizenBirthDate(s string) (time.Time, error) {
 	if year < minBirthYear {
 		return time.Time{}, errorf(KindDate, "citizen ID birth year %04d is before %d", year, minBirthYear)
 	}
-	if month < 1 || month > 12 || day < 1 || day > daysIn(year, month) {
+	if month < 1 || month > 12 || day < 1 || day > DaysIn(year, month) {
 		return time.Time{}, errorf(KindDate, "citizen ID birth date %s-%s-%s is not a calendar date", s[6:10], s[10:12], s[12:14])
 	}
 	return time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC), nil
@@ -103,7 +103,8 @@ func citizenProvince(prefix2 string) bool {
 	return ok
 }
 
-func daysIn(year, month int) int {
+// DaysIn returns the number of days of a month (1–12) of the Gregorian calendar.
+func DaysIn(year, month int) int {
 	switch month {
 	case 2:
 		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {

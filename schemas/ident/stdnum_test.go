@@ -184,7 +184,7 @@ func runStdnum(t *testing.T, python, kind string, values []string) []string {
 // real calendar date in a year before 1800, which Python's datetime accepts.
 func isEarlyCalendarDate(v string) bool {
 	y, m, d := atoi(v[6:10]), atoi(v[10:12]), atoi(v[12:14])
-	return y >= 1 && y < minBirthYear && m >= 1 && m <= 12 && d >= 1 && d <= daysIn(y, m)
+	return y >= 1 && y < minBirthYear && m >= 1 && m <= 12 && d >= 1 && d <= DaysIn(y, m)
 }
 
 func allDigits(s string) bool {
@@ -219,7 +219,7 @@ func genCitizenIDs(t *testing.T, rng *rand.Rand, valid int) []string {
 			y = 1800 + rng.IntN(100)
 		}
 		m := 1 + rng.IntN(12)
-		d := 1 + rng.IntN(daysIn(y, m))
+		d := 1 + rng.IntN(DaysIn(y, m))
 		v := withCitizenCheck(t, body(region, y, m, d))
 		out = append(out, v)
 
