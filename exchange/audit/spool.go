@@ -113,7 +113,11 @@ func WithCheckpoints(key ed25519.PrivateKey, file string, interval time.Duration
 }
 
 // WithShipInterval sets the least time between two shipments to the sink unless a full
-// batch is waiting (default 500ms): fewer, larger inserts cost ClickHouse far less.
+// shipment is waiting (default 2s). ClickHouse's cost is mostly per insert, not per
+// event: each writes a part (two files per column) that it merges later, ≈ 30 ms of its
+// CPU on 18.16 against ≈ 0.5 µs per event, so at 4,000 events/s an insert every 2 s
+// costs it ≈ 1.5 % of a core where one every 500 ms cost ≈ 6 %. Events reach ClickHouse
+// that much later; they are durable in the spool from the start, and Flush ships at once.
 func WithShipInterval(d time.Duration) Option { return func(o *options) { o.shipInterval = d } }
 
 // WithFreeSpaceReserve sets how many bytes must stay free on the spool's file system:
@@ -147,7 +151,7 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		segmentSize:   64 << 20,
 		batchSize:     50000,
 		ckptInterval:  time.Minute,
-		shipInterval:  500 * time.Millisecond,
+		shipInterval:  2 * time.Second,
 		retryMin:      100 * time.Millisecond,
 		retryMax:      5 * time.Second,
 		maxGroupBytes: 8 << 20,
@@ -269,7 +273,8 @@ func (s *Spool) Append(ctx context.Context, ev *Event) error {
 	if failed != nil {
 		return failed
 	}
-	r := &appendReq{ev: *ev, done: make(chan error, 1)}
+	r := reqPool.Get().(*appendReq)
+	r.ev = *ev
 	if r.ev.EventID == "" {
 		r.ev.EventID = NewEventID()
 	}
@@ -291,24 +296,33 @@ func (s *Spool) Append(ctx context.Context, ev *Event) error {
 	}
 	select {
 	case err := <-r.done:
-		if err == nil {
-			*ev = r.ev
-		}
-		return err
+		return r.answer(ev, err)
 	case <-s.writerDone:
 		// Closed while queued: the writer may have answered just before it stopped.
 		select {
 		case err := <-r.done:
-			if err == nil {
-				*ev = r.ev
-			}
-			return err
+			return r.answer(ev, err)
 		default:
 			return ErrClosed
 		}
 	case <-ctx.Done():
-		return ctx.Err()
+		return ctx.Err() // r stays with the writer, which may still answer it
 	}
+}
+
+// reqPool holds append requests the writer has answered: every request path appends an
+// event or two, and a request is an event's size.
+var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan error, 1)} }}
+
+// answer hands the writer's answer for r to the appender (ev, as the spool recorded it)
+// and returns r to the pool: the writer is done with it once it has answered.
+func (r *appendReq) answer(ev *Event, err error) error {
+	if err == nil {
+		*ev = r.ev
+	}
+	r.ev = Event{}
+	reqPool.Put(r)
+	return err
 }
 
 func (s *Spool) writeLoop() {
