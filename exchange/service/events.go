@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"govx/exchange"
@@ -29,6 +30,17 @@ func (s *Service) record(ctx context.Context, ev *audit.Event, lim audit.Limits)
 	return s.audit.Append(ctx, ev)
 }
 
+// eventPool holds the events of the request path: every request records one or two, and
+// once recorded an event is free again (the spool keeps its own copy).
+var eventPool = sync.Pool{New: func() any { return new(audit.Event) }}
+
+func newEvent() *audit.Event { return eventPool.Get().(*audit.Event) }
+
+func freeEvent(ev *audit.Event) {
+	*ev = audit.Event{}
+	eventPool.Put(ev)
+}
+
 // auditDecision durably records the decision for a request before anything is
 // returned. err, when set, is why the request was refused after (or instead of) the
 // policy: the event then says deny whatever the policy said.
@@ -38,7 +50,9 @@ func (s *Service) auditDecision(ctx context.Context, c Caller, requestID string,
 }
 
 func (s *Service) auditDecisionLimited(ctx context.Context, c Caller, requestID string, req exchange.Request, dec exchange.Decision, keys []string, refused error, lim audit.Limits, notes ...string) error {
-	ev := &audit.Event{
+	ev := newEvent()
+	defer freeEvent(ev)
+	*ev = audit.Event{
 		Kind:           audit.KindDecision,
 		RequestID:      requestID,
 		Department:     c.Subject.Department,
@@ -126,7 +140,9 @@ func (s *Service) auditComplete(ctx context.Context, g *Grant, rows, bytes int64
 // recordComplete writes the complete event of the request whose decision (or grant) ev
 // describes; notes go in its reasons (an aggregate's "suppressed_cells: N").
 func (s *Service) recordComplete(ctx context.Context, ev *audit.Event, rows, bytes, ms uint64, status, code string, notes ...string) {
-	c := &audit.Event{Kind: audit.KindComplete, RequestID: ev.RequestID, Department: ev.Department, System: ev.System,
+	c := newEvent()
+	defer freeEvent(c)
+	*c = audit.Event{Kind: audit.KindComplete, RequestID: ev.RequestID, Department: ev.Department, System: ev.System,
 		ClientAddr: ev.ClientAddr, Action: ev.Action, Dataset: ev.Dataset, Columns: ev.Columns, Purpose: ev.Purpose,
 		CaseRef: ev.CaseRef, Keys: ev.Keys, Decision: audit.Allow, Agreement: ev.Agreement, PolicyRevision: ev.PolicyRevision,
 		Rows: rows, Bytes: bytes, DurationMS: ms, Status: status, Error: code, Reasons: notes}

@@ -35,7 +35,8 @@ type Decider interface {
 	Decide(ctx context.Context, req exchange.Request) exchange.Decision
 }
 
-// Auditor durably records audit events; exchange/audit's spool is the real one.
+// Auditor durably records audit events; exchange/audit's spool is the real one. Append
+// must copy what it keeps of ev: the service reuses its events.
 type Auditor interface {
 	Append(ctx context.Context, ev *audit.Event) error
 }
