@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -16,8 +17,8 @@ import (
 // a flat JSON object of scalars is read by hand, in one pass over the message, straight
 // into typed cells in the dataset's field order (store.Change.Row), each value checked
 // as it is read by the same per-field checks schemas' Validate runs (CheckString,
-// CheckDate, ...): no map, no `any` per value, and one string allocation per record
-// (the message's text, which the cells' strings share).
+// CheckDate, ...): no map, no `any` per value, no allocation (the cells' strings are
+// the message's bytes, and the cells are reused batch after batch).
 //
 // Whatever the hand reader does not handle identically by construction — a nested
 // object or array, a number float64 cannot hold, invalid UTF-8, an escaped name, bad
@@ -33,11 +34,12 @@ type decoder struct {
 	// typed: the dataset's rows can go to the store as cells (its key fields are
 	// strings); otherwise every record takes the map path.
 	typed   bool
+	keyAt   int            // position of the one key field, or -1 for a composite key
 	index   map[string]int // field name → position
 	oneOf   []int          // positions of the exactly_one_of fields
 	vals    []member       // the record's value of each field, by position
 	unknown []string       // names that are not fields
-	slab    []store.Cell   // rows are cut from it; a new one when it is used up
+	slab    []store.Cell   // rows are cut from it; a new, larger one when it is used up
 	buf     []byte         // unquoted text of an escaped string
 	reason  []byte
 }
@@ -51,7 +53,11 @@ type member struct {
 }
 
 // slabRows is how many rows of cells the decoder allocates at a time.
-const slabRows = 256
+const slabRows = 1024
+
+// reuse lets the decoder write over the rows it returned before: the caller is done
+// with them (the store has applied them).
+func (x *decoder) reuse() { x.slab = x.slab[:0] }
 
 func newDecoder(d *schemas.Dataset) *decoder {
 	x := &decoder{d: d, typed: store.TextKeyed(d), index: make(map[string]int, len(d.Fields)), vals: make([]member, len(d.Fields))}
@@ -61,15 +67,32 @@ func newDecoder(d *schemas.Dataset) *decoder {
 	for _, name := range d.ExactlyOneOf {
 		x.oneOf = append(x.oneOf, x.index[name])
 	}
+	x.keyAt = -1
+	if len(d.Key) == 1 {
+		x.keyAt = x.index[d.Key[0]]
+	}
 	return x
+}
+
+// rowKey returns the record key of a row decode returned, when the dataset has a
+// single key field (store.Table computes the same from the row).
+func (x *decoder) rowKey(row []store.Cell) (string, bool) {
+	if row == nil || x.keyAt < 0 {
+		return "", false
+	}
+	return row[x.keyAt].Text()
 }
 
 // decode parses and validates one record value. A good record is returned as a row of
 // cells or, when it took the encoding/json path, as a map; reason is empty exactly
 // then. Only field names and check codes go into the reason, never values: logs must
 // not carry personal data.
+//
+// The row's strings are value's bytes, not copies: value must not change until the
+// store has applied the row (the store copies what it keeps). A Kafka message's value
+// is the ingest's own, never written after it is fetched.
 func (x *decoder) decode(value []byte) (row []store.Cell, rec map[string]any, reason string) {
-	if x.typed && x.scan(string(value)) {
+	if x.typed && x.scan(unsafe.String(unsafe.SliceData(value), len(value))) {
 		if row, reason, ok := x.row(); ok {
 			return row, nil, reason
 		}
@@ -146,6 +169,19 @@ func (x *decoder) str(s string, i int) (text string, escaped bool, end int, ok b
 	}
 	var high byte // the bytes ORed: ≥ 0x80 when some are not ASCII
 	j := i + 1
+	// Eight bytes at a time while none of them is special.
+	var high8 uint64
+	for ; j+8 <= len(s); j += 8 {
+		w := uint64(s[j]) | uint64(s[j+1])<<8 | uint64(s[j+2])<<16 | uint64(s[j+3])<<24 |
+			uint64(s[j+4])<<32 | uint64(s[j+5])<<40 | uint64(s[j+6])<<48 | uint64(s[j+7])<<56
+		if hasSpecial(w) {
+			break
+		}
+		high8 |= w
+	}
+	if high8&highBits != 0 {
+		high = utf8.RuneSelf
+	}
 	for ; j < len(s); j++ {
 		c := s[j]
 		if !stringSpecial[c] {
@@ -174,6 +210,20 @@ func (x *decoder) str(s string, i int) (text string, escaped bool, end int, ok b
 		}
 	}
 	return "", false, 0, false
+}
+
+const (
+	lowBits  = 0x0101010101010101
+	highBits = 0x8080808080808080
+)
+
+// hasSpecial reports whether any byte of w is special in a JSON string (a control
+// character, '"' or '\\'): the exact tests of "some byte is below n" and "some byte is
+// zero" (Hacker's Delight, 6-1), which hold for bytes of any value.
+func hasSpecial(w uint64) bool {
+	below := func(x uint64, n byte) uint64 { return (x - lowBits*uint64(n)) & ^x & highBits }
+	zero := func(x uint64) uint64 { return below(x, 1) }
+	return below(w, 0x20)|zero(w^(lowBits*'"'))|zero(w^(lowBits*'\\')) != 0
 }
 
 // stringSpecial marks the bytes that end a plain run of a JSON string's content.
@@ -259,7 +309,8 @@ func numberEnd(s string, i int) int {
 func (x *decoder) row() (row []store.Cell, reason string, ok bool) {
 	nf := len(x.d.Fields)
 	if cap(x.slab)-len(x.slab) < nf {
-		x.slab = make([]store.Cell, 0, slabRows*nf)
+		// Rows cut before stay where they are; the next reuse starts on the larger slab.
+		x.slab = make([]store.Cell, 0, max(slabRows*nf, 2*cap(x.slab)))
 	}
 	n := len(x.slab)
 	row = x.slab[n : n+nf : n+nf]

@@ -296,3 +296,28 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// TestHasSpecial holds the eight-byte test of decoder.str to the byte-by-byte one.
+func TestHasSpecial(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	interesting := []byte{0, 1, 0x1f, 0x20, 0x21, '"', '\\', 0x5b, 0x5d, 0x7f, 0x80, 0x9f, 0xa0, 0xdf, 0xff}
+	for range 200000 {
+		var b [8]byte
+		for k := range b {
+			if r.IntN(3) == 0 {
+				b[k] = interesting[r.IntN(len(interesting))]
+			} else {
+				b[k] = byte(r.IntN(256))
+			}
+		}
+		want := false
+		var w uint64
+		for k, c := range b {
+			want = want || stringSpecial[c]
+			w |= uint64(c) << (8 * k)
+		}
+		if got := hasSpecial(w); got != want {
+			t.Fatalf("% x: hasSpecial %v, byte by byte %v", b, got, want)
+		}
+	}
+}

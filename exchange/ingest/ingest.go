@@ -32,7 +32,9 @@ type Config struct {
 	Brokers     []string
 	TopicPrefix string // default "govx."
 	Dialer      *kafka.Dialer
-	// BatchRecords caps how many records one store.Apply call takes.
+	// BatchRecords caps how many records are decoded and then applied in one
+	// store.Apply call (default 512: a batch's decoded cells are still in the CPU cache
+	// when the store copies them into its columns).
 	BatchRecords int
 	// OnStatus, when set, hears each dataset's state whenever it changes: nil while the
 	// dataset is caught up and kept current, otherwise why it is not (ErrCatchingUp,
@@ -95,13 +97,17 @@ const (
 	topicPoll      = 500 * time.Millisecond // while a dataset's topic does not exist yet
 )
 
+// queued is how many fetched records wait for decoding at most, so partition readers
+// rarely wait for the applying goroutine.
+const queued = 8192
+
 // New returns an ingester for the given tables.
 func New(cfg Config, cat *schemas.Catalog, tables map[string]*store.Table, log *slog.Logger) *Ingester {
 	if cfg.TopicPrefix == "" {
 		cfg.TopicPrefix = "govx."
 	}
 	if cfg.BatchRecords <= 0 {
-		cfg.BatchRecords = 4096
+		cfg.BatchRecords = 512
 	}
 	if cfg.Dialer == nil {
 		cfg.Dialer = &kafka.Dialer{Timeout: requestTimeout, DualStack: true}
@@ -356,7 +362,7 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 		}
 		ends[p.ID] = end
 	}
-	msgs := make(chan store.Change, in.cfg.BatchRecords*2)
+	msgs := make(chan fetched, max(in.cfg.BatchRecords*2, queued))
 	var wg sync.WaitGroup
 	pos := t.Positions()
 	rctx, cancel := context.WithCancel(ctx)
@@ -397,7 +403,9 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 		in.setState(d.ID, ErrCatchingUp)
 	}
 	signal()
-	batch := make([]store.Change, 0, in.cfg.BatchRecords)
+	batch := make([]fetched, 0, in.cfg.BatchRecords)
+	changes := make([]store.Change, 0, in.cfg.BatchRecords)
+	dec := newDecoder(d)
 	for {
 		ch, ok := <-msgs
 		if !ok {
@@ -421,8 +429,9 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 				break drain
 			}
 		}
-		applied := len(batch)
-		if err := t.Apply(batch); err != nil {
+		changes = in.decode(d, dec, batch, changes[:0])
+		applied := len(changes)
+		if err := t.Apply(changes); err != nil {
 			var ce *store.ChangeError
 			if !errors.As(err, &ce) {
 				// The table refused a change for a reason of its own: moving on would
@@ -433,7 +442,7 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 			// else the store refused is counted here, never served.
 			applied -= len(ce.Failed)
 			for _, f := range ce.Failed {
-				if !isValidationFailure(batch, f) {
+				if !isValidationFailure(changes, f) {
 					in.invalid.Add(1)
 					// The store's reason may quote values; the log names only where the
 					// record is, so an operator can inspect it in Kafka.
@@ -463,10 +472,20 @@ func (in *Ingester) endOffset(ctx context.Context, topic string, partition int) 
 	return end, err
 }
 
-// readPartition decodes and validates one partition's records, sending each as a store
-// change. A record that fails validation is counted, logged without its values, and
-// passed on as a position-only change so the store's position still advances.
-func (in *Ingester) readPartition(ctx context.Context, d *schemas.Dataset, topic string, partition int, from int64, out chan<- store.Change) error {
+// fetched is one record as a partition reader passes it on: decoding waits for the
+// batch it is applied in (Ingester.decode), so a record's cells are written just before
+// the store reads them, while they are in the cache, into memory reused batch after
+// batch.
+type fetched struct {
+	change store.Change // position; Invalid when the headers say so
+	key    []byte
+	value  []byte // the record to decode; nil for a delete or a header problem
+}
+
+// readPartition reads one partition's records and sends each on. A record whose
+// headers it cannot apply is counted, logged, and passed on as a position-only change
+// so the store's position still advances.
+func (in *Ingester) readPartition(ctx context.Context, d *schemas.Dataset, topic string, partition int, from int64, out chan<- fetched) error {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   in.cfg.Brokers,
 		Topic:     topic,
@@ -483,39 +502,59 @@ func (in *Ingester) readPartition(ctx context.Context, d *schemas.Dataset, topic
 	if err := r.SetOffset(from); err != nil {
 		return err
 	}
-	dec := newDecoder(d)
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			return err
 		}
-		ch := store.Change{Key: string(m.Key), Partition: int32(partition), Offset: m.Offset}
+		f := fetched{change: store.Change{Partition: int32(partition), Offset: m.Offset}, key: m.Key}
 		if reason := headerProblem(d, m); reason != "" {
 			// A record the exchange cannot read as its producer meant it is not
 			// guessed at: an unknown operation, or a schema version it does not serve.
 			in.invalid.Add(1)
 			in.log.Warn("invalid record not served", "dataset", d.ID, "partition", partition, "offset", m.Offset, "reason", reason)
-			ch.Invalid = errors.New(reason)
+			f.change.Invalid = errors.New(reason)
 		} else if !isDelete(m) {
-			row, rec, reason := dec.decode(m.Value)
-			if reason != "" {
-				in.invalid.Add(1)
-				in.log.Warn("invalid record not served", "dataset", d.ID, "partition", partition, "offset", m.Offset, "reason", reason)
-				ch.Invalid = errors.New(reason)
-			} else {
-				ch.Row, ch.Record = row, rec
-			}
+			f.value = m.Value
 		}
 		select {
-		case out <- ch: // while the channel has room, without a blocking select's cost
+		case out <- f: // while the channel has room, without a blocking select's cost
 		default:
 			select {
-			case out <- ch:
+			case out <- f:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
 	}
+}
+
+// decode decodes and validates a batch's records into changes for the store, reusing
+// the decoder's cells from the previous batch (which the store has applied). A record
+// that fails validation is counted, logged without its values, and passed on as a
+// position-only change so the store's position still advances.
+func (in *Ingester) decode(d *schemas.Dataset, dec *decoder, batch []fetched, changes []store.Change) []store.Change {
+	dec.reuse()
+	for _, f := range batch {
+		ch := f.change
+		if f.value != nil {
+			row, rec, reason := dec.decode(f.value)
+			if reason != "" {
+				in.invalid.Add(1)
+				in.log.Warn("invalid record not served", "dataset", d.ID, "partition", ch.Partition, "offset", ch.Offset, "reason", reason)
+				ch.Invalid = errors.New(reason)
+			} else {
+				ch.Row, ch.Record = row, rec
+			}
+		}
+		if k, ok := dec.rowKey(ch.Row); ok && string(f.key) == k {
+			ch.Key = k // the record's own key, already in the row: no copy
+		} else {
+			ch.Key = string(f.key)
+		}
+		changes = append(changes, ch)
+	}
+	return changes
 }
 
 // headerProblem returns why a record's headers say it cannot be applied as it is, or "".

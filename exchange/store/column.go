@@ -72,6 +72,9 @@ func DecimalText(f *schemas.Field, s string) (Cell, error) {
 
 func (c Cell) null() bool { return !c.set }
 
+// Text returns the value of a string field's cell, and false for a null.
+func (c Cell) Text() (string, bool) { return c.s, c.set }
+
 // parseCell reads a canonical value (as schemas.Validate accepts it) for field f.
 func parseCell(f *schemas.Field, v any) (Cell, error) {
 	if v == nil {
@@ -199,23 +202,33 @@ type colBuf struct {
 	dec   []decimal128.Num
 }
 
-func (c *colBuf) append(v Cell) {
-	c.valid = append(c.valid, !v.null())
-	if v.null() {
-		c.nulls++
+// appendColumn appends field i of each row.
+func (c *colBuf) appendColumn(rows [][]Cell, i int) {
+	for _, r := range rows {
+		v := &r[i]
+		c.valid = append(c.valid, v.set)
+		if !v.set {
+			c.nulls++
+		}
 	}
 	switch c.kind {
 	case schemas.KindString:
-		if !v.null() {
-			c.data = append(c.data, v.s...)
+		for _, r := range rows {
+			c.data = append(c.data, r[i].s...)
+			c.offs = append(c.offs, int32(len(c.data)))
 		}
-		c.offs = append(c.offs, int32(len(c.data)))
 	case schemas.KindFloat64:
-		c.f64 = append(c.f64, math.Float64frombits(v.n))
+		for _, r := range rows {
+			c.f64 = append(c.f64, math.Float64frombits(r[i].n))
+		}
 	case schemas.KindDecimal:
-		c.dec = append(c.dec, decimal128.New(v.hi, v.n))
+		for _, r := range rows {
+			c.dec = append(c.dec, decimal128.New(r[i].hi, r[i].n))
+		}
 	default:
-		c.i64 = append(c.i64, v.int())
+		for _, r := range rows {
+			c.i64 = append(c.i64, r[i].int())
+		}
 	}
 }
 

@@ -40,6 +40,35 @@ func BenchmarkApply(b *testing.B) {
 	b.ReportMetric(float64(len(cs)*b.N)/b.Elapsed().Seconds(), "records/s")
 }
 
+// BenchmarkApplyRows is BenchmarkApply with the records given as typed rows, as ingest
+// gives them (Change.Row).
+func BenchmarkApplyRows(b *testing.B) {
+	cs := benchPersons(b, 100_000)
+	d := dataset(b, "population.person")
+	for i := range cs {
+		row := make([]Cell, len(d.Fields))
+		for j := range d.Fields {
+			c, err := parseCell(&d.Fields[j], cs[i].Record[d.Fields[j].Name])
+			if err != nil {
+				b.Fatal(err)
+			}
+			row[j] = c
+		}
+		cs[i].Record, cs[i].Row = nil, row
+	}
+	b.ResetTimer()
+	for range b.N {
+		t := New(d)
+		for i := 0; i < len(cs); i += 512 {
+			if err := t.Apply(cs[i:min(i+512, len(cs))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		t.Close()
+	}
+	b.ReportMetric(float64(len(cs)*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
 func benchTable(b *testing.B) *Snapshot {
 	cs := benchPersons(b, 200_000)
 	t := New(dataset(b, "population.person"))

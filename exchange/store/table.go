@@ -42,7 +42,8 @@ type Change struct {
 	Record map[string]any
 	// Row, when set, is the row as typed cells in field order, from a decoder that
 	// validated the record (exchange/ingest): Record is then not read. The dataset's key
-	// fields must be strings (TextKeyed).
+	// fields must be strings (TextKeyed). Apply reads it only until it returns, keeping
+	// copies of what it stores, so the caller may reuse its cells after.
 	Row       []Cell
 	Partition int32
 	Offset    int64
@@ -319,6 +320,9 @@ type pendingHead struct {
 // tail is the mutable end of the table, in Go slices.
 type tail struct {
 	cols []colBuf
+	// pending are the rows upserted since the last flush, not yet in cols: the columns
+	// are filled a column at a time, each a tight loop over the rows (flush).
+	pending [][]Cell
 	// The rows' keys, as one byte arena and each key's end offset: no pointer per row
 	// for the collector to trace (a []string of 65536 keys would be 65536).
 	keyData []byte
@@ -343,6 +347,18 @@ func (tl *tail) key(i int) string {
 		return ""
 	}
 	return unsafe.String(&tl.keyData[a], int(tl.keyEnds[i]-a))
+}
+
+// flush appends the pending rows to the columns.
+func (tl *tail) flush() {
+	if len(tl.pending) == 0 {
+		return
+	}
+	for i := range tl.cols {
+		tl.cols[i].appendColumn(tl.pending, i)
+	}
+	clear(tl.pending)
+	tl.pending = tl.pending[:0]
 }
 
 // tomb is a delete: the key, its position, and the row holding the key's last values
@@ -548,6 +564,7 @@ func (t *Table) Apply(changes []Change) error {
 			t.dirty = true
 			applied++
 		}
+		t.tail.flush() // before the lock is let go: the rows are the caller's memory
 		t.mu.Unlock()
 		t.compact(applied)
 		t.materializeAsync()
@@ -652,9 +669,7 @@ func (t *Table) upsertLocked(key string, cells []Cell, part int32, off int64) {
 		t.live--
 	}
 	tl := &t.tail
-	for i := range tl.cols {
-		tl.cols[i].append(cells[i])
-	}
+	tl.pending = append(tl.pending, cells)
 	tl.keyData = append(tl.keyData, key...)
 	tl.keyEnds = append(tl.keyEnds, int32(len(tl.keyData)))
 	tl.part = append(tl.part, part)
@@ -741,6 +756,7 @@ func (t *Table) markDeleted(row int64, part int32, off int64) {
 // sealLocked turns the tail into an immutable segment and merges small segments.
 func (t *Table) sealLocked() {
 	tl := &t.tail
+	tl.flush()
 	if tl.n == 0 {
 		return
 	}
