@@ -46,6 +46,7 @@ type demoOptions struct {
 	flightAddr string
 	httpAddr   string
 	console    string
+	pprof      string
 }
 
 func init() {
@@ -77,6 +78,7 @@ A second run reuses the generated databases and starts everything else afresh.`,
 	fl.StringVar(&o.flightAddr, "flight", "127.0.0.1:8815", "the exchange's Flight address")
 	fl.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "the exchange's HTTP address")
 	fl.StringVar(&o.console, "console", "127.0.0.1:8090", "the web console's address (empty: no console)")
+	fl.StringVar(&o.pprof, "pprof", "", "serve the process's Go profiles and execution traces (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060 (empty: none)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -97,6 +99,14 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(logFile, nil))
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	say("govx demo in %s (logs: %s)", dir, logFile.Name())
+	if o.pprof != "" {
+		addr, stop, err := servePprof(o.pprof)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		say("pprof: http://%s/debug/pprof/ (e.g. go tool pprof http://%s/debug/pprof/profile?seconds=10)", addr, addr)
+	}
 
 	sources := filepath.Join(dir, "sources")
 	if err := ensureSources(ctx, sources, o, out); err != nil {
@@ -145,7 +155,6 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	cfg.Kafka.TopicPrefix = prefix
 	cfg.FlightAddr, cfg.HTTPAddr = o.flightAddr, o.httpAddr
 	cfg.Console.Listen = o.console
-	cfg.SnapshotInterval = 10 * time.Second
 	// The demo's policies live in DIR/policies, so a steward's edit there takes effect on
 	// the running exchange; each run starts from the shipped ones.
 	cfg.PoliciesDir = filepath.Join(dir, "policies")
@@ -163,7 +172,10 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) error {
 	if o.clickhouse != "" {
 		cfg.Audit.ClickHouse.Addr = o.clickhouse
 	}
-	x, err := server.Start(ctx, cfg, server.WithLogger(log))
+	// Each run rebuilds the store from topics started afresh (freshExchangeDir empties
+	// the store's directory): a snapshot would never be read, and writing one copies and
+	// fsyncs the whole store, stalling lookups at a million persons.
+	x, err := server.Start(ctx, cfg, server.WithLogger(log), server.WithoutSnapshots())
 	if err != nil {
 		return err
 	}

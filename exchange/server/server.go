@@ -58,7 +58,11 @@ type Exchange struct {
 	revs     *pki.Revocations // nil without tls.crl
 	cluster  string
 	epoch    string // what cursors are bound to: the Kafka cluster id
-	ready    Readiness
+	// written is, per dataset, the position (encoded cursor) of the snapshot file in
+	// DataDir: a table still at it is not written again (snapshot).
+	written     map[string]string
+	noSnapshots bool // WithoutSnapshots
+	ready       Readiness
 
 	// apply runs the sharing application process; applyStore is its database.
 	apply      *apply.Service
@@ -78,9 +82,10 @@ type Exchange struct {
 type Option func(*options)
 
 type options struct {
-	log   *slog.Logger
-	mem   memory.Allocator
-	clock func() time.Time
+	log         *slog.Logger
+	mem         memory.Allocator
+	clock       func() time.Time
+	noSnapshots bool
 }
 
 // WithLogger sets the logger.
@@ -91,6 +96,12 @@ func WithAllocator(m memory.Allocator) Option { return func(o *options) { o.mem 
 
 // WithClock sets the clock decisions and tickets use (tests).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// WithoutSnapshots never writes the store to DataDir (neither every snapshot_interval
+// nor at Close), for an exchange whose store is rebuilt from Kafka at every start anyway
+// (govx demo: a new in-process broker each run), where a snapshot would be written and
+// never read.
+func WithoutSnapshots() Option { return func(o *options) { o.noSnapshots = true } }
 
 // Start builds the exchange and starts serving; it returns once the listeners are
 // bound. Readiness (caught up with Kafka) comes later: see Ready.
@@ -104,7 +115,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 		return nil, err
 	}
 	cat, tlsConfig, revs := p.cat, p.tls, p.revs
-	x := &Exchange{cfg: cfg, log: o.log, done: make(chan struct{})}
+	x := &Exchange{cfg: cfg, log: o.log, done: make(chan struct{}), written: map[string]string{}, noSnapshots: o.noSnapshots}
 	applyMemoryLimit(cfg, o.log)
 	ok := false
 	defer func() {
@@ -241,7 +252,9 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 		return err
 	})
 	x.goRun("ingest", func() error { return x.ingester.Run(runCtx) })
-	x.goRun("snapshots", func() error { x.snapshotLoop(runCtx); return nil })
+	if !x.noSnapshots {
+		x.goRun("snapshots", func() error { x.snapshotLoop(runCtx); return nil })
+	}
 	x.goRun("masks", func() error { x.maskLoop(runCtx); return nil })
 	x.goRun("corrections", func() error { x.closeCorrections(runCtx, time.Second); return nil })
 	ok = true
@@ -359,7 +372,7 @@ func (x *Exchange) Close() error {
 		x.svc.Wait()
 	}
 	var errs []error
-	if x.tables != nil && x.ingester != nil {
+	if x.tables != nil && x.ingester != nil && !x.noSnapshots {
 		errs = append(errs, x.snapshot())
 	}
 	if x.policy != nil {
@@ -405,6 +418,9 @@ func (x *Exchange) openTables(cat *schemas.Catalog, mem memory.Allocator) (map[s
 			t, err := store.Open(d, dir, store.WithAllocator(mem))
 			if err == nil {
 				tables[d.ID] = t
+				snap := t.Snapshot()
+				x.written[d.ID] = string(snap.Cursor().Encode())
+				snap.Release()
 				continue
 			}
 			if !errors.Is(err, os.ErrNotExist) {
@@ -438,17 +454,30 @@ func (x *Exchange) snapshotLoop(ctx context.Context) {
 	}
 }
 
+// snapshot writes every table that ingested something since its file was written. A
+// table at the same position holds the same rows, so its file stands: rewriting it
+// would copy the whole table (hundreds of MB at a million rows) and fsync it for
+// nothing, every interval, stalling the audit spool's fsyncs and the lookups waiting on
+// them while the exchange is idle or only serving.
 func (x *Exchange) snapshot() error {
 	var errs []error
 	for id, t := range x.tables {
+		snap := t.Snapshot()
+		pos := string(snap.Cursor().Encode())
+		if have, ok := x.written[id]; ok && have == pos {
+			snap.Release()
+			continue
+		}
 		dir := filepath.Join(x.cfg.DataDir, id)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
+			snap.Release()
 			errs = append(errs, err)
 			continue
 		}
-		snap := t.Snapshot()
 		if err := snap.WriteTo(dir); err != nil {
 			errs = append(errs, fmt.Errorf("snapshot %s: %w", id, err))
+		} else {
+			x.written[id] = pos
 		}
 		snap.Release()
 	}
