@@ -117,6 +117,13 @@ func ReadCheckpoint(ctx context.Context, cfg *Config) (*Checkpoint, error) {
 	return k.loadCheckpoint(ctx, cfg.Kafka.CheckpointTopic, cfg.Name)
 }
 
+// content is the checkpoint as stored, without the time it is stored at: what tells
+// whether storing it again would change anything.
+func (c Checkpoint) content() ([]byte, error) {
+	c.UpdatedAt = time.Time{}
+	return json.Marshal(c)
+}
+
 func checkpointMessage(topic, name string, c *Checkpoint) (kafka.Message, error) {
 	c.UpdatedAt = time.Now().UTC()
 	b, err := json.Marshal(c)

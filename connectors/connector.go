@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"bytes"
 	"context"
 	"database/sql/driver"
 	"encoding/json"
@@ -83,6 +84,8 @@ type Connector struct {
 	ckptAt time.Time
 	recent map[string]recentRow
 	maxAt  time.Time // newest cursor time read, the anchor of the look-back window
+	// ckptStored is the last checkpoint stored, without its time (Checkpoint.content).
+	ckptStored []byte
 	// highWater is the newest cursor acknowledged: the incremental checkpoint.
 	highWater   any
 	highWaterAt time.Time
@@ -672,19 +675,27 @@ func (c *Connector) acked(ch *chunk, phase string) error {
 	return nil
 }
 
+// minPageAlloc is the fewest rows a page is allocated for.
+const minPageAlloc = 64
+
 // readPages reads pages of native rows from pos to the end of the source and hands out
 // owned copies of them.
 func (c *Connector) readPages(ctx context.Context, pos Position, out chan<- *rawPage) error {
 	pageSize := c.cfg.Snapshot.PageSize
 	start, readTotal := time.Now(), 0
+	// Each page is allocated for as many rows as the one before it (the first for a
+	// few): a snapshot's pages are full, an idle poll reads only the rows of its
+	// look-back window, and allocating pageSize rows for it every poll_interval would
+	// hand the collector megabytes of garbage a second per connector.
+	hint := min(pageSize, minPageAlloc)
 	for {
-		p := &rawPage{rows: make([]Row, 0, min(pageSize, 1<<16))}
-		// One backing array per page for the rows' values and keys.
+		p := &rawPage{rows: make([]Row, 0, hint)}
+		// One backing array per page for the rows' values and keys (grown as needed).
 		var vals, keys []any
 		err := c.src.Read(ctx, pos, pageSize, func(r Row) error {
 			if vals == nil {
-				vals = make([]any, 0, cap(p.rows)*len(r.Values))
-				keys = make([]any, 0, cap(p.rows)*len(r.Key))
+				vals = make([]any, 0, hint*len(r.Values))
+				keys = make([]any, 0, hint*len(r.Key))
 			}
 			v0, k0 := len(vals), len(keys)
 			for _, v := range r.Values {
@@ -704,6 +715,7 @@ func (c *Connector) readPages(ctx context.Context, pos Position, out chan<- *raw
 			return err
 		}
 		n := len(p.rows)
+		hint = min(max(n, minPageAlloc), pageSize, 1<<16)
 		if n > 0 {
 			last := p.rows[n-1]
 			pos = Position{Cursor: last.Cursor, Key: last.Key, NullCursor: pos.NullCursor}
@@ -949,6 +961,16 @@ func (c *Connector) storeCheckpoint(ctx context.Context, force bool) error {
 	if !force && time.Since(c.ckptAt) < checkpointEvery {
 		return nil
 	}
+	// A poll that read nothing new leaves the checkpoint as stored: writing it again
+	// would add a record to the checkpoint topic every poll_interval, and a produce
+	// round trip to every idle poll, for nothing.
+	content, err := c.ckpt.content()
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(content, c.ckptStored) {
+		return nil
+	}
 	msg, err := checkpointMessage(c.cfg.Kafka.CheckpointTopic, c.cfg.Name, &c.ckpt)
 	if err != nil {
 		return err
@@ -957,5 +979,6 @@ func (c *Connector) storeCheckpoint(ctx context.Context, force bool) error {
 		return err
 	}
 	c.ckptAt = time.Now()
+	c.ckptStored = content
 	return nil
 }
