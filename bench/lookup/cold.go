@@ -37,6 +37,9 @@ type target struct {
 	lookups  [][]byte      // request bodies, built beforehand
 	verifies [][]byte
 	stop     func() error
+	name     string    // "exchange" or "demo", for -profile-dir's files
+	origin   time.Time // the server process's start (the origin of its gctrace times)
+	pprof    string    // the demo's --pprof address, with -profile-dir
 }
 
 // coldRun is one (server, rate) measurement.
@@ -73,6 +76,7 @@ type coldOptions struct {
 	govx           string // the govx binary for -demo ("" builds one)
 	demoDir        string // where the demo keeps its generated sources between runs
 	demoTimeout    time.Duration
+	profileDir     string // timelines and the demo's profiles of each cold lookup phase (timeline.go)
 	cmd            string
 }
 
@@ -121,7 +125,7 @@ func runCold(o coldOptions) error {
 				runs = append(runs, coldRun{server: s.name, rate: rate, err: err})
 				continue
 			}
-			r := measureCold(t, rate, o.dur, o.workers)
+			r := measureCold(t, rate, o.dur, o.workers, o.profileDir)
 			r.server = s.name
 			runs = append(runs, r)
 			if err := t.stop(); err != nil {
@@ -134,7 +138,7 @@ func runCold(o coldOptions) error {
 }
 
 // measureCold runs the four phases against t at rate, the first right after start.
-func measureCold(t *target, rate int, dur time.Duration, workers int) coldRun {
+func measureCold(t *target, rate int, dur time.Duration, workers int, profileDir string) coldRun {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: workers, MaxIdleConnsPerHost: workers, DisableCompression: true}}
 	defer hc.CloseIdleConnections()
 	do := func(method, path string, body []byte, want string) error {
@@ -148,7 +152,7 @@ func measureCold(t *target, rate int, dur time.Duration, workers int) coldRun {
 	}
 	healthz := func(int) error { return do(http.MethodGet, "/healthz", nil, "ok") }
 	r := coldRun{rate: rate, ready: t.ready}
-	r.cold = openLoop(rate, dur, workers, lookup)
+	r.cold = profiledCold(t, profileDir, fmt.Sprintf("%s-%d", t.name, rate), rate, dur, workers, lookup)
 	r.verify = openLoop(rate, dur, workers, verify)
 	r.hz = openLoop(rate, dur, workers, healthz)
 	r.warm = openLoop(rate, dur, workers, lookup)
@@ -311,7 +315,7 @@ func startExchange(ctx context.Context, o coldOptions, lookups, verifies [][]byt
 		return nil, err
 	}
 	return &target{base: "http://" + x.HTTPAddr(), token: tok, ready: ready, lookups: lookups, verifies: verifies,
-		stop: func() error {
+		name: "exchange", origin: processStart, stop: func() error {
 			err := x.Close()
 			feed.DropClickHouseDatabase(o.chAddr, db)
 			os.RemoveAll(dir)
@@ -356,6 +360,13 @@ func startDemo(o coldOptions, lookups, verifies [][]byte) (*target, error) {
 	args := []string{"demo", "--dir", o.demoDir, "--scale", strconv.Itoa(o.rows), "--flight", flightAddr, "--http", httpAddr}
 	if o.chAddr != "" {
 		args = append(args, "--clickhouse", o.chAddr)
+	}
+	var pprofAddr string
+	if o.profileDir != "" {
+		if pprofAddr, err = closedPort(); err != nil {
+			return nil, err
+		}
+		args = append(args, "--pprof", pprofAddr)
 	}
 	t0 := time.Now()
 	c := exec.Command(o.govx, args...)
@@ -431,5 +442,6 @@ func startDemo(o coldOptions, lookups, verifies [][]byte) (*target, error) {
 	if own, err := os.ReadFile(filepath.Join(o.demoDir, "ready")); err == nil {
 		log.Printf("govx demo ready in %s s (its own count); answering the bench after %.1f s", strings.TrimSpace(string(own)), ready.Seconds())
 	}
-	return &target{base: base, token: tok, ready: ready, lookups: lookups, verifies: verifies, stop: stop}, nil
+	return &target{base: base, token: tok, ready: ready, lookups: lookups, verifies: verifies, stop: stop,
+		name: "demo", origin: t0, pprof: pprofAddr}, nil
 }

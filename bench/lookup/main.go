@@ -50,6 +50,7 @@ func main() {
 	govx := flag.String("govx", "", "with -demo: the govx binary (default: go build ./cmd/govx)")
 	demoDir := flag.String("demo-dir", "", "with -demo: the demo's --dir, where its generated sources are kept between runs (default .local/bench/demo-ROWS)")
 	demoTimeout := flag.Duration("demo-timeout", 20*time.Minute, "with -demo: give up when the demo is not ready after this long")
+	profileDir := flag.String("profile-dir", "", "with -rates: write each cold lookup phase's 100 ms timeline here, and through -demo the demo's CPU profile and execution trace of it (timeline.go)")
 	flag.Parse()
 	if *broker == "" || *chAddr == "" {
 		log.Fatal("bench/lookup: need -kafka and -clickhouse (or source .local/env.sh)")
@@ -67,7 +68,12 @@ func main() {
 			*demoDir = filepath.Join(".local", "bench", fmt.Sprintf("demo-%d", *rows))
 		}
 		o := coldOptions{rows: *rows, rates: rs, dur: *dur, workers: *workers, broker: *broker, chAddr: *chAddr, prefix: *prefix,
-			demo: *demo, govx: *govx, demoDir: *demoDir, demoTimeout: *demoTimeout, cmd: feed.Command("bench/lookup", args)}
+			demo: *demo, govx: *govx, demoDir: *demoDir, demoTimeout: *demoTimeout, profileDir: *profileDir, cmd: feed.Command("bench/lookup", args)}
+		if o.profileDir != "" {
+			if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+				log.Fatal("bench/lookup: ", err)
+			}
+		}
 		if err := runCold(o); err != nil {
 			log.Fatal("bench/lookup: ", err)
 		}

@@ -470,13 +470,20 @@ func StartRetryingTimed(ctx context.Context, cfg *server.Config, timeout time.Du
 // requests that failed and the rate achieved. A stall delays every request scheduled
 // during it, and each such request counts it: no coordinated omission.
 func OpenLoop(rate int, dur time.Duration, workers int, do func(i int) error) ([]time.Duration, int64, float64) {
+	lat, _, errs, achieved := OpenLoopTimed(rate, dur, workers, do)
+	return Sorted(lat), errs, achieved
+}
+
+// OpenLoopTimed is OpenLoop returning the latencies in schedule order (request i was
+// due at start + i/rate), for lining the slow ones up with what the server was doing.
+func OpenLoopTimed(rate int, dur time.Duration, workers int, do func(i int) error) (lat []time.Duration, start time.Time, errs int64, achieved float64) {
 	n := int(float64(rate) * dur.Seconds())
 	interval := time.Second / time.Duration(rate)
-	lat := make([]time.Duration, n)
+	lat = make([]time.Duration, n)
 	jobs := make(chan int, n)
-	var errs atomic.Int64
+	var failed atomic.Int64
 	var firstErr sync.Once
-	start := time.Now().Add(5 * time.Millisecond)
+	start = time.Now().Add(5 * time.Millisecond)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -485,7 +492,7 @@ func OpenLoop(rate int, dur time.Duration, workers int, do func(i int) error) ([
 			for i := range jobs {
 				sched := start.Add(time.Duration(i) * interval)
 				if err := do(i); err != nil {
-					errs.Add(1)
+					failed.Add(1)
 					firstErr.Do(func() { log.Printf("first error: %v", err) })
 				}
 				lat[i] = time.Since(sched)
@@ -500,5 +507,5 @@ func OpenLoop(rate int, dur time.Duration, workers int, do func(i int) error) ([
 	}
 	close(jobs)
 	wg.Wait()
-	return Sorted(lat), errs.Load(), float64(n) / time.Since(start).Seconds()
+	return lat, start, failed.Load(), float64(n) / time.Since(start).Seconds()
 }
