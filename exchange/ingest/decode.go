@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 
@@ -36,6 +37,7 @@ type decoder struct {
 	typed   bool
 	keyAt   int            // position of the one key field, or -1 for a composite key
 	index   map[string]int // field name → position
+	quoted  []string       // each field's name as a JSON string: "name"
 	oneOf   []int          // positions of the exactly_one_of fields
 	vals    []member       // the record's value of each field, by position
 	unknown []string       // names that are not fields
@@ -63,6 +65,7 @@ func newDecoder(d *schemas.Dataset) *decoder {
 	x := &decoder{d: d, typed: store.TextKeyed(d), index: make(map[string]int, len(d.Fields)), vals: make([]member, len(d.Fields))}
 	for i := range d.Fields {
 		x.index[d.Fields[i].Name] = i
+		x.quoted = append(x.quoted, `"`+d.Fields[i].Name+`"`)
 	}
 	for _, name := range d.ExactlyOneOf {
 		x.oneOf = append(x.oneOf, x.index[name])
@@ -115,31 +118,37 @@ func (x *decoder) scan(src string) bool {
 	if i < len(src) && src[i] == '}' {
 		return skipSpace(src, i+1) == len(src)
 	}
-	next := 0 // the field expected next
+	next := 0 // the field expected next: producers write the fields in schema order
 	for {
-		name, escaped, j, ok := x.str(src, i)
-		if !ok || escaped {
-			return false // an escaped name: rare, left to encoding/json
+		fi := -1 // the member's field, or -1 for a name that is not one
+		var name string
+		if next < len(x.quoted) && strings.HasPrefix(src[i:], x.quoted[next]) {
+			fi = next
+			i += len(x.quoted[next])
+		} else {
+			var escaped, ok bool
+			if name, escaped, i, ok = x.str(src, i); !ok || escaped {
+				return false // an escaped name: rare, left to encoding/json
+			}
+			if f, known := x.index[name]; known {
+				fi = f
+			}
 		}
-		i = skipSpace(src, j)
+		i = skipSpace(src, i)
 		if i == len(src) || src[i] != ':' {
 			return false
 		}
-		var v member
-		if v, i, ok = x.scalar(src, skipSpace(src, i+1)); !ok {
+		v, end, ok := x.scalar(src, skipSpace(src, i+1))
+		if !ok {
 			return false
 		}
-		// Producers write the fields in schema order: try the next one before the map.
-		if next < len(x.vals) && x.d.Fields[next].Name == name {
-			x.vals[next] = v
-			next++
-		} else if fi, known := x.index[name]; known {
+		if fi >= 0 {
 			x.vals[fi] = v // a repeated name: the last value wins, as in encoding/json
 			next = fi + 1
 		} else {
 			x.unknown = append(x.unknown, name)
 		}
-		i = skipSpace(src, i)
+		i = skipSpace(src, end)
 		if i == len(src) {
 			return false
 		}
@@ -221,9 +230,9 @@ const (
 // character, '"' or '\\'): the exact tests of "some byte is below n" and "some byte is
 // zero" (Hacker's Delight, 6-1), which hold for bytes of any value.
 func hasSpecial(w uint64) bool {
-	below := func(x uint64, n byte) uint64 { return (x - lowBits*uint64(n)) & ^x & highBits }
-	zero := func(x uint64) uint64 { return below(x, 1) }
-	return below(w, 0x20)|zero(w^(lowBits*'"'))|zero(w^(lowBits*'\\')) != 0
+	q := w ^ (lowBits * '"')
+	b := w ^ (lowBits * '\\')
+	return ((w-lowBits*0x20)&^w|(q-lowBits)&^q|(b-lowBits)&^b)&highBits != 0
 }
 
 // stringSpecial marks the bytes that end a plain run of a JSON string's content.

@@ -99,7 +99,7 @@ const (
 
 // queued is how many fetched records wait for decoding at most, so partition readers
 // rarely wait for the applying goroutine.
-const queued = 8192
+const queued = 1024
 
 // New returns an ingester for the given tables.
 func New(cfg Config, cat *schemas.Catalog, tables map[string]*store.Table, log *slog.Logger) *Ingester {

@@ -43,7 +43,7 @@ func CheckCitizenID(s string) error {
 	if s[17] != want {
 		return checkCharError(s[17], want)
 	}
-	if _, err := citizenBirthDate(s); err != nil {
+	if _, _, _, err := citizenDate(s); err != nil {
 		return err
 	}
 	if !citizenProvince(s[:2]) {
@@ -80,27 +80,37 @@ func BirthDate(id string) (time.Time, error) {
 
 // citizenBirthDate parses positions 7–14, which the caller has checked are digits.
 func citizenBirthDate(s string) (time.Time, error) {
-	year := atoi(s[6:10])
-	month := atoi(s[10:12])
-	day := atoi(s[12:14])
-	if year < minBirthYear {
-		return time.Time{}, errorf(KindDate, "citizen ID birth year %04d is before %d", year, minBirthYear)
-	}
-	if month < 1 || month > 12 || day < 1 || day > DaysIn(year, month) {
-		return time.Time{}, errorf(KindDate, "citizen ID birth date %s-%s-%s is not a calendar date", s[6:10], s[10:12], s[12:14])
+	year, month, day, err := citizenDate(s)
+	if err != nil {
+		return time.Time{}, err
 	}
 	return time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC), nil
 }
 
+// citizenDate checks the birth date at positions 7–14 (digits, as the caller has
+// checked) without building a time.Time: CheckCitizenID runs on every record ingested.
+func citizenDate(s string) (year, month, day int, err error) {
+	year = atoi(s[6:10])
+	month = atoi(s[10:12])
+	day = atoi(s[12:14])
+	if year < minBirthYear {
+		return 0, 0, 0, errorf(KindDate, "citizen ID birth year %04d is before %d", year, minBirthYear)
+	}
+	if month < 1 || month > 12 || day < 1 || day > DaysIn(year, month) {
+		return 0, 0, 0, errorf(KindDate, "citizen ID birth date %s-%s-%s is not a calendar date", s[6:10], s[10:12], s[12:14])
+	}
+	return year, month, day, nil
+}
+
 // citizenProvince reports whether a citizen ID may start with prefix2. Residence permits
 // for Hong Kong, Macao and Taiwan residents (2018) use 810000, 820000 and 830000; 83 is
-// not a GB/T 2260 province, so it is allowed here and nowhere else.
+// not a GB/T 2260 province, so it is allowed here and nowhere else. prefix2 is two
+// digits (the caller has checked).
 func citizenProvince(prefix2 string) bool {
 	if prefix2 == "83" {
 		return true
 	}
-	_, ok := ProvinceName(prefix2)
-	return ok
+	return provinceCode(prefix2)
 }
 
 // DaysIn returns the number of days of a month (1–12) of the Gregorian calendar.

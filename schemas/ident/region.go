@@ -24,6 +24,18 @@ var provinces = map[string]string{
 	"71": "台湾省", "81": "香港特别行政区", "82": "澳门特别行政区",
 }
 
+// isProvince marks the province-level codes by number, for the checks that run on every
+// record: an array index instead of a map lookup.
+var isProvince = func() (t [100]bool) {
+	for code := range provinces {
+		t[atoi(code)] = true
+	}
+	return t
+}()
+
+// provinceCode reports whether two ASCII digits are a province-level code.
+func provinceCode(prefix2 string) bool { return isProvince[atoi(prefix2)] }
+
 // demoDivisions are the city- and county-level codes the demo's synthetic registers use.
 var demoDivisions = map[string]string{
 	"330100": "杭州市",
@@ -48,7 +60,7 @@ func CheckRegion(code string) error {
 			return errorf(KindCharset, "region code %q must be 6 digits, character %d is %s", code, i+1, quoteAt(code, i))
 		}
 	}
-	if _, ok := provinces[code[:2]]; !ok {
+	if !provinceCode(code[:2]) {
 		return errorf(KindProvince, "region code %q does not start with a province code (11–15, 21–23, 31–37, 41–46, 50–54, 61–65, 71, 81, 82)", code)
 	}
 	return nil
