@@ -548,6 +548,7 @@ func (t *Table) Apply(changes []Change) error {
 				errs[j] = fmt.Errorf("offset %d is out of range", c.Offset)
 			}
 			if errs[j] == nil && !c.deletes() && t.next >= t.maxRow {
+				t.tail.flush()
 				t.mu.Unlock()
 				return &ApplyError{Partition: c.Partition, Offset: c.Offset, Err: ErrTableFull, Skipped: failed}
 			}
