@@ -114,10 +114,10 @@ func WithCheckpoints(key ed25519.PrivateKey, file string, interval time.Duration
 
 // WithShipInterval sets the least time between two shipments to the sink unless a full
 // shipment is waiting (default 2s). ClickHouse's cost is mostly per insert, not per
-// event: each writes a part (two files per column) that it merges later, ≈ 30 ms of its
-// CPU on 18.16 against ≈ 0.5 µs per event, so at 4,000 events/s an insert every 2 s
-// costs it ≈ 1.5 % of a core where one every 500 ms cost ≈ 6 %. Events reach ClickHouse
-// that much later; they are durable in the spool from the start, and Flush ships at once.
+// event: each writes a part (two files per column) that it merges later, ≈ 15–30 ms of
+// its CPU on 18.16, so an insert every 2 s costs it ≈ 1 % of a core where one every
+// 500 ms cost 3–6 % (docs/BENCHMARKS.md). Events reach ClickHouse that much later; they
+// are durable in the spool from the start, and Flush ships at once.
 func WithShipInterval(d time.Duration) Option { return func(o *options) { o.shipInterval = d } }
 
 // WithFreeSpaceReserve sets how many bytes must stay free on the spool's file system:
