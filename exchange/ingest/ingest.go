@@ -97,8 +97,9 @@ const (
 	topicPoll      = 500 * time.Millisecond // while a dataset's topic does not exist yet
 )
 
-// queued is how many fetched records wait for decoding at most, so partition readers
-// rarely wait for the applying goroutine.
+// queued is how many fetched records wait for decoding at most: few enough that a
+// record's bytes are still in the CPU cache when it is decoded (a deeper queue cost
+// ≈ 0.3 µs a record in bench/ingest), enough to keep the applying goroutine fed.
 const queued = 1024
 
 // New returns an ingester for the given tables.
