@@ -8,6 +8,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"govx/connectors"
 	"govx/connectors/synth"
 	"govx/internal/testenv"
 )
@@ -17,13 +18,7 @@ import (
 // checkpoint topic every poll_interval, forever); a change is published and its
 // checkpoint stored as before.
 func TestIntegrationIdlePollsStoreNoCheckpoint(t *testing.T) {
-	dir := t.TempDir()
-	g := generate(t, "sqlite:"+dir, 40, synth.DeptPopulation)
-	t.Setenv("GOVX_DATA_DIR", dir)
-	cfg := exampleConfig(t, "gab.sqlite.yaml", "") // polls every 200 ms
-	prefix := "t" + randID() + "."
-	r := start(t, cfg, prefix)
-	r.waitReady(t, time.Minute)
+	g, dir, cfg, prefix, r := startSQLitePopulation(t, 40) // polls every 200 ms
 	ckptTopic := r.c.Config().Kafka.CheckpointTopic
 
 	// Each poll re-reads the rows inside the look-back window and counts them unchanged:
@@ -58,4 +53,19 @@ func TestIntegrationIdlePollsStoreNoCheckpoint(t *testing.T) {
 		_, n := readTopic(t, ckptTopic)
 		return n > atRest
 	})
+}
+
+// startSQLitePopulation generates the population register at scale into a SQLite
+// database in a new directory and runs its example connector on it until its snapshot
+// is done.
+func startSQLitePopulation(t *testing.T, scale int) (g *synth.Generator, dir string, cfg *connectors.Config, prefix string, r *running) {
+	t.Helper()
+	dir = t.TempDir()
+	g = generate(t, "sqlite:"+dir, scale, synth.DeptPopulation)
+	t.Setenv("GOVX_DATA_DIR", dir)
+	cfg = exampleConfig(t, "gab.sqlite.yaml", "")
+	prefix = "t" + randID() + "."
+	r = start(t, cfg, prefix)
+	r.waitReady(t, time.Minute)
+	return g, dir, cfg, prefix, r
 }

@@ -18,14 +18,8 @@ import (
 // connector waits it out instead of stopping, and the change made under the lock reaches
 // Kafka once it is committed.
 func TestIntegrationSourceLockedIsWaitedOut(t *testing.T) {
-	dir := t.TempDir()
-	g := generate(t, "sqlite:"+dir, 30, synth.DeptPopulation)
-	t.Setenv("GOVX_DATA_DIR", dir)
-	cfg := exampleConfig(t, "gab.sqlite.yaml", "")
-	prefix := "t" + randID() + "."
+	g, dir, cfg, prefix, r := startSQLitePopulation(t, 30)
 	topic := prefix + cfg.Dataset
-	r := start(t, cfg, prefix)
-	r.waitReady(t, time.Minute)
 
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "gab.db")+"?_pragma=busy_timeout(1000)")
 	if err != nil {
