@@ -563,12 +563,14 @@ func (in *Ingester) decode(d *schemas.Dataset, dec *decoder, batch []fetched, ch
 func headerProblem(d *schemas.Dataset, m kafka.Message) string {
 	for _, h := range m.Headers {
 		switch h.Key {
+		// The values are compared as bytes and made strings only for a message: a
+		// conversion per record would allocate, as the string escapes into Sprintf.
 		case "govx-op":
-			if op := string(h.Value); op != "upsert" && op != "delete" {
+			if op := h.Value; string(op) != "upsert" && string(op) != "delete" {
 				return fmt.Sprintf("header govx-op is %q: only upsert and delete are operations", op)
 			}
 		case "govx-schema-version":
-			if v := string(h.Value); v != strconv.Itoa(d.Version) {
+			if v := h.Value; string(v) != strconv.Itoa(d.Version) {
 				return fmt.Sprintf("header govx-schema-version is %q: the exchange serves version %d of %s", v, d.Version, d.ID)
 			}
 		}
