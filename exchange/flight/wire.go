@@ -15,9 +15,10 @@ import (
 )
 
 // Batches leave without being copied into a message: the stock Flight writer gathers
-// each IPC body into a bytes.Buffer, protobuf marshals FlightData into another, and
-// gRPC copies that into its write buffer — three copies of every batch, a third of the
-// serving CPU of a bulk pull. Here a FlightData message is a mem.BufferSlice: the
+// each IPC body into a bytes.Buffer, protobuf marshals FlightData into another (which
+// gRPC's pool hands out zeroed), and gRPC copies that into its write buffer — three
+// copies of every batch, most of a bulk pull's serving CPU (docs/BENCHMARKS.md). Here
+// a FlightData message is a mem.BufferSlice: the
 // protobuf framing and the IPC header, then the record's own Arrow buffers (small
 // ones and the padding copied beside them), which gRPC writes straight into its
 // frames. The bytes are the stock encoding's, byte for byte (TestWireEncoding).
@@ -36,7 +37,7 @@ const (
 // minShared is the smallest body buffer sent by reference; smaller ones are copied
 // beside the framing, where a reference would cost more than the copy. It must stay
 // above gRPC's pooling threshold, below which mem.NewBuffer would not call back when
-// the buffer is freed (checked in share).
+// the buffer is freed (gather.Write checks it too).
 const minShared = 16 << 10
 
 // wireCodec is the Flight server's gRPC codec: the stock protobuf codec for every
@@ -183,7 +184,11 @@ func (h *held) share(b []byte) mem.Buffer {
 	h.refs.Add(1)
 	s := &sharedBytes{b: b[:len(b):len(b)], h: h}
 	// gRPC drops the buffers queued on a connection that closes without freeing
-	// them; the cleanup lets go of the batch once nothing references them any more.
+	// them (grpc-go 1.85: loopy's per-stream queues are not drained when it exits),
+	// which would hold the batch forever; the cleanup lets go of it once nothing
+	// references the buffer any more (TestPullReleasesBatches). A message queued for
+	// a stream that ended while its client neither reads nor resets it stays until
+	// the connection closes, as the stock codec's marshalled copy did.
 	s.cleanup = runtime.AddCleanup(s, (*held).release, h)
 	return mem.NewBuffer(&s.b, s)
 }

@@ -226,7 +226,7 @@ func (p poisoned) Free(b []byte) {
 // TestPullReleasesBatches pulls through the real server and gRPC: the batches a client
 // decodes are those the service wrote, and every batch is released once the stream
 // ends, once a client cancels part way, and once a client's connection closes part
-// way.
+// way (gRPC drops what it had queued there without freeing it: the cleanup in share).
 func TestPullReleasesBatches(t *testing.T) {
 	f := servicetest.New(t, servicetest.Config{Persons: 6000, NamePad: 200, SegmentRows: 1024})
 	_, lis := serve(t, f, "127.0.0.1:0")
@@ -294,6 +294,11 @@ func TestPullReleasesBatches(t *testing.T) {
 	if err == nil {
 		t.Fatal("a pull whose connection closed ended without error")
 	}
+	// And every connection closed: gRPC (1.85) can keep a finished stream's last
+	// message queued on a connection that stays open (rarely, after a cancel; the
+	// stock codec's marshalled copy stayed the same way); it lets go with the
+	// connection.
+	c.Close()
 	settled("the batches of a pull whose connection closed released")
 }
 
