@@ -505,7 +505,6 @@ func (t *Table) Apply(changes []Change) error {
 	var cells []Cell // the parsed Records of a chunk; Rows are used as they are
 	rows := make([][]Cell, applyChunk)
 	keys := make([]string, applyChunk)
-	hashes := make([]uint64, applyChunk)
 	errs := make([]error, applyChunk)
 	var failed []FailedChange
 	for start := 0; start < len(changes); start += applyChunk {
@@ -534,17 +533,11 @@ func (t *Table) Apply(changes []Change) error {
 				errs[j] = t.parseRecord(c, rows[j], &keys[j])
 			}
 		}
-		for j := range chunk {
-			if errs[j] == nil {
-				hashes[j] = t.hash(keys[j])
-			}
-		}
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()
 			return &ApplyError{Partition: chunk[0].Partition, Offset: chunk[0].Offset, Err: ErrClosed, Skipped: failed}
 		}
-		t.idx.touch(hashes[:len(chunk)])
 		applied := 0
 		for j := range chunk {
 			c := &chunk[j]
@@ -564,7 +557,7 @@ func (t *Table) Apply(changes []Change) error {
 			} else if c.deletes() {
 				t.deleteLocked(c.Key, c.Partition, c.Offset)
 			} else {
-				t.upsertLocked(keys[j], hashes[j], rows[j], c.Partition, c.Offset)
+				t.upsertLocked(keys[j], rows[j], c.Partition, c.Offset)
 			}
 			if c.Offset >= 0 && c.Offset < math.MaxInt64 {
 				t.pos[c.Partition] = c.Offset + 1
@@ -666,7 +659,8 @@ func (t *Table) parseRecord(c *Change, out []Cell, key *string) error {
 
 func (t *Table) hash(key string) uint64 { return maphash.String(t.seed, key) }
 
-func (t *Table) upsertLocked(key string, h uint64, cells []Cell, part int32, off int64) {
+func (t *Table) upsertLocked(key string, cells []Cell, part int32, off int64) {
+	h := t.hash(key)
 	row := t.next
 	old := t.idx.upsert(h, key, row, t.rowKey)
 	t.seq++
@@ -918,10 +912,9 @@ func (t *Table) Snapshot() *Snapshot {
 // (the hash's low 32 bits place and pre-check a key) and a load of at most 3/4 it is far
 // smaller than a map[string]int64.
 type index struct {
-	hashes  []uint32
-	rows    []int64 // row id + 1; 0 is an empty slot
-	n       int
-	touched int64 // keeps touch's reads from being optimized away
+	hashes []uint32
+	rows   []int64 // row id + 1; 0 is an empty slot
+	n      int
 }
 
 func (x *index) init(capacity int) {
@@ -935,17 +928,6 @@ func (x *index) init(capacity int) {
 }
 
 func (x *index) home(h uint32) uint64 { return uint64(h) & uint64(len(x.rows)-1) }
-
-// touch reads the home slots of the hashes, so that the probes of a chunk's upserts
-// that follow find them in the cache: the reads of a large index miss it, and issued
-// together, without the work between upserts, they overlap.
-func (x *index) touch(hs []uint64) {
-	var sum int64
-	for _, h := range hs {
-		sum += x.rows[x.home(uint32(h))]
-	}
-	x.touched = sum
-}
 
 // lookup returns the latest row of key, or -1.
 func (x *index) lookup(h uint64, key string, keyOf func(int64) string) int64 {
