@@ -136,6 +136,10 @@ func Array(mem memory.Allocator, arr arrow.Array, m string, o ArrayOptions) (arr
 	}
 
 	text := canonicalText(arr)
+	var yearOf func(i int) (int64, bool)
+	if m == Year {
+		yearOf = yearOfRow(arr)
+	}
 	var tb []byte
 	hasNulls := arr.NullN() > 0
 	for i := 0; i < n; i++ {
@@ -146,6 +150,10 @@ func Array(mem memory.Allocator, arr arrow.Array, m string, o ArrayOptions) (arr
 			tb = text(tb[:0], i)
 			data = h.appendBytes(data, tb)
 		case m == Year && arr.DataType().ID() != arrow.STRING:
+			if y, ok := yearOf(i); ok {
+				data = append(data, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10))
+				break
+			}
 			tb = text(tb[:0], i)
 			data = append(data, tb[:min(4, len(tb))]...)
 		default:
@@ -210,6 +218,60 @@ func canonicalText(arr arrow.Array) func(dst []byte, i int) []byte {
 		}
 	}
 	return func(dst []byte, i int) []byte { return append(dst, arr.ValueStr(i)...) }
+}
+
+// yearOfRow returns a function giving the year of row i of a date or timestamp column
+// as the first four characters of its canonical text would (canonicalText), without
+// formatting the date: that formatting was most of the cost of materializing a year
+// mask at each segment seal. ok is false for a year outside 0–9999, whose text is not
+// four digits; the caller then takes it from the text.
+func yearOfRow(arr arrow.Array) func(i int) (int64, bool) {
+	switch a := arr.(type) {
+	case *array.Date32:
+		return func(i int) (int64, bool) { return civilYear(int64(a.Value(i))) }
+	case *array.Timestamp:
+		perDay := int64(86400)
+		switch a.DataType().(*arrow.TimestampType).Unit {
+		case arrow.Millisecond:
+			perDay *= 1e3
+		case arrow.Microsecond:
+			perDay *= 1e6
+		case arrow.Nanosecond:
+			perDay *= 1e9
+		}
+		return func(i int) (int64, bool) {
+			v := int64(a.Value(i))
+			days := v / perDay
+			if v%perDay < 0 {
+				days-- // floor: the instant is in the UTC day that began before it
+			}
+			return civilYear(days)
+		}
+	}
+	return func(int) (int64, bool) { return 0, false }
+}
+
+// civilYear returns the proleptic Gregorian year of the day days after 1970-01-01
+// (H. Hinnant's civil_from_days), and whether it is in 0–9999.
+func civilYear(days int64) (int64, bool) {
+	// Days beyond ±4M years are out of range anyway; bounding them first keeps the
+	// arithmetic below from overflowing.
+	if days < -719528 || days > 2932896 {
+		return 0, false
+	}
+	z := days + 719468 // days since 0000-03-01
+	era := z / 146097
+	if z < 0 {
+		era = (z - 146096) / 146097
+	}
+	doe := z - era*146097                                  // day of the 400-year era
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // year of the era, from March
+	doy := doe - (365*yoe + yoe/4 - yoe/100)               // day of that year, from March 1
+	y := yoe + era*400
+	if mp := (5*doy + 2) / 153; mp >= 10 { // January or February: the next civil year
+		y++
+	}
+	return y, y >= 0 && y <= 9999
 }
 
 // DecimalText formats an unscaled integer (decimal digits with an optional sign) with

@@ -1,6 +1,7 @@
 package mask
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -361,6 +362,75 @@ func TestRecord(t *testing.T) {
 			if v, _ := Value(masks[c], rec[c], Options{Key: key, Region: "330106"}); out[c] != v {
 				t.Errorf("%s: Record gives %v, Value %v", c, out[c], v)
 			}
+		}
+	}
+}
+
+// TestYearOfDatesAndTimestamps holds the year mask of date and timestamp columns, read
+// from the day count without formatting, to the first four characters of the canonical
+// text, for every day of years -1 to 10000 and for instants on either side of midnight
+// in every timestamp unit.
+func TestYearOfDatesAndTimestamps(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	first := arrow.Date32FromTime(time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC))
+	last := arrow.Date32FromTime(time.Date(10000, 12, 31, 0, 0, 0, 0, time.UTC))
+	db := array.NewDate32Builder(mem)
+	for d := first; d <= last; d++ {
+		db.Append(d)
+	}
+	db.Append(math.MinInt32)
+	db.Append(math.MaxInt32)
+	darr := db.NewArray()
+	db.Release()
+	defer darr.Release()
+	checkYears(t, mem, darr)
+
+	for _, unit := range []arrow.TimeUnit{arrow.Second, arrow.Millisecond, arrow.Microsecond, arrow.Nanosecond} {
+		tb := array.NewTimestampBuilder(mem, &arrow.TimestampType{Unit: unit, TimeZone: "UTC"})
+		step := 7*24*time.Hour + 13*time.Hour + 17*time.Second + 3*time.Millisecond
+		from, to := time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(10000, 12, 31, 23, 59, 59, 0, time.UTC)
+		if unit == arrow.Nanosecond { // int64 nanoseconds span 1677–2262
+			from, to = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+		}
+		for at := from; at.Before(to); at = at.Add(step) {
+			for _, d := range []time.Duration{0, -time.Nanosecond, time.Nanosecond} {
+				v, err := arrow.TimestampFromTime(at.Add(d), unit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tb.Append(v)
+			}
+		}
+		for _, y := range []int{0, 1, 1969, 1970, 2000, 2024, 9999} {
+			for _, at := range []time.Time{time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(y, 12, 31, 23, 59, 59, 999999999, time.UTC)} {
+				if v, err := arrow.TimestampFromTime(at, unit); err == nil && (unit != arrow.Nanosecond || at.Year() > 1677 && at.Year() < 2262) {
+					tb.Append(v)
+				}
+			}
+		}
+		tarr := tb.NewArray()
+		tb.Release()
+		checkYears(t, mem, tarr)
+		tarr.Release()
+	}
+}
+
+// checkYears compares Array's year mask of arr with the first four characters of each
+// row's canonical text.
+func checkYears(t *testing.T, mem memory.Allocator, arr arrow.Array) {
+	t.Helper()
+	out, err := Array(mem, arr, Year, ArrayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Release()
+	text := canonicalText(arr)
+	years := out.(*array.String)
+	for i := 0; i < arr.Len(); i++ {
+		tb := text(nil, i)
+		if want := string(tb[:min(4, len(tb))]); years.Value(i) != want {
+			t.Fatalf("%s row %d (%s): year mask %q, want %q", arr.DataType(), i, tb, years.Value(i), want)
 		}
 	}
 }
