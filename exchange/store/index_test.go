@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -125,14 +126,9 @@ func TestKeysByFollowsChanges(t *testing.T) {
 	apply(lic("L-00000009", b, "")).Release()
 	tbl.mu.RLock()
 	stale := 0
-	for j := range tbl.links.by {
-		for _, keys := range tbl.links.by[j] {
-			for _, seq := range keys {
-				if seq != linkHeld {
-					stale++
-				}
-			}
-		}
+	for j := range tbl.links.fields {
+		entries, current := tbl.links.census(j)
+		stale += entries - current
 	}
 	tbl.mu.RUnlock()
 	if stale != 0 {
@@ -195,13 +191,10 @@ func TestKeysByUnderCompaction(t *testing.T) {
 	}
 	tbl.mu.RLock()
 	defer tbl.mu.RUnlock()
-	entries := 0
-	for _, keys := range tbl.links.by[0] {
-		entries += len(keys)
-	}
+	entries, current := tbl.links.census(0)
 	// The cached snapshot of the last round may keep the last chunk's stale entries.
-	if entries > tbl.live+50 || len(tbl.links.cur[0]) != tbl.live {
-		t.Fatalf("after the snapshots were released: %d index entries, %d current, %d live rows", entries, len(tbl.links.cur[0]), tbl.live)
+	if entries > tbl.live+50 || current != tbl.live {
+		t.Fatalf("after the snapshots were released: %d index entries, %d current, %d live rows", entries, current, tbl.live)
 	}
 }
 
@@ -239,4 +232,29 @@ func TestKeysByAfterRestart(t *testing.T) {
 			t.Fatalf("after Open: KeysBy(%s) = %v, want %v", v, got, want)
 		}
 	}
+}
+
+// census counts field j's index entries (in every value's list) and the keys that hold
+// a value of it now, checking that every held entry is its key's current one and that
+// each list is linked both ways.
+func (l *links) census(j int) (entries, current int) {
+	for vid, head := range l.heads[j] {
+		prev := uint32(0)
+		for e := head; e != 0; prev, e = e, l.ents[e-1].next {
+			x := l.ents[e-1]
+			if x.prev != prev || x.val != uint32(vid) || x.field != uint32(j) {
+				panic(fmt.Sprintf("index entry %d is misplaced: %+v in the list of value %d after %d", e, x, vid, prev))
+			}
+			if (x.seq == linkHeld) != (l.cur[j][x.key] == e) {
+				panic(fmt.Sprintf("index entry %d (%+v) and the key's current entry %d disagree", e, x, l.cur[j][x.key]))
+			}
+			entries++
+		}
+	}
+	for _, e := range l.cur[j] {
+		if e != 0 {
+			current++
+		}
+	}
+	return entries, current
 }
