@@ -5,11 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"os"
 	"time"
 
 	"govx/exchange"
-	"govx/exchange/audit"
 	"govx/exchange/console"
 	"govx/schemas"
 )
@@ -20,12 +18,11 @@ import (
 // through the service, like every edge.
 func (x *Exchange) startConsole(cat *schemas.Catalog, tlsConfig *tls.Config, secret []byte, o options) error {
 	a := console.AuditLog{SpoolDir: x.cfg.Audit.SpoolDir, Checkpoints: x.cfg.Audit.Checkpoint, PublicKey: x.cfg.Audit.SigningKey + ".pub"}
-	if ch := x.cfg.Audit.ClickHouse; ch.Addr != "" {
-		st, err := audit.NewClickHouse(audit.ClickHouseConfig{Addr: ch.Addr, Database: ch.Database, Table: ch.Table,
-			Username: ch.Username, Password: os.Getenv(ch.PasswordEnv)})
-		if err != nil {
-			return err
-		}
+	st, err := clickHouseOf(x.cfg)
+	if err != nil {
+		return err
+	}
+	if st != nil {
 		a.ClickHouse = st
 	}
 	h, err := console.New(console.Config{Service: x.svc, Tokens: x.tokens, Apply: x.apply, Policy: x.policy, Catalog: cat,

@@ -499,12 +499,11 @@ func openAudit(cfg *Config, log *slog.Logger) (*audit.Spool, error) {
 	if r := cfg.Audit.FreeSpaceReserve; r != nil {
 		opts = append(opts, audit.WithFreeSpaceReserve(*r))
 	}
-	if ch := cfg.Audit.ClickHouse; ch.Addr != "" {
-		sink, err := audit.NewClickHouse(audit.ClickHouseConfig{Addr: ch.Addr, Database: ch.Database, Table: ch.Table,
-			Username: ch.Username, Password: os.Getenv(ch.PasswordEnv)})
-		if err != nil {
-			return nil, err
-		}
+	sink, err := clickHouseOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if sink != nil {
 		opts = append(opts, audit.WithSink(sink))
 	}
 	s, err := audit.OpenSpool(cfg.Audit.SpoolDir, opts...)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"govx/exchange/audit"
 	"govx/exchange/pki"
 	"govx/schemas"
 )
@@ -42,6 +43,9 @@ func prepare(cfg *Config, log *slog.Logger, checking bool) (*prepared, error) {
 		if _, ok := cat.Dataset(id); !ok {
 			return nil, fmt.Errorf("datasets: unknown dataset %q (`govx schemas list` names them)", id)
 		}
+	}
+	if _, err := clickHouseOf(cfg); err != nil {
+		return nil, fmt.Errorf("audit.clickhouse: %w", err)
 	}
 	tc, revs, err := loadTLS(cfg, log, checking)
 	if err != nil {
@@ -109,4 +113,16 @@ func loadTLS(cfg *Config, log *slog.Logger, checking bool) (*tls.Config, *pki.Re
 	// certificate never completes a handshake.
 	tc.VerifyConnection = func(cs tls.ConnectionState) error { return revs.Check(cs.VerifiedChains) }
 	return tc, revs, nil
+}
+
+// clickHouseOf is the audit log's ClickHouse of cfg (checked, not connected), or nil
+// when none is configured: the one place its settings are read, for the shipper, the
+// console and --check alike.
+func clickHouseOf(cfg *Config) (*audit.ClickHouse, error) {
+	ch := cfg.Audit.ClickHouse
+	if ch.Addr == "" {
+		return nil, nil
+	}
+	return audit.NewClickHouse(audit.ClickHouseConfig{Addr: ch.Addr, Database: ch.Database, Table: ch.Table,
+		Username: ch.Username, Password: os.Getenv(ch.PasswordEnv)})
 }

@@ -29,6 +29,12 @@ func TestValidateRefusesWhatServeWouldRefuse(t *testing.T) {
 		{"unknown dataset", func(c *Config) { c.Datasets = []string{"population.persons"} }, `unknown dataset "population.persons"`},
 		{"one address for both", func(c *Config) { c.FlightAddr, c.HTTPAddr = "127.0.0.1:8443", "127.0.0.1:8443" }, "flight_addr and http_addr are both"},
 		{"negative ticket_ttl", func(c *Config) { c.TicketTTL = -5 * time.Minute }, "ticket_ttl -5m0s: want a positive duration"},
+		{"ClickHouse database not a name", func(c *Config) {
+			c.Audit.ClickHouse.Addr, c.Audit.ClickHouse.Database = "127.0.0.1:9000", "audit`x"
+		}, "audit.clickhouse: audit: ClickHouse database and table names must be letters, digits and underscores"},
+		{"ClickHouse table with a space", func(c *Config) {
+			c.Audit.ClickHouse.Addr, c.Audit.ClickHouse.Table = "127.0.0.1:9000", "access log"
+		}, "letters, digits and underscores"},
 	} {
 		cfg := Defaults(t.TempDir())
 		p.configure(cfg)
