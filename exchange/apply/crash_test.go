@@ -153,3 +153,28 @@ func TestKilledMidApproval(t *testing.T) {
 		t.Logf("run %d (%s): killed after %d approvals committed; the file held %d", run, crashAt, len(approved), inFile)
 	}
 }
+
+// TestRestartLeavesUnchangedAgreements: a restart over the same applications finds the
+// agreements file as it left it, so it neither rewrites it nor makes the engine read,
+// check and compile the same policy again (a second full policy load at every start).
+func TestRestartLeavesUnchangedAgreements(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "policies")
+	dsn := filepath.Join(t.TempDir(), "applications.db")
+	newHarnessAt(t, dir, dsn)
+	file := filepath.Join(dir, AgreementsFile)
+	before, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarnessAt(t, dir, dsn)
+	after, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Error("the restart replaced an agreements file whose content had not changed")
+	}
+	if n := h.engine.Stats().Reloads; n != 0 {
+		t.Errorf("the restart reloaded the policy %d time(s) for unchanged agreements", n)
+	}
+}

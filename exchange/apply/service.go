@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -8,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -644,6 +647,11 @@ func (s *Service) syncAgreements(ctx context.Context) error {
 	}
 	if crashHook != nil {
 		crashHook("after-commit")
+	}
+	// Unchanged (every start, and a step that grants nothing): no write, and no reload
+	// that would read, check and compile the policy again for the same revision.
+	if old, err := os.ReadFile(filepath.Join(s.cfg.PolicyDir, AgreementsFile)); err == nil && bytes.Equal(old, content) {
+		return nil
 	}
 	if err := writeAtomic(s.cfg.PolicyDir, AgreementsFile, content); err != nil {
 		return err
