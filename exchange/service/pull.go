@@ -247,11 +247,23 @@ func (s *Service) Redeem(ctx context.Context, c Caller, ticket []byte) (*Grant, 
 	oerr := s.signer.Open(ticketPurpose, string(ticket), &g)
 	err := s.checkTicket(oerr, sealedTicket{g.Expiring, g.Subject, g.Instance, g.Boot, g.RequestID}, c)
 	if err != nil {
-		action := g.Action
-		if action == "" {
-			action = exchange.ActionRead
+		if oerr != nil {
+			// Nothing in an unverified ticket is worth recording but that it came.
+			return nil, s.auditRejected(ctx, c, exchange.ActionRead, "", err)
 		}
-		return nil, s.auditRejected(ctx, c, action, g.Dataset, err)
+		// The ticket is genuine (replayed, expired, another's or another replica's): its
+		// refusal carries what it was issued for and the request it was issued to, so an
+		// auditor can follow a replay back to the decision it tried to reuse.
+		req := exchange.Request{Subject: c.Subject, Action: g.Action, Dataset: g.Dataset, Columns: g.Columns,
+			Filter: g.Filter, Purpose: g.Purpose, CaseRef: g.CaseRef}
+		notes := []string{"ticket_of:" + g.RequestID}
+		if g.Subject != c.Subject {
+			notes = append(notes, "ticket_issued_to:"+g.Subject.Department+"/"+g.Subject.System)
+		}
+		if err := s.auditDecision(ctx, c, newRequestID(), req, exchange.Decision{}, nil, err, notes...); err != nil {
+			return nil, err
+		}
+		return nil, err
 	}
 	g.ClientAddr = c.ClientAddr
 	if err := s.stillGranted(ctx, &g); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -302,6 +303,45 @@ func TestTicketServesOneStream(t *testing.T) {
 	}
 	if _, err := f.svc.Redeem(ctx, hz, tkt); err == nil || !strings.Contains(err.Error(), "ticket_used") {
 		t.Fatalf("second redemption of one ticket: %v, want ticket_used", err)
+	}
+	// Presented by another department, the same genuine ticket is foreign; a forged one
+	// is bad. The refusals of the genuine one name the request it was issued to and what
+	// for, so an auditor can follow a replay back to its decision; the forged one's
+	// contents are not recorded.
+	other := Caller{Subject: exchange.Subject{Department: "rs-33", System: "pension"}, ClientAddr: "127.0.0.1:2"}
+	if _, err := f.svc.Redeem(ctx, other, tkt); err == nil || !strings.Contains(err.Error(), "foreign_ticket") {
+		t.Fatalf("another department's redemption: %v, want foreign_ticket", err)
+	}
+	forged := append([]byte{}, tkt...)
+	forged[len(forged)/2] ^= 1
+	if _, err := f.svc.Redeem(ctx, hz, forged); err == nil || !strings.Contains(err.Error(), "bad_ticket") {
+		t.Fatalf("a forged ticket: %v, want bad_ticket", err)
+	}
+	refusals := map[string]*audit.Event{}
+	for _, ev := range events(t, f.dir) {
+		if ev.Decision == audit.Deny && ev.Error != "" {
+			refusals[ev.Error] = ev
+		}
+	}
+	for code, wantNotes := range map[string][]string{
+		"ticket_used":    {"ticket_of:" + g.RequestID},
+		"foreign_ticket": {"ticket_of:" + g.RequestID, "ticket_issued_to:mz-3301/dibao-review"},
+	} {
+		ev := refusals[code]
+		if ev == nil {
+			t.Fatalf("no deny event with error %s", code)
+		}
+		if ev.Purpose != g.Purpose || ev.Dataset != g.Dataset || ev.RequestID == g.RequestID {
+			t.Errorf("%s event: purpose %q dataset %q request %q; want the ticket's purpose and dataset under a request id of its own", code, ev.Purpose, ev.Dataset, ev.RequestID)
+		}
+		for _, n := range wantNotes {
+			if !slices.Contains(ev.Reasons, n) {
+				t.Errorf("%s event reasons %v: want %q", code, ev.Reasons, n)
+			}
+		}
+	}
+	if ev := refusals["bad_ticket"]; ev == nil || ev.Dataset != "" || ev.Purpose != "" || slices.ContainsFunc(ev.Reasons, func(r string) bool { return strings.HasPrefix(r, "ticket_of:") }) {
+		t.Errorf("forged ticket's event %+v: want it recorded without anything read from the ticket", ev)
 	}
 }
 
