@@ -163,7 +163,8 @@ func (s *Service) RedeemAggregate(ctx context.Context, c Caller, ticket []byte) 
 	oerr := s.signer.Open(aggregateTicketPurpose, string(ticket), &g)
 	err := s.checkTicket(oerr, sealedTicket{g.Expiring, g.Subject, g.Instance, g.Boot, g.RequestID}, c)
 	if err != nil {
-		return nil, s.auditRejected(ctx, c, exchange.ActionAggregate, g.Dataset, err)
+		req := exchange.Request{Action: exchange.ActionAggregate, Dataset: g.Dataset, Purpose: g.Purpose, CaseRef: g.CaseRef}
+		return nil, s.auditTicketRefused(ctx, c, oerr == nil, req, g.Subject, g.RequestID, err)
 	}
 	g.ClientAddr = c.ClientAddr
 	// Planned again against the policy as it is now: an agreement may have lapsed since

@@ -240,6 +240,31 @@ func (s *Service) checkTicket(openErr error, t sealedTicket, c Caller) error {
 	return nil
 }
 
+// auditTicketRefused records a ticket refused at redemption and returns refused (or
+// audit_unavailable). A genuine ticket (its signature held: replayed, expired, another's,
+// another replica's or run's) is recorded with what it was issued for (req) and, in
+// reasons, ticket_of:<the request it was issued to> and for another's ticket
+// ticket_issued_to:<department>/<system>, so that an auditor can follow a replay back to
+// the decision it tried to reuse; of a forged one nothing read from it is recorded.
+func (s *Service) auditTicketRefused(ctx context.Context, c Caller, genuine bool, req exchange.Request, issuedTo exchange.Subject, rid string, refused error) error {
+	if !genuine {
+		action := exchange.ActionRead // a pull's DoGet
+		if req.Action == exchange.ActionAggregate {
+			action = exchange.ActionAggregate // an aggregate's: set by the caller, not read from the ticket
+		}
+		return s.auditRejected(ctx, c, action, "", refused)
+	}
+	req.Subject = c.Subject
+	notes := []string{"ticket_of:" + rid}
+	if issuedTo != c.Subject {
+		notes = append(notes, "ticket_issued_to:"+issuedTo.Department+"/"+issuedTo.System)
+	}
+	if err := s.auditDecision(ctx, c, newRequestID(), req, exchange.Decision{}, nil, refused, notes...); err != nil {
+		return err
+	}
+	return refused
+}
+
 // Redeem opens a Flight ticket presented by c. A forged, expired or foreign ticket is
 // refused, and the refusal audited.
 func (s *Service) Redeem(ctx context.Context, c Caller, ticket []byte) (*Grant, error) {
@@ -247,23 +272,11 @@ func (s *Service) Redeem(ctx context.Context, c Caller, ticket []byte) (*Grant, 
 	oerr := s.signer.Open(ticketPurpose, string(ticket), &g)
 	err := s.checkTicket(oerr, sealedTicket{g.Expiring, g.Subject, g.Instance, g.Boot, g.RequestID}, c)
 	if err != nil {
-		if oerr != nil {
-			// Nothing in an unverified ticket is worth recording but that it came.
-			return nil, s.auditRejected(ctx, c, exchange.ActionRead, "", err)
+		req := exchange.Request{Action: exchange.ActionRead, Dataset: g.Dataset, Columns: g.Columns, Filter: g.Filter, Purpose: g.Purpose, CaseRef: g.CaseRef}
+		if oerr == nil {
+			req.Action = g.Action
 		}
-		// The ticket is genuine (replayed, expired, another's or another replica's): its
-		// refusal carries what it was issued for and the request it was issued to, so an
-		// auditor can follow a replay back to the decision it tried to reuse.
-		req := exchange.Request{Subject: c.Subject, Action: g.Action, Dataset: g.Dataset, Columns: g.Columns,
-			Filter: g.Filter, Purpose: g.Purpose, CaseRef: g.CaseRef}
-		notes := []string{"ticket_of:" + g.RequestID}
-		if g.Subject != c.Subject {
-			notes = append(notes, "ticket_issued_to:"+g.Subject.Department+"/"+g.Subject.System)
-		}
-		if err := s.auditDecision(ctx, c, newRequestID(), req, exchange.Decision{}, nil, err, notes...); err != nil {
-			return nil, err
-		}
-		return nil, err
+		return nil, s.auditTicketRefused(ctx, c, oerr == nil, req, g.Subject, g.RequestID, err)
 	}
 	g.ClientAddr = c.ClientAddr
 	if err := s.stillGranted(ctx, &g); err != nil {
