@@ -144,6 +144,18 @@ func TestValidate(t *testing.T) {
 		{"bad pattern", map[string]any{"ethnicity": "57", "phone": "12345"}, map[string]string{"ethnicity": "pattern", "phone": "pattern"}},
 		{"unknown field", map[string]any{"blood_type": "A"}, map[string]string{"blood_type": "unknown_field"}},
 		{"nullable may be absent", map[string]any{"phone": nil, "address": nil}, map[string]string{}},
+		{"year 0000", map[string]any{"birth_date": "0000-01-01", "updated_at": "0000-01-01T00:00:00Z"},
+			map[string]string{"birth_date": "year_range", "updated_at": "year_range"}},
+		{"year 0000 in UTC", map[string]any{"updated_at": "0001-01-01T00:59:59+01:00"}, map[string]string{"updated_at": "year_range"}},
+		{"year 10000 in UTC", map[string]any{"updated_at": "9999-12-31T23:00:00-01:00"}, map[string]string{"updated_at": "year_range"}},
+		{"years 0001 and 9999", map[string]any{"birth_date": "0001-01-01", "updated_at": "9999-12-31T23:59:59.999999Z"}, map[string]string{}},
+		{"control characters", map[string]any{"name": "张\x00三", "address": "\x1b[31m杭州", "status": "alive\n"},
+			map[string]string{"name": "control_character", "address": "control_character", "status": "control_character"}},
+		{"C1 and DEL", map[string]any{"name": "a\u0085b", "address": "a\x7f"}, map[string]string{"name": "control_character", "address": "control_character"}},
+		{"bidi controls", map[string]any{"name": "张\u202e三", "address": "\u2066x\u2069"}, map[string]string{"name": "bidi_control", "address": "bidi_control"}},
+		{"other punctuation of U+2000", map[string]any{"name": "O\u2019Brien\u2014Jr\u2026", "address": "\u00a0x\u00bf"}, map[string]string{}},
+		{"empty required string", map[string]any{"name": ""}, map[string]string{"name": "empty"}},
+		{"empty nullable string", map[string]any{"address": ""}, map[string]string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -136,3 +136,14 @@ func daysFromCivil(y, m, d int) int {
 	doe := yoe*365 + yoe/4 - yoe/100 + doy
 	return era*146097 + doe - 719468
 }
+
+// The dates and instants a date or timestamp field holds: the years 0001 to 9999 (of
+// UTC, for an instant). Year 0000 parses (RFC 3339 and time.Parse allow it), but
+// Python's datetime starts at year 1, so every pyarrow consumer's to_pylist() would
+// fail on it; a late offset can push 9999-12-31 into year 10000 the same way.
+var (
+	minDay   = int32(daysFromCivil(1, 1, 1))
+	maxDay   = int32(daysFromCivil(9999, 12, 31))
+	minMicro = int64(minDay) * 86400 * 1_000_000
+	maxMicro = (int64(maxDay)+1)*86400*1_000_000 - 1
+)

@@ -88,6 +88,9 @@ func (f *Field) validate(v any) (FieldError, bool) {
 		if x, ok := AsFloat64(v); ok {
 			return f.CheckFloat64(x)
 		}
+		if n, ok := v.(json.Number); ok {
+			return f.fail("number_range", "%s is beyond what a 64-bit float holds", n)
+		}
 	case KindDecimal:
 		if s, ok := v.(string); ok {
 			return f.CheckDecimal(s)
@@ -137,9 +140,20 @@ func (f *Field) fail(code, format string, args ...any) (FieldError, bool) {
 	return FieldError{f.Name, code, fmt.Sprintf(format, args...)}, false
 }
 
-// CheckString checks a value of a string field: its length, enum or code list, pattern
-// and named check, in that order; the first failure is returned.
+// CheckString checks a value of a string field: not empty when the field is required,
+// no control or bidi control character, its length, enum or code list, pattern and named
+// check, in that order; the first failure is returned.
 func (f *Field) CheckString(s string) (FieldError, bool) {
+	if s == "" && !f.Nullable {
+		return f.fail("empty", "is required and must not be empty")
+	}
+	if i := controlAt(s); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		if isBidiControl(r) {
+			return f.fail("bidi_control", "holds the bidirectional control character U+%04X at byte %d", r, i)
+		}
+		return f.fail("control_character", "holds the control character U+%04X at byte %d", r, i)
+	}
 	if f.MaxLength > 0 && len(s) > f.MaxLength && utf8.RuneCountInString(s) > f.MaxLength {
 		return f.fail("max_length", "is %d characters long, at most %d allowed", utf8.RuneCountInString(s), f.MaxLength)
 	}
@@ -193,6 +207,10 @@ func (f *Field) CheckDate(s string) (int32, FieldError, bool) {
 		fe, _ := f.fail("date", "%q is not a real date in YYYY-MM-DD form", s)
 		return 0, fe, false
 	}
+	if days < minDay || days > maxDay {
+		fe, _ := f.fail("year_range", "%q is outside the years 0001 to 9999", s)
+		return 0, fe, false
+	}
 	return days, FieldError{}, true
 }
 
@@ -202,6 +220,10 @@ func (f *Field) CheckTimestamp(s string) (int64, FieldError, bool) {
 	us, ok := ParseTimestamp(s)
 	if !ok {
 		fe, _ := f.fail("timestamp", "%q is not an RFC 3339 timestamp", s)
+		return 0, fe, false
+	}
+	if us < minMicro || us > maxMicro {
+		fe, _ := f.fail("year_range", "%q is outside the years 0001 to 9999 in UTC", s)
 		return 0, fe, false
 	}
 	return us, FieldError{}, true

@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,8 +24,9 @@ import (
 // the message's bytes, and the cells are reused batch after batch).
 //
 // Whatever the hand reader does not handle identically by construction — a nested
-// object or array, a number float64 cannot hold, invalid UTF-8, an escaped name, bad
-// syntax, anything after the object — is decoded by encoding/json into a map and
+// object or array, a number float64 cannot hold, invalid UTF-8 or an escaped lone
+// surrogate, a name given twice, an escaped name, bad syntax, anything after the
+// object — is decoded by encoding/json into a map and
 // checked by Validate instead (decodeStd), and goes to the store as a map
 // (store.Change.Record), so odd and malformed records get exactly the reference
 // treatment. The differential test (decode_test.go) holds the two paths to the same
@@ -62,7 +65,8 @@ const slabRows = 1024
 func (x *decoder) reuse() { x.slab = x.slab[:0] }
 
 func newDecoder(d *schemas.Dataset) *decoder {
-	x := &decoder{d: d, typed: store.TextKeyed(d), index: make(map[string]int, len(d.Fields)), vals: make([]member, len(d.Fields))}
+	// The fields a record names are tracked in a 64-bit mask (scan).
+	x := &decoder{d: d, typed: store.TextKeyed(d) && len(d.Fields) <= 64, index: make(map[string]int, len(d.Fields)), vals: make([]member, len(d.Fields))}
 	for i := range d.Fields {
 		x.index[d.Fields[i].Name] = i
 		x.quoted = append(x.quoted, `"`+d.Fields[i].Name+`"`)
@@ -118,7 +122,8 @@ func (x *decoder) scan(src string) bool {
 	if i < len(src) && src[i] == '}' {
 		return skipSpace(src, i+1) == len(src)
 	}
-	next := 0 // the field expected next: producers write the fields in schema order
+	next := 0       // the field expected next: producers write the fields in schema order
+	var seen uint64 // the fields named so far, by position
 	for {
 		fi := -1 // the member's field, or -1 for a name that is not one
 		var name string
@@ -143,7 +148,11 @@ func (x *decoder) scan(src string) bool {
 			return false
 		}
 		if fi >= 0 {
-			x.vals[fi] = v // a repeated name: the last value wins, as in encoding/json
+			if seen&(1<<fi) != 0 {
+				return false // a name given twice: refused, with the reason decodeStd gives
+			}
+			seen |= 1 << fi
+			x.vals[fi] = v
 			next = fi + 1
 		} else {
 			x.unknown = append(x.unknown, name)
@@ -355,9 +364,10 @@ func (x *decoder) row() (row []store.Cell, reason string, ok bool) {
 	if len(x.unknown) > 0 {
 		slices.Sort(x.unknown)
 		for i, name := range x.unknown {
-			if i == 0 || name != x.unknown[i-1] {
-				x.fail(name, "unknown_field")
+			if i > 0 && name == x.unknown[i-1] {
+				return nil, "", false // a name given twice: decodeStd says so
 			}
+			x.fail(name, "unknown_field")
 		}
 	}
 	if len(x.reason) > 0 {
@@ -430,16 +440,51 @@ func kindName(kind byte) string {
 }
 
 // decodeStd is the decoding of a record by encoding/json: the reference the typed path
-// matches, and the path of every record it does not take.
+// matches, and the path of every record it does not take. Beyond encoding/json, the
+// text must be I-JSON (schemas.CheckJSONText): no name twice, no invalid UTF-8 or lone
+// surrogate, which encoding/json would read by keeping the last value or replacing the
+// text with U+FFFD.
 func decodeStd(d *schemas.Dataset, value []byte) (map[string]any, string) {
 	var rec map[string]any
 	if err := json.Unmarshal(value, &rec); err != nil || rec == nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && strings.HasPrefix(te.Value, "number") {
+			return nil, bigNumberMember(value) + ": number_range"
+		}
 		return nil, "value is not a JSON object"
+	}
+	if fe, ok := schemas.CheckJSONText(value); !ok {
+		return nil, fe.Field + ": " + fe.Code
 	}
 	if reason := reasonOf(d.Validate(rec)); reason != "" {
 		return nil, reason
 	}
 	return rec, ""
+}
+
+// bigNumberMember returns the name of the record's member whose value holds a number
+// beyond float64 (1e999), which encoding/json's error does not name for a map, or
+// "(value)". It names the member, never the value.
+func bigNumberMember(value []byte) string {
+	dec := jsontext.NewDecoder(bytes.NewReader(value), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return "(value)"
+	}
+	for dec.PeekKind() == '"' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			break
+		}
+		name := tok.String() // before the next read, which reuses the token's bytes
+		v, err := dec.ReadValue()
+		if err != nil {
+			break
+		}
+		if json.Unmarshal(v, new(any)) != nil {
+			return name
+		}
+	}
+	return "(value)"
 }
 
 // reasonOf joins validation failures into a record's reason: field names and check

@@ -445,9 +445,13 @@ func (in *Ingester) runDataset(ctx context.Context, d *schemas.Dataset, t *store
 			for _, f := range ce.Failed {
 				if !isValidationFailure(changes, f) {
 					in.invalid.Add(1)
-					// The store's reason may quote values; the log names only where the
-					// record is, so an operator can inspect it in Kafka.
-					in.log.Warn("record not stored: not a valid record of the dataset", "dataset", d.ID, "partition", f.Partition, "offset", f.Offset)
+					// The store's error may quote values; the log gives its reason code
+					// and where the record is, so an operator can inspect it in Kafka.
+					reason := "store_refused: the store could not read the record as the schema's"
+					if errors.Is(f.Err, store.ErrKeyMismatch) {
+						reason = "key_mismatch: the Kafka key is not the record's key"
+					}
+					in.log.Warn("record not stored: not a valid record of the dataset", "dataset", d.ID, "partition", f.Partition, "offset", f.Offset, "reason", reason)
 				}
 			}
 		}
@@ -559,25 +563,44 @@ func (in *Ingester) decode(d *schemas.Dataset, dec *decoder, batch []fetched, ch
 }
 
 // headerProblem returns why a record's headers say it cannot be applied as it is, or "".
-// Records without the headers (tombstones, other producers) are read by their value.
+// Each reason starts with its code (docs/schemas.md). Records without the headers
+// (tombstones, other producers) are read by their value: a null value alone is a
+// delete, as the contract (a delete is a tombstone) has it. When the headers are there,
+// header and payload must agree: an upsert has a value and a delete has none (an upsert
+// without one would silently delete the record), and a govx-dataset names the topic's.
 func headerProblem(d *schemas.Dataset, m kafka.Message) string {
 	for _, h := range m.Headers {
 		switch h.Key {
 		// The values are compared as bytes and made strings only for a message: a
 		// conversion per record would allocate, as the string escapes into Sprintf.
 		case "govx-op":
-			if op := h.Value; string(op) != "upsert" && string(op) != "delete" {
-				return fmt.Sprintf("header govx-op is %q: only upsert and delete are operations", op)
+			switch op := h.Value; string(op) {
+			case "upsert":
+				if len(m.Value) == 0 {
+					return "op_mismatch: header govx-op is upsert but the record has no value (a delete is govx-op delete with a null value)"
+				}
+			case "delete":
+				if len(m.Value) != 0 {
+					return "op_mismatch: header govx-op is delete but the record has a value (a delete is a tombstone, a null value)"
+				}
+			default:
+				return fmt.Sprintf("unknown_op: header govx-op is %q: only upsert and delete are operations", op)
 			}
 		case "govx-schema-version":
 			if v := h.Value; string(v) != strconv.Itoa(d.Version) {
-				return fmt.Sprintf("header govx-schema-version is %q: the exchange serves version %d of %s", v, d.Version, d.ID)
+				return fmt.Sprintf("schema_version: header govx-schema-version is %q: the exchange serves version %d of %s", v, d.Version, d.ID)
+			}
+		case "govx-dataset":
+			if v := h.Value; string(v) != d.ID {
+				return fmt.Sprintf("dataset_mismatch: header govx-dataset is %q on the topic of %s", v, d.ID)
 			}
 		}
 	}
 	return ""
 }
 
+// isDelete reports whether a record headerProblem passed is a delete: a null value,
+// or an empty one under govx-op delete.
 func isDelete(m kafka.Message) bool {
 	if m.Value == nil {
 		return true

@@ -18,6 +18,7 @@ import (
 	"govx/exchange/service/servicetest"
 	"govx/exchange/store"
 	"govx/internal/kafkatest"
+	"govx/internal/testenv"
 	"govx/schemas"
 	"govx/schemas/ident"
 )
@@ -68,6 +69,7 @@ type run struct {
 	done  chan error
 	stop  context.CancelFunc
 	ended bool
+	logs  testenv.Buffer // the ingester's log
 }
 
 func startIngest(t *testing.T, brokers []string, prefix string, tables map[string]*store.Table) *run {
@@ -83,7 +85,7 @@ func startIngest(t *testing.T, brokers []string, prefix string, tables map[strin
 			r.seen = append(r.seen, err)
 		}
 	}}
-	r.in = ingest.New(cfg, schemas.MustLoad(), tables, slog.New(slog.DiscardHandler))
+	r.in = ingest.New(cfg, schemas.MustLoad(), tables, slog.New(slog.NewTextHandler(&r.logs, nil)))
 	r.reg.MustRegister(r.in.Collectors()...)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
@@ -378,12 +380,7 @@ func TestIngestRefusesRecordsItCannotReadAsMeant(t *testing.T) {
 	kafkatest.Produce(t, b.Addr(), topic, bogusOp, future, good)
 
 	tbl := newTable(t)
-	r := startIngest(t, []string{b.Addr()}, "govx.", map[string]*store.Table{dataset: tbl})
-	select {
-	case <-r.in.Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatalf("not caught up after 30s: %v", r.state())
-	}
+	r := startCaughtUp(t, b.Addr(), tbl)
 	if got := r.in.Stats().Invalid; got != 2 {
 		t.Fatalf("invalid records counted: %d, want 2", got)
 	}
@@ -395,4 +392,66 @@ func TestIngestRefusesRecordsItCannotReadAsMeant(t *testing.T) {
 	if key, _ := person(t, 3, ""); func() bool { rec, ok := lookup(tbl, key); return ok && rec["name"] == "王五" }() == false {
 		t.Fatal("the record with correct headers is not served")
 	}
+}
+
+// TestIngestRefusesHeadersThePayloadContradicts: when a record's headers and payload
+// disagree the record is counted invalid, logged with its reason code and not applied:
+// an upsert without a value (which read as a tombstone would delete the stored record),
+// a delete with a value, a govx-dataset naming another dataset, a Kafka key that is not
+// the value's key. A null value without headers stays a tombstone, as the contract says.
+func TestIngestRefusesHeadersThePayloadContradicts(t *testing.T) {
+	b := kafkatest.Start(t)
+	topic := "govx." + dataset
+	kafkatest.CreateTopic(t, b.Addr(), topic)
+	noValue := upsert(t, 1, "")
+	noValue.Value = nil
+	withValue := upsert(t, 2, "李四改")
+	withValue.Headers = []kafka.Header{{Key: "govx-op", Value: []byte("delete")}}
+	otherDataset := upsert(t, 4, "赵六")
+	otherDataset.Headers = append(otherDataset.Headers, kafka.Header{Key: "govx-dataset", Value: []byte("legal_entity.organization")})
+	wrongKey := upsert(t, 5, "钱七")
+	otherKey, _ := person(t, 6, "")
+	wrongKey.Key = []byte(otherKey)
+	bare := tombstone(t, 3)
+	bare.Headers = nil
+	sameDataset := upsert(t, 7, "孙八")
+	sameDataset.Headers = append(sameDataset.Headers, kafka.Header{Key: "govx-dataset", Value: []byte(dataset)})
+	kafkatest.Produce(t, b.Addr(), topic, upsert(t, 1, "张三"), upsert(t, 2, "李四"), upsert(t, 3, "王五"),
+		noValue, withValue, otherDataset, wrongKey, bare, sameDataset)
+
+	tbl := newTable(t)
+	r := startCaughtUp(t, b.Addr(), tbl)
+	if got := r.in.Stats().Invalid; got != 4 {
+		t.Errorf("invalid records counted: %d, want 4", got)
+	}
+	for i, want := range map[int]string{1: "张三", 2: "李四", 7: "孙八"} {
+		key, _ := person(t, i, "")
+		if rec, ok := lookup(tbl, key); !ok || rec["name"] != want {
+			t.Errorf("person %d: %v (%v), want name %s: a refused record changed it", i, rec, ok, want)
+		}
+	}
+	for _, i := range []int{3, 4, 5, 6} {
+		if key, _ := person(t, i, ""); func() bool { _, ok := lookup(tbl, key); return ok }() {
+			t.Errorf("person %d is served; it was deleted or never validly published", i)
+		}
+	}
+	log := r.logs.String()
+	for code, n := range map[string]int{"reason=\"op_mismatch: header govx-op is upsert": 1, "reason=\"op_mismatch: header govx-op is delete": 1,
+		"reason=\"dataset_mismatch:": 1, "reason=\"key_mismatch:": 1} {
+		if got := strings.Count(log, code); got != n {
+			t.Errorf("log lines with %s: %d, want %d; log:\n%s", code, got, n, log)
+		}
+	}
+}
+
+// startCaughtUp starts an ingest of the dataset into tbl and waits until it has caught up.
+func startCaughtUp(t *testing.T, broker string, tbl *store.Table) *run {
+	t.Helper()
+	r := startIngest(t, []string{broker}, "govx.", map[string]*store.Table{dataset: tbl})
+	select {
+	case <-r.in.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("not caught up after 30s: %v", r.state())
+	}
+	return r
 }

@@ -52,6 +52,9 @@ type Change struct {
 	Invalid error
 }
 
+// ErrKeyMismatch is why Apply refuses a change whose Key is not its record's key.
+var ErrKeyMismatch = errors.New("key mismatch")
+
 // ChangeError reports the changes Apply could not apply; every other change of the
 // batch was applied and the positions advanced past all of them, so the ingest should
 // send these to the dead-letter topic rather than retry them.
@@ -619,7 +622,7 @@ func (t *Table) checkRow(c *Change, key *string) error {
 		}
 	}
 	if c.Key != "" && c.Key != k {
-		return fmt.Errorf("the message key %q is not the record's key %q", c.Key, k)
+		return fmt.Errorf("%w: the message key %q is not the record's key %q", ErrKeyMismatch, c.Key, k)
 	}
 	*key = k
 	return nil
@@ -651,7 +654,7 @@ func (t *Table) parseRecord(c *Change, out []Cell, key *string) error {
 		return err
 	}
 	if c.Key != "" && c.Key != k {
-		return fmt.Errorf("the message key %q is not the record's key %q", c.Key, k)
+		return fmt.Errorf("%w: the message key %q is not the record's key %q", ErrKeyMismatch, c.Key, k)
 	}
 	*key = k
 	return nil
