@@ -43,6 +43,9 @@ type Field struct {
 	re        *pattern
 	check     checkFunc
 	codeIndex map[string]int // Codes by value
+	// confined: the values are those of an enum, a code list or a named check, none of
+	// which holds a control character, so CheckString need not look for one.
+	confined bool
 }
 
 // Code is one entry of a field's code list: an enum whose values carry bilingual titles,
@@ -119,6 +122,12 @@ func (f *Field) init() error {
 	if err := f.initCodes(); err != nil {
 		return err
 	}
+	for _, v := range f.Allowed() {
+		if controlAt(v) >= 0 {
+			return fmt.Errorf("the allowed value %q holds a control character", v)
+		}
+	}
+	f.confined = len(f.Enum) > 0 || f.codeIndex != nil || f.check != nil
 	if (f.Min != nil || f.Max != nil) && f.kind != KindInt64 && f.kind != KindDecimal && f.kind != KindFloat64 {
 		return fmt.Errorf("min and max apply to numeric fields only")
 	}

@@ -150,7 +150,8 @@ func TestValidate(t *testing.T) {
 		{"year 10000 in UTC", map[string]any{"updated_at": "9999-12-31T23:00:00-01:00"}, map[string]string{"updated_at": "year_range"}},
 		{"years 0001 and 9999", map[string]any{"birth_date": "0001-01-01", "updated_at": "9999-12-31T23:59:59.999999Z"}, map[string]string{}},
 		{"control characters", map[string]any{"name": "张\x00三", "address": "\x1b[31m杭州", "status": "alive\n"},
-			map[string]string{"name": "control_character", "address": "control_character", "status": "control_character"}},
+			// status is confined to its enum, which refuses the value first.
+			map[string]string{"name": "control_character", "address": "control_character", "status": "enum"}},
 		{"C1 and DEL", map[string]any{"name": "a\u0085b", "address": "a\x7f"}, map[string]string{"name": "control_character", "address": "control_character"}},
 		{"bidi controls", map[string]any{"name": "张\u202e三", "address": "\u2066x\u2069"}, map[string]string{"name": "bidi_control", "address": "bidi_control"}},
 		{"other punctuation of U+2000", map[string]any{"name": "O\u2019Brien\u2014Jr\u2026", "address": "\u00a0x\u00bf"}, map[string]string{}},

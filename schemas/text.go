@@ -53,6 +53,16 @@ var controlLead = func() (t [256]bool) {
 	return t
 }()
 
+// controlAt is controlAt for a value of f: -1 without looking when f is confined to
+// values that hold no control character (an enum, a code list, a named check), which
+// refuse any other value themselves.
+func (f *Field) controlAt(s string) int {
+	if f.confined {
+		return -1
+	}
+	return controlAt(s)
+}
+
 const (
 	ones  = 0x0101010101010101
 	highs = 0x8080808080808080

@@ -141,13 +141,14 @@ func (f *Field) fail(code, format string, args ...any) (FieldError, bool) {
 }
 
 // CheckString checks a value of a string field: not empty when the field is required,
-// no control or bidi control character, its length, enum or code list, pattern and named
-// check, in that order; the first failure is returned.
+// no control or bidi control character (in a field whose enum, code list or named
+// check lets none through, that check refuses it instead), its length, enum or code
+// list, pattern and named check, in that order; the first failure is returned.
 func (f *Field) CheckString(s string) (FieldError, bool) {
 	if s == "" && !f.Nullable {
 		return f.fail("empty", "is required and must not be empty")
 	}
-	if i := controlAt(s); i >= 0 {
+	if i := f.controlAt(s); i >= 0 {
 		r, _ := utf8.DecodeRuneInString(s[i:])
 		if isBidiControl(r) {
 			return f.fail("bidi_control", "holds the bidirectional control character U+%04X at byte %d", r, i)

@@ -127,9 +127,16 @@ func (x *decoder) scan(src string) bool {
 	for {
 		fi := -1 // the member's field, or -1 for a name that is not one
 		var name string
-		if next < len(x.quoted) && strings.HasPrefix(src[i:], x.quoted[next]) {
-			fi = next
-			i += len(x.quoted[next])
+		// The fields after the last one read, in order: a producer leaves out the null
+		// ones, so the name is most often one of the next few (cheaper than hashing it).
+		for j := next; j < len(x.quoted); j++ {
+			if strings.HasPrefix(src[i:], x.quoted[j]) {
+				fi = j
+				break
+			}
+		}
+		if fi >= 0 {
+			i += len(x.quoted[fi])
 		} else {
 			var escaped, ok bool
 			if name, escaped, i, ok = x.str(src, i); !ok || escaped {
