@@ -70,10 +70,21 @@ func drawCharts(dir string, points []point, fits []fit) error {
 			label := name
 			if f.n >= 2 {
 				var ext plotter.XYs
-				for x := xys[0].X; x < 1e8; x *= math.Pow(10, 0.125) {
-					ext = append(ext, plotter.XY{X: x, Y: f.at(x)})
+				// A line with a negative fixed part (a first pull's) is below zero at the
+				// smallest sizes: a log axis has no place for those points.
+				for x := xys[0].X; x <= 1e8; x = min(x*math.Pow(10, 0.125), max(x*1.0001, 1e8)) {
+					if y := f.at(x); y > 0 {
+						ext = append(ext, plotter.XY{X: x, Y: y})
+					}
+					if x == 1e8 {
+						break
+					}
 				}
-				ext = append(ext, plotter.XY{X: 1e8, Y: f.at(1e8)})
+				if len(ext) < 2 {
+					p.Legend.Add(label, line, dots)
+					drawn++
+					continue
+				}
 				fl, err := plotter.NewLine(ext)
 				if err != nil {
 					return err

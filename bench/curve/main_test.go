@@ -2,6 +2,8 @@ package main
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -39,6 +41,30 @@ func TestParseSizes(t *testing.T) {
 	for _, bad := range []string{"", "1g", "0", "-5k", "11m"} {
 		if _, err := parseSizes(bad); err == nil {
 			t.Errorf("parseSizes(%q) accepted", bad)
+		}
+	}
+}
+
+// TestChartsDrawALineBelowZeroAtSmallSizes: a fitted line with a negative fixed part
+// (the first pull's: -7 ms + 62 ms per million) is negative at 100k; the charts leave
+// those points out of the log axis instead of failing.
+func TestChartsDrawALineBelowZeroAtSmallSizes(t *testing.T) {
+	var points []point
+	for i, n := range []int{100_000, 1_000_000, 3_000_000, 10_000_000} {
+		x := float64(n)
+		points = append(points, point{Persons: n, ReadyS: 0.3 + 1.8e-6*x, FirstPullS: []float64{0.014, 0.061, 0.147, 0.617}[i],
+			WarmPullS: 0.002 + 0.0428e-9*x, HeapLiveMB: 40 + 220e-6*x, RSSReadyMB: 145 + 319e-6*x, LookupP99ms: 4})
+	}
+	if f := fitAll(points); slices.IndexFunc(f, func(f fit) bool { return f.linear && f.n == 4 && f.at(1e5) < 0 }) < 0 {
+		t.Fatal("no fitted line is below zero at 100k: the test no longer covers the case")
+	}
+	dir := t.TempDir()
+	if err := drawCharts(dir, points, fitAll(points)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chartSet {
+		if st, err := os.Stat(filepath.Join(dir, c.file)); err != nil || st.Size() == 0 {
+			t.Errorf("chart %s not written: %v", c.file, err)
 		}
 	}
 }
