@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"govx/exchange/pki"
+	"govx/policies"
 )
 
 // TestDeployConfigsCheck runs every exchange and connector config under deploy/ through
@@ -95,6 +96,15 @@ func withTLSFiles(t *testing.T, path string, data []byte, dir string) string {
 	s := string(data)
 	for _, name := range []string{"server.pem", "server.key", "ca.pem", "crl.pem"} {
 		s = regexp.MustCompile(`(?m)^(  [a-z_]+: )/\S*/`+regexp.QuoteMeta(name)+`\b`).ReplaceAllString(s, "${1}"+filepath.Join(dir, name))
+	}
+	// The policy directory the host would have (--check requires it to exist): the
+	// shipped policy, copied as an operator installs it.
+	if re := regexp.MustCompile(`(?m)^policies_dir: .*$`); re.MatchString(s) {
+		pol := filepath.Join(t.TempDir(), "policies")
+		if err := policies.CopyEmbedded(pol); err != nil {
+			t.Fatal(err)
+		}
+		s = re.ReplaceAllString(s, "policies_dir: "+pol)
 	}
 	out := filepath.Join(t.TempDir(), filepath.Base(path))
 	if err := os.WriteFile(out, []byte(s), 0o600); err != nil {

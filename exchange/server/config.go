@@ -159,17 +159,70 @@ func (c *Config) resolve(base string) {
 	}
 }
 
+// checkListeners checks every listener's address — host:port with a port of 0–65535 —
+// and that no two of them would bind the same port on overlapping hosts (127.0.0.1 and
+// localhost, or a wildcard host and any other), which serve would find only at bind time.
+func (c *Config) checkListeners() []error {
+	type listener struct{ name, addr, example, what string }
+	ls := []listener{{"flight_addr", c.FlightAddr, "127.0.0.1:8815", "each listener"}, {"http_addr", c.HTTPAddr, "127.0.0.1:8080", "each listener"}}
+	if c.Ops.Listen != "" {
+		ls = append(ls, listener{"ops.listen", c.Ops.Listen, "127.0.0.1:9090", "the operations listener"})
+	}
+	if c.Console.Listen != "" {
+		ls = append(ls, listener{"console.listen", c.Console.Listen, "127.0.0.1:8090", "the console"})
+	}
+	var errs []error
+	type bound struct {
+		name, host string
+		port       int
+	}
+	var seen []bound
+	for _, l := range ls {
+		host, p, err := net.SplitHostPort(l.addr)
+		var port int
+		if err == nil {
+			port, err = net.LookupPort("tcp", p)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port with a port of 0–65535, e.g. %s", l.name, l.addr, l.example))
+			continue
+		}
+		for _, b := range seen {
+			if port != 0 && b.port == port && hostsOverlap(b.host, host) {
+				if b.name == "flight_addr" && l.name == "http_addr" {
+					errs = append(errs, fmt.Errorf("flight_addr and http_addr are both %s: give each listener an address of its own", l.addr))
+				} else {
+					errs = append(errs, fmt.Errorf("%s %s: give %s an address of its own (%s binds port %d on the same host)", l.name, l.addr, l.what, b.name, port))
+				}
+				break
+			}
+		}
+		seen = append(seen, bound{l.name, host, port})
+	}
+	return errs
+}
+
+// hostsOverlap reports whether listening on a and on b (the hosts of two listen
+// addresses) with the same port would collide: a wildcard host takes the port on every
+// address, and localhost is 127.0.0.1 (where Go listens for it).
+func hostsOverlap(a, b string) bool {
+	norm := func(h string) string {
+		switch h {
+		case "", "0.0.0.0", "::":
+			return "*"
+		case "localhost":
+			return "127.0.0.1"
+		}
+		return h
+	}
+	a, b = norm(a), norm(b)
+	return a == "*" || b == "*" || a == b
+}
+
 // Check reports every problem in the config at once.
 func (c *Config) Check() error {
 	var errs []error
-	for name, addr := range map[string]string{"flight_addr": c.FlightAddr, "http_addr": c.HTTPAddr} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: want host:port, e.g. 127.0.0.1:8080", name, addr))
-		}
-	}
-	if _, port, err := net.SplitHostPort(c.FlightAddr); err == nil && port != "0" && c.FlightAddr == c.HTTPAddr {
-		errs = append(errs, fmt.Errorf("flight_addr and http_addr are both %s: give each listener an address of its own", c.FlightAddr))
-	}
+	errs = append(errs, c.checkListeners()...)
 	for name, d := range map[string]time.Duration{"ticket_ttl": c.TicketTTL, "snapshot_interval": c.SnapshotInterval} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %s: want a positive duration, e.g. 5m (unset: the default)", name, d))
@@ -195,21 +248,12 @@ func (c *Config) Check() error {
 	if c.TLS.CRL != "" && c.TLS.ClientCA == "" {
 		errs = append(errs, errors.New("tls.crl needs tls.client_ca: the list revokes client certificates of those CAs"))
 	}
-	if c.Ops.Listen != "" {
-		if _, port, err := net.SplitHostPort(c.Ops.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("ops.listen %q: want host:port, e.g. 127.0.0.1:9090", c.Ops.Listen))
-		} else if port != "0" && (c.Ops.Listen == c.HTTPAddr || c.Ops.Listen == c.FlightAddr) {
-			errs = append(errs, fmt.Errorf("ops.listen %s: give the operations listener an address of its own", c.Ops.Listen))
-		}
-	} else if c.Ops.AlsoOnAPI {
+	if c.Ops.Listen == "" && c.Ops.AlsoOnAPI {
 		errs = append(errs, errors.New("ops.also_on_api needs ops.listen: without it the operations endpoints are on http_addr already"))
 	}
-	if c.Console.Listen != "" {
-		if _, port, err := net.SplitHostPort(c.Console.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("console.listen %q: want host:port, e.g. 127.0.0.1:8090", c.Console.Listen))
-		} else if port != "0" && (c.Console.Listen == c.HTTPAddr || c.Console.Listen == c.FlightAddr || c.Console.Listen == c.Ops.Listen) {
-			errs = append(errs, fmt.Errorf("console.listen %s: give the console an address of its own", c.Console.Listen))
-		}
+	if db := c.Applications.Database; strings.Contains(db, "://") && !strings.HasPrefix(db, "postgres://") && !strings.HasPrefix(db, "postgresql://") {
+		scheme, _, _ := strings.Cut(db, "://")
+		errs = append(errs, fmt.Errorf("applications.database: %s:// is not a database the exchange keeps applications in; give a PostgreSQL URL (postgres://…) or a SQLite file path", scheme))
 	}
 	if c.Console.IdleTimeout < 0 {
 		errs = append(errs, errors.New("console.idle_timeout must not be negative"))

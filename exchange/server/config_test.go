@@ -37,3 +37,30 @@ func TestConfigIsStrict(t *testing.T) {
 		}
 	}
 }
+
+// TestListenersCheckedAsServeBindsThem: a port out of range, and two listeners on one
+// port under different names for the same host (localhost and 127.0.0.1, a wildcard
+// and a loopback address), are refused by the config check, not at bind time; distinct
+// hosts on one port are fine.
+func TestListenersCheckedAsServeBindsThem(t *testing.T) {
+	for _, tt := range []struct {
+		yaml, want string
+	}{
+		{"flight_addr: 127.0.0.1:99999\n", `flight_addr "127.0.0.1:99999": want host:port with a port of 0–65535`},
+		{"http_addr: 127.0.0.1:http-alt-x\n", `http_addr "127.0.0.1:http-alt-x": want host:port`},
+		{"flight_addr: 0.0.0.0:8443\nhttp_addr: 127.0.0.1:8443\n", "flight_addr and http_addr are both 127.0.0.1:8443"},
+		{"http_addr: 127.0.0.1:8443\nops:\n  listen: localhost:8443\n", "ops.listen localhost:8443: give the operations listener an address of its own (http_addr binds port 8443"},
+		{"console:\n  listen: :8080\n", "console.listen :8080: give the console an address of its own"},
+		{"flight_addr: 127.0.0.2:8443\nhttp_addr: 127.0.0.1:8443\n", ""},
+	} {
+		path := filepath.Join(t.TempDir(), "x.yaml")
+		os.WriteFile(path, []byte("kafka:\n  brokers: [k:9092]\n"+tt.yaml), 0o600)
+		_, err := LoadConfig(path)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%q: %v, want it accepted", tt.yaml, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%q: %v, want an error with %q", tt.yaml, err, tt.want)
+		}
+	}
+}

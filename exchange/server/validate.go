@@ -44,6 +44,11 @@ func prepare(cfg *Config, log *slog.Logger, checking bool) (*prepared, error) {
 			return nil, fmt.Errorf("datasets: unknown dataset %q (`govx schemas list` names them)", id)
 		}
 	}
+	if cfg.PoliciesDir != "" {
+		if st, err := os.Stat(cfg.PoliciesDir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("policies_dir %s: not a directory (give the directory of the Rego policies and their data, see docs/policies.md, or leave it unset for the policy built into govx)", cfg.PoliciesDir)
+		}
+	}
 	if _, err := clickHouseOf(cfg); err != nil {
 		return nil, fmt.Errorf("audit.clickhouse: %w", err)
 	}

@@ -32,6 +32,9 @@ func TestValidateRefusesWhatServeWouldRefuse(t *testing.T) {
 		{"ClickHouse database not a name", func(c *Config) {
 			c.Audit.ClickHouse.Addr, c.Audit.ClickHouse.Database = "127.0.0.1:9000", "audit`x"
 		}, "audit.clickhouse: audit: ClickHouse database and table names must be letters, digits and underscores"},
+		{"policies_dir missing", func(c *Config) { c.PoliciesDir = filepath.Join(t.TempDir(), "none") }, "policies_dir "},
+		{"applications.database of another kind", func(c *Config) { c.Applications.Database = "mysql://u@h/apps" },
+			"applications.database: mysql:// is not a database the exchange keeps applications in"},
 		{"ClickHouse table with a space", func(c *Config) {
 			c.Audit.ClickHouse.Addr, c.Audit.ClickHouse.Table = "127.0.0.1:9000", "access log"
 		}, "letters, digits and underscores"},
