@@ -50,7 +50,7 @@ func loopbackHost(h http.Handler) http.Handler {
 			host = hp
 		}
 		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		if ip := net.ParseIP(host); !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) { // names are case-insensitive
 			http.Error(w, "profiles are served to loopback host names only (127.0.0.1, [::1], localhost)", http.StatusMisdirectedRequest)
 			return
 		}

@@ -44,7 +44,7 @@ func TestDemoPprofLoopbackOnly(t *testing.T) {
 			t.Errorf("Host %s: %s %.200s, want 421 and no command line", host, resp.Status, body)
 		}
 	}
-	for _, host := range []string{"localhost", "[::1]:6060", "127.0.0.1:6060"} {
+	for _, host := range []string{"localhost", "LocalHost:6060", "[::1]:6060", "127.0.0.1:6060"} {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/debug/pprof/cmdline", nil)
 		req.Host = host
 		resp, err := http.DefaultClient.Do(req)
