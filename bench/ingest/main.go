@@ -160,8 +160,12 @@ func run(broker, prefix string, rows, partitions, updates int, keep bool, cmd st
 		len(vis), feed.Ms(feed.Percentile(sorted, 50)), feed.Ms(sorted[len(sorted)-1]))
 	fmt.Println()
 
-	feed.Target("ingest", fmt.Sprintf("%.0f records/s", rate(ready)), fmt.Sprintf("%.0f records/s (kafka-go readers)", rate(base)),
-		fmt.Sprintf("%.2f×", rate(ready)/rate(base)), rate(ready) >= 200_000, cmd)
+	// Graded on wall time, as ARCHITECTURE.md's 200k records/s and issue 17's 0.5× are;
+	// the CPU ratio stands beside it, the steadier figure on a shared machine.
+	wall, cpu := rate(ready)/rate(base), float64(baseCPU)/float64(readyCPU)
+	feed.Target("ingest", fmt.Sprintf("%.0f records/s wall; %s CPU per record", rate(ready), perRec(readyCPU)),
+		fmt.Sprintf("%.0f records/s, %s CPU per record (kafka-go readers)", rate(base), perRec(baseCPU)),
+		fmt.Sprintf("%.2f× wall, %.2f× CPU", wall, cpu), rate(ready) >= 200_000 && wall >= 0.5, cmd)
 	worst := sorted[len(sorted)-1]
 	feed.Target("visible", fmt.Sprintf("Kafka → lookup max %s (p50 %s) + connector poll ≤ 1 s", feed.Ms(worst), feed.Ms(feed.Percentile(sorted, 50))),
 		"—", "—", worst+time.Second <= 2*time.Second, cmd)
