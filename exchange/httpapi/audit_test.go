@@ -184,23 +184,39 @@ func TestClientsThatGoAwayAreAudited(t *testing.T) {
 	}
 	wg.Wait()
 
+	// Loopback reuses a closed connection's port at once (net.ipv4.tcp_tw_reuse), so two
+	// clients may share an address: each address must have as many decisions as clients,
+	// and a client's is the one of its kind (a slow body's is body_too_large).
 	var evs []*audit.Event
-	decisions := map[string]*audit.Event{} // by client address
+	decisions := map[string][]*audit.Event{} // by client address, in log order
+	clientsAt := map[string]int{}
+	for _, c := range clients {
+		clientsAt[c.addr]++
+	}
 	servicetest.WaitFor(t, "a decision event for every client", func() bool {
 		evs = f.Events(t)
 		clear(decisions)
 		for _, ev := range evs {
 			if ev.Kind == audit.KindDecision {
-				decisions[ev.ClientAddr] = ev
+				decisions[ev.ClientAddr] = append(decisions[ev.ClientAddr], ev)
 			}
 		}
-		for _, c := range clients {
-			if decisions[c.addr] == nil {
+		for addr, n := range clientsAt {
+			if len(decisions[addr]) < n {
 				return false
 			}
 		}
 		return true
 	})
+	decisionOf := func(c *goneClient) *audit.Event {
+		ds := decisions[c.addr]
+		for i := len(ds) - 1; i >= 0; i-- {
+			if (ds[i].Error == "body_too_large") == (c.kind == "slow-body") {
+				return ds[i]
+			}
+		}
+		return ds[len(ds)-1]
+	}
 	completes := map[string]*audit.Event{}
 	servicetest.WaitFor(t, "a complete event for every allowed request", func() bool {
 		evs = f.Events(t)
@@ -219,7 +235,7 @@ func TestClientsThatGoAwayAreAudited(t *testing.T) {
 	})
 	delivered := 0
 	for _, c := range clients {
-		d := decisions[c.addr]
+		d := decisionOf(c)
 		switch {
 		case c.kind == "slow-body" && (d.Decision != audit.Deny || d.Error != "body_too_large"):
 			t.Errorf("slow-body client %s: decision %s %s, want deny body_too_large", c.addr, d.Decision, d.Error)
