@@ -262,7 +262,7 @@ type PullResult struct {
 // fn for every batch; fn must not keep rec after it returns without retaining it.
 func (c *Client) Pull(ctx context.Context, cmd exchange.PullCmd, begin func(*arrow.Schema) error, fn func(rec arrow.Record) error) (PullResult, error) {
 	var res PullResult
-	err := c.doGets(ctx, cmd, func(stream flight.FlightService_DoGetClient) error {
+	err := c.doGets(ctx, cmd, false, func(stream flight.FlightService_DoGetClient) error {
 		rdr, err := flight.NewRecordReader(stream, ipc.WithAllocator(c.mem))
 		if err != nil {
 			return err
@@ -295,7 +295,10 @@ func (e callerError) Error() string { return e.err.Error() }
 // doGets asks for the pull's FlightInfo and calls each with the DoGet stream of every
 // endpoint in turn, at the replica the endpoint names. Errors from the exchange come
 // back as *Error; a callerError as the caller's own error.
-func (c *Client) doGets(ctx context.Context, cmd exchange.PullCmd, each func(flight.FlightService_DoGetClient) error) error {
+//
+// With alias, each stream's messages are decoded over gRPC's buffers (aliasCodec):
+// each must read a message through before it receives the next.
+func (c *Client) doGets(ctx context.Context, cmd exchange.PullCmd, alias bool, each func(flight.FlightService_DoGetClient) error) error {
 	fc, ctx, err := c.flight(ctx)
 	if err != nil {
 		return err
@@ -320,7 +323,13 @@ func (c *Client) doGets(ctx context.Context, cmd exchange.PullCmd, each func(fli
 		if err != nil {
 			return err
 		}
-		stream, err := at.DoGet(ctx, ep.Ticket)
+		var opts []grpc.CallOption
+		if alias {
+			codec := newAliasCodec()
+			defer codec.release()
+			opts = append(opts, grpc.ForceCodecV2(codec))
+		}
+		stream, err := at.DoGet(ctx, ep.Ticket, opts...)
 		if err != nil {
 			return c.fromStatus(ctx, err)
 		}
