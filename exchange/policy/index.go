@@ -262,7 +262,6 @@ func (e *Engine) buildIndex(ctx context.Context, st *state, now time.Time, worke
 			}
 		}
 	}
-	actions := exchange.Actions()
 	type job struct {
 		req    exchange.Request
 		lo, hi int64
@@ -295,22 +294,9 @@ func (e *Engine) buildIndex(ctx context.Context, st *state, now time.Time, worke
 	}
 	go func() {
 		defer close(jobs)
-		nowNs := now.UnixNano()
-		for _, p := range ps {
-			if taken[p.dept+"\x00"+p.dataset] {
-				continue
-			}
-			bounds := st.bundle.Boundaries(p.dept, p.dataset)
-			for _, iv := range intervalsFrom(bounds, nowNs) {
-				for _, act := range actions {
-					jobs <- job{req: exchange.Request{
-						Subject: exchange.Subject{Department: p.dept, System: p.system},
-						Action:  act, Dataset: p.dataset, Purpose: p.purpose, Columns: p.cols,
-						Time: time.Unix(0, max(iv[0], nowNs)).UTC(),
-					}, lo: iv[0], hi: iv[1]}
-				}
-			}
-		}
+		indexRequests(st.bundle, ps, now, func(p indexProbe) bool { return !taken[p.dept+"\x00"+p.dataset] }, func(req exchange.Request, lo, hi int64) {
+			jobs <- job{req: req, lo: lo, hi: hi}
+		})
 	}()
 	go func() {
 		wg.Wait()
@@ -334,6 +320,28 @@ func (e *Engine) buildIndex(ctx context.Context, st *state, now time.Time, worke
 	x.stats.From = now
 	x.stats.Build = time.Since(t0)
 	return x
+}
+
+// indexRequests calls f with every request of the probes in ps that want accepts, for
+// every action, at a time inside every validity interval [lo, hi) that has not ended at
+// now: the requests an index built at now evaluates.
+func indexRequests(b *policies.Bundle, ps []indexProbe, now time.Time, want func(indexProbe) bool, f func(req exchange.Request, lo, hi int64)) {
+	nowNs := now.UnixNano()
+	actions := exchange.Actions()
+	for _, p := range ps {
+		if !want(p) {
+			continue
+		}
+		for _, iv := range intervalsFrom(b.Boundaries(p.dept, p.dataset), nowNs) {
+			for _, act := range actions {
+				f(exchange.Request{
+					Subject: exchange.Subject{Department: p.dept, System: p.system},
+					Action:  act, Dataset: p.dataset, Purpose: p.purpose, Columns: p.cols,
+					Time: time.Unix(0, max(iv[0], nowNs)).UTC(),
+				}, iv[0], iv[1])
+			}
+		}
+	}
 }
 
 // intervalsFrom returns the validity intervals [lo, hi) between consecutive boundaries

@@ -318,6 +318,9 @@ func gauge(t *testing.T, eng *policy.Engine, name string) float64 {
 // takes nothing over, since an edit anywhere may change any decision.
 func TestReloadTakesOverUnchanged(t *testing.T) {
 	dir := copyPolicies(t, false)
+	// A second module turns the compiled decision off, which would otherwise decide the
+	// requests this test follows into the cache.
+	writeFile(t, filepath.Join(dir, "extra.rego"), "package govx.extra\n\nnote := \"not the shipped policy alone\"\n")
 	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour), policy.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)

@@ -44,7 +44,7 @@ type Engine struct {
 
 	state atomic.Pointer[state]
 
-	decisions, hits, indexHits, reloads, reloadErrors atomic.Uint64
+	decisions, hits, indexHits, compiledHits, reloads, reloadErrors atomic.Uint64
 
 	mu         sync.Mutex // serializes reloads; guards lastErr and seen
 	lastErr    error
@@ -59,9 +59,12 @@ type state struct {
 	pq     rego.PreparedEvalQuery
 	cache  *cache // nil when caching is off
 	index  *index // nil when indexing is off
-	reads  keyParts
-	mode   CacheMode
-	imode  IndexMode
+	// compiled is the compiled decision (compiled.go), nil when it is off.
+	compiled *compiled
+	reads    keyParts
+	mode     CacheMode
+	imode    IndexMode
+	cmode    CompiledMode
 	// pairLocal: the policy reads the data only at the requesting department and
 	// dataset (reuse.go).
 	pairLocal bool
@@ -144,6 +147,9 @@ func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
 	if !o.noIndex && !st.imode.On {
 		o.log.Warn("policy decisions are not indexed: a request the cache does not hold evaluates the policy", "source", b.Source, "revision", b.Revision, "decision_index", st.imode.String())
 	}
+	if !o.noIndex && !st.cmode.On {
+		o.log.Warn("policy decisions are not compiled: a request the index and the cache do not hold evaluates the policy", "source", b.Source, "revision", b.Revision, "decision_compiled", st.cmode.String())
+	}
 	if o.dir != "" && o.bundle == nil {
 		e.stop, e.done = make(chan struct{}), make(chan struct{})
 		go e.watch()
@@ -198,7 +204,36 @@ func (e *Engine) prepare(b *policies.Bundle, workers int, prev *state) (*state, 
 		}
 		st.index = e.indexFor(st, workers, prevIndex, same)
 	}
+	e.compile(st)
 	return st, nil
+}
+
+// compile turns the compiled decision on for a revision whose policy is the shipped one
+// and whose index it decides exactly as the Rego did.
+func (e *Engine) compile(st *state) {
+	b := st.bundle
+	if st.cmode = compiledGate(b); !st.cmode.On {
+		return
+	}
+	if st.index == nil {
+		// Off or unprovable: either way there are no evaluations to check against.
+		st.cmode = CompiledMode{Why: []string{"the policy is not indexed, and the compiled decision is turned on only once it decides every request of the index as the Rego did"}}
+		return
+	}
+	c, err := compileDecision(b, e.cat)
+	if err != nil {
+		st.cmode = CompiledMode{Why: []string{err.Error()}}
+		return
+	}
+	n, diff := e.checkCompiled(st, c)
+	if diff != "" {
+		st.cmode = CompiledMode{Why: []string{"the compiled decision differs from the Rego on " + diff}}
+		e.opts.log.Error("the compiled policy decision differs from the Rego; the Rego decides what the index does not hold",
+			"source", b.Source, "revision", b.Revision, "first_difference", diff)
+		return
+	}
+	st.compiled = c
+	st.cmode.Why = append(st.cmode.Why, fmt.Sprintf("equal to the Rego on all %d decisions of the index", n))
 }
 
 // lastIndex is the index built last in this process, which an engine loading the same
@@ -246,6 +281,17 @@ func (e *Engine) IndexMode() IndexMode {
 	return e.state.Load().imode
 }
 
+// CompiledMode reports whether requests the index does not hold are decided by the
+// compiled decision (compiled.go), and why: off for a policy other than the shipped
+// one, for one whose compiled decision differed from the Rego when the index was built,
+// or when WithIndex(false).
+func (e *Engine) CompiledMode() CompiledMode {
+	if e.opts.noIndex {
+		return CompiledMode{Why: []string{"the index is turned off (WithIndex(false)), and the compiled decision is checked against it"}}
+	}
+	return e.state.Load().cmode
+}
+
 // IndexStats describes the decision index of the policy now deciding; zero when it has
 // none.
 func (e *Engine) IndexStats() IndexStats {
@@ -278,13 +324,19 @@ func (e *Engine) Decide(ctx context.Context, req exchange.Request) exchange.Deci
 			return clone(*d)
 		}
 	}
+	ds, _ := e.cat.Dataset(req.Dataset)
+	if st.compiled != nil {
+		if d, ok := st.compiled.decide(req, ds); ok {
+			e.compiledHits.Add(1)
+			return d
+		}
+	}
 	if key != "" && st.cache != nil {
 		if d, ok := st.cache.get(key, req.Time.UnixNano()); ok {
 			e.hits.Add(1)
 			return clone(d)
 		}
 	}
-	ds, _ := e.cat.Dataset(req.Dataset)
 	d := e.eval(ctx, st, req, ds)
 	if key != "" && st.cache != nil && ctx.Err() == nil && !isPolicyError(d) {
 		lo, hi := interval(st.bundle.Boundaries(req.Department, req.Dataset), req.Time.UnixNano())
@@ -293,8 +345,8 @@ func (e *Engine) Decide(ctx context.Context, req exchange.Request) exchange.Deci
 	return d
 }
 
-// DecideUncached decides a request without the index and the cache, as Decide does on a
-// miss of both.
+// DecideUncached decides a request by evaluating the Rego, without the index, the
+// compiled decision and the cache, as Decide does on a miss of all three.
 func (e *Engine) DecideUncached(ctx context.Context, req exchange.Request) exchange.Decision {
 	if req.Time.IsZero() {
 		req.Time = e.opts.now()
@@ -339,6 +391,8 @@ func (e *Engine) eval(ctx context.Context, st *state, req exchange.Request, ds *
 // Stats are the engine's counters.
 type Stats struct {
 	Decisions, IndexHits, CacheHits, Reloads, ReloadErrors uint64
+	// Compiled counts the decisions the compiled decision made (compiled.go).
+	Compiled uint64
 }
 
 // Stats returns the engine's counters.
@@ -346,6 +400,7 @@ func (e *Engine) Stats() Stats {
 	return Stats{
 		Decisions:    e.decisions.Load(),
 		IndexHits:    e.indexHits.Load(),
+		Compiled:     e.compiledHits.Load(),
 		CacheHits:    e.hits.Load(),
 		Reloads:      e.reloads.Load(),
 		ReloadErrors: e.reloadErrors.Load(),
@@ -373,6 +428,7 @@ func (e *Engine) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		counter("decisions_total", "Sharing decisions made.", e.decisions.Load),
 		counter("index_hits_total", "Sharing decisions answered from the decision index built when the policy was loaded.", e.indexHits.Load),
+		counter("compiled_decisions_total", "Sharing decisions the index did not hold, made by the compiled decision of the shipped policy instead of a Rego evaluation.", e.compiledHits.Load),
 		counter("cache_hits_total", "Sharing decisions answered from the exact decision cache.", e.hits.Load),
 		counter("reloads_total", "Policy reloads that switched to a new revision.", e.reloads.Load),
 		counter("reload_errors_total", "Policy reloads that failed; the last good policy stayed.", e.reloadErrors.Load),
@@ -382,6 +438,9 @@ func (e *Engine) Collectors() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "govx", Subsystem: "policy", Name: "decision_index_on",
 			Help: "1 while the decisions of the policy now deciding are indexed at load time; 0 while a request the cache does not hold evaluates it (govx policy check says why)."},
 			func() float64 { return b2f(e.state.Load().index != nil) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "govx", Subsystem: "policy", Name: "decision_compiled_on",
+			Help: "1 while requests the index does not hold are decided by the compiled decision of the shipped policy; 0 while they evaluate the Rego (the reload log says why)."},
+			func() float64 { return b2f(e.state.Load().compiled != nil) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "govx", Subsystem: "policy", Name: "decision_index_entries",
 			Help: "Decisions (request and validity interval) in the index of the policy now deciding."},
 			func() float64 { return float64(e.IndexStats().Entries) }),
@@ -444,7 +503,7 @@ func (e *Engine) reloadLocked() error {
 	e.state.Store(st)
 	e.reloads.Add(1)
 	e.opts.log.Info("policy reloaded", "dir", e.opts.dir, "from", old, "to", b.Revision, "decision_cache", e.CacheMode().String(),
-		"decision_index", e.IndexMode().String(), "index_entries", e.IndexStats().Entries, "index_reused", e.IndexStats().Reused,
+		"decision_index", e.IndexMode().String(), "decision_compiled", e.CompiledMode().String(), "index_entries", e.IndexStats().Entries, "index_reused", e.IndexStats().Reused,
 		"index_build", e.IndexStats().Build)
 	return nil
 }
