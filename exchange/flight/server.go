@@ -153,6 +153,11 @@ func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem m
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
 		// DoGet's batches go out as their Arrow buffers, not marshalled copies (wire.go).
 		grpc.ForceServerCodecV2(newWireCodec()),
+		// gRPC flushes its write buffer to the socket when full: at the default 32 KB a
+		// pull of 14 MB took 453 write calls, at 256 KB 56 (BenchmarkPull's writes/op).
+		// The buffer is taken from a pool while a connection writes and given back when
+		// it is idle, so idle connections hold none.
+		grpc.WriteBufferSize(256<<10), grpc.SharedWriteBuffer(true),
 	}
 	if tlsConfig != nil {
 		creds := credentials.NewTLS(tlsConfig)
