@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +41,7 @@ type target struct {
 	name     string    // "exchange" or "demo", for -profile-dir's files
 	origin   time.Time // the server process's start (the origin of its gctrace times)
 	pprof    string    // the demo's --pprof address, with -profile-dir
+	dir      string    // the server's data directory (its audit spool's filesystem)
 }
 
 // coldRun is one (server, rate) measurement.
@@ -48,6 +50,7 @@ type coldRun struct {
 	rate                   int
 	ready                  time.Duration
 	cold, verify, hz, warm phase
+	fsync                  phase // the disk's floor: appends of one event's size, each synced
 	err                    error // the server did not start: reported, the other runs kept
 }
 
@@ -156,7 +159,41 @@ func measureCold(t *target, rate int, dur time.Duration, workers int, profileDir
 	r.verify = openLoop(rate, dur, workers, verify)
 	r.hz = openLoop(rate, dur, workers, healthz)
 	r.warm = openLoop(rate, dur, workers, lookup)
+	r.fsync = diskSync(t.dir, dur)
 	return r
+}
+
+// diskSync measures the floor under a durable answer on the server's disk: for dur,
+// one after another, an append of an audit event's size (600 bytes) to a file beside
+// the server's spool, then fsync, each timed. Every lookup waits for one such sync of
+// its decision event (shared with the lookups that arrived meanwhile), so a lookup's
+// p99 cannot be below the disk's.
+func diskSync(dir string, dur time.Duration) phase {
+	ph := phase{name: "fsync of a 600-byte append (baseline: the disk)"}
+	f, err := os.CreateTemp(dir, "bench-fsync-")
+	if err != nil {
+		ph.errs++
+		return ph
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	rec := make([]byte, 600)
+	start := time.Now()
+	for time.Since(start) < dur && len(ph.lat) < 100_000 {
+		t0 := time.Now()
+		if _, err := f.Write(rec); err != nil {
+			ph.errs++
+			break
+		}
+		if err := f.Sync(); err != nil {
+			ph.errs++
+			break
+		}
+		ph.lat = append(ph.lat, time.Since(t0))
+	}
+	ph.achieved = float64(len(ph.lat)) / time.Since(start).Seconds()
+	slices.Sort(ph.lat)
+	return ph
 }
 
 // request sends one request and checks the answer holds want.
@@ -205,7 +242,10 @@ func printCold(o coldOptions, runs []coldRun) {
 			name string
 			ph   phase
 		}{{"POST lookup, cold (first window after start)", r.cold}, {"POST verify", r.verify},
-			{"GET /healthz (baseline)", r.hz}, {"POST lookup, warm", r.warm}} {
+			{"GET /healthz (baseline)", r.hz}, {"POST lookup, warm", r.warm}, {"fsync of a 600-byte append beside the spool, one after another (baseline: the disk)", r.fsync}} {
+			if len(p.ph.lat) == 0 {
+				continue
+			}
 			ready := ""
 			if i == 0 {
 				ready = fmt.Sprintf("%.1f s", r.ready.Seconds())
@@ -235,6 +275,9 @@ func printCold(o coldOptions, runs []coldRun) {
 			return p.errs == 0 && p50(p) <= time.Millisecond && p99(p) <= 2*time.Millisecond
 		}
 		base := fmt.Sprintf("p99 %s (/healthz, same rate)", feed.Ms(p99(r.hz)))
+		if len(r.fsync.lat) > 0 {
+			base += fmt.Sprintf("; the disk's fsync p50 %s, p99 %s (one after another, same run)", feed.Ms(p50(r.fsync)), feed.Ms(p99(r.fsync)))
+		}
 		feed.Target("lookup-cold-"+key, fmt.Sprintf("p50 %s, p99 %s cold (warm: p99 %s)", feed.Ms(p50(r.cold)), feed.Ms(p99(r.cold)), feed.Ms(p99(r.warm))),
 			base, fmt.Sprintf("%.2f×", float64(p99(r.cold))/float64(p99(r.hz))), ok(r.cold), o.cmd)
 		feed.Target("verify-cold-"+key, fmt.Sprintf("p50 %s, p99 %s", feed.Ms(p50(r.verify)), feed.Ms(p99(r.verify))),
@@ -314,7 +357,7 @@ func startExchange(ctx context.Context, o coldOptions, lookups, verifies [][]byt
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &target{base: "http://" + x.HTTPAddr(), token: tok, ready: ready, lookups: lookups, verifies: verifies,
+	return &target{base: "http://" + x.HTTPAddr(), token: tok, ready: ready, lookups: lookups, verifies: verifies, dir: dir,
 		name: "exchange", origin: processStart, stop: func() error {
 			err := x.Close()
 			feed.DropClickHouseDatabase(o.chAddr, db)
@@ -443,5 +486,5 @@ func startDemo(o coldOptions, lookups, verifies [][]byte) (*target, error) {
 		log.Printf("govx demo ready in %s s (its own count); answering the bench after %.1f s", strings.TrimSpace(string(own)), ready.Seconds())
 	}
 	return &target{base: base, token: tok, ready: ready, lookups: lookups, verifies: verifies, stop: stop,
-		name: "demo", origin: t0, pprof: pprofAddr}, nil
+		name: "demo", origin: t0, pprof: pprofAddr, dir: o.demoDir}, nil
 }
