@@ -1,7 +1,9 @@
 // Command policy measures sharing decisions: it generates 1,000 agreements among 100
 // departments, decides a Zipf mix of requests (over departments, datasets and purposes)
 // through exchange/policy — from an empty cache, right after a policy reload and warm,
-// with the decision index built at load and, as the baseline, without it — and compares
+// as shipped (the decision index built at load, the compiled decision for what it does
+// not hold), with the index but not the compiled decision, and, as the baseline, with
+// neither — and compares
 // a fresh Rego evaluation and a hard-coded Go check of the same rules, the floor no
 // policy engine can beat. It prints markdown rows for docs/BENCHMARKS.md, and @target
 // lines for bench/run.sh.
@@ -77,18 +79,26 @@ func main() {
 	if m := eng.IndexMode(); !m.On {
 		log.Fatalf("the bench policy is not indexed: %v", m)
 	}
+	if m := eng.CompiledMode(); !m.On {
+		log.Fatalf("the bench policy is not compiled: %v", m)
+	}
 	startIndex := eng.IndexStats()
-	alone, _ := open(policy.WithCacheSize(0))
+	// The engine before the compiled decision: index, then cache, then Rego.
+	idx, _ := open(policy.WithCompiled(false))
+	defer idx.Close()
+	alone, _ := open(policy.WithCacheSize(0), policy.WithCompiled(false))
 	defer alone.Close()
+	compiledAlone, _ := open(policy.WithCacheSize(0))
+	defer compiledAlone.Close()
 	floor := newFloor(eng.Bundle(), cat)
 
 	now := time.Now().UTC()
 	mix := newMix(rng, world, cat, now)
 	ctx := context.Background()
 
-	// Sanity: the floor decides as the policy does, and the index as the Rego does, or
-	// the numbers mean nothing.
-	same, sameIndex := 0, 0
+	// Sanity: the floor decides as the policy does, and the index and the compiled
+	// decision as the Rego does, or the numbers mean nothing.
+	same, sameIndex, sameCompiled := 0, 0, 0
 	const sample = 5000
 	for range sample {
 		r := mix.next()
@@ -99,17 +109,23 @@ func main() {
 		if fmt.Sprintf("%#v", alone.Decide(ctx, r)) == fmt.Sprintf("%#v", fresh) {
 			sameIndex++
 		}
+		if fmt.Sprintf("%#v", compiledAlone.Decide(ctx, r)) == fmt.Sprintf("%#v", fresh) {
+			sameCompiled++
+		}
 	}
-	if same != sample || sameIndex != sample {
-		log.Fatalf("of %d requests the Go floor agrees with the policy on %d, the indexed engine on %d; fix that first", sample, same, sameIndex)
+	if same != sample || sameIndex != sample || sameCompiled != sample {
+		log.Fatalf("of %d requests the Go floor agrees with the policy on %d, the indexed engine on %d, the compiled one on %d; fix that first",
+			sample, same, sameIndex, sameCompiled)
 	}
 
 	uncached := measure(*nUncached, mix, func(r exchange.Request) { eng.DecideUncached(ctx, r) })
 	baseCold := measureStats(*nCold, mix, base, ctx)
 	baseWarm := measureStats(*n, mix, base, ctx)
 	cold := measureStats(*nCold, mix, eng, ctx)
+	idxCold := measureStats(*nCold, mix, idx, ctx)
 	aloneCold := measureStats(*nCold, mix, alone, ctx)
 	warm := measureStats(*n, mix, eng, ctx)
+	idxWarm := measureStats(*n, mix, idx, ctx)
 	// What a decision costs where the index holds it: the requests of the mix it holds.
 	var held []exchange.Request
 	for len(held) < *nCold {
@@ -142,6 +158,10 @@ func main() {
 		log.Fatal("the edit did not change the revision")
 	}
 	reloaded := measureStats(*nCold, mix, eng, ctx)
+	if err := idx.Reload(); err != nil {
+		log.Fatal(err)
+	}
+	idxReloaded := measureStats(*nCold, mix, idx, ctx)
 	if err := base.Reload(); err != nil {
 		log.Fatal(err)
 	}
@@ -167,10 +187,13 @@ func main() {
 	row("Rego + exact cache (no index), from empty", baseCold)
 	row("Rego + exact cache (no index), right after a reload", baseReloaded)
 	row("Rego + exact cache (no index), warm", baseWarm)
-	row("index + exact cache, from empty", cold)
-	row("index + exact cache, right after a reload", reloaded)
-	row("index + exact cache, warm", warm)
-	row("index alone (cache off), from empty", aloneCold)
+	row("index + exact cache, from empty", idxCold)
+	row("index + exact cache, right after a reload", idxReloaded)
+	row("index + exact cache, warm", idxWarm)
+	row("index + compiled decision (as shipped), from empty", cold)
+	row("index + compiled decision (as shipped), right after a reload", reloaded)
+	row("index + compiled decision (as shipped), warm", warm)
+	row("index alone (cache off, no compiled decision), from empty", aloneCold)
 	row("index alone, only the requests it holds", heldRun)
 	row("hard-coded Go check (floor)", run{l: fl})
 	st := eng.IndexStats()
@@ -180,6 +203,9 @@ func main() {
 		startIndex.Requests, startIndex.Entries, startIndex.Distinct, startIndex.Build.Round(time.Millisecond), startIndex.Evaluations,
 		float64(engHeap)/1e6, float64(baseHeap)/1e6, reloadTook.Round(time.Millisecond), st.Build.Round(time.Millisecond), st.Evaluations, st.Reused)
 	fmt.Printf("Requests of the mix the index does not hold, %.1f%% of them: %s.\n", 100*float64(len(misses.all))/float64(misses.n), misses)
+	left := func(r run) uint64 { return uint64(len(r.l)) - r.index - r.compiled }
+	fmt.Printf("As shipped, the compiled decision made %s of the decisions from empty, %s right after the reload and %s warm; it left %d of them to the cache and the Rego.\n",
+		cold.rate(cold.compiled), reloaded.rate(reloaded.compiled), warm.rate(warm.compiled), left(cold)+left(reloaded)+left(warm))
 	demo, demoHeap := embeddedIndex(cat)
 	fmt.Printf("Index of the shipped (demo) policy: %d requests, %d decisions, %d distinct; built in %s (%d evaluations); engine heap %.1f MB.\n\n",
 		demo.Requests, demo.Entries, demo.Distinct, demo.Build.Round(time.Millisecond), demo.Evaluations, float64(demoHeap)/1e6)
@@ -191,7 +217,7 @@ func main() {
 		return "miss"
 	}
 	worst := max(cold.l.pct(99), reloaded.l.pct(99))
-	fmt.Printf("@target|decision-cold|from empty: p50 %s, p99 %s; right after a reload: p50 %s, p99 %s (index hits %s / %s)|exact cache, no index: from empty p99 %s, after a reload (its entries taken over) p99 %s; fresh Rego p99 %s|%.1f× (p99)|%s|%s\n",
+	fmt.Printf("@target|decision-cold|from empty: p50 %s, p99 %s; right after a reload: p50 %s, p99 %s (index hits %s / %s, the rest compiled)|exact cache, no index: from empty p99 %s, after a reload (its entries taken over) p99 %s; fresh Rego p99 %s|%.1f× (p99)|%s|%s\n",
 		us(cold.l.pct(50)), us(cold.l.pct(99)), us(reloaded.l.pct(50)), us(reloaded.l.pct(99)), cold.rate(cold.index), reloaded.rate(reloaded.index),
 		us(baseCold.l.pct(99)), us(baseReloaded.l.pct(99)), us(uncached.pct(99)),
 		float64(max(baseCold.l.pct(99), baseReloaded.l.pct(99)))/float64(max(worst, 1)), pass(worst <= targetP99), cmd)
@@ -218,8 +244,8 @@ func embeddedIndex(cat *schemas.Catalog) (policy.IndexStats, uint64) {
 
 // run is a measured run of an engine: latencies and where its decisions came from.
 type run struct {
-	l            latencies
-	index, cache uint64
+	l                      latencies
+	index, cache, compiled uint64
 }
 
 func (r run) rate(hits uint64) string {
@@ -233,7 +259,7 @@ func measureStats(n int, m *mix, eng *policy.Engine, ctx context.Context) run {
 	s0 := eng.Stats()
 	l := measure(n, m, func(r exchange.Request) { eng.Decide(ctx, r) })
 	s1 := eng.Stats()
-	return run{l: l, index: s1.IndexHits - s0.IndexHits, cache: s1.CacheHits - s0.CacheHits}
+	return run{l: l, index: s1.IndexHits - s0.IndexHits, cache: s1.CacheHits - s0.CacheHits, compiled: s1.Compiled - s0.Compiled}
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }

@@ -119,7 +119,9 @@ A policy that passes is also analysed for the exchange's decision cache: "decisi
 cache: on" when its decisions provably depend on nothing but the request and the
 agreement validity boundaries, otherwise "off" with every place that reads the time (or
 could) in another way, such as sharing.rego:42 reads input.time via time.clock. An
-uncached policy is decided correctly, only more slowly.`,
+uncached policy is decided correctly, only more slowly. "compiled decision: on" when
+the policy is the shipped sharing.rego (compared as parsed Rego), whose rules the
+exchange also runs as Go, checked at load against the Rego (docs/policies.md).`,
 		Example: `  govx policy check ./policies`,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -144,6 +146,8 @@ uncached policy is decided correctly, only more slowly.`,
 				return err
 			}
 			printMode(out, "decision index: ", imode.On, imode.Why)
+			cmode := policy.CompiledModeOf(b)
+			printMode(out, "compiled decision: ", cmode.On, cmode.Why)
 			mode, err := policy.CacheModeOf(b)
 			if err != nil {
 				return err

@@ -76,6 +76,8 @@ func TestPolicyCheck(t *testing.T) {
 	}
 	if out, _ := runPolicy(t, "check"); !strings.Contains(out, "\ndecision index: on — ") {
 		t.Errorf("the embedded policy's decisions are not reported indexed:\n%s", out)
+	} else if !strings.Contains(out, "\ncompiled decision: on — the policy is the shipped sharing.rego") {
+		t.Errorf("the embedded policy is not reported compiled:\n%s", out)
 	}
 	dir := copyPolicyDir(t)
 	file := filepath.Join(dir, "agreements.yaml")

@@ -87,19 +87,10 @@ func compiledGate(b *policies.Bundle) CompiledMode {
 	if err != nil {
 		return CompiledMode{Why: []string{"the shipped policy does not parse: " + err.Error()}}
 	}
-	var why []string
-	mods := b.PolicyModules()
-	for _, m := range mods {
-		got, err := parseModule(m)
-		if err != nil || !got.Equal(want) {
-			why = append(why, fmt.Sprintf("%s is not the shipped sharing.rego", m.File))
-		}
-	}
-	if len(mods) != 1 {
-		why = append(why, fmt.Sprintf("the policy has %d modules; the compiled decision is the shipped sharing.rego alone", len(mods)))
-	}
-	if len(why) > 0 {
-		return CompiledMode{Why: why}
+	if mods := b.PolicyModules(); len(mods) != 1 {
+		return CompiledMode{Why: []string{fmt.Sprintf("the policy has %d modules; the compiled decision is the shipped sharing.rego alone", len(mods))}}
+	} else if got, err := parseModule(mods[0]); err != nil || !got.Equal(want) {
+		return CompiledMode{Why: []string{mods[0].File + " is not the shipped sharing.rego"}}
 	}
 	return CompiledMode{On: true, Why: []string{"the policy is the shipped sharing.rego, so requests the index does not hold are decided by its Go translation," +
 		" checked at load against every evaluation of the index"}}

@@ -35,8 +35,10 @@ import (
 //     from no system and from every system another of those agreements names.
 //
 // Any other request (another purpose, system or column list, an unknown department or
-// dataset, a time before the index was built) is decided by the Rego, and then by the
-// exact cache: the index never guesses a decision it did not evaluate.
+// dataset, a time before the index was built) is decided by the compiled decision of the
+// shipped policy (compiled.go), which is checked against every entry when the index is
+// built, or else by the Rego, and then by the exact cache: the index never guesses a
+// decision it did not evaluate.
 
 // IndexMode says whether an engine decides a policy's requests from a decision index
 // built when the policy is loaded, and why.

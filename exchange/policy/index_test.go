@@ -65,14 +65,7 @@ func checkIndexEqualsRego(t *testing.T, eng *policy.Engine, rng *rand.Rand, roun
 	}
 	actions := []exchange.Action{"delete"}
 	actions = append(actions, exchange.Actions()...)
-	purposes := []string{"", "marketing"}
-	systems := []string{"", "other-system"}
-	for _, a := range b.Agreements {
-		purposes = append(purposes, a.Purposes...)
-		if a.System != "" {
-			systems = append(systems, a.System)
-		}
-	}
+	purposes, systems := requestNames(b)
 	now := clock()
 	ctx := context.Background()
 	var n, hits, allowHits, aggregateHits int
@@ -202,11 +195,7 @@ func decisionDiff(a, b exchange.Decision) string {
 // are still decided, by the Rego.
 func TestIndexMode(t *testing.T) {
 	dir := copyPolicies(t, false)
-	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour), policy.WithClock(clock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := dirEngine(t, dir)
 	ctx := context.Background()
 	req := phoneReq
 	req.Time = clock()
@@ -318,10 +307,9 @@ func gauge(t *testing.T, eng *policy.Engine, name string) float64 {
 // takes nothing over, since an edit anywhere may change any decision.
 func TestReloadTakesOverUnchanged(t *testing.T) {
 	dir := copyPolicies(t, false)
-	// A second module turns the compiled decision off, which would otherwise decide the
-	// requests this test follows into the cache.
-	writeFile(t, filepath.Join(dir, "extra.rego"), "package govx.extra\n\nnote := \"not the shipped policy alone\"\n")
-	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour), policy.WithClock(clock))
+	// Without the compiled decision, which would decide the requests this test follows
+	// into the cache.
+	eng, err := policy.New(cat, policy.WithDir(dir), policy.WithPollInterval(time.Hour), policy.WithClock(clock), policy.WithCompiled(false))
 	if err != nil {
 		t.Fatal(err)
 	}

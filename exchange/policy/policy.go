@@ -78,6 +78,8 @@ type options struct {
 	noIndex  bool
 	now      func() time.Time
 	log      *slog.Logger
+	// noCompiled turns the compiled decision (compiled.go) off.
+	noCompiled bool
 }
 
 // An Option configures an Engine.
@@ -102,6 +104,10 @@ func WithCacheSize(n int) Option { return func(o *options) { o.cacheMax = n } }
 // decision the exact cache does not hold evaluates the Rego: for comparing the two, and
 // for a policy directory so large that building the index would hold up its reloads.
 func WithIndex(on bool) Option { return func(o *options) { o.noIndex = !on } }
+
+// WithCompiled turns the compiled decision (compiled.go) on (the default) or off. Off, a
+// request the index does not hold goes to the exact cache and the Rego: for comparing.
+func WithCompiled(on bool) Option { return func(o *options) { o.noCompiled = !on } }
 
 // WithClock sets the engine's clock (default time.Now): the time of a request that has
 // none, and the instant from which an index holds validity intervals. For tests that
@@ -147,7 +153,7 @@ func New(cat *schemas.Catalog, opts ...Option) (*Engine, error) {
 	if !o.noIndex && !st.imode.On {
 		o.log.Warn("policy decisions are not indexed: a request the cache does not hold evaluates the policy", "source", b.Source, "revision", b.Revision, "decision_index", st.imode.String())
 	}
-	if !o.noIndex && !st.cmode.On {
+	if !o.noIndex && !o.noCompiled && !st.cmode.On {
 		o.log.Warn("policy decisions are not compiled: a request the index and the cache do not hold evaluates the policy", "source", b.Source, "revision", b.Revision, "decision_compiled", st.cmode.String())
 	}
 	if o.dir != "" && o.bundle == nil {
@@ -166,21 +172,9 @@ func (e *Engine) prepare(b *policies.Bundle, workers int, prev *state) (*state, 
 	if probs := policies.Check(b, e.cat); len(probs) > 0 {
 		return nil, fmt.Errorf("policy %s has problems:\n%w", b.Source, policies.Problems(probs))
 	}
-	comp, _, err := b.Compile(false)
+	comp, pq, err := prepareQuery(b)
 	if err != nil {
-		return nil, fmt.Errorf("compile policy %s: %w", b.Source, err)
-	}
-	// The store keeps the data as AST values, so that reading an agreement during an
-	// evaluation converts nothing.
-	store := inmem.NewFromObjectWithOpts(b.Data(), inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
-	pq, err := rego.New(
-		rego.Query(Query),
-		rego.Compiler(comp),
-		rego.Store(store),
-		rego.StrictBuiltinErrors(true),
-	).PrepareForEval(context.Background())
-	if err != nil {
-		return nil, fmt.Errorf("prepare policy %s: %w", b.Source, err)
+		return nil, err
 	}
 	st := &state{bundle: b, pq: pq, reads: requestReads(comp)}
 	st.mode = analyzeCache(comp, st.reads)
@@ -212,6 +206,10 @@ func (e *Engine) prepare(b *policies.Bundle, workers int, prev *state) (*state, 
 // and whose index it decides exactly as the Rego did.
 func (e *Engine) compile(st *state) {
 	b := st.bundle
+	if e.opts.noCompiled {
+		st.cmode = CompiledMode{Why: []string{compiledOff}}
+		return
+	}
 	if st.cmode = compiledGate(b); !st.cmode.On {
 		return
 	}
@@ -234,6 +232,27 @@ func (e *Engine) compile(st *state) {
 	}
 	st.compiled = c
 	st.cmode.Why = append(st.cmode.Why, fmt.Sprintf("equal to the Rego on all %d decisions of the index", n))
+}
+
+// prepareQuery compiles a bundle's policy and prepares its query over its data.
+func prepareQuery(b *policies.Bundle) (*ast.Compiler, rego.PreparedEvalQuery, error) {
+	comp, _, err := b.Compile(false)
+	if err != nil {
+		return nil, rego.PreparedEvalQuery{}, fmt.Errorf("compile policy %s: %w", b.Source, err)
+	}
+	// The store keeps the data as AST values, so that reading an agreement during an
+	// evaluation converts nothing.
+	store := inmem.NewFromObjectWithOpts(b.Data(), inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	pq, err := rego.New(
+		rego.Query(Query),
+		rego.Compiler(comp),
+		rego.Store(store),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(context.Background())
+	if err != nil {
+		return nil, rego.PreparedEvalQuery{}, fmt.Errorf("prepare policy %s: %w", b.Source, err)
+	}
+	return comp, pq, nil
 }
 
 // lastIndex is the index built last in this process, which an engine loading the same
@@ -284,13 +303,15 @@ func (e *Engine) IndexMode() IndexMode {
 // CompiledMode reports whether requests the index does not hold are decided by the
 // compiled decision (compiled.go), and why: off for a policy other than the shipped
 // one, for one whose compiled decision differed from the Rego when the index was built,
-// or when WithIndex(false).
+// or when WithIndex(false) or WithCompiled(false).
 func (e *Engine) CompiledMode() CompiledMode {
 	if e.opts.noIndex {
 		return CompiledMode{Why: []string{"the index is turned off (WithIndex(false)), and the compiled decision is checked against it"}}
 	}
 	return e.state.Load().cmode
 }
+
+const compiledOff = "the compiled decision is turned off (WithCompiled(false))"
 
 // IndexStats describes the decision index of the policy now deciding; zero when it has
 // none.
