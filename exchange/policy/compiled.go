@@ -28,10 +28,11 @@ import (
 //   - it applies only while the bundle's policy modules are exactly the shipped
 //     sharing.rego, compared as parsed Rego (compiledGate): any edit that changes what
 //     the Rego means, or one more module, turns it off;
-//   - when the index is built, every evaluation the build makes is compared with the
-//     compiled decision for the same request at the same time (buildIndex); one
-//     difference turns it off for the revision. With the index off there is nothing to
-//     compare with, and it stays off;
+//   - once the index is built, every decision in it (a Rego evaluation, or one taken
+//     over from the previous revision under the reuse proof) is compared with the
+//     compiled decision for the same request at the same time (checkCompiled), before
+//     the revision takes over; one difference turns it off for the revision. With the
+//     index off there is nothing to compare with, and it stays off;
 //   - the differential tests (compiled_*_test.go) compare it with the Rego over random
 //     worlds and requests, and a fuzz target.
 //
