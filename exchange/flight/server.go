@@ -157,7 +157,7 @@ func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem m
 		// pull of 14 MB took 453 write calls, at 256 KB 56 (BenchmarkPull's writes/op).
 		// The buffer is taken from a pool while a connection writes and given back when
 		// it is idle, so idle connections hold none.
-		grpc.WriteBufferSize(256<<10), grpc.SharedWriteBuffer(true),
+		grpc.WriteBufferSize(256 << 10), grpc.SharedWriteBuffer(true),
 	}
 	if tlsConfig != nil {
 		creds := credentials.NewTLS(tlsConfig)
