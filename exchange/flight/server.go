@@ -154,10 +154,10 @@ func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem m
 		// DoGet's batches go out as their Arrow buffers, not marshalled copies (wire.go).
 		grpc.ForceServerCodecV2(newWireCodec()),
 		// gRPC flushes its write buffer to the socket when full: at the default 32 KB a
-		// pull of 14 MB took 453 write calls, at 256 KB 56 (BenchmarkPull's writes/op).
-		// The buffer is taken from a pool while a connection writes and given back when
-		// it is idle, so idle connections hold none.
-		grpc.WriteBufferSize(256 << 10), grpc.SharedWriteBuffer(true),
+		// pull of 14 MB took 453 write calls, at 256 KB 72 (BenchmarkPull's writes/op).
+		// gRPC takes the buffer from a pool while a connection writes and gives it back
+		// when it is idle, so idle connections hold none.
+		grpc.WriteBufferSize(256 << 10),
 	}
 	if tlsConfig != nil {
 		creds := credentials.NewTLS(tlsConfig)
