@@ -261,13 +261,19 @@ masks, row filter and row cap, and the policy revision. Nothing is read or audit
 }
 
 func parseExplainTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t, err = time.ParseInLocation(time.DateOnly, s, schemas.ChinaTime)
 	}
-	if t, err := time.ParseInLocation(time.DateOnly, s, schemas.ChinaTime); err == nil {
-		return t, nil
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--time %q: want RFC 3339 (2026-11-26T12:00:00+08:00) or a date (2026-11-26)", s)
 	}
-	return time.Time{}, fmt.Errorf("--time %q: want RFC 3339 (2026-11-26T12:00:00+08:00) or a date (2026-11-26)", s)
+	// The engine reads a request without a time (Go's zero time, this very instant) as
+	// now; explaining it would silently decide another time than the one asked for.
+	if t.IsZero() {
+		return time.Time{}, fmt.Errorf("--time %q: the policy decides only times from 1678 to 2261", s)
+	}
+	return t, nil
 }
 
 func printDecision(w io.Writer, b *policies.Bundle, req exchange.Request, d exchange.Decision) {

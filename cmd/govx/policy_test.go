@@ -110,6 +110,14 @@ func TestPolicyExplain(t *testing.T) {
 		}
 	}
 
+	// Year 1 at midnight is Go's zero time, which the engine reads as now: refused, not
+	// explained as of another time than the one asked for.
+	out, code = runPolicy(t, "explain", "--as", "mz-3301/dibao-review", "--dataset", "population.person",
+		"--purpose", "minimum-living-allowance-review", "--time", "0001-01-01T00:00:00Z")
+	if code == 0 || strings.Contains(out, "ALLOW") || !strings.Contains(out, "from 1678 to 2261") {
+		t.Errorf("--time 0001-01-01T00:00:00Z: exit %d:\n%s", code, out)
+	}
+
 	out, _ = runPolicy(t, "explain", "--as", "wj-3302", "--dataset", "population.person",
 		"--purpose", "birth-certificate-issuance", "--time", "2026-11-26")
 	if !strings.Contains(out, "decision    DENY") || !strings.Contains(out, "reason      verify_only: agreement AGR-2026-0003") {

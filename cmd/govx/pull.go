@@ -12,11 +12,13 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/csv"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"govx/exchange"
+	"govx/exchange/arrowtext"
 	"govx/exchange/client"
 )
 
@@ -60,13 +62,15 @@ pass it as --since to get only the changes made after it.`,
 				}
 			}
 			var w io.Writer = cmd.OutOrStdout()
+			var file *outputFile
 			if out != "" && out != "-" {
-				f, err := os.Create(out)
-				if err != nil {
+				if file, err = createOutput(out); err != nil {
 					return err
 				}
-				defer f.Close()
-				w = f
+				defer file.abort()
+				// Writer alone: the Parquet writer closes a writer that can be closed,
+				// and the file must stay open for commit to sync it.
+				w = struct{ io.Writer }{file}
 			}
 			bar := pullProgress()
 			shown := int64(0)
@@ -89,6 +93,9 @@ pass it as --since to get only the changes made after it.`,
 				bar.Finish()
 				fmt.Fprintln(os.Stderr)
 			}
+			if err == nil && file != nil {
+				err = file.commit()
+			}
 			if err != nil {
 				return err
 			}
@@ -105,7 +112,7 @@ pass it as --since to get only the changes made after it.`,
 	fl.StringVar(&since, "since", "", "a cursor from an earlier pull: return only the changes after it")
 	fl.Int64Var(&limit, "limit", 0, "return at most this many rows (0: all)")
 	fl.StringVar(&format, "format", "table", "output format: arrow (IPC stream), parquet, csv, jsonl or table")
-	fl.StringVarP(&out, "output", "o", "", "write to FILE instead of standard output")
+	fl.StringVarP(&out, "output", "o", "", "write to FILE instead of standard output (FILE is replaced only when the pull succeeds)")
 	cmd.MarkFlagRequired("purpose")
 	rootCmd.AddCommand(cmd)
 }
@@ -205,8 +212,10 @@ func pullProgress() *progressbar.ProgressBar {
 	if !term.IsTerminal(int(os.Stderr.Fd())) {
 		return nil
 	}
+	// No rate: batches arrive in bursts, so a rate between two of them reads as
+	// nonsense (tens of millions of rows a second, then none).
 	return progressbar.NewOptions64(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(), progressbar.OptionSetItsString("rows"), progressbar.OptionSpinnerType(14),
+		progressbar.OptionSpinnerType(14),
 		progressbar.OptionThrottle(100_000_000), progressbar.OptionSetDescription("pulling"))
 }
 
@@ -235,10 +244,16 @@ func newPullSink(format string, w io.Writer) (*pullSink, error) {
 	case "csv":
 		var cw *csv.Writer
 		s.begin = func(sc *arrow.Schema) error {
-			cw = csv.NewWriter(w, sc, csv.WithHeader(true), csv.WithNullWriter(""))
+			// Decimals as the exact text of their scale: Arrow's CSV writer prints them
+			// through a float (76.6263 as 76.626300000000000003).
+			cw = csv.NewWriter(w, arrowtext.Schema(sc), csv.WithHeader(true), csv.WithNullWriter(""))
 			return nil
 		}
-		s.write = func(r arrow.Record) error { return cw.Write(r) }
+		s.write = func(r arrow.Record) error {
+			exact := arrowtext.Record(r, memory.DefaultAllocator)
+			defer exact.Release()
+			return cw.Write(exact)
+		}
 		s.close = func() error {
 			if cw == nil {
 				return nil

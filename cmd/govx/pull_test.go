@@ -186,6 +186,25 @@ func TestPullToFiles(t *testing.T) {
 		}
 	}
 
+	// A refused pull leaves the file it would have replaced as it was, and no partial
+	// file beside it; so does a pull to a directory's name.
+	before, err := os.ReadFile(filepath.Join(dir, "p.arrows"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]string{{"--columns", "phone", "-o", filepath.Join(dir, "p.arrows")}, {"-o", dir}} {
+		args := append([]string{"pull", "population.person", "--purpose", "minimum-living-allowance-review", "--format", "arrow"}, append(bad, conn...)...)
+		if out, err := runGovx(t, args...); err == nil {
+			t.Errorf("pull %v: no error\n%s", bad, out)
+		}
+	}
+	if after, err := os.ReadFile(filepath.Join(dir, "p.arrows")); err != nil || string(after) != string(before) {
+		t.Errorf("a refused pull changed the earlier export: %d bytes before, %d after (%v)", len(before), len(after), err)
+	}
+	if partial, _ := filepath.Glob(filepath.Join(dir, ".*partial")); len(partial) > 0 {
+		t.Errorf("partial files left behind: %v", partial)
+	}
+
 	pull("parquet", "none.parquet", "--where", "household_region = 999999")
 	nf, err := os.Open(filepath.Join(dir, "none.parquet"))
 	if err != nil {

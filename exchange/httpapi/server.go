@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"govx/exchange"
+	"govx/exchange/arrowtext"
 	"govx/exchange/auth"
 	"govx/exchange/service"
 )
@@ -345,7 +346,7 @@ func (s *httpSink) Begin(schema *arrow.Schema) error {
 	case "arrow":
 		s.ipcw = ipc.NewWriter(s.cw, ipc.WithSchema(schema), ipc.WithAllocator(s.mem))
 	case "csv":
-		schema = exactSchema(schema)
+		schema = arrowtext.Schema(schema)
 		s.csvw = csv.NewWriter(s.cw, schema, csv.WithHeader(true), csv.WithNullWriter(""))
 		// The header goes out with no row yet: an empty result (a changes pull with
 		// nothing new) still names its columns.
@@ -364,7 +365,7 @@ func (s *httpSink) Write(rec arrow.Record) error {
 	case "arrow":
 		return s.ipcw.Write(rec)
 	}
-	exact := exactRecord(rec, s.mem) // decimals as the exact text of their scale
+	exact := arrowtext.Record(rec, s.mem) // decimals as the exact text of their scale
 	defer exact.Release()
 	if s.format == "csv" {
 		return s.csvw.Write(exact)

@@ -1,4 +1,7 @@
-package httpapi
+// Package arrowtext turns Arrow batches into what a text format (CSV, JSON) must print
+// exactly: the HTTP API's text answers and `govx pull --format csv` both go through it,
+// so a value reads the same whichever way it is fetched.
+package arrowtext
 
 import (
 	"github.com/apache/arrow/go/v17/arrow"
@@ -11,8 +14,8 @@ import (
 // decimal as the exact text of its scale instead, "843954.20": a CSV field, a JSON
 // string (a JSON number is read as a float by most clients, which would lose it again).
 
-// exactSchema is schema with its decimal columns as strings.
-func exactSchema(schema *arrow.Schema) *arrow.Schema {
+// Schema is schema with its decimal columns as strings.
+func Schema(schema *arrow.Schema) *arrow.Schema {
 	fields := schema.Fields()
 	changed := false
 	for i, f := range fields {
@@ -27,10 +30,9 @@ func exactSchema(schema *arrow.Schema) *arrow.Schema {
 	return arrow.NewSchema(fields, &md)
 }
 
-// exactRecord is rec with its decimal columns as their exact text; the caller releases
-// it.
-func exactRecord(rec arrow.Record, mem memory.Allocator) arrow.Record {
-	schema := exactSchema(rec.Schema())
+// Record is rec with its decimal columns as their exact text; the caller releases it.
+func Record(rec arrow.Record, mem memory.Allocator) arrow.Record {
+	schema := Schema(rec.Schema())
 	if schema == rec.Schema() {
 		rec.Retain()
 		return rec
