@@ -93,6 +93,9 @@ type Config struct {
 	RateLimit struct {
 		PerSecond float64 `yaml:"per_second"` // per department; 0: none
 		Burst     int     `yaml:"burst"`
+		// PullsInProgress bounds the pulls one department streams at once; 0: the
+		// default (service.DefaultPullsInProgress).
+		PullsInProgress int `yaml:"pulls_in_progress"`
 	} `yaml:"rate_limit"`
 	TicketTTL time.Duration `yaml:"ticket_ttl"`
 	// Applications is the sharing application process's state.
@@ -258,8 +261,8 @@ func (c *Config) Check() error {
 	if c.Console.IdleTimeout < 0 {
 		errs = append(errs, errors.New("console.idle_timeout must not be negative"))
 	}
-	if c.RateLimit.PerSecond < 0 || c.RateLimit.Burst < 0 {
-		errs = append(errs, errors.New("rate_limit: per_second and burst must not be negative"))
+	if c.RateLimit.PerSecond < 0 || c.RateLimit.Burst < 0 || c.RateLimit.PullsInProgress < 0 {
+		errs = append(errs, errors.New("rate_limit: per_second, burst and pulls_in_progress must not be negative"))
 	}
 	if c.RateLimit.PerSecond > 0 && c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = int(c.RateLimit.PerSecond) + 1

@@ -344,6 +344,11 @@ func (s *Service) Stream(ctx context.Context, g *Grant, sink Sink) (rows int64, 
 			panic(r)
 		}
 	}()
+	release, err := s.slots.take(g.Subject.Department)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	d, t, err := s.dataset(g.Dataset)
 	if err != nil {
 		return 0, err

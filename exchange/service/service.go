@@ -95,6 +95,9 @@ type Service struct {
 	rateBurst int
 	limMu     sync.Mutex
 	limiters  map[string]*rate.Limiter
+
+	// slots bounds the pulls each department streams at once (slots.go).
+	slots pullSlots
 }
 
 // Option configures a Service.
@@ -139,7 +142,7 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 	s := &Service{
 		cat: cat, tables: tables, policy: policy, audit: auditor, signer: signer,
 		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
-		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, redeemed: map[string]time.Time{},
+		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, slots: pullSlots{max: DefaultPullsInProgress, busy: map[string]int{}}, redeemed: map[string]time.Time{},
 		failLimiters: map[string]*rate.Limiter{}, boot: newRequestID(),
 		failAll: rate.NewLimiter(50, 200), handshakeLog: rate.NewLimiter(5, 20),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govx_auth_failures_total",

@@ -1,0 +1,54 @@
+package service
+
+import (
+	"fmt"
+	"sync"
+
+	"govx/exchange"
+)
+
+// DefaultPullsInProgress is how many pulls one department may stream at once (per
+// replica) unless WithPullsInProgress says otherwise.
+//
+// A pull holds memory while its client reads: its snapshot, the batch being built and
+// what gRPC or the socket has not yet sent, up to the client's flow-control window —
+// several megabytes a stream. A department system that opens pulls and stops reading
+// (a bug, or an attack) would otherwise pin memory without bound and take the exchange
+// down for every department; this bounds each department's share.
+const DefaultPullsInProgress = 64
+
+// WithPullsInProgress sets how many pulls one department may stream at once; 0 means
+// DefaultPullsInProgress.
+func WithPullsInProgress(n int) Option {
+	return func(s *Service) {
+		if n > 0 {
+			s.slots.max = n
+		}
+	}
+}
+
+// pullSlots counts the pulls each department is streaming.
+type pullSlots struct {
+	max  int
+	mu   sync.Mutex
+	busy map[string]int
+}
+
+// take claims a slot for dept, or refuses with pulls_in_progress; release gives it
+// back.
+func (p *pullSlots) take(dept string) (release func(), err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy[dept] >= p.max {
+		return nil, exchange.E(exchange.ResourceExhausted, "pulls_in_progress",
+			fmt.Sprintf("your department already has %d pulls streaming, the most this exchange allows at once; finish or cancel one, then ask for this pull again", p.max))
+	}
+	p.busy[dept]++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.busy[dept]--; p.busy[dept] == 0 {
+			delete(p.busy, dept)
+		}
+	}, nil
+}
