@@ -142,7 +142,7 @@ func New(cat *schemas.Catalog, tables map[string]*store.Table, policy Decider, a
 	s := &Service{
 		cat: cat, tables: tables, policy: policy, audit: auditor, signer: signer,
 		maskKey: m.Sum(nil), alloc: memory.DefaultAllocator, log: slog.Default(), now: time.Now,
-		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, slots: pullSlots{max: DefaultPullsInProgress, busy: map[string]int{}}, redeemed: map[string]time.Time{},
+		ticketTTL: 5 * time.Minute, maxBody: 1 << 20, limiters: map[string]*rate.Limiter{}, slots: newPullSlots(), redeemed: map[string]time.Time{},
 		failLimiters: map[string]*rate.Limiter{}, boot: newRequestID(),
 		failAll: rate.NewLimiter(50, 200), handshakeLog: rate.NewLimiter(5, 20),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govx_auth_failures_total",
@@ -286,8 +286,9 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-// Collectors returns the service's Prometheus metrics: govx_auth_failures_total by
+// Collectors returns the service's Prometheus metrics: govx_pulls_streaming,
+// govx_pulls_refused_in_progress_total and govx_auth_failures_total by
 // whether each failure was audited.
 func (s *Service) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.authFailures}
+	return []prometheus.Collector{s.authFailures, s.slots.streaming, s.slots.refused}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"govx/exchange"
 )
 
@@ -32,6 +34,18 @@ type pullSlots struct {
 	max  int
 	mu   sync.Mutex
 	busy map[string]int
+
+	streaming prometheus.Gauge   // pulls streaming now, every department
+	refused   prometheus.Counter // pulls refused with pulls_in_progress
+}
+
+func newPullSlots() pullSlots {
+	return pullSlots{max: DefaultPullsInProgress, busy: map[string]int{},
+		streaming: prometheus.NewGauge(prometheus.GaugeOpts{Name: "govx_pulls_streaming",
+			Help: "Pulls (Flight DoGet streams and HTTP pulls) streaming now, all departments together."}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "govx_pulls_refused_in_progress_total",
+			Help: "Pulls refused with pulls_in_progress: their department already streamed rate_limit.pulls_in_progress pulls."}),
+	}
 }
 
 // take claims a slot for dept, or refuses with pulls_in_progress; release gives it
@@ -40,13 +54,16 @@ func (p *pullSlots) take(dept string) (release func(), err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.busy[dept] >= p.max {
+		p.refused.Inc()
 		return nil, exchange.E(exchange.ResourceExhausted, "pulls_in_progress",
 			fmt.Sprintf("your department already has %d pulls streaming, the most this exchange allows at once; finish or cancel one, then ask for this pull again", p.max))
 	}
 	p.busy[dept]++
+	p.streaming.Inc()
 	return func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		p.streaming.Dec()
 		if p.busy[dept]--; p.busy[dept] == 0 {
 			delete(p.busy, dept)
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"govx/exchange"
 	"govx/exchange/audit"
@@ -53,6 +55,9 @@ func TestStalledPullsAreBounded(t *testing.T) {
 	if _, err := f.svc.Stream(ctx, refused, &countSink{}); !errors.As(err, &xe) || xe.Code != "pulls_in_progress" || xe.Kind != exchange.ResourceExhausted {
 		t.Fatalf("a third pull with two stalled: %v, want pulls_in_progress", err)
 	}
+	if streaming, refusals := value(f.svc.slots.streaming), value(f.svc.slots.refused); streaming != 2 || refusals != 1 {
+		t.Errorf("metrics: %v pulls streaming, %v refused; want 2 and 1", streaming, refusals)
+	}
 	other := Caller{Subject: exchange.Subject{Department: "rs-33", System: "pension"}, ClientAddr: "127.0.0.1:2"}
 	if n, err := f.svc.Stream(ctx, open(other, exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review"}), &countSink{}); err != nil || n == 0 {
 		t.Fatalf("another department's pull while mz-3301's stall: %d rows, %v", n, err)
@@ -69,6 +74,9 @@ func TestStalledPullsAreBounded(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	if streaming := value(f.svc.slots.streaming); streaming != 0 {
+		t.Errorf("%v pulls streaming after every pull ended", streaming)
+	}
 
 	var complete *audit.Event
 	for _, ev := range events(t, f.dir) {
@@ -79,4 +87,16 @@ func TestStalledPullsAreBounded(t *testing.T) {
 	if complete == nil || complete.Status != audit.StatusError || complete.Error != "pulls_in_progress" {
 		t.Fatalf("the refused pull's complete event: %+v, want status error, pulls_in_progress", complete)
 	}
+}
+
+// value reads a gauge's or a counter's value.
+func value(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	if m.Gauge != nil {
+		return m.Gauge.GetValue()
+	}
+	return m.Counter.GetValue()
 }
