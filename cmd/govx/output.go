@@ -3,23 +3,33 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 )
 
-// outputFile is a file written whole or not at all: the data goes to a temporary file
-// beside the path, which replaces the path only on commit, so that a pull refused or cut
-// short leaves an earlier export at the path as it was (a scheduled export keeps its last
-// good file the day its agreement lapses). A path that exists and is not a regular file
-// (a device, a pipe) is written in place: renaming over /dev/null would replace it.
+// outputFile is a command's output file (`-o`), written whole or not at all: the data
+// goes to a private temporary file (0600), and only a command that succeeds puts it in
+// place, so that a pull refused, failed or interrupted leaves an earlier export at the
+// path as it was (a scheduled export keeps its last good file the day its agreement
+// lapses), and no copy of the rows readable by others lies about meanwhile.
+//
+// A new file is the temporary file renamed (0600: it holds what a department was
+// granted, for that department). An existing file is rewritten in place from the
+// temporary one, so it keeps what the operator gave it — owner, group, mode, ACLs,
+// other hard links, the file a symlink points to — and a file the caller may not write
+// is refused before anything is pulled. A path that is not a regular file (a device, a
+// pipe) is written directly.
 type outputFile struct {
-	*os.File
-	path string // where commit puts the file; "" when written in place
-	done bool
+	*os.File          // where the data goes first
+	path     string   // the path asked for
+	target   *os.File // the existing file to rewrite; nil for a new one
+	direct   bool     // writing straight to a device or pipe
+	done     bool
 }
 
-// createOutput opens path for a command's output (`-o`).
+// createOutput opens path for a command's output.
 func createOutput(path string) (*outputFile, error) {
 	st, err := os.Stat(path)
 	switch {
@@ -30,47 +40,80 @@ func createOutput(path string) (*outputFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &outputFile{File: f}, nil
+		return &outputFile{File: f, path: path, direct: true}, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("cannot write %s: %w", path, pathErr(err))
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
+	o := &outputFile{path: path}
+	if err == nil {
+		// Opened now, not truncated: a file the caller may not write is refused before
+		// the pull is asked for.
+		if o.target, err = os.OpenFile(path, os.O_WRONLY, 0); err != nil {
+			return nil, fmt.Errorf("cannot write %s: %w", path, pathErr(err))
+		}
+	}
+	o.File, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
+	if err != nil && o.target != nil {
+		// The file is writable but its directory is not: the temporary file goes to
+		// the system's temporary directory, as the file is rewritten in place anyway.
+		o.File, err = os.CreateTemp("", "govx-"+filepath.Base(path)+".*.partial")
+	}
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
+		if o.target != nil {
+			o.target.Close()
 		}
-		return nil, fmt.Errorf("cannot write %s: %w", path, err)
+		return nil, fmt.Errorf("cannot write beside %s: %w", path, pathErr(err))
 	}
-	// A temporary file is private (0600); a file replacing another keeps its mode.
-	if st != nil {
-		if err := f.Chmod(st.Mode().Perm()); err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			return nil, err
-		}
-	}
-	return &outputFile{File: f, path: path}, nil
+	return o, nil
 }
 
-// commit makes the output the file at its path: written through to the disk, then
-// renamed over whatever was there.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// commit puts the output in place, written through to the disk.
 func (o *outputFile) commit() error {
-	if o.path == "" {
+	if o.direct {
 		o.done = true
 		return o.Close()
 	}
 	err := o.Sync()
+	if err == nil && o.target != nil {
+		err = o.rewrite()
+	}
 	if cerr := o.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
+	if err == nil && o.target == nil {
 		err = os.Rename(o.Name(), o.path)
 	}
 	o.done = true
-	if err != nil {
+	if o.target != nil || err != nil {
 		os.Remove(o.Name())
+	}
+	if err != nil {
 		return fmt.Errorf("cannot write %s: %w", o.path, err)
 	}
 	return nil
+}
+
+// rewrite copies the temporary file over the existing one, in place.
+func (o *outputFile) rewrite() error {
+	defer o.target.Close()
+	if _, err := o.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := o.target.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := io.Copy(o.target, o.File); err != nil {
+		return err
+	}
+	return o.target.Sync()
 }
 
 // abort drops the output, leaving the path as it was; after commit it does nothing.
@@ -80,7 +123,10 @@ func (o *outputFile) abort() {
 	}
 	o.done = true
 	o.Close()
-	if o.path != "" {
+	if o.target != nil {
+		o.target.Close()
+	}
+	if !o.direct {
 		os.Remove(o.Name())
 	}
 }

@@ -110,12 +110,19 @@ func TestPolicyExplain(t *testing.T) {
 		}
 	}
 
-	// Year 1 at midnight is Go's zero time, which the engine reads as now: refused, not
-	// explained as of another time than the one asked for.
-	out, code = runPolicy(t, "explain", "--as", "mz-3301/dibao-review", "--dataset", "population.person",
-		"--purpose", "minimum-living-allowance-review", "--time", "0001-01-01T00:00:00Z")
-	if code == 0 || strings.Contains(out, "ALLOW") || !strings.Contains(out, "from 1678 to 2261") {
-		t.Errorf("--time 0001-01-01T00:00:00Z: exit %d:\n%s", code, out)
+	// Times the policy cannot read as Unix nanoseconds are refused, not explained as a
+	// policy error, and not as now (year 1 at midnight is Go's zero time, which the
+	// engine reads as now); the last instant it can read is explained.
+	for _, at := range []string{"0001-01-01T00:00:00Z", "0001-01-01T00:00:01Z", "1677-09-21T00:12:43Z", "2262-04-11T23:47:17Z", "9999-12-31"} {
+		out, code = runPolicy(t, "explain", "--as", "mz-3301/dibao-review", "--dataset", "population.person",
+			"--purpose", "minimum-living-allowance-review", "--time", at)
+		if code == 0 || strings.Contains(out, "ALLOW") || !strings.Contains(out, "from 1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z") {
+			t.Errorf("--time %s: exit %d:\n%s", at, code, out)
+		}
+	}
+	if out, code = runPolicy(t, "explain", "--as", "mz-3301/dibao-review", "--dataset", "population.person",
+		"--purpose", "minimum-living-allowance-review", "--time", "2262-04-11T23:47:16Z"); code != 0 || strings.Contains(out, "policy_error") {
+		t.Errorf("--time 2262-04-11T23:47:16Z, within range: exit %d:\n%s", code, out)
 	}
 
 	out, _ = runPolicy(t, "explain", "--as", "wj-3302", "--dataset", "population.person",

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -52,12 +54,16 @@ pass it as --since to get only the changes made after it.`,
 				return err
 			}
 			defer c.Close()
+			// Interrupted (Ctrl-C, a terminal closed, a service stopped), the pull ends
+			// through its own error path, so that -o's temporary file is removed.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			defer stop()
 			pc := exchange.PullCmd{Dataset: args[0], Purpose: purpose, CaseRef: caseRef, Since: since, Limit: limit}
 			if columns != "" {
 				pc.Columns = strings.Split(columns, ",")
 			}
 			if len(where) > 0 {
-				if pc.Filter, err = typedFilter(cmd.Context(), c, pc, where); err != nil {
+				if pc.Filter, err = typedFilter(ctx, c, pc, where); err != nil {
 					return err
 				}
 			}
@@ -85,9 +91,9 @@ pass it as --since to get only the changes made after it.`,
 			if format == "arrow" {
 				// The exchange's messages are written through as they come: no batch
 				// is decoded into rows or encoded again.
-				res, err = c.PullIPC(cmd.Context(), pc, w, progress)
+				res, err = c.PullIPC(ctx, pc, w, progress)
 			} else {
-				res, err = pullFormatted(cmd.Context(), c, pc, format, w, progress)
+				res, err = pullFormatted(ctx, c, pc, format, w, progress)
 			}
 			if bar != nil {
 				bar.Finish()
@@ -95,6 +101,13 @@ pass it as --since to get only the changes made after it.`,
 			}
 			if err == nil && file != nil {
 				err = file.commit()
+			}
+			if err != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
+				kept := ""
+				if file != nil {
+					kept = "; " + out + " is left as it was"
+				}
+				return &exitError{code: 130, err: fmt.Errorf("pull interrupted%s", kept)}
 			}
 			if err != nil {
 				return err
@@ -112,7 +125,7 @@ pass it as --since to get only the changes made after it.`,
 	fl.StringVar(&since, "since", "", "a cursor from an earlier pull: return only the changes after it")
 	fl.Int64Var(&limit, "limit", 0, "return at most this many rows (0: all)")
 	fl.StringVar(&format, "format", "table", "output format: arrow (IPC stream), parquet, csv, jsonl or table")
-	fl.StringVarP(&out, "output", "o", "", "write to FILE instead of standard output (FILE is replaced only when the pull succeeds)")
+	fl.StringVarP(&out, "output", "o", "", "write to FILE instead of standard output; FILE changes only when the pull succeeds (a new FILE is created readable by you alone)")
 	cmd.MarkFlagRequired("purpose")
 	rootCmd.AddCommand(cmd)
 }
@@ -263,7 +276,13 @@ func newPullSink(format string, w io.Writer) (*pullSink, error) {
 		}
 	case "jsonl":
 		s.begin = func(*arrow.Schema) error { return nil }
-		s.write = func(r arrow.Record) error { return array.RecordToJSON(r, w) }
+		s.write = func(r arrow.Record) error {
+			// Decimals as the exact text of their scale, a JSON string, as the HTTP
+			// API's NDJSON gives them ("204.2640", not Arrow's "204.264").
+			exact := arrowtext.Record(r, memory.DefaultAllocator)
+			defer exact.Release()
+			return array.RecordToJSON(exact, w)
+		}
 	case "table":
 		var tw *table
 		s.begin = func(sc *arrow.Schema) error {

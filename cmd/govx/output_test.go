@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"govx/internal/testenv"
+)
+
+// TestOutputFile: -o writes whole or not at all. A new file appears only on commit and
+// is private; an existing one is rewritten in place on commit (same inode, so its
+// owner, group, mode and other links stay) and untouched on abort; a file the caller
+// may not write is refused before anything is written; nothing is left beside it.
+func TestOutputFile(t *testing.T) {
+	dir := t.TempDir()
+	partials := func() []string {
+		m, _ := filepath.Glob(filepath.Join(dir, ".*.partial"))
+		return m
+	}
+
+	fresh := filepath.Join(dir, "new.csv")
+	o, err := createOutput(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.WriteString("rows\n")
+	if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the new file exists before commit: %v", err)
+	}
+	if err := o.commit(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(fresh); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("new file: %v, %v; want mode 0600", st, err)
+	}
+
+	kept := filepath.Join(dir, "kept.csv")
+	link := filepath.Join(dir, "link.csv")
+	os.WriteFile(kept, []byte("yesterday\n"), 0o640)
+	os.Chmod(kept, 0o640)
+	if err := os.Link(kept, link); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(kept)
+	o, err = createOutput(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.WriteString("half of tod")
+	o.abort()
+	if b, _ := os.ReadFile(kept); string(b) != "yesterday\n" || len(partials()) > 0 {
+		t.Fatalf("after abort: %q, partial files %v", b, partials())
+	}
+	o, err = createOutput(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.WriteString("today\n")
+	if err := o.commit(); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(kept)
+	if b, _ := os.ReadFile(link); string(b) != "today\n" || !os.SameFile(before, after) || after.Mode().Perm() != 0o640 {
+		t.Errorf("rewritten: other link reads %q, same file %v, mode %v; want today, the same inode, 0640", b, os.SameFile(before, after), after.Mode().Perm())
+	}
+
+	if os.Geteuid() != 0 { // root writes read-only files
+		ro := filepath.Join(dir, "ro.csv")
+		os.WriteFile(ro, []byte("frozen\n"), 0o444)
+		if _, err := createOutput(ro); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("a read-only file: %v, want permission denied", err)
+		}
+	}
+	if len(partials()) > 0 {
+		t.Errorf("partial files left: %v", partials())
+	}
+}
+
+// TestPullInterrupted: Ctrl-C (or SIGTERM, SIGHUP) during `govx pull -o FILE` ends the
+// pull through its error path: exit 130, FILE as it was, no partial file beside it with
+// rows in it. The exchange here accepts the connection and never answers, so the
+// pull is interrupted while it waits, its temporary file already made.
+func TestPullInterrupted(t *testing.T) {
+	testenv.Require(t, testenv.Python) // make test's services: the build below is the CLI as users run it
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "govx")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // silent until the test ends
+		}
+	}()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		out := filepath.Join(dir, "export.csv")
+		os.WriteFile(out, []byte("yesterday\n"), 0o600)
+		cmd := exec.Command(bin, "pull", "population.person", "--purpose", "minimum-living-allowance-review",
+			"--format", "csv", "-o", out, "--flight", ln.Addr().String(), "--token", "govx_x")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 30*time.Second, "the pull's temporary file", func() bool {
+			m, _ := filepath.Glob(filepath.Join(dir, ".export.csv.*.partial"))
+			return len(m) == 1
+		})
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(stderr.String(), "left as it was") {
+			t.Errorf("%v: %v, stderr %q; want exit 130 saying the file is left as it was", sig, err, stderr.String())
+		}
+		if b, _ := os.ReadFile(out); string(b) != "yesterday\n" {
+			t.Errorf("%v: the export reads %q", sig, b)
+		}
+		if m, _ := filepath.Glob(filepath.Join(dir, ".*.partial")); len(m) > 0 {
+			t.Errorf("%v: partial files left: %v", sig, m)
+		}
+	}
+}
