@@ -384,7 +384,7 @@ type flightSink struct {
 }
 
 func (f *flightSink) Begin(schema *arrow.Schema) error {
-	f.pw = newBatchWriter(f.stream.SendMsg, f.mem)
+	f.pw = newBatchWriter(f.stream.SendMsg, f.mem, f.stream.Context().Done())
 	f.w = ipc.NewWriterWithPayloadWriter(f.pw, ipc.WithSchema(schema), ipc.WithAllocator(f.pw.alloc))
 	return nil
 }
@@ -395,6 +395,20 @@ func (f *flightSink) Write(rec arrow.Record) error {
 }
 
 func (f *flightSink) Bytes() int64 { return f.bytes }
+
+// Flush ends the IPC stream and waits until gRPC has written out every batch: until
+// then the client has not had the pull, and its memory is held for it.
+func (f *flightSink) Flush() error {
+	if f.w == nil {
+		return nil
+	}
+	err := f.w.Close()
+	f.w = nil
+	if err != nil {
+		return err
+	}
+	return f.pw.wait()
+}
 
 // toStatus maps the exchange's errors to gRPC statuses: the code by the error's kind,
 // the stable code and the policy's reasons as ErrorInfo details (see

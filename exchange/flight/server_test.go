@@ -291,6 +291,53 @@ func TestErrorMapping(t *testing.T) {
 		checkStatus(t, docs, err, "rate_limited")
 	})
 	covered["rate_limited"] = true
+	t.Run("pulls_in_progress", func(t *testing.T) {
+		// A pull whose client stops reading after its first message holds the
+		// department's one slot: the client's window is fixed at 64 KB (a window set
+		// turns gRPC's growing one off), so the stream stalls as a slow reader's does.
+		f := servicetest.New(t, servicetest.Config{Persons: 60000, NamePad: 200,
+			Options: []service.Option{service.WithPullsInProgress(1)}})
+		_, lis := serve(t, f, "127.0.0.1:0")
+		c, err := flight.NewClientWithMiddleware(lis.Addr().String(), nil, nil, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		tok := f.Token(t, "rs-33/pension")
+		// Names unmasked under this agreement, so the padding goes out.
+		pension := exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review"}
+		first, err := c.GetFlightInfo(as(tok), cmdDesc(pension))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stalled, err := c.DoGet(as(tok), first.Endpoint[0].Ticket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stalled.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		second, err := c.GetFlightInfo(as(tok), cmdDesc(pension))
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused, err := c.DoGet(as(tok), second.Endpoint[0].Ticket)
+		if err == nil {
+			_, err = refused.Recv()
+		}
+		checkStatus(t, docs, err, "pulls_in_progress")
+		// The stalled client reads to the end, so that its batches are freed before
+		// the fixture checks its allocator.
+		for {
+			if _, err := stalled.Recv(); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	covered["pulls_in_progress"] = true
 	t.Run("audit_unavailable", func(t *testing.T) {
 		f := servicetest.New(t, servicetest.Config{})
 		_, lis := serve(t, f, "127.0.0.1:0")

@@ -2,6 +2,7 @@ package flight
 
 import (
 	"errors"
+	"govx/exchange"
 	"runtime"
 	"sync/atomic"
 
@@ -80,16 +81,61 @@ type batchMessage struct{ bufs mem.BufferSlice }
 type batchWriter struct {
 	send  func(any) error // the stream's SendMsg
 	alloc *heldAllocator  // what the IPC encoder allocates with
+	// queued holds a token for each batch gRPC has not yet written out; nil: no bound.
+	queued chan struct{}
+	done   <-chan struct{} // the stream's end
 }
 
-func newBatchWriter(send func(any) error, mem memory.Allocator) *batchWriter {
-	return &batchWriter{send: send, alloc: &heldAllocator{Allocator: mem}}
+// maxQueued is how many batches of one stream gRPC may hold unwritten. gRPC's SendMsg
+// returns once a message is queued, whether or not the client's flow-control window
+// lets it out, so a client that stops reading would otherwise have every batch of its
+// pull queued in the exchange's memory (the whole result, tens of megabytes at 1M
+// rows), and its pull would end, as far as the exchange knows, at once. Two keep the
+// connection busy while the next batch is encoded; past them, write waits for the
+// client, and the stream's end waits until the last has left (wait), so a stalled pull
+// holds two batches, and its place among its department's pulls in progress
+// (service.WithPullsInProgress), until it reads again or goes.
+const maxQueued = 2
+
+// newBatchWriter returns the writer of one stream; done is the stream's end. With done
+// nil, nothing bounds the batches queued (for tests that hold every message).
+func newBatchWriter(send func(any) error, mem memory.Allocator, done <-chan struct{}) *batchWriter {
+	w := &batchWriter{send: send, alloc: &heldAllocator{Allocator: mem}, done: done}
+	if done != nil {
+		w.queued = make(chan struct{}, maxQueued)
+	}
+	return w
+}
+
+var errStreamEnded = errors.New("flight: the stream ended while its batches waited for the client")
+
+// wait returns once gRPC has written out every batch given to it, or the stream ended.
+// Nothing may be written after.
+func (w *batchWriter) wait() error {
+	if w.queued == nil {
+		return nil
+	}
+	for range cap(w.queued) {
+		select {
+		case w.queued <- struct{}{}:
+		case <-w.done:
+			return exchange.ClientGone(errStreamEnded)
+		}
+	}
+	return nil
 }
 
 // write writes rec with enc, holding rec's memory until gRPC has sent it.
 func (w *batchWriter) write(enc *ipc.Writer, rec arrow.Record) error {
+	if w.queued != nil {
+		select {
+		case w.queued <- struct{}{}:
+		case <-w.done:
+			return exchange.ClientGone(errStreamEnded)
+		}
+	}
 	rec.Retain()
-	h := &held{rec: rec, mem: w.alloc.Allocator}
+	h := &held{rec: rec, mem: w.alloc.Allocator, queued: w.queued}
 	h.refs.Store(1) // write's own, dropped once the encoder is done with rec
 	w.alloc.to = h
 	err := enc.Write(rec)
@@ -163,10 +209,11 @@ func (g *gather) flush() {
 // held keeps one batch's memory alive while gRPC holds buffers that reference it: the
 // record, and the buffers the IPC encoder allocated for it, whose frees wait here.
 type held struct {
-	refs  atomic.Int64
-	rec   arrow.Record
-	mem   memory.Allocator
-	frees [][]byte
+	refs   atomic.Int64
+	rec    arrow.Record
+	mem    memory.Allocator
+	frees  [][]byte
+	queued chan struct{} // its writer's, which holds a token for it; nil: none
 }
 
 func (h *held) release() {
@@ -176,6 +223,9 @@ func (h *held) release() {
 	h.rec.Release()
 	for _, b := range h.frees {
 		h.mem.Free(b)
+	}
+	if h.queued != nil {
+		<-h.queued
 	}
 }
 

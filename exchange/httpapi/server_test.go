@@ -223,6 +223,22 @@ func TestErrorMapping(t *testing.T) {
 		check2(t, docs, a.do(t, req{method: "GET", path: "/v1/catalog", token: tok}), "rate_limited")
 	})
 	covered["rate_limited"] = true
+	t.Run("pulls_in_progress", func(t *testing.T) {
+		// A pull too big for the socket's buffers, whose body the client does not read,
+		// holds the department's one slot.
+		f := servicetest.New(t, servicetest.Config{Persons: 60000, NamePad: 200,
+			Options: []service.Option{service.WithPullsInProgress(1)}})
+		a, tok := serve(t, f, "127.0.0.1:0"), f.Token(t, "rs-33/pension")
+		// Names unmasked under this agreement, so the padding goes out.
+		pension := map[string]any{"purpose": "pension-qualification-review"}
+		stalled := a.do(t, req{path: pullPath("population.person"), token: tok, body: pension})
+		defer stalled.Body.Close()
+		if stalled.StatusCode != http.StatusOK {
+			t.Fatalf("the first pull: %d", stalled.StatusCode)
+		}
+		check2(t, docs, a.do(t, req{path: pullPath("population.person"), token: tok, body: pension}), "pulls_in_progress")
+	})
+	covered["pulls_in_progress"] = true
 	t.Run("audit_unavailable", func(t *testing.T) {
 		f := servicetest.New(t, servicetest.Config{})
 		a, tok := serve(t, f, "127.0.0.1:0"), f.Token(t, "mz-3301/dibao-review")

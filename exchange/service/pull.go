@@ -327,6 +327,13 @@ type Sink interface {
 	Bytes() int64
 }
 
+// Flusher is a Sink whose writes may return before the data has left: Stream calls
+// Flush after the last batch and counts the pull in progress, and writes its complete
+// event, only once Flush returns.
+type Flusher interface {
+	Flush() error
+}
+
 // Stream sends the rows of an allowed pull to sink from one consistent version of the
 // dataset, then audits its completion. The schema carries the cursor of that version
 // (metadata "govx.cursor") for a later changes pull.
@@ -410,6 +417,9 @@ func (s *Service) Stream(ctx context.Context, g *Grant, sink Sink) (rows int64, 
 	err = pipeline(ctx, scan, emit)
 	if errors.Is(err, errLimitReached) {
 		err = nil
+	}
+	if f, ok := sink.(Flusher); ok && err == nil {
+		err = f.Flush()
 	}
 	return rows, err
 }
