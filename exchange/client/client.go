@@ -341,6 +341,11 @@ func (c *Client) doGets(ctx context.Context, cmd exchange.PullCmd, alias bool, e
 			if err == io.EOF {
 				continue
 			}
+			if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && ctx.Err() == nil {
+				// The exchange was reached (it answered GetFlightInfo and began the
+				// stream): the connection broke during the pull.
+				return fmt.Errorf("the connection to the exchange's Flight port %s broke during the pull (%s); pull again", addr, st.Message())
+			}
 			return c.fromStatus(ctx, err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/flight"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"govx/exchange"
@@ -182,5 +184,74 @@ func TestCancelAndClose(t *testing.T) {
 	}
 	if err := c.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// breakingServer answers GetFlightInfo with one endpoint, then, in DoGet, sends a
+// schema and cuts every connection: a connection broken during a pull.
+type breakingServer struct {
+	flight.BaseFlightServer
+	lis *connsListener
+}
+
+func (s *breakingServer) GetFlightInfo(context.Context, *flight.FlightDescriptor) (*flight.FlightInfo, error) {
+	return &flight.FlightInfo{Endpoint: []*flight.FlightEndpoint{{Ticket: &flight.Ticket{Ticket: []byte("t")}}}}, nil
+}
+
+func (s *breakingServer) DoGet(_ *flight.Ticket, stream flight.FlightService_DoGetServer) error {
+	w := flight.NewRecordWriter(stream, ipc.WithSchema(arrow.NewSchema([]arrow.Field{{Name: "name", Type: arrow.BinaryTypes.String}}, nil)))
+	w.Close()
+	s.lis.cut()
+	<-stream.Context().Done()
+	return nil
+}
+
+// connsListener remembers its connections so that cut can close them all.
+type connsListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *connsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *connsListener) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		c.Close()
+	}
+}
+
+// TestConnectionBrokenMidPull: a connection that breaks after the stream began is
+// reported as that, not as an exchange that cannot be reached.
+func TestConnectionBrokenMidPull(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &connsListener{Listener: ln}
+	srv := flight.NewServerWithMiddleware(nil)
+	srv.RegisterFlightService(&breakingServer{lis: cl})
+	srv.InitListener(cl)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	defer func() { srv.Shutdown(); <-done }()
+	c, err := client.New(client.Config{Flight: ln.Addr().String(), Token: "govx_x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.PullIPC(context.Background(), exchange.PullCmd{Dataset: "population.person"}, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "broke during the pull") || strings.Contains(err.Error(), "cannot reach") {
+		t.Fatalf("a connection cut mid-pull: %v", err)
 	}
 }

@@ -511,8 +511,13 @@ func writeError(w http.ResponseWriter, err error) {
 		slog.Error("http: internal error", "err", err)
 		body.Error.Code, body.Error.Message = "internal", "internal error; the exchange logged it"
 	}
-	if body.Error.Code == "unauthenticated" {
+	switch body.Error.Code {
+	case "unauthenticated":
 		w.Header().Set("WWW-Authenticate", `Bearer realm="govx"`)
+	case "rate_limited", "pulls_in_progress":
+		// Both clear within a second or so (a token of the rate, a pull ending); a key
+		// budget's window is an hour and says so in its message instead.
+		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, statusOf(err), body)
 }

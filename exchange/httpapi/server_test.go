@@ -220,7 +220,11 @@ func TestErrorMapping(t *testing.T) {
 		f := servicetest.New(t, servicetest.Config{Options: []service.Option{service.WithRateLimit(0.001, 1)}})
 		a, tok := serve(t, f, "127.0.0.1:0"), f.Token(t, "mz-3301/dibao-review")
 		a.do(t, req{method: "GET", path: "/v1/catalog", token: tok}).Body.Close()
-		check2(t, docs, a.do(t, req{method: "GET", path: "/v1/catalog", token: tok}), "rate_limited")
+		resp := a.do(t, req{method: "GET", path: "/v1/catalog", token: tok})
+		if resp.Header.Get("Retry-After") != "1" {
+			t.Errorf("rate_limited: Retry-After %q, want 1", resp.Header.Get("Retry-After"))
+		}
+		check2(t, docs, resp, "rate_limited")
 	})
 	covered["rate_limited"] = true
 	t.Run("pulls_in_progress", func(t *testing.T) {
@@ -236,7 +240,11 @@ func TestErrorMapping(t *testing.T) {
 		if stalled.StatusCode != http.StatusOK {
 			t.Fatalf("the first pull: %d", stalled.StatusCode)
 		}
-		check2(t, docs, a.do(t, req{path: pullPath("population.person"), token: tok, body: pension}), "pulls_in_progress")
+		resp := a.do(t, req{path: pullPath("population.person"), token: tok, body: pension})
+		if resp.Header.Get("Retry-After") != "1" {
+			t.Errorf("pulls_in_progress: Retry-After %q, want 1", resp.Header.Get("Retry-After"))
+		}
+		check2(t, docs, resp, "pulls_in_progress")
 	})
 	covered["pulls_in_progress"] = true
 	t.Run("audit_unavailable", func(t *testing.T) {
