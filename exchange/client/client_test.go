@@ -144,17 +144,7 @@ func TestStatusWithoutDetails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := flight.NewServerWithMiddleware(nil)
-	srv.RegisterFlightService(&flight.BaseFlightServer{})
-	srv.InitListener(ln)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
-	defer func() { srv.Shutdown(); <-done }()
-	c, err := client.New(client.Config{Flight: ln.Addr().String(), Token: "govx_x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := bareFlight(t, ln, &flight.BaseFlightServer{})
 	_, err = rowsOf(c, exchange.PullCmd{Dataset: "population.person"})
 	var ce *client.Error
 	if !errors.As(err, &ce) || ce.Code != "rpc_error" || ce.Status != "Unimplemented" || !strings.Contains(ce.Message, "GetFlightInfo") {
@@ -239,19 +229,30 @@ func TestConnectionBrokenMidPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := &connsListener{Listener: ln}
-	srv := flight.NewServerWithMiddleware(nil)
-	srv.RegisterFlightService(&breakingServer{lis: cl})
-	srv.InitListener(cl)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
-	defer func() { srv.Shutdown(); <-done }()
-	c, err := client.New(client.Config{Flight: ln.Addr().String(), Token: "govx_x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := bareFlight(t, cl, &breakingServer{lis: cl})
 	_, err = c.PullIPC(context.Background(), exchange.PullCmd{Dataset: "population.person"}, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "broke during the pull") || strings.Contains(err.Error(), "cannot reach") {
 		t.Fatalf("a connection cut mid-pull: %v", err)
 	}
+}
+
+// bareFlight serves svc, a Flight server that is not the exchange, on ln until the test
+// ends, and returns a client of it.
+func bareFlight(t *testing.T, ln net.Listener, svc flight.FlightServer) *client.Client {
+	t.Helper()
+	srv := flight.NewServerWithMiddleware(nil)
+	srv.RegisterFlightService(svc)
+	srv.InitListener(ln)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	c, err := client.New(client.Config{Flight: ln.Addr().String(), Token: "govx_x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		srv.Shutdown()
+		<-done
+	})
+	return c
 }
