@@ -25,7 +25,6 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/flight/flightsql"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
-	"github.com/apache/arrow/go/v17/arrow/util"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -380,7 +379,6 @@ type flightSink struct {
 	mem    memory.Allocator
 	w      *ipc.Writer
 	pw     *batchWriter
-	bytes  int64
 }
 
 func (f *flightSink) Begin(schema *arrow.Schema) error {
@@ -390,11 +388,17 @@ func (f *flightSink) Begin(schema *arrow.Schema) error {
 }
 
 func (f *flightSink) Write(rec arrow.Record) error {
-	f.bytes += util.TotalRecordSize(rec) // buffer sizes: close to what goes on the wire
 	return f.pw.write(f.w, rec)
 }
 
-func (f *flightSink) Bytes() int64 { return f.bytes }
+// Bytes is what the stream sent: each message's IPC header and body. (The record's
+// buffer sizes would count the whole segment a small slice of rows points into.)
+func (f *flightSink) Bytes() int64 {
+	if f.pw == nil {
+		return 0
+	}
+	return f.pw.sent
+}
 
 // Flush ends the IPC stream and waits until gRPC has written out every batch: until
 // then the client has not had the pull, and its memory is held for it.

@@ -84,6 +84,8 @@ type batchWriter struct {
 	// queued holds a token for each batch gRPC has not yet written out; nil: no bound.
 	queued chan struct{}
 	done   <-chan struct{} // the stream's end
+	// sent counts the bytes of the messages handed to gRPC: IPC headers and bodies.
+	sent int64
 }
 
 // maxQueued is how many batches of one stream gRPC may hold unwritten. gRPC's SendMsg
@@ -169,6 +171,7 @@ func (w *batchWriter) WritePayload(p ipc.Payload) error {
 		frame = protowire.AppendVarint(frame, uint64(body.n))
 	}
 	m := &batchMessage{bufs: append(mem.BufferSlice{mem.SliceBuffer(frame)}, body.pieces...)}
+	w.sent += int64(len(header) + body.n)
 	err := w.send(m)
 	m.bufs.Free() // nil once the codec took them; not when the send failed before
 	return err
