@@ -269,12 +269,11 @@ func parseExplainTime(s string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("--time %q: want RFC 3339 (2026-11-26T12:00:00+08:00) or a date (2026-11-26)", s)
 	}
-	// The policy reads a time as Unix nanoseconds, so it decides only the instants an
-	// int64 holds; and the engine reads Go's zero time (year 1) as now. Either would
-	// explain another decision than the one asked for.
-	if first, last := time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64); t.Before(first) || t.After(last) {
+	// Outside the times the policy can read it would explain a policy_error, not a
+	// decision; and Go's zero time (year 1) the engine reads as now.
+	if !policy.Decidable(t) {
 		return time.Time{}, fmt.Errorf("--time %q: the policy decides only times from %s to %s", s,
-			first.UTC().Format(time.RFC3339Nano), last.UTC().Format(time.RFC3339Nano))
+			time.Unix(0, math.MinInt64).UTC().Format(time.RFC3339Nano), time.Unix(0, math.MaxInt64).UTC().Format(time.RFC3339Nano))
 	}
 	return t, nil
 }

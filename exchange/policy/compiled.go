@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"sort"
@@ -233,15 +234,20 @@ func stringsTerm(s []string) *ast.Term {
 	return ast.ArrayTerm(ts...)
 }
 
-// Rego's time.parse_rfc3339_ns fails outside the years whose instants fit int64
-// nanoseconds; the compiled decision leaves those times to the Rego.
-const minYear, maxYear = 1679, 2261
+// Decidable reports whether the policy can decide a request at t: sharing.rego reads
+// the time as Unix nanoseconds (time.parse_rfc3339_ns), which fails outside what an
+// int64 holds, from 1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z.
+// The compiled decision leaves other times to the Rego (which denies with
+// policy_error), and `govx policy explain` refuses them.
+func Decidable(t time.Time) bool {
+	return !t.Before(time.Unix(0, math.MinInt64)) && !t.After(time.Unix(0, math.MaxInt64))
+}
 
 // decide returns the decision sharing.rego and parseDecision make for req on ds, and
 // true; or false where it cannot decide exactly, and the Rego must. req.Time must be
 // set. ds is the schema of req.Dataset, nil for a dataset without one.
 func (c *compiled) decide(req exchange.Request, ds *schemas.Dataset) (exchange.Decision, bool) {
-	if y := req.Time.Year(); y < minYear || y > maxYear {
+	if !Decidable(req.Time) {
 		return exchange.Decision{}, false
 	}
 	names, ok := c.names[ds]

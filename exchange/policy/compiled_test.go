@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -502,6 +503,10 @@ func FuzzCompiledEqualsRego(f *testing.F) {
 	f.Add("gab", "x", "discover", "population.person", "marketing", ",,", int64(-1))
 	f.Add("mz-3201", "", "aggregate", "population.person", "temporary-assistance", "name,name,shoe_size", day.UnixNano()+1)
 	f.Add("rs-33", "\xff", "delete", "no.such", "\x00", "phone", int64(1<<62))
+	// The first and last instants the policy can read (Decidable): the compiled
+	// decision decides them, as the Rego does.
+	f.Add("mz-3301", "dibao-review", "read", "population.person", "minimum-living-allowance-review", "", int64(math.MinInt64))
+	f.Add("mz-3301", "dibao-review", "read", "population.person", "minimum-living-allowance-review", "", int64(math.MaxInt64))
 	f.Fuzz(func(t *testing.T, dept, system, action, dataset, purpose, cols string, at int64) {
 		req := exchange.Request{Subject: exchange.Subject{Department: dept, System: system}, Action: exchange.Action(action),
 			Dataset: dataset, Purpose: purpose, Time: time.Unix(0, at)}
