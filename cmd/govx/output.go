@@ -81,9 +81,13 @@ func (o *outputFile) commit() error {
 		o.done = true
 		return o.Close()
 	}
-	err := o.Sync()
-	if err == nil && o.target != nil {
+	// A new file must be on disk before its name is; an existing one is synced once
+	// rewritten, and the temporary file then goes.
+	var err error
+	if o.target != nil {
 		err = o.rewrite()
+	} else {
+		err = o.Sync()
 	}
 	if cerr := o.Close(); err == nil {
 		err = cerr
