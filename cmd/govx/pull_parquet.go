@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"sync"
 
@@ -24,11 +25,12 @@ const parquetRowGroup = 1 << 20
 // parquetSink writes a pull as Parquet (Snappy). Each batch's columns are encoded at
 // once, one goroutine each, into the current (buffered) row group, while the next
 // batch arrives over the network: encoding, not the pull, is what a Parquet pull
-// waits on. The writer is made at the first batch, which decides each text column's
-// encoding: dictionary encoding pays only where values repeat (codes, regions, status),
-// and hashing every value of a column of distinct ones (ID numbers) only to give the
-// dictionary up at its size limit is time spent for nothing. The Arrow schema is kept
-// in the file, as pyarrow keeps it, so field metadata and exact types come back.
+// waits on. The writer is made at the first batch, which decides each column's
+// encoding: dictionary encoding pays only where values repeat (codes, regions, status,
+// dates), and hashing every value of a column of distinct ones (ID numbers, timestamps)
+// only to give the dictionary up at its size limit is time spent for nothing. Where
+// values repeat, govx numbers them itself (dictColumn). The Arrow schema is kept in the
+// file, as pyarrow keeps it, so field metadata and exact types come back.
 func parquetSink(w io.Writer) *pullSink {
 	var (
 		sc   *arrow.Schema
@@ -79,17 +81,22 @@ type parquetWriter struct {
 	w     *file.Writer
 	props pqarrow.ArrowWriterProperties
 	rg    file.BufferedRowGroupWriter
-	rows  int64 // in rg
+	rows  int64         // in rg
+	group int64         // most rows per row group: parquetRowGroup
+	dicts []*dictColumn // by column: nil where the column is not dictionary encoded by us
 }
 
 // newParquetWriter starts a Parquet file of schema sc whose first batch is first (nil
 // when there are no rows).
 func newParquetWriter(w io.Writer, sc *arrow.Schema, first arrow.Record) (*parquetWriter, error) {
 	opts := []parquet.WriterProperty{parquet.WithCompression(compress.Codecs.Snappy), parquet.WithMaxRowGroupLength(parquetRowGroup)}
+	dicts := make([]*dictColumn, sc.NumFields())
 	if first != nil {
 		for i, col := range first.Columns() {
 			if mostlyDistinct(col) {
 				opts = append(opts, parquet.WithDictionaryFor(first.ColumnName(i), false))
+			} else {
+				dicts[i] = newDictColumn(col.DataType(), int(parquet.DefaultDictionaryPageSizeLimit))
 			}
 		}
 	}
@@ -105,7 +112,7 @@ func newParquetWriter(w io.Writer, sc *arrow.Schema, first arrow.Record) (*parqu
 		meta.Append(k, sc.Metadata().Values()[i])
 	}
 	meta.Append("ARROW:schema", base64.StdEncoding.EncodeToString(flight.SerializeSchema(sc, memory.DefaultAllocator)))
-	return &parquetWriter{w: file.NewParquetWriter(w, pqschema.Root(), file.WithWriterProps(props), file.WithWriteMetadata(meta)), props: aprops}, nil
+	return &parquetWriter{w: file.NewParquetWriter(w, pqschema.Root(), file.WithWriterProps(props), file.WithWriteMetadata(meta)), props: aprops, group: parquetRowGroup, dicts: dicts}, nil
 }
 
 // encode writes every batch from recs, then closes the file. After an error it drops
@@ -118,6 +125,9 @@ func (p *parquetWriter) encode(recs <-chan arrow.Record) error {
 		}
 		r.Release()
 	}
+	if err == nil && p.rg != nil {
+		err = p.endRowGroup()
+	}
 	if err != nil {
 		return err
 	}
@@ -127,50 +137,104 @@ func (p *parquetWriter) encode(recs <-chan arrow.Record) error {
 // write appends one batch to the current row group, its columns in parallel (each
 // column chunk writer of a buffered row group buffers its own pages).
 func (p *parquetWriter) write(r arrow.Record) error {
-	if p.rg == nil || p.rows+r.NumRows() > parquetRowGroup {
+	if p.rg == nil || p.rows+r.NumRows() > p.group {
 		if p.rg != nil {
-			if err := p.rg.Close(); err != nil {
+			if err := p.endRowGroup(); err != nil {
 				return err
 			}
 		}
 		p.rg, p.rows = p.w.AppendBufferedRowGroup(), 0
 	}
-	errs := make([]error, r.NumCols())
-	var wg sync.WaitGroup
-	for i, col := range r.Columns() {
-		cw, err := p.rg.Column(i)
-		if err != nil {
-			return err
+	err := p.eachColumn(func(i int, cw file.ColumnChunkWriter) error {
+		col := r.Column(i)
+		d := p.dicts[i]
+		if d == nil {
+			return p.writeColumn(cw, i, col)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nullable := r.Schema().Field(i).Nullable
-			var def []int16
-			if nullable {
-				def = make([]int16, col.Len())
-				for j := range def {
-					if col.IsValid(j) {
-						def[j] = 1
-					}
-				}
+		plain := d.take(col)
+		defer releaseAll(plain)
+		for _, a := range plain {
+			if err := p.writeColumn(cw, i, a); err != nil {
+				return err
 			}
-			ctx := pqarrow.NewArrowWriteContext(context.Background(), &p.props)
-			errs[i] = pqarrow.WriteArrowToColumn(ctx, cw, col, def, nil, nullable)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	p.rows += r.NumRows()
 	return nil
 }
 
-// mostlyDistinct reports whether a text column's values are mostly different from each
-// other, judged on up to 4,096 values spread over the batch.
+// endRowGroup writes the dictionary encoded columns of the current row group and
+// closes it.
+func (p *parquetWriter) endRowGroup() error {
+	err := p.eachColumn(func(i int, cw file.ColumnChunkWriter) error {
+		if p.dicts[i] == nil {
+			return nil
+		}
+		col := p.dicts[i].column()
+		if col == nil {
+			return nil
+		}
+		defer col.Release()
+		// Handing the encoder the dictionary first, as the one it keeps, spares the
+		// writer from finding which of its values the indices use (a hash of every
+		// index) to compute the statistics: here they all do.
+		if enc, ok := cw.CurrentEncoder().(interface{ PutDictionary(arrow.Array) error }); ok {
+			if err := enc.PutDictionary(col.(*array.Dictionary).Dictionary()); err != nil {
+				return err
+			}
+		}
+		return p.writeColumn(cw, i, col)
+	})
+	if err != nil {
+		return err
+	}
+	return p.rg.Close()
+}
+
+// eachColumn runs f for every column of the current row group, one goroutine each.
+func (p *parquetWriter) eachColumn(f func(i int, cw file.ColumnChunkWriter) error) error {
+	errs := make([]error, len(p.dicts))
+	var wg sync.WaitGroup
+	for i := range p.dicts {
+		cw, err := p.rg.Column(i)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { errs[i] = f(i, cw) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// writeColumn writes col, values of column i, to its column chunk writer.
+func (p *parquetWriter) writeColumn(cw file.ColumnChunkWriter, i int, col arrow.Array) error {
+	nullable := p.w.Schema.Column(i).MaxDefinitionLevel() > 0
+	var def []int16
+	if nullable {
+		def = make([]int16, col.Len())
+		for j := range def {
+			if col.IsValid(j) {
+				def[j] = 1
+			}
+		}
+	}
+	ctx := pqarrow.NewArrowWriteContext(context.Background(), &p.props)
+	return pqarrow.WriteArrowToColumn(ctx, cw, col, def, nil, nullable)
+}
+
+func releaseAll(as []arrow.Array) {
+	for _, a := range as {
+		a.Release()
+	}
+}
+
+// mostlyDistinct reports whether a column's values are mostly different from each other,
+// judged on up to 4,096 values spread over the batch: text, and fixed-width values
+// (timestamps, integers, decimals) compared by their bytes.
 func mostlyDistinct(col arrow.Array) bool {
 	var value func(i int) string
 	switch a := col.(type) {
@@ -179,7 +243,13 @@ func mostlyDistinct(col arrow.Array) bool {
 	case *array.LargeString:
 		value = a.Value
 	default:
-		return false
+		fw, ok := col.DataType().(arrow.FixedWidthDataType)
+		if !ok || fw.BitWidth() < 8 || len(col.Data().Buffers()) < 2 {
+			return false
+		}
+		w, off := fw.BitWidth()/8, col.Data().Offset()
+		buf := col.Data().Buffers()[1].Bytes()
+		value = func(i int) string { return string(buf[(off+i)*w : (off+i+1)*w]) }
 	}
 	n := col.Len()
 	step := max(1, n/4096)

@@ -262,7 +262,9 @@ type PullResult struct {
 // fn for every batch; fn must not keep rec after it returns without retaining it.
 func (c *Client) Pull(ctx context.Context, cmd exchange.PullCmd, begin func(*arrow.Schema) error, fn func(rec arrow.Record) error) (PullResult, error) {
 	var res PullResult
-	err := c.doGets(ctx, cmd, false, func(stream flight.FlightService_DoGetClient) error {
+	// Each FlightData is decoded over gRPC's buffer: the IPC reader copies every buffer
+	// of a batch out of it to build the record, which is the one copy a record needs.
+	err := c.doGets(ctx, cmd, true, func(stream flight.FlightService_DoGetClient) error {
 		rdr, err := flight.NewRecordReader(stream, ipc.WithAllocator(c.mem))
 		if err != nil {
 			return err
