@@ -3,7 +3,9 @@ package exchange
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 )
 
 // Kind classifies an Error so that each edge maps it to its protocol's code: gRPC status
@@ -107,3 +109,13 @@ type clientGone struct{ err error }
 
 func (c clientGone) Error() string   { return "the client went away: " + c.err.Error() }
 func (c clientGone) Unwrap() []error { return []error{context.Canceled, c.err} }
+
+// ErrClientStalled matches the errors of ClientStalled.
+var ErrClientStalled = errors.New("it stopped reading")
+
+// ClientStalled is the error of a response cut short because its client took nothing
+// of it for d (rate_limit.pull_stall_timeout): as ClientGone, the audit log records the
+// response as aborted, naming the stall.
+func ClientStalled(d time.Duration) error {
+	return ClientGone(fmt.Errorf("%w: it took nothing for %s", ErrClientStalled, d))
+}

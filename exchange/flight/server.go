@@ -347,7 +347,7 @@ func (s *Server) DoGet(tkt *flight.Ticket, stream flight.FlightService_DoGetServ
 	if err != nil {
 		return toStatus(err)
 	}
-	sink := &flightSink{stream: goneStream{stream}, mem: s.mem}
+	sink := &flightSink{stream: goneStream{stream}, mem: s.mem, stall: s.svc.PullStallTimeout()}
 	_, err = s.svc.Stream(ctx, g, sink)
 	if sink.w != nil {
 		if cerr := sink.w.Close(); err == nil {
@@ -377,12 +377,13 @@ func (g goneStream) SendMsg(m any) error {
 type flightSink struct {
 	stream goneStream
 	mem    memory.Allocator
+	stall  time.Duration // service.WithPullStallTimeout
 	w      *ipc.Writer
 	pw     *batchWriter
 }
 
 func (f *flightSink) Begin(schema *arrow.Schema) error {
-	f.pw = newBatchWriter(f.stream.SendMsg, f.mem, f.stream.Context().Done())
+	f.pw = newBatchWriter(f.stream.SendMsg, f.mem, f.stream.Context().Done(), f.stall)
 	f.w = ipc.NewWriterWithPayloadWriter(f.pw, ipc.WithSchema(schema), ipc.WithAllocator(f.pw.alloc))
 	return nil
 }

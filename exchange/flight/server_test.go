@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -668,4 +669,71 @@ func TestToStatusUnclassified(t *testing.T) {
 	if own, _ := errorInfo(err); status.Code(err).String() != "Canceled" || own == nil || own.Reason != "cancelled" {
 		t.Fatalf("client gone: %v %v", err, own)
 	}
+}
+
+// TestStalledPullIsEnded: a Flight client that takes nothing of its pull for the stall
+// timeout loses it: the exchange ends the stream, the pull's complete event says
+// aborted, "client stopped reading", its department's one slot is free for the next
+// pull, and the client reading again finds an error, never a short result read as
+// whole.
+func TestStalledPullIsEnded(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{Persons: 60000, NamePad: 200,
+		Options: []service.Option{service.WithPullsInProgress(1), service.WithPullStallTimeout(500 * time.Millisecond)}})
+	_, lis := serve(t, f, "127.0.0.1:0")
+	// A fixed 64 KB window (a window set turns gRPC's growing one off) stalls the stream
+	// as soon as the client stops reading.
+	c, err := flight.NewClientWithMiddleware(lis.Addr().String(), nil, nil, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tok := f.Token(t, "rs-33/pension")
+	pension := exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review"}
+	cl, err := client.New(client.Config{Flight: lis.Addr().String(), Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	whole, _, _, err := servertestPull(cl, pension)
+	if err != nil || whole == 0 {
+		t.Fatalf("a pull: %d rows, %v", whole, err)
+	}
+	base := f.Mem.CurrentAlloc() // the tables, and the masked columns the pull filled in
+
+	info, err := c.GetFlightInfo(as(tok), cmdDesc(pension))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled, err := c.DoGet(as(tok), info.Endpoint[0].Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stalled.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	ev := f.Event(t, "the stalled pull's complete event", func(ev *audit.Event) bool {
+		return ev.Kind == audit.KindComplete && ev.Department == "rs-33" && ev.Status != audit.StatusOK
+	})
+	if ev.Status != audit.StatusAborted || ev.Error != "client stopped reading" {
+		t.Errorf("the stalled pull's complete event: status %q, error %q; want aborted, client stopped reading", ev.Status, ev.Error)
+	}
+
+	// The slot is free: the department's next pull is served whole.
+	if n, _, _, err := servertestPull(cl, pension); err != nil || n != whole {
+		t.Fatalf("the next pull after the stalled one was ended: %d rows, %v; want %d", n, err, whole)
+	}
+	// Reading again, the stalled client gets what was queued for it, then an error.
+	for msgs := 0; ; msgs++ {
+		if _, err := stalled.Recv(); err == io.EOF {
+			t.Fatalf("the ended pull read to a clean end after %d more messages", msgs)
+		} else if err != nil {
+			break
+		}
+	}
+	// Its batches are let go of: those gRPC dropped unsent, in a cleanup.
+	servicetest.WaitFor(t, "the ended pull's batches to be freed", func() bool {
+		runtime.GC()
+		return f.Mem.CurrentAlloc() == base
+	})
 }

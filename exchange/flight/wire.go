@@ -5,6 +5,7 @@ import (
 	"govx/exchange"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
@@ -84,6 +85,10 @@ type batchWriter struct {
 	// queued holds a token for each batch gRPC has not yet written out; nil: no bound.
 	queued chan struct{}
 	done   <-chan struct{} // the stream's end
+	// stall is how long the client may take nothing before the pull is ended
+	// (service.WithPullStallTimeout).
+	stall time.Duration
+	timer *time.Timer // of stall, made at the first wait
 	// sent counts the bytes of the messages handed to gRPC: IPC headers and bodies.
 	sent int64
 }
@@ -96,13 +101,15 @@ type batchWriter struct {
 // connection busy while the next batch is encoded; past them, write waits for the
 // client, and the stream's end waits until the last has left (wait), so a stalled pull
 // holds two batches, and its place among its department's pulls in progress
-// (service.WithPullsInProgress), until it reads again or goes.
+// (service.WithPullsInProgress), until it reads again, goes, or has taken nothing for
+// the stall timeout.
 const maxQueued = 2
 
-// newBatchWriter returns the writer of one stream; done is the stream's end. With done
-// nil, nothing bounds the batches queued (for tests that hold every message).
-func newBatchWriter(send func(any) error, mem memory.Allocator, done <-chan struct{}) *batchWriter {
-	w := &batchWriter{send: send, alloc: &heldAllocator{Allocator: mem}, done: done}
+// newBatchWriter returns the writer of one stream; done is the stream's end, stall how
+// long its client may take nothing. With done nil, nothing bounds the batches queued
+// (for tests that hold every message).
+func newBatchWriter(send func(any) error, mem memory.Allocator, done <-chan struct{}, stall time.Duration) *batchWriter {
+	w := &batchWriter{send: send, alloc: &heldAllocator{Allocator: mem}, done: done, stall: stall}
 	if done != nil {
 		w.queued = make(chan struct{}, maxQueued)
 	}
@@ -117,23 +124,55 @@ func (w *batchWriter) wait() error {
 	if w.queued == nil {
 		return nil
 	}
+	defer w.stopTimer()
 	for range cap(w.queued) {
-		select {
-		case w.queued <- struct{}{}:
-		case <-w.done:
-			return exchange.ClientGone(errStreamEnded)
+		if err := w.room(); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// room waits until gRPC holds fewer than maxQueued unwritten batches of the stream and
+// takes a place for one more. It fails when the stream ends first, or when no batch
+// left for the stall timeout: the client took nothing in that time.
+func (w *batchWriter) room() error {
+	select {
+	case w.queued <- struct{}{}:
+		return nil
+	default:
+	}
+	var stalled <-chan time.Time
+	if w.stall > 0 {
+		if w.timer == nil {
+			w.timer = time.NewTimer(w.stall)
+		} else {
+			w.timer.Reset(w.stall)
+		}
+		stalled = w.timer.C
+	}
+	select {
+	case w.queued <- struct{}{}:
+		return nil
+	case <-w.done:
+		return exchange.ClientGone(errStreamEnded)
+	case <-stalled:
+		return exchange.ClientStalled(w.stall)
+	}
+}
+
+func (w *batchWriter) stopTimer() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
 // write writes rec with enc, holding rec's memory until gRPC has sent it.
 func (w *batchWriter) write(enc *ipc.Writer, rec arrow.Record) error {
 	if w.queued != nil {
-		select {
-		case w.queued <- struct{}{}:
-		case <-w.done:
-			return exchange.ClientGone(errStreamEnded)
+		if err := w.room(); err != nil {
+			w.stopTimer()
+			return err
 		}
 	}
 	rec.Retain()

@@ -118,7 +118,7 @@ func wireMessages(t *testing.T, mem memory.Allocator, schema *arrow.Schema, recs
 		bufs, err := codec.Marshal(m)
 		out = append(out, bufs)
 		return err
-	}, mem, nil)
+	}, mem, nil, 0)
 	w := ipc.NewWriterWithPayloadWriter(pw, ipc.WithSchema(schema), ipc.WithAllocator(pw.alloc))
 	for _, r := range recs {
 		if err := pw.write(w, r); err != nil {

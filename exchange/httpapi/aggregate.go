@@ -35,7 +35,7 @@ func (h *Handler) aggregate(w http.ResponseWriter, r *http.Request, c service.Ca
 	}
 	sink := &aggregateSink{httpSink{w: w, format: format, ctype: ctype, mem: h.mem}}
 	_, err = h.svc.RunAggregate(ctx, g, sink)
-	if cerr := sink.close(); err == nil {
+	if cerr := sink.Flush(); err == nil {
 		err = cerr
 	}
 	if err != nil && !sink.started {

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -116,6 +117,10 @@ func (s *statusWriter) Flush() {
 func (s *statusWriter) FlushError() error {
 	return http.NewResponseController(s.ResponseWriter).Flush()
 }
+
+// Unwrap gives http.ResponseController the connection's own writer: a pull bounds
+// each write by a deadline (countWriter).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // route authenticates every API call before its handler runs: no anonymous access.
 func (h *Handler) route(pattern, name string, action exchange.Action, fn func(http.ResponseWriter, *http.Request, service.Caller)) {
@@ -234,11 +239,8 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request, c service.Caller)
 		writeError(w, err)
 		return
 	}
-	sink := &httpSink{w: w, format: format, ctype: ctype, mem: h.mem}
+	sink := &httpSink{w: w, format: format, ctype: ctype, mem: h.mem, stall: h.svc.PullStallTimeout()}
 	_, err = h.svc.Stream(ctx, g, sink)
-	if cerr := sink.close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		if !sink.started {
 			writeError(w, err)
@@ -248,7 +250,7 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request, c service.Caller)
 		// complete event records the error.
 		sw, _ := w.(*statusWriter)
 		if clientGone(r, err) {
-			h.log.Info("client went away during a pull", "request_id", g.RequestID, "rows", sink.rows)
+			h.log.Info("client went away during a pull", "request_id", g.RequestID, "rows", sink.rows, "err", err)
 			if sw != nil {
 				sw.outcome = StatusClientClosedRequest
 			}
@@ -307,6 +309,7 @@ type httpSink struct {
 	format  string
 	ctype   string
 	mem     memory.Allocator
+	stall   time.Duration // service.WithPullStallTimeout
 	started bool
 	rows    int64
 	cw      *countWriter
@@ -315,19 +318,50 @@ type httpSink struct {
 }
 
 // countWriter counts the bytes sent. A write fails only when the connection does: the
-// client went away (or stopped reading), which the audit log records as aborted.
+// client went away, or took nothing for the stall timeout (each write may wait that long
+// for the client's socket to take it), which the audit log records as aborted.
 type countWriter struct {
-	w io.Writer
-	n int64
+	w     io.Writer
+	rc    *http.ResponseController
+	stall time.Duration
+	n     int64
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
+	if c.stall > 0 {
+		// Not every ResponseWriter has a connection to bound (tests' recorders): then
+		// nothing is.
+		_ = c.rc.SetWriteDeadline(time.Now().Add(c.stall))
+	}
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	if err != nil {
-		err = exchange.ClientGone(err)
+		err = c.gone(err)
 	}
 	return n, err
+}
+
+func (c *countWriter) gone(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return exchange.ClientStalled(c.stall)
+	}
+	return exchange.ClientGone(err)
+}
+
+// end pushes out what the response still buffers, under the stall bound, then lifts
+// the bound: the connection may serve other requests after this one.
+func (c *countWriter) end() error {
+	if c.stall > 0 {
+		_ = c.rc.SetWriteDeadline(time.Now().Add(c.stall))
+	}
+	err := c.rc.Flush()
+	if c.stall > 0 {
+		_ = c.rc.SetWriteDeadline(time.Time{})
+	}
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return c.gone(err)
+	}
+	return nil
 }
 
 func (s *httpSink) Begin(schema *arrow.Schema) error {
@@ -341,7 +375,7 @@ func (s *httpSink) Begin(schema *arrow.Schema) error {
 	s.w.Header().Set("Content-Type", s.ctype)
 	s.w.WriteHeader(http.StatusOK)
 	s.started = true
-	s.cw = &countWriter{w: s.w}
+	s.cw = &countWriter{w: s.w, rc: http.NewResponseController(s.w), stall: s.stall}
 	switch s.format {
 	case "arrow":
 		s.ipcw = ipc.NewWriter(s.cw, ipc.WithSchema(schema), ipc.WithAllocator(s.mem))
@@ -380,15 +414,23 @@ func (s *httpSink) Bytes() int64 {
 	return s.cw.n
 }
 
-func (s *httpSink) close() error {
+// Flush ends the stream (the IPC end marker, the CSV writer's buffer) and pushes out
+// what the response still buffers: the pull's complete event waits for it.
+func (s *httpSink) Flush() error {
+	var err error
 	switch {
 	case s.ipcw != nil:
-		return s.ipcw.Close()
+		err = s.ipcw.Close()
 	case s.csvw != nil:
 		s.csvw.Flush()
-		return s.csvw.Error()
+		err = s.csvw.Error()
 	}
-	return nil
+	if s.cw != nil {
+		if eerr := s.cw.end(); err == nil {
+			err = eerr
+		}
+	}
+	return err
 }
 
 func (h *Handler) lookup(w http.ResponseWriter, r *http.Request, c service.Caller) {

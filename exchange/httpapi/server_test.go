@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,6 +128,33 @@ func errorOf(t *testing.T, resp *http.Response) (int, exchange.ErrorBody) {
 
 func pullPath(ds string) string { return "/v1/datasets/" + ds + "/pull" }
 
+// stallingPull starts a pull of population.person with body as a client whose socket
+// takes at most 64 KB and who reads nothing of the answer (a receive buffer set turns
+// the kernel's growing one off, which on loopback would take a body of megabytes).
+func (a *api) stallingPull(t *testing.T, token string, body any) *http.Response {
+	t.Helper()
+	small := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}).DialContext}}
+	t.Cleanup(small.CloseIdleConnections)
+	b, _ := json.Marshal(body)
+	hr, err := http.NewRequest(http.MethodPost, a.base+pullPath("population.person"), bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Authorization", "Bearer "+token)
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := small.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // TestErrorMapping drives every error the HTTP edge can answer through a real server
 // and checks each against docs/errors.md.
 func TestErrorMapping(t *testing.T) {
@@ -235,7 +263,7 @@ func TestErrorMapping(t *testing.T) {
 		a, tok := serve(t, f, "127.0.0.1:0"), f.Token(t, "rs-33/pension")
 		// Names unmasked under this agreement, so the padding goes out.
 		pension := map[string]any{"purpose": "pension-qualification-review"}
-		stalled := a.do(t, req{path: pullPath("population.person"), token: tok, body: pension})
+		stalled := a.stallingPull(t, tok, pension)
 		defer stalled.Body.Close()
 		if stalled.StatusCode != http.StatusOK {
 			t.Fatalf("the first pull: %d", stalled.StatusCode)
@@ -510,5 +538,46 @@ func TestReconnectAfterRestart(t *testing.T) {
 	var ce *client.Error
 	if _, err := cl.Lookup(ctx, "population.person", exchange.LookupCmd{Key: json.RawMessage(`330106`), Purpose: dibao}); !errors.As(err, &ce) || ce.Code != "bad_key" {
 		t.Fatalf("a numeric key through the client: %v, want bad_key", err)
+	}
+}
+
+// TestStalledPullIsEnded: an HTTP client that takes nothing of its pull for the stall
+// timeout loses it: the exchange cuts the response, the pull's complete event says
+// aborted, "client stopped reading", its department's one slot is free for the next
+// pull, and the client reading again finds the body cut short, not a clean end.
+func TestStalledPullIsEnded(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{Persons: 60000, NamePad: 200,
+		Options: []service.Option{service.WithPullsInProgress(1), service.WithPullStallTimeout(500 * time.Millisecond)}})
+	a, tok := serve(t, f, "127.0.0.1:0"), f.Token(t, "rs-33/pension")
+	// Names unmasked under this agreement, so the padding goes out: a body too big for
+	// the sockets' buffers.
+	pension := map[string]any{"purpose": "pension-qualification-review"}
+	first := a.do(t, req{path: pullPath("population.person"), token: tok, body: pension})
+	whole, err := io.ReadAll(first.Body)
+	first.Body.Close()
+	if err != nil || first.StatusCode != http.StatusOK {
+		t.Fatalf("a pull: %d, %v", first.StatusCode, err)
+	}
+
+	stalled := a.stallingPull(t, tok, pension)
+	defer stalled.Body.Close()
+	if stalled.StatusCode != http.StatusOK {
+		t.Fatalf("the pull to stall: %d", stalled.StatusCode)
+	}
+	ev := f.Event(t, "the stalled pull's complete event", func(ev *audit.Event) bool {
+		return ev.Kind == audit.KindComplete && ev.Department == "rs-33" && ev.Status != audit.StatusOK
+	})
+	if ev.Status != audit.StatusAborted || ev.Error != "client stopped reading" {
+		t.Errorf("the stalled pull's complete event: status %q, error %q; want aborted, client stopped reading", ev.Status, ev.Error)
+	}
+
+	next := a.do(t, req{path: pullPath("population.person"), token: tok, body: pension})
+	again, err := io.ReadAll(next.Body)
+	next.Body.Close()
+	if err != nil || next.StatusCode != http.StatusOK || len(again) != len(whole) {
+		t.Fatalf("the next pull after the stalled one was ended: %d, %d bytes, %v; want 200, %d bytes", next.StatusCode, len(again), err, len(whole))
+	}
+	if got, err := io.ReadAll(stalled.Body); err == nil {
+		t.Errorf("the ended pull's body read to a clean end (%d of %d bytes)", len(got), len(whole))
 	}
 }

@@ -96,6 +96,9 @@ type Config struct {
 		// PullsInProgress bounds the pulls one department streams at once; 0: the
 		// default (service.DefaultPullsInProgress).
 		PullsInProgress int `yaml:"pulls_in_progress"`
+		// PullStallTimeout ends a pull whose client took nothing of it this long; 0:
+		// the default (service.DefaultPullStallTimeout).
+		PullStallTimeout time.Duration `yaml:"pull_stall_timeout"`
 	} `yaml:"rate_limit"`
 	TicketTTL time.Duration `yaml:"ticket_ttl"`
 	// Applications is the sharing application process's state.
@@ -261,8 +264,11 @@ func (c *Config) Check() error {
 	if c.Console.IdleTimeout < 0 {
 		errs = append(errs, errors.New("console.idle_timeout must not be negative"))
 	}
-	if c.RateLimit.PerSecond < 0 || c.RateLimit.Burst < 0 || c.RateLimit.PullsInProgress < 0 {
-		errs = append(errs, errors.New("rate_limit: per_second, burst and pulls_in_progress must not be negative"))
+	if c.RateLimit.PerSecond < 0 || c.RateLimit.Burst < 0 || c.RateLimit.PullsInProgress < 0 || c.RateLimit.PullStallTimeout < 0 {
+		errs = append(errs, errors.New("rate_limit: per_second, burst, pulls_in_progress and pull_stall_timeout must not be negative"))
+	}
+	if d := c.RateLimit.PullStallTimeout; d > 0 && d < time.Second {
+		errs = append(errs, fmt.Errorf("rate_limit.pull_stall_timeout %s: a client pausing for a garbage collection or a busy moment would lose its pull; give at least 1s (default 2m)", d))
 	}
 	if c.RateLimit.PerSecond > 0 && c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = int(c.RateLimit.PerSecond) + 1

@@ -159,7 +159,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	x.ready.Check("tokens", x.tokens.Check)
 	svcOpts := []service.Option{service.WithLogger(o.log), service.WithAllocator(o.mem), service.WithClock(o.clock),
 		service.WithTicketTTL(cfg.TicketTTL), service.WithRateLimit(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
-		service.WithPullsInProgress(cfg.RateLimit.PullsInProgress),
+		service.WithPullsInProgress(cfg.RateLimit.PullsInProgress), service.WithPullStallTimeout(cfg.RateLimit.PullStallTimeout),
 		service.WithCursorEpoch(x.epoch), service.WithInstance(x.spool.Instance())}
 	svc, err := service.New(cat, x.tables, x.policy, x.spool, secret, svcOpts...)
 	if err != nil {

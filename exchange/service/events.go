@@ -115,6 +115,9 @@ func (s *Service) auditComplete(ctx context.Context, g *Grant, rows, bytes int64
 	status, code := audit.StatusOK, ""
 	switch {
 	case err == nil:
+	case errors.Is(err, exchange.ErrClientStalled):
+		status, code = audit.StatusAborted, "client stopped reading"
+		s.slots.stalled.Inc()
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		status, code = audit.StatusAborted, "client went away"
 	default:

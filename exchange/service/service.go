@@ -290,5 +290,5 @@ func sortedKeys(m map[string]string) []string {
 // govx_pulls_refused_in_progress_total and govx_auth_failures_total by
 // whether each failure was audited.
 func (s *Service) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.authFailures, s.slots.streaming, s.slots.refused}
+	return []prometheus.Collector{s.authFailures, s.slots.streaming, s.slots.refused, s.slots.stalled}
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -29,22 +30,52 @@ func WithPullsInProgress(n int) Option {
 	}
 }
 
+// DefaultPullStallTimeout is how long a pull's client may take nothing of it before the
+// exchange ends the pull, unless WithPullStallTimeout says otherwise.
+//
+// A stalled pull holds its place among its department's pulls in progress and the
+// batches queued for it. A client that keeps its connection alive and never reads again
+// (a hung process: its kernel still acknowledges keepalives) would hold both until it
+// exits; this gives them back. Two minutes is far more than a client reading batch by
+// batch needs between two reads.
+const DefaultPullStallTimeout = 2 * time.Minute
+
+// WithPullStallTimeout sets how long a pull's client may take nothing of it before the
+// pull is ended (its complete event aborted, "client stopped reading"); 0 means
+// DefaultPullStallTimeout.
+func WithPullStallTimeout(d time.Duration) Option {
+	return func(s *Service) {
+		if d > 0 {
+			s.slots.stall = d
+		}
+	}
+}
+
+// PullStallTimeout is how long a pull's client may take nothing before the transport
+// (Flight, HTTP) ends the pull with exchange.ClientStalled: only they see a client's
+// reads.
+func (s *Service) PullStallTimeout() time.Duration { return s.slots.stall }
+
 // pullSlots counts the pulls each department is streaming.
 type pullSlots struct {
-	max  int
-	mu   sync.Mutex
-	busy map[string]int
+	max   int
+	stall time.Duration // see WithPullStallTimeout
+	mu    sync.Mutex
+	busy  map[string]int
 
 	streaming prometheus.Gauge   // pulls streaming now, every department
 	refused   prometheus.Counter // pulls refused with pulls_in_progress
+	stalled   prometheus.Counter // pulls ended because their client stopped reading
 }
 
 func newPullSlots() pullSlots {
-	return pullSlots{max: DefaultPullsInProgress, busy: map[string]int{},
+	return pullSlots{max: DefaultPullsInProgress, stall: DefaultPullStallTimeout, busy: map[string]int{},
 		streaming: prometheus.NewGauge(prometheus.GaugeOpts{Name: "govx_pulls_streaming",
 			Help: "Pulls (Flight DoGet streams and HTTP pulls) streaming now, all departments together."}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "govx_pulls_refused_in_progress_total",
 			Help: "Pulls refused with pulls_in_progress: their department already streamed rate_limit.pulls_in_progress pulls."}),
+		stalled: prometheus.NewCounter(prometheus.CounterOpts{Name: "govx_pulls_stalled_total",
+			Help: "Pulls ended because their client took nothing of them for rate_limit.pull_stall_timeout."}),
 	}
 }
 
