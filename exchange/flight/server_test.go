@@ -63,6 +63,19 @@ func raw(t *testing.T, addr string) flight.Client {
 	return c
 }
 
+// smallWindow is a plain Flight client whose window is fixed at 64 KB (a window set
+// turns gRPC's growing one off): a stream stalls as soon as it stops reading.
+func smallWindow(t *testing.T, addr string) flight.Client {
+	t.Helper()
+	c, err := flight.NewClientWithMiddleware(addr, nil, nil, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func as(token string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 }
@@ -299,12 +312,7 @@ func TestErrorMapping(t *testing.T) {
 		f := servicetest.New(t, servicetest.Config{Persons: 60000, NamePad: 200,
 			Options: []service.Option{service.WithPullsInProgress(1)}})
 		_, lis := serve(t, f, "127.0.0.1:0")
-		c, err := flight.NewClientWithMiddleware(lis.Addr().String(), nil, nil, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := smallWindow(t, lis.Addr().String())
 		tok := f.Token(t, "rs-33/pension")
 		// Names unmasked under this agreement, so the padding goes out.
 		pension := exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review"}
@@ -680,14 +688,7 @@ func TestStalledPullIsEnded(t *testing.T) {
 	f := servicetest.New(t, servicetest.Config{Persons: 60000, NamePad: 200,
 		Options: []service.Option{service.WithPullsInProgress(1), service.WithPullStallTimeout(500 * time.Millisecond)}})
 	_, lis := serve(t, f, "127.0.0.1:0")
-	// A fixed 64 KB window (a window set turns gRPC's growing one off) stalls the stream
-	// as soon as the client stops reading.
-	c, err := flight.NewClientWithMiddleware(lis.Addr().String(), nil, nil, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := smallWindow(t, lis.Addr().String())
 	tok := f.Token(t, "rs-33/pension")
 	pension := exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review"}
 	cl, err := client.New(client.Config{Flight: lis.Addr().String(), Token: tok})
