@@ -2,6 +2,7 @@ package arrowtext_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -11,13 +12,16 @@ import (
 	"govx/exchange/arrowtext"
 )
 
-// TestRecord: decimal columns become the exact text of their scale (nulls stay null);
-// every other column is the same array; a batch without decimals is itself.
+// TestRecord: decimal columns become the exact text of their scale, timestamps RFC 3339
+// in UTC (nulls stay null); every other column is the same array; a batch without
+// either is itself.
 func TestRecord(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
 	defer mem.AssertSize(t, 0)
 	dt := &arrow.Decimal128Type{Precision: 20, Scale: 2}
-	sc := arrow.NewSchema([]arrow.Field{{Name: "sum", Type: dt, Nullable: true}, {Name: "code", Type: arrow.BinaryTypes.String}}, nil)
+	ts := &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+	sc := arrow.NewSchema([]arrow.Field{{Name: "sum", Type: dt, Nullable: true}, {Name: "code", Type: arrow.BinaryTypes.String},
+		{Name: "updated_at", Type: ts, Nullable: true}}, nil)
 	b := array.NewRecordBuilder(mem, sc)
 	defer b.Release()
 	for _, s := range []string{"843954.20", "-0.01"} {
@@ -28,8 +32,11 @@ func TestRecord(t *testing.T) {
 		b.Field(0).(*array.Decimal128Builder).Append(v)
 		b.Field(1).(*array.StringBuilder).Append("330106")
 	}
+	b.Field(2).(*array.TimestampBuilder).Append(arrow.Timestamp(time.Date(2024, 9, 1, 8, 0, 0, 123000, time.UTC).UnixMicro()))
+	b.Field(2).(*array.TimestampBuilder).Append(arrow.Timestamp(time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC).UnixMicro()))
 	b.Field(0).AppendNull()
 	b.Field(1).(*array.StringBuilder).Append("330106")
+	b.Field(2).AppendNull()
 	rec := b.NewRecord()
 	defer rec.Release()
 
@@ -45,10 +52,14 @@ func TestRecord(t *testing.T) {
 	if out.Column(1) != rec.Column(1) {
 		t.Error("a column that is not a decimal was rebuilt")
 	}
+	when := out.Column(2).(*array.String)
+	if when.Value(0) != "2024-09-01T08:00:00.000123Z" || when.Value(1) != "1969-12-31T23:59:59Z" || !when.IsNull(2) {
+		t.Errorf("timestamps as text: %v", when)
+	}
 
 	plain := rec.NewSlice(0, 1)
 	defer plain.Release()
-	noDec := array.NewRecord(arrow.NewSchema(sc.Fields()[1:], nil), plain.Columns()[1:], 1)
+	noDec := array.NewRecord(arrow.NewSchema(sc.Fields()[1:2], nil), plain.Columns()[1:2], 1)
 	defer noDec.Release()
 	same := arrowtext.Record(noDec, mem)
 	defer same.Release()

@@ -399,7 +399,7 @@ func (s *httpSink) Write(rec arrow.Record) error {
 	case "arrow":
 		return s.ipcw.Write(rec)
 	}
-	exact := arrowtext.Record(rec, s.mem) // decimals as the exact text of their scale
+	exact := arrowtext.Record(rec, s.mem) // decimals and timestamps as their exact text
 	defer exact.Release()
 	if s.format == "csv" {
 		return s.csvw.Write(exact)
