@@ -2,6 +2,7 @@ package ident
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -20,10 +21,33 @@ const citizenCheckChars = "10X98765432"
 // 1800 was ever issued a GB 11643 number, and the bound catches years typed as 0xxx.
 const minBirthYear = 1800
 
+// latestBirth is the latest birth date a number may carry, as YYYYMMDD: today where the
+// day starts first (UTC+14), so that no clock a department runs on sees tomorrow's
+// births refused or accepted differently. Cached until the next UTC hour: a number is
+// checked on every record ingested.
+func latestBirth() int {
+	now := time.Now()
+	if c := birthBound.Load(); c != nil && now.Unix() < c.until {
+		return c.ymd
+	}
+	y, m, d := now.UTC().Add(14 * time.Hour).Date()
+	c := &dayBound{ymd: y*10000 + int(m)*100 + d, until: now.Truncate(time.Hour).Add(time.Hour).Unix()}
+	birthBound.Store(c)
+	return c.ymd
+}
+
+type dayBound struct {
+	ymd   int
+	until int64 // Unix seconds
+}
+
+var birthBound atomic.Pointer[dayBound]
+
 // CheckCitizenID reports why s is not a valid citizen identity number, or nil when it
 // is. s must already be normalized (no spaces, an upper-case X). The rules are checked in
 // this order and the first failure is returned: length (18), charset (17 digits then a
-// digit or X), check character, birth date (a calendar date, year >= 1800), province
+// digit or X), check character, birth date (a calendar date, year >= 1800, not in the
+// future), province
 // (the first two digits are a province-level code, or 83 for the residence permits of
 // Taiwan residents). The check character comes before the date and region so that a
 // mistyped digit is reported as a typo rather than as an implausible date.
@@ -98,6 +122,9 @@ func citizenDate(s string) (year, month, day int, err error) {
 	}
 	if month < 1 || month > 12 || day < 1 || day > DaysIn(year, month) {
 		return 0, 0, 0, errorf(KindDate, "citizen ID birth date %s-%s-%s is not a calendar date", s[6:10], s[10:12], s[12:14])
+	}
+	if year*10000+month*100+day > latestBirth() {
+		return 0, 0, 0, errorf(KindDate, "citizen ID birth date %s-%s-%s is in the future", s[6:10], s[10:12], s[12:14])
 	}
 	return year, month, day, nil
 }

@@ -24,7 +24,7 @@ const (
 	KindLength    = "length"     // wrong number of characters
 	KindCharset   = "charset"    // a character the format does not allow at that position
 	KindProvince  = "province"   // the first two digits are not a province-level code
-	KindDate      = "date"       // the birth date is not a calendar date (or before 1800)
+	KindDate      = "date"       // the birth date is not a calendar date, before 1800 or in the future
 	KindCheckChar = "check_char" // the check character does not match the rest
 	KindAuthority = "authority"  // USCC position 1 is not a registration authority code
 	KindOrgType   = "org_type"   // USCC position 2 is not a type that authority issues

@@ -59,6 +59,7 @@ func TestCheckCitizenID(t *testing.T) {
 		{"residence permit 83", "830000201801010029", ""},
 		{"1900-01-01", "650102190001010059", ""},
 		{"year 1800", withCitizenCheck(t, "33010618000101001"), ""},
+		{"born today", withCitizenCheck(t, "330106"+time.Now().UTC().Format("20060102")+"123"), ""},
 
 		{"17 chars", "11010519491231002", KindLength},
 		{"19 chars", "11010519491231002X0", KindLength},
@@ -76,6 +77,8 @@ func TestCheckCitizenID(t *testing.T) {
 		{"month 13", withCitizenCheck(t, "33010619901301123"), KindDate},
 		{"day 00", withCitizenCheck(t, "33010619900100123"), KindDate},
 		{"year 1799", withCitizenCheck(t, "33010617991231123"), KindDate},
+		{"born the day after tomorrow", withCitizenCheck(t, "330106"+time.Now().AddDate(0, 0, 2).Format("20060102")+"123"), KindDate},
+		{"born in 9999", withCitizenCheck(t, "33010699991231123"), KindDate},
 		{"province 99", withCitizenCheck(t, "99010619900101123"), KindProvince},
 		{"province 00", withCitizenCheck(t, "00010619900101123"), KindProvince},
 		{"province 84", withCitizenCheck(t, "84000019900101123"), KindProvince},
