@@ -214,13 +214,19 @@ func (p *parquetWriter) eachColumn(f func(i int, cw file.ColumnChunkWriter) erro
 func (p *parquetWriter) writeColumn(cw file.ColumnChunkWriter, i int, col arrow.Array) error {
 	nullable := p.w.Schema.Column(i).MaxDefinitionLevel() > 0
 	var def []int16
-	if nullable {
+	switch {
+	case nullable:
 		def = make([]int16, col.Len())
 		for j := range def {
 			if col.IsValid(j) {
 				def[j] = 1
 			}
 		}
+	case col.DataType().ID() == arrow.DICTIONARY:
+		// A column that cannot be null needs no levels, but Arrow Go counts a dictionary
+		// column's nulls as its levels less its values: without levels, minus the rows.
+		// Zero levels, which it ignores otherwise, make the count 0.
+		def = make([]int16, col.Len())
 	}
 	ctx := pqarrow.NewArrowWriteContext(context.Background(), &p.props)
 	return pqarrow.WriteArrowToColumn(ctx, cw, col, def, nil, nullable)

@@ -136,6 +136,15 @@ func TestParquetDictionaries(t *testing.T) {
 				t.Errorf("row group %d, column %s: no min/max statistics (%v)", g, sc.Field(c).Name, err)
 				continue
 			}
+			if wantNulls := int64(0); c == 0 || c == 1 || c == 3 || c == 6 { // every 7th row null
+				first := int64(g) * 2 * rows
+				last := min(first+2*rows, batches*rows) - 1
+				if wantNulls = (last-3)/7 - (first-3+6)/7 + 1; st.NullCount() != wantNulls {
+					t.Errorf("row group %d, column %s: statistics count %d nulls, want %d", g, sc.Field(c).Name, st.NullCount(), wantNulls)
+				}
+			} else if st.NullCount() != 0 {
+				t.Errorf("row group %d, column %s (not nullable): statistics count %d nulls, want 0", g, sc.Field(c).Name, st.NullCount())
+			}
 			if g == 0 && c == 0 { // rows 0..9999: region-0 .. region-96, every 7th null
 				if min, max := string(st.EncodeMin()), string(st.EncodeMax()); min != "region-0" || max != "region-96" || st.NullCount() != 1429 || st.NumValues() != 10000-1429 {
 					t.Errorf("row group 0, column code: statistics min %q max %q, %d nulls, %d values; want region-0, region-96, 1429, 8571", min, max, st.NullCount(), st.NumValues())

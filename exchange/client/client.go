@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -79,6 +80,12 @@ type Client struct {
 
 // reconnectBackoff paces reconnection to an exchange that went away: quickly at first,
 // at most every 3 seconds.
+// keepaliveTime is how long a call's connection may be silent before the client pings
+// the exchange, and keepaliveTimeout how long the ping may go unanswered before the
+// connection is taken for broken (variables for tests; gRPC allows a time of no less
+// than 10 s).
+var keepaliveTime, keepaliveTimeout = 30 * time.Second, 20 * time.Second
+
 var reconnectBackoff = grpcbackoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}
 
 // MaxMessageSize is the gRPC receive limit: 64k-row batches are over gRPC's 4 MiB
@@ -180,7 +187,11 @@ func (c *Client) conn(addr string) (flight.Client, error) {
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize)),
 			// gRPC's default backoff grows to two minutes: a replica restarted after a
 			// minute's outage would stay unused by this client for as long again.
-			grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}))
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}),
+			// A pull whose connection goes silent (a dead route or a middlebox dropping
+			// it) would otherwise wait forever: after 30 s with nothing received a ping
+			// must be answered within 20 s, or the pull fails as a broken connection.
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}))
 		if err != nil {
 			return nil, fmt.Errorf("flight %s: %w", addr, err)
 		}

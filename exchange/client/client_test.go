@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/flight"
@@ -255,4 +256,45 @@ func bareFlight(t *testing.T, ln net.Listener, svc flight.FlightServer) *client.
 		<-done
 	})
 	return c
+}
+
+// TestSilentRouteEndsThePull: a pull whose route goes silent (the exchange's bytes stop
+// arriving while the connection stays open: a middlebox dropping it) fails as a broken
+// connection once a ping goes unanswered, instead of waiting forever.
+func TestSilentRouteEndsThePull(t *testing.T) {
+	defer client.SetKeepalive(10*time.Second, time.Second)() // gRPC's least silence
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := flight.NewServerWithMiddleware(nil)
+	srv.RegisterFlightService(&breakingServer{lis: &connsListener{}})
+	srv.InitListener(ln)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		<-done
+	})
+	// The route passes what the exchange sends first (its HTTP/2 settings), then
+	// nothing more.
+	route := servicetest.SlowProxy(t, ln.Addr().String(), 1<<10, time.Hour)
+	c, err := client.New(client.Config{Flight: route, Token: "govx_x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := c.PullIPC(context.Background(), exchange.PullCmd{Dataset: "population.person"}, io.Discard, nil)
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		if err == nil || !strings.Contains(err.Error(), "keepalive ping failed") {
+			t.Fatalf("a pull over a silent route: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a pull over a silent route was still waiting after a minute")
+	}
 }

@@ -150,6 +150,9 @@ func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem m
 		// would otherwise hold its snapshot, and its complete event, forever); idle
 		// connections are closed and clients reconnect on their next call.
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+		// Clients may ping as often as govx's own does (every 30 s of silence in a
+		// call, exchange/client) to find a dead connection; more often is refused.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second}),
 		// DoGet's batches go out as their Arrow buffers, not marshalled copies (wire.go).
 		grpc.ForceServerCodecV2(newWireCodec()),
 		// gRPC flushes its write buffer to the socket when full: at the default 32 KB a

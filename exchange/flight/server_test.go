@@ -685,7 +685,7 @@ func TestToStatusUnclassified(t *testing.T) {
 // pull, and the client reading again finds an error, never a short result read as
 // whole.
 func TestStalledPullIsEnded(t *testing.T) {
-	f := servicetest.New(t, servicetest.Config{Persons: 60000, NamePad: 200,
+	f := servicetest.New(t, servicetest.Config{Persons: 200000, NamePad: 200,
 		Options: []service.Option{service.WithPullsInProgress(1), service.WithPullStallTimeout(500 * time.Millisecond)}})
 	_, lis := serve(t, f, "127.0.0.1:0")
 	c := smallWindow(t, lis.Addr().String())
@@ -737,4 +737,32 @@ func TestStalledPullIsEnded(t *testing.T) {
 		runtime.GC()
 		return f.Mem.CurrentAlloc() == base
 	})
+}
+
+// TestSlowReaderIsNotStalled: a Flight client that reads slowly but steadily (128 KB
+// every 50 ms, through a proxy that takes at most 64 KB ahead) keeps its pull although a
+// batch takes it more than a second: the stall timeout (500 ms here) is for a client
+// that takes nothing, not for one slower than a batch.
+func TestSlowReaderIsNotStalled(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{Persons: 20000, NamePad: 200,
+		Options: []service.Option{service.WithPullStallTimeout(500 * time.Millisecond)}})
+	_, lis := serve(t, f, "127.0.0.1:0")
+	tok := f.Token(t, "rs-33/pension")
+	pension := exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review"}
+	count := func(c flight.Client) (rows int64) {
+		t.Helper()
+		if err := rawPull(c, tok, pension, func(r arrow.Record) bool { rows += r.NumRows(); return true }); err != nil {
+			t.Fatalf("a pull after %d rows: %v", rows, err)
+		}
+		return rows
+	}
+	whole := count(raw(t, lis.Addr().String()))
+	if got := count(raw(t, servicetest.SlowProxy(t, lis.Addr().String(), 128<<10, 50*time.Millisecond))); got != whole {
+		t.Fatalf("the slow reader's pull: %d rows, want %d", got, whole)
+	}
+	for _, ev := range f.Events(t) {
+		if ev.Kind == audit.KindComplete && ev.Status != audit.StatusOK {
+			t.Errorf("a complete event says %s, %s", ev.Status, ev.Error)
+		}
+	}
 }

@@ -89,6 +89,12 @@ type batchWriter struct {
 	// (service.WithPullStallTimeout).
 	stall time.Duration
 	timer *time.Timer // of stall, made at the first wait
+	// progress is when gRPC last took a piece of a batch (UnixNano): a client that
+	// reads slowly takes pieces while a whole batch is still on its way. Its own
+	// allocation, shared with the batches' holds: a hold must not reach the writer
+	// (and through its send the stream and the buffers queued on it), or the cleanup
+	// that lets go of a dropped buffer would never run.
+	progress *atomic.Int64
 	// sent counts the bytes of the messages handed to gRPC: IPC headers and bodies.
 	sent int64
 }
@@ -97,19 +103,27 @@ type batchWriter struct {
 // returns once a message is queued, whether or not the client's flow-control window
 // lets it out, so a client that stops reading would otherwise have every batch of its
 // pull queued in the exchange's memory (the whole result, tens of megabytes at 1M
-// rows), and its pull would end, as far as the exchange knows, at once. Two keep the
-// connection busy while the next batch is encoded; past them, write waits for the
-// client, and the stream's end waits until the last has left (wait), so a stalled pull
-// holds two batches, and its place among its department's pulls in progress
-// (service.WithPullsInProgress), until it reads again, goes, or has taken nothing for
-// the stall timeout.
-const maxQueued = 2
+// rows), and its pull would end, as far as the exchange knows, at once. One: the next
+// batch is handed to gRPC only once the last has left, so SendMsg never waits on the
+// stream's write quota (64 KB, which it would, out of reach of the stall timeout, with
+// two queued); the connection stays busy meanwhile with what its write buffer and the
+// socket hold. A stalled pull holds one batch, and its place among its department's
+// pulls in progress (service.WithPullsInProgress), until it reads again, goes, or has
+// taken less than a piece (maxPiece) for the stall timeout.
+const maxQueued = 1
+
+// maxPiece bounds the bytes of one buffer given to gRPC: each piece gRPC has written
+// out is progress (batchWriter.progress), so a client that reads slowly is not taken
+// for one that stopped while a batch of megabytes is on its way.
+const maxPiece = 256 << 10
 
 // newBatchWriter returns the writer of one stream; done is the stream's end, stall how
 // long its client may take nothing. With done nil, nothing bounds the batches queued
 // (for tests that hold every message).
 func newBatchWriter(send func(any) error, mem memory.Allocator, done <-chan struct{}, stall time.Duration) *batchWriter {
 	w := &batchWriter{send: send, alloc: &heldAllocator{Allocator: mem}, done: done, stall: stall}
+	w.progress = new(atomic.Int64)
+	w.progress.Store(time.Now().UnixNano())
 	if done != nil {
 		w.queued = make(chan struct{}, maxQueued)
 	}
@@ -134,14 +148,16 @@ func (w *batchWriter) wait() error {
 }
 
 // room waits until gRPC holds fewer than maxQueued unwritten batches of the stream and
-// takes a place for one more. It fails when the stream ends first, or when no batch
-// left for the stall timeout: the client took nothing in that time.
+// takes a place for one more. It fails when the stream ends first, or when gRPC took no
+// piece of the stream's batches for the stall timeout (counted from the wait's start at
+// the earliest): the client took nothing in that time.
 func (w *batchWriter) room() error {
 	select {
 	case w.queued <- struct{}{}:
 		return nil
 	default:
 	}
+	start := time.Now().UnixNano()
 	var stalled <-chan time.Time
 	if w.stall > 0 {
 		if w.timer == nil {
@@ -151,13 +167,19 @@ func (w *batchWriter) room() error {
 		}
 		stalled = w.timer.C
 	}
-	select {
-	case w.queued <- struct{}{}:
-		return nil
-	case <-w.done:
-		return exchange.ClientGone(errStreamEnded)
-	case <-stalled:
-		return exchange.ClientStalled(w.stall)
+	for {
+		select {
+		case w.queued <- struct{}{}:
+			return nil
+		case <-w.done:
+			return exchange.ClientGone(errStreamEnded)
+		case <-stalled:
+			idle := time.Duration(time.Now().UnixNano() - max(start, w.progress.Load()))
+			if idle >= w.stall {
+				return exchange.ClientStalled(w.stall)
+			}
+			w.timer.Reset(w.stall - idle)
+		}
 	}
 }
 
@@ -176,7 +198,7 @@ func (w *batchWriter) write(enc *ipc.Writer, rec arrow.Record) error {
 		}
 	}
 	rec.Retain()
-	h := &held{rec: rec, mem: w.alloc.Allocator, queued: w.queued}
+	h := &held{rec: rec, mem: w.alloc.Allocator, queued: w.queued, progress: w.progress}
 	h.refs.Store(1) // write's own, dropped once the encoder is done with rec
 	w.alloc.to = h
 	err := enc.Write(rec)
@@ -236,7 +258,14 @@ func (g *gather) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	g.flush()
-	g.pieces = append(g.pieces, g.h.share(p))
+	for rest := p; len(rest) > 0; {
+		n := min(len(rest), maxPiece)
+		if len(rest)-n < minShared { // no piece too small to share: it would never be given back
+			n = len(rest)
+		}
+		g.pieces = append(g.pieces, g.h.share(rest[:n]))
+		rest = rest[n:]
+	}
 	return len(p), nil
 }
 
@@ -256,6 +285,8 @@ type held struct {
 	mem    memory.Allocator
 	frees  [][]byte
 	queued chan struct{} // its writer's, which holds a token for it; nil: none
+	// progress is its writer's: when gRPC last took a piece (UnixNano); nil: not kept.
+	progress *atomic.Int64
 }
 
 func (h *held) release() {
@@ -301,6 +332,9 @@ func (s *sharedBytes) Get(n int) *[]byte {
 
 func (s *sharedBytes) Put(*[]byte) {
 	s.cleanup.Stop()
+	if s.h.progress != nil {
+		s.h.progress.Store(time.Now().UnixNano())
+	}
 	s.h.release()
 }
 

@@ -318,8 +318,10 @@ type httpSink struct {
 }
 
 // countWriter counts the bytes sent. A write fails only when the connection does: the
-// client went away, or took nothing for the stall timeout (each write may wait that long
-// for the client's socket to take it), which the audit log records as aborted.
+// client went away, or took less than a piece (maxPiece) for the stall timeout, which
+// the audit log records as aborted. A write is cut into pieces, each given the stall
+// timeout to leave: a client that reads slowly is not taken for one that stopped while
+// a batch of megabytes is on its way.
 type countWriter struct {
 	w     io.Writer
 	rc    *http.ResponseController
@@ -327,18 +329,32 @@ type countWriter struct {
 	n     int64
 }
 
+// maxPiece is the most one deadline covers, as Flight's pieces (exchange/flight).
+const maxPiece = 256 << 10
+
 func (c *countWriter) Write(p []byte) (int, error) {
-	if c.stall > 0 {
+	if c.stall <= 0 {
+		n, err := c.w.Write(p)
+		c.n += int64(n)
+		if err != nil {
+			err = c.gone(err)
+		}
+		return n, err
+	}
+	written := 0
+	for written < len(p) {
+		piece := p[written:min(len(p), written+maxPiece)]
 		// Not every ResponseWriter has a connection to bound (tests' recorders): then
 		// nothing is.
 		_ = c.rc.SetWriteDeadline(time.Now().Add(c.stall))
+		n, err := c.w.Write(piece)
+		written += n
+		c.n += int64(n)
+		if err != nil {
+			return written, c.gone(err)
+		}
 	}
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	if err != nil {
-		err = c.gone(err)
-	}
-	return n, err
+	return written, nil
 }
 
 func (c *countWriter) gone(err error) error {

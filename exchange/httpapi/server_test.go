@@ -58,7 +58,7 @@ func serve(t *testing.T, f *servicetest.Fixture, addr string) *api {
 	a.ready.Store(true)
 	a.srv = &http.Server{Handler: httpapi.New(f.Svc, f.Tokens, a.readiness, prometheus.NewRegistry(), nil)}
 	done := make(chan error, 1)
-	go func() { done <- a.srv.Serve(ln) }()
+	go func() { done <- a.srv.Serve(httpapi.Listener(ln)) }()
 	t.Cleanup(func() {
 		a.srv.Close()
 		<-done
@@ -579,5 +579,35 @@ func TestStalledPullIsEnded(t *testing.T) {
 	}
 	if got, err := io.ReadAll(stalled.Body); err == nil {
 		t.Errorf("the ended pull's body read to a clean end (%d of %d bytes)", len(got), len(whole))
+	}
+}
+
+// TestSlowReaderIsNotStalled: a client that reads slowly but steadily (128 KB every
+// 50 ms, through a proxy that takes at most 64 KB ahead) keeps its pull although a batch
+// takes it more than a second: the stall timeout (500 ms here) is for a client that
+// takes nothing, not for one slower than a batch.
+func TestSlowReaderIsNotStalled(t *testing.T) {
+	f := servicetest.New(t, servicetest.Config{Persons: 20000, NamePad: 200,
+		Options: []service.Option{service.WithPullStallTimeout(500 * time.Millisecond)}})
+	a, tok := serve(t, f, "127.0.0.1:0"), f.Token(t, "rs-33/pension")
+	pension := map[string]any{"purpose": "pension-qualification-review"}
+	direct := a.do(t, req{path: pullPath("population.person"), token: tok, body: pension})
+	whole, err := io.ReadAll(direct.Body)
+	direct.Body.Close()
+	if err != nil || direct.StatusCode != http.StatusOK || len(whole) < 2<<20 {
+		t.Fatalf("a pull: %d, %d bytes, %v (the test needs a body of megabytes)", direct.StatusCode, len(whole), err)
+	}
+
+	slow := &api{base: "http://" + servicetest.SlowProxy(t, strings.TrimPrefix(a.base, "http://"), 128<<10, 50*time.Millisecond), f: f}
+	resp := slow.do(t, req{path: pullPath("population.person"), token: tok, body: pension})
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || len(got) != len(whole) { // the same rows; the request ID differs
+		t.Fatalf("the slow reader's pull: %d of %d bytes, %v", len(got), len(whole), err)
+	}
+	for _, ev := range f.Events(t) {
+		if ev.Kind == audit.KindComplete && ev.Status != audit.StatusOK {
+			t.Errorf("a complete event says %s, %s", ev.Status, ev.Error)
+		}
 	}
 }

@@ -267,8 +267,8 @@ func (c *Config) Check() error {
 	if c.RateLimit.PerSecond < 0 || c.RateLimit.Burst < 0 || c.RateLimit.PullsInProgress < 0 || c.RateLimit.PullStallTimeout < 0 {
 		errs = append(errs, errors.New("rate_limit: per_second, burst, pulls_in_progress and pull_stall_timeout must not be negative"))
 	}
-	if d := c.RateLimit.PullStallTimeout; d > 0 && d < time.Second {
-		errs = append(errs, fmt.Errorf("rate_limit.pull_stall_timeout %s: a client pausing for a garbage collection or a busy moment would lose its pull; give at least 1s (default 2m)", d))
+	if d := c.RateLimit.PullStallTimeout; d > 0 && d < 10*time.Second {
+		errs = append(errs, fmt.Errorf("rate_limit.pull_stall_timeout %s: a client pausing for a garbage collection or a busy moment, or reading over a slow line, would lose its pull; give at least 10s (default 2m)", d))
 	}
 	if c.RateLimit.PerSecond > 0 && c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = int(c.RateLimit.PerSecond) + 1

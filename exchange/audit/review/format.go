@@ -80,11 +80,15 @@ func WriteEvents(w io.Writer, it audit.Iterator, format string, loc *time.Locati
 	return n, bw.Flush()
 }
 
-// tableNote is what a table shows of an event's reasons beyond its decision: an
+// tableNote is what a table shows of an event beyond its decision: why a response
+// did not end ok (the error's code, "client went away", "client stopped reading"), an
 // aggregate's query text (on its decision) and suppressed cells (on its complete), so
-// that an auditor reads what was asked and withheld without --format jsonl.
+// that an auditor reads what was asked, withheld or cut short without --format jsonl.
 func tableNote(e *audit.Event) string {
 	var notes []string
+	if e.Kind == audit.KindComplete && e.Error != "" {
+		notes = append(notes, e.Error)
+	}
 	for _, r := range e.Reasons {
 		if strings.HasPrefix(r, "query: ") || strings.HasPrefix(r, "suppressed_cells: ") {
 			notes = append(notes, r)

@@ -135,7 +135,8 @@ func TestPrintable(t *testing.T) {
 }
 
 // TestFormatTableShowsAggregateQuery: the table shows an aggregate's query text on its
-// decision and its suppressed cells on its complete, escaped like every value.
+// decision and its suppressed cells on its complete, escaped like every value, and why
+// a response did not end ok.
 func TestFormatTableShowsAggregateQuery(t *testing.T) {
 	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	sql := "SELECT gender, COUNT(*) FROM population.person\nGROUP BY gender"
@@ -144,6 +145,8 @@ func TestFormatTableShowsAggregateQuery(t *testing.T) {
 			Dataset: "population.person", Decision: audit.Allow, Reasons: []string{"query: " + sql, "plan: group_by [gender]"}},
 		{EventID: audit.NewEventID(), Kind: audit.KindComplete, Time: at.Add(time.Second), RequestID: "r1", Department: "tj-33", Action: "aggregate",
 			Dataset: "population.person", Status: audit.StatusOK, Rows: 2, Reasons: []string{"suppressed_cells: 3"}},
+		{EventID: audit.NewEventID(), Kind: audit.KindComplete, Time: at.Add(2 * time.Second), RequestID: "r2", Department: "rs-33", Action: "read",
+			Dataset: "population.person", Status: audit.StatusAborted, Rows: 37000, Error: "client stopped reading"},
 	}
 	it, _ := audit.SliceStore(evs).Events(context.Background(), audit.Filter{})
 	var b bytes.Buffer
@@ -151,9 +154,9 @@ func TestFormatTableShowsAggregateQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 3 || !strings.HasSuffix(lines[0], "NOTE") ||
+	if len(lines) != 4 || !strings.HasSuffix(lines[0], "NOTE") ||
 		!strings.HasSuffix(lines[1], `query: SELECT gender, COUNT(*) FROM population.person\nGROUP BY gender`) ||
-		!strings.HasSuffix(lines[2], "suppressed_cells: 3") {
+		!strings.HasSuffix(lines[2], "suppressed_cells: 3") || !strings.HasSuffix(lines[3], "client stopped reading") {
 		t.Errorf("table:\n%s", b.String())
 	}
 }
