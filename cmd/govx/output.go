@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // outputFile is a command's output file (`-o`), written whole or not at all: the data
@@ -15,7 +17,11 @@ import (
 // path as it was (a scheduled export keeps its last good file the day its agreement
 // lapses), and no copy of the rows readable by others lies about meanwhile.
 //
-// A new file is the temporary file renamed (0600: it holds what a department was
+// The temporary file has no name where the system allows (Linux's O_TMPFILE): a pull
+// killed outright (kill -9, a power cut) leaves nothing behind, and a new file gets its
+// name only once whole. Elsewhere it is a hidden ".FILE.*.partial" beside the path.
+//
+// A new file is the temporary file named (0600: it holds what a department was
 // granted, for that department). An existing file is rewritten in place from the
 // temporary one, so it keeps what the operator gave it — owner, group, mode, ACLs,
 // other hard links, the file a symlink points to — and a file the caller may not write
@@ -26,6 +32,7 @@ type outputFile struct {
 	path     string   // the path asked for
 	target   *os.File // the existing file to rewrite; nil for a new one
 	direct   bool     // writing straight to a device or pipe
+	unnamed  bool     // the temporary file has no name (O_TMPFILE)
 	done     bool
 }
 
@@ -51,6 +58,10 @@ func createOutput(path string) (*outputFile, error) {
 		if o.target, err = os.OpenFile(path, os.O_WRONLY, 0); err != nil {
 			return nil, fmt.Errorf("cannot write %s: %w", path, pathErr(err))
 		}
+	}
+	if o.File, err = os.OpenFile(filepath.Dir(path), os.O_RDWR|unix.O_TMPFILE, 0o600); err == nil {
+		o.unnamed = true
+		return o, nil
 	}
 	o.File, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
 	if err != nil && o.target != nil {
@@ -86,23 +97,29 @@ func (o *outputFile) commit() error {
 	var err error
 	if o.target != nil {
 		err = o.rewrite()
-	} else {
-		err = o.Sync()
+	} else if err = o.Sync(); err == nil {
+		err = o.name()
 	}
 	if cerr := o.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && o.target == nil {
-		err = os.Rename(o.Name(), o.path)
-	}
 	o.done = true
-	if o.target != nil || err != nil {
+	if !o.unnamed && (o.target != nil || err != nil) {
 		os.Remove(o.Name())
 	}
 	if err != nil {
 		return fmt.Errorf("cannot write %s: %w", o.path, err)
 	}
 	return nil
+}
+
+// name gives a new file its name: the temporary file's, renamed, or the unnamed file
+// linked in (a path that appeared meanwhile is not replaced, as a rename would).
+func (o *outputFile) name() error {
+	if !o.unnamed {
+		return os.Rename(o.Name(), o.path)
+	}
+	return unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", o.Fd()), unix.AT_FDCWD, o.path, unix.AT_SYMLINK_FOLLOW)
 }
 
 // rewrite copies the temporary file over the existing one, in place.
@@ -130,7 +147,7 @@ func (o *outputFile) abort() {
 	if o.target != nil {
 		o.target.Close()
 	}
-	if !o.direct {
+	if !o.direct && !o.unnamed {
 		os.Remove(o.Name())
 	}
 }
