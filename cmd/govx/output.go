@@ -113,13 +113,39 @@ func (o *outputFile) commit() error {
 	return nil
 }
 
+// procFD names an open file by its descriptor (a variable for tests: a system without
+// /proc).
+var procFD = "/proc/self/fd/%d"
+
 // name gives a new file its name: the temporary file's, renamed, or the unnamed file
 // linked in (a path that appeared meanwhile is not replaced, as a rename would).
 func (o *outputFile) name() error {
 	if !o.unnamed {
 		return os.Rename(o.Name(), o.path)
 	}
-	return unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", o.Fd()), unix.AT_FDCWD, o.path, unix.AT_SYMLINK_FOLLOW)
+	err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf(procFD, o.Fd()), unix.AT_FDCWD, o.path, unix.AT_SYMLINK_FOLLOW)
+	if err == nil || errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	// No /proc to link through: the file is copied out instead, under the same terms.
+	f, err := os.OpenFile(o.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = o.Seek(0, io.SeekStart)
+	if err == nil {
+		_, err = io.Copy(f, o.File)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(o.path)
+	}
+	return err
 }
 
 // rewrite copies the temporary file over the existing one, in place.

@@ -40,6 +40,21 @@ func TestOutputFile(t *testing.T) {
 	if st, err := os.Stat(fresh); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("new file: %v, %v; want mode 0600", st, err)
 	}
+	// Without /proc to link the unnamed file through, it is copied out.
+	procFD = filepath.Join(dir, "no-proc", "%d")
+	copied := filepath.Join(dir, "copied.csv")
+	if o, err = createOutput(copied); err != nil {
+		t.Fatal(err)
+	}
+	o.WriteString("rows\n")
+	err = o.commit()
+	procFD = "/proc/self/fd/%d"
+	if b, rerr := os.ReadFile(copied); err != nil || string(b) != "rows\n" {
+		t.Errorf("a new file without /proc: %v, reads %q, %v", err, b, rerr)
+	}
+	if st, err := os.Stat(copied); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("a new file without /proc: %v, %v; want mode 0600", st, err)
+	}
 
 	kept := filepath.Join(dir, "kept.csv")
 	link := filepath.Join(dir, "link.csv")
