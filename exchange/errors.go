@@ -111,11 +111,14 @@ func (c clientGone) Error() string   { return "the client went away: " + c.err.E
 func (c clientGone) Unwrap() []error { return []error{context.Canceled, c.err} }
 
 // ErrClientStalled matches the errors of ClientStalled.
-var ErrClientStalled = errors.New("it stopped reading")
+var ErrClientStalled = errors.New("the client stopped reading")
 
-// ClientStalled is the error of a response cut short because its client took nothing
-// of it for d (rate_limit.pull_stall_timeout): as ClientGone, the audit log records the
-// response as aborted, naming the stall.
+// ClientStalled is the error of a pull the exchange ended because its client took
+// nothing of it for d (rate_limit.pull_stall_timeout): the audit log records it as
+// aborted, "client stopped reading"; a Flight client reading again finds pull_stalled
+// (an HTTP response can only be cut short).
 func ClientStalled(d time.Duration) error {
-	return ClientGone(fmt.Errorf("%w: it took nothing for %s", ErrClientStalled, d))
+	return &Error{Kind: ResourceExhausted, Code: "pull_stalled",
+		Message: fmt.Sprintf("the exchange ended this pull: your client took nothing of it for %s (rate_limit.pull_stall_timeout); read a pull as it arrives, then pull again", d),
+		Err:     ErrClientStalled}
 }

@@ -9,6 +9,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -357,7 +358,7 @@ func (c *Client) doGets(ctx context.Context, cmd exchange.PullCmd, alias bool, e
 			if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && ctx.Err() == nil {
 				// The exchange was reached (it answered GetFlightInfo and began the
 				// stream): the connection broke during the pull.
-				return fmt.Errorf("the connection to the exchange's Flight port %s broke during the pull (%s); pull again", addr, st.Message())
+				return fmt.Errorf("the connection to the exchange's Flight port %s broke during the pull (%s); pull again", cmp.Or(addr, c.cfg.Flight), st.Message())
 			}
 			return c.fromStatus(ctx, err)
 		}

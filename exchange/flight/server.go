@@ -37,6 +37,7 @@ import (
 
 	"govx/exchange"
 	"govx/exchange/auth"
+	"govx/exchange/netopt"
 	"govx/exchange/service"
 )
 
@@ -176,7 +177,7 @@ func New(svc *service.Service, tokens *auth.Tokens, tlsConfig *tls.Config, mem m
 
 // Serve serves on lis until Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
-	s.srv.InitListener(s.guard.listener(lis))
+	s.srv.InitListener(s.guard.listener(netopt.Listener(lis)))
 	return s.srv.Serve()
 }
 

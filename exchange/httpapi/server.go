@@ -318,10 +318,13 @@ type httpSink struct {
 }
 
 // countWriter counts the bytes sent. A write fails only when the connection does: the
-// client went away, or took less than a piece (maxPiece) for the stall timeout, which
-// the audit log records as aborted. A write is cut into pieces, each given the stall
-// timeout to leave: a client that reads slowly is not taken for one that stopped while
-// a batch of megabytes is on its way.
+// client went away, or took too little for the stall timeout, which the audit log
+// records as aborted. A write is cut into pieces, each given the stall timeout to leave:
+// a client that reads slowly is not taken for one that stopped while a batch of
+// megabytes is on its way. A piece leaves once the client has taken about the piece and
+// what the kernel held unsent before it (netopt.Listener: 64 KB), 192 KB at most: under the
+// 512 KB docs/configuration.md promises (Flight's pieces pass through gRPC's 256 KB write
+// buffer as well).
 type countWriter struct {
 	w     io.Writer
 	rc    *http.ResponseController
@@ -329,8 +332,8 @@ type countWriter struct {
 	n     int64
 }
 
-// maxPiece is the most one deadline covers, as Flight's pieces (exchange/flight).
-const maxPiece = 256 << 10
+// maxPiece is the most one deadline covers.
+const maxPiece = 128 << 10
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	if c.stall <= 0 {

@@ -269,6 +269,8 @@ func (c *Config) Check() error {
 	}
 	if d := c.RateLimit.PullStallTimeout; d > 0 && d < 10*time.Second {
 		errs = append(errs, fmt.Errorf("rate_limit.pull_stall_timeout %s: a client pausing for a garbage collection or a busy moment, or reading over a slow line, would lose its pull; give at least 10s (default 2m)", d))
+	} else if d > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("rate_limit.pull_stall_timeout %s: a pull nobody read for a day holds its department's place and memory for nothing; give at most 24h (default 2m)", d))
 	}
 	if c.RateLimit.PerSecond > 0 && c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = int(c.RateLimit.PerSecond) + 1

@@ -30,6 +30,7 @@ import (
 	xflight "govx/exchange/flight"
 	"govx/exchange/httpapi"
 	"govx/exchange/ingest"
+	"govx/exchange/netopt"
 	"govx/exchange/pki"
 	"govx/exchange/policy"
 	"govx/exchange/service"
@@ -181,7 +182,7 @@ func Start(ctx context.Context, cfg *Config, opts ...Option) (*Exchange, error) 
 	if x.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http_addr: %w", err)
 	}
-	x.httpLn = httpapi.Listener(x.httpLn)
+	x.httpLn = netopt.Listener(x.httpLn)
 	if cfg.Ops.Listen != "" {
 		if x.opsLn, err = net.Listen("tcp", cfg.Ops.Listen); err != nil {
 			return nil, fmt.Errorf("ops.listen: %w", err)
