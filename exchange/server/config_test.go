@@ -28,6 +28,9 @@ func TestConfigIsStrict(t *testing.T) {
 		{"kafka:\n  brokers: [k:9092]\nrate_limit:\n  per_second: many\n", "cannot unmarshal"},
 		{"kafka:\n  brokers: [k:9092]\nconsole:\n  listen: 127.0.0.1:8080\n", "console.listen 127.0.0.1:8080: give the console an address of its own"},
 		{"kafka:\n  brokers: [k:9092]\nconsole:\n  listen: 8090\n", `console.listen "8090": want host:port`},
+		{"kafka:\n  brokers: [k:9092]\nrate_limit:\n  pull_stall_timeout: 9s\n", "rate_limit.pull_stall_timeout 9s: a client pausing"},
+		{"kafka:\n  brokers: [k:9092]\nrate_limit:\n  pull_stall_timeout: 25h\n", "rate_limit.pull_stall_timeout 25h0m0s: a pull nobody read for a day"},
+		{"kafka:\n  brokers: [k:9092]\nrate_limit:\n  pull_stall_timeout: -1s\n", "pull_stall_timeout must not be negative"},
 	} {
 		path := filepath.Join(dir, "x.yaml")
 		os.WriteFile(path, []byte(tt.yaml), 0o600)
