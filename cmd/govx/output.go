@@ -22,15 +22,19 @@ import (
 // name only once whole. Elsewhere it is a hidden ".FILE.*.partial" beside the path.
 //
 // A new file is the temporary file named (0600: it holds what a department was
-// granted, for that department). An existing file is rewritten in place from the
-// temporary one, so it keeps what the operator gave it — owner, group, mode, ACLs,
-// other hard links, the file a symlink points to — and a file the caller may not write
-// is refused before anything is pulled. A path that is not a regular file (a device, a
+// granted, for that department). An existing file keeps what the operator gave it —
+// owner, group, mode, ACLs, other hard links, the file a symlink points to — and a file
+// the caller may not write is refused before anything is pulled. Where the temporary
+// file, given the existing one's mode, would differ in none of these (a plain file of
+// one link, the caller's own, in the same group, without extended attributes) it
+// replaces the file by a rename, as a scheduled export's file usually is; otherwise the
+// file is rewritten in place from the temporary one, a second copy of the pull. A path that is not a regular file (a device, a
 // pipe) is written directly.
 type outputFile struct {
 	*os.File          // where the data goes first
 	path     string   // the path asked for
-	target   *os.File // the existing file to rewrite; nil for a new one
+	target   *os.File // the existing file; nil for a new one
+	replace  bool     // the existing file is replaced by a rename, not rewritten
 	direct   bool     // writing straight to a device or pipe
 	unnamed  bool     // the temporary file has no name (O_TMPFILE)
 	done     bool
@@ -61,6 +65,7 @@ func createOutput(path string) (*outputFile, error) {
 	}
 	if o.File, err = os.OpenFile(filepath.Dir(path), os.O_RDWR|unix.O_TMPFILE, 0o600); err == nil {
 		o.unnamed = true
+		o.replace = o.target != nil && replaceable(path, o.File)
 		return o, nil
 	}
 	o.File, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
@@ -75,7 +80,26 @@ func createOutput(path string) (*outputFile, error) {
 		}
 		return nil, fmt.Errorf("cannot write beside %s: %w", path, pathErr(err))
 	}
+	o.replace = o.target != nil && filepath.Dir(o.Name()) == filepath.Dir(path) && replaceable(path, o.File)
 	return o, nil
+}
+
+// replaceable reports whether the file at path can be replaced by tmp, a new file
+// beside it, without losing anything of it: it is a plain file of one link (not a
+// symlink), the caller's own and of tmp's group, without extended attributes (ACLs,
+// labels); tmp is then given its mode.
+func replaceable(path string, tmp *os.File) bool {
+	var st, ts unix.Stat_t
+	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || int(st.Uid) != os.Geteuid() {
+		return false
+	}
+	if unix.Fstat(int(tmp.Fd()), &ts) != nil || ts.Gid != st.Gid {
+		return false
+	}
+	if n, err := unix.Listxattr(path, nil); n != 0 || (err != nil && !errors.Is(err, unix.ENOTSUP)) {
+		return false
+	}
+	return tmp.Chmod(fs.FileMode(st.Mode&0o7777)) == nil
 }
 
 func pathErr(err error) error {
@@ -95,16 +119,24 @@ func (o *outputFile) commit() error {
 	// A new file must be on disk before its name is; an existing one is synced once
 	// rewritten, and the temporary file then goes.
 	var err error
-	if o.target != nil {
+	switch {
+	case o.replace:
+		if err = o.Sync(); err == nil {
+			err = o.name()
+		}
+		o.target.Close() // (closed already if name fell back to rewriting it)
+	case o.target != nil:
 		err = o.rewrite()
-	} else if err = o.Sync(); err == nil {
-		err = o.name()
+	default:
+		if err = o.Sync(); err == nil {
+			err = o.name()
+		}
 	}
 	if cerr := o.Close(); err == nil {
 		err = cerr
 	}
 	o.done = true
-	if !o.unnamed && (o.target != nil || err != nil) {
+	if !o.unnamed && ((o.target != nil && !o.replace) || err != nil) {
 		os.Remove(o.Name())
 	}
 	if err != nil {
@@ -117,11 +149,23 @@ func (o *outputFile) commit() error {
 // /proc).
 var procFD = "/proc/self/fd/%d"
 
-// name gives a new file its name: the temporary file's, renamed, or the unnamed file
-// linked in (a path that appeared meanwhile is not replaced, as a rename would).
+// name gives the output its name: the temporary file's, renamed, or the unnamed file
+// linked in (a path that appeared meanwhile is not replaced, as a rename would). A file
+// replaced is renamed over, the unnamed one through a hidden name it has for a moment.
 func (o *outputFile) name() error {
 	if !o.unnamed {
 		return os.Rename(o.Name(), o.path)
+	}
+	if o.replace {
+		hidden := filepath.Join(filepath.Dir(o.path), fmt.Sprintf(".%s.%d.partial", filepath.Base(o.path), os.Getpid()))
+		if err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf(procFD, o.Fd()), unix.AT_FDCWD, hidden, unix.AT_SYMLINK_FOLLOW); err != nil {
+			return o.rewrite() // no /proc, or a name in the way: rewritten in place instead
+		}
+		if err := os.Rename(hidden, o.path); err != nil {
+			os.Remove(hidden)
+			return err
+		}
+		return nil
 	}
 	err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf(procFD, o.Fd()), unix.AT_FDCWD, o.path, unix.AT_SYMLINK_FOLLOW)
 	if err == nil || errors.Is(err, unix.EEXIST) {

@@ -86,6 +86,39 @@ func TestOutputFile(t *testing.T) {
 		t.Errorf("rewritten: other link reads %q, same file %v, mode %v; want today, the same inode, 0640", b, os.SameFile(before, after), after.Mode().Perm())
 	}
 
+	// A plain file of one link, ours, without extended attributes: replaced by a rename
+	// (a new inode, no second copy), keeping its mode; an aborted pull leaves it.
+	plain := filepath.Join(dir, "plain.csv")
+	os.WriteFile(plain, []byte("yesterday\n"), 0o640)
+	os.Chmod(plain, 0o640)
+	before, _ = os.Stat(plain)
+	for _, commit := range []bool{false, true} {
+		if o, err = createOutput(plain); err != nil {
+			t.Fatal(err)
+		}
+		if !o.replace {
+			t.Fatal("a plain file of one link is not replaced by a rename")
+		}
+		o.WriteString("today\n")
+		if !commit {
+			o.abort()
+			if b, _ := os.ReadFile(plain); string(b) != "yesterday\n" {
+				t.Fatalf("after abort: %q", b)
+			}
+			continue
+		}
+		if err := o.commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, _ = os.Stat(plain)
+	if b, _ := os.ReadFile(plain); string(b) != "today\n" || os.SameFile(before, after) || after.Mode().Perm() != 0o640 {
+		t.Errorf("replaced: reads %q, same inode %v, mode %v; want today, a new inode, 0640", b, os.SameFile(before, after), after.Mode().Perm())
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, ".*")); len(m) > 0 {
+		t.Errorf("files left beside: %v", m)
+	}
+
 	if os.Geteuid() != 0 { // root writes read-only files
 		ro := filepath.Join(dir, "ro.csv")
 		os.WriteFile(ro, []byte("frozen\n"), 0o444)
