@@ -31,12 +31,13 @@ import (
 // file is rewritten in place from the temporary one, a second copy of the pull. A path that is not a regular file (a device, a
 // pipe) is written directly.
 type outputFile struct {
-	*os.File          // where the data goes first
-	path     string   // the path asked for
-	target   *os.File // the existing file; nil for a new one
-	replace  bool     // the existing file is replaced by a rename, not rewritten
-	direct   bool     // writing straight to a device or pipe
-	unnamed  bool     // the temporary file has no name (O_TMPFILE)
+	*os.File             // where the data goes first
+	path     string      // the path asked for
+	target   *os.File    // the existing file; nil for a new one
+	replace  bool        // the existing file is replaced by a rename, not rewritten
+	mode     fs.FileMode // the existing file's, given to the temporary one as it replaces it
+	direct   bool        // writing straight to a device or pipe
+	unnamed  bool        // the temporary file has no name (O_TMPFILE)
 	done     bool
 }
 
@@ -65,7 +66,7 @@ func createOutput(path string) (*outputFile, error) {
 	}
 	if o.File, err = os.OpenFile(filepath.Dir(path), os.O_RDWR|unix.O_TMPFILE, 0o600); err == nil {
 		o.unnamed = true
-		o.replace = o.target != nil && replaceable(path, o.File)
+		o.replace, o.mode = replaceable(o.target, path, o.File)
 		return o, nil
 	}
 	o.File, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
@@ -80,26 +81,32 @@ func createOutput(path string) (*outputFile, error) {
 		}
 		return nil, fmt.Errorf("cannot write beside %s: %w", path, pathErr(err))
 	}
-	o.replace = o.target != nil && filepath.Dir(o.Name()) == filepath.Dir(path) && replaceable(path, o.File)
+	if filepath.Dir(o.Name()) == filepath.Dir(path) {
+		o.replace, o.mode = replaceable(o.target, path, o.File)
+	}
 	return o, nil
 }
 
-// replaceable reports whether the file at path can be replaced by tmp, a new file
-// beside it, without losing anything of it: it is a plain file of one link (not a
-// symlink), the caller's own and of tmp's group, without extended attributes (ACLs,
-// labels); tmp is then given its mode.
-func replaceable(path string, tmp *os.File) bool {
+// replaceable reports whether target, the existing file at path, can be replaced by
+// tmp, a new file beside it, without losing anything of it, and its mode: it is a plain
+// file of one link (not a symlink), the caller's own and of tmp's group, without
+// extended attributes (ACLs, labels). tmp gets the mode only as it replaces the file:
+// until then its rows are the caller's alone.
+func replaceable(target *os.File, path string, tmp *os.File) (bool, fs.FileMode) {
+	if target == nil {
+		return false, 0
+	}
 	var st, ts unix.Stat_t
-	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || int(st.Uid) != os.Geteuid() {
-		return false
+	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o7000 != 0 || st.Nlink != 1 || int(st.Uid) != os.Geteuid() {
+		return false, 0
 	}
 	if unix.Fstat(int(tmp.Fd()), &ts) != nil || ts.Gid != st.Gid {
-		return false
+		return false, 0
 	}
 	if n, err := unix.Listxattr(path, nil); n != 0 || (err != nil && !errors.Is(err, unix.ENOTSUP)) {
-		return false
+		return false, 0
 	}
-	return tmp.Chmod(fs.FileMode(st.Mode&0o7777)) == nil
+	return true, fs.FileMode(st.Mode & 0o777)
 }
 
 func pathErr(err error) error {
@@ -121,7 +128,10 @@ func (o *outputFile) commit() error {
 	var err error
 	switch {
 	case o.replace:
-		if err = o.Sync(); err == nil {
+		if err = o.Chmod(o.mode); err == nil {
+			err = o.Sync()
+		}
+		if err == nil {
 			err = o.name()
 		}
 		o.target.Close() // (closed already if name fell back to rewriting it)

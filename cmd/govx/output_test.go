@@ -99,6 +99,9 @@ func TestOutputFile(t *testing.T) {
 		if !o.replace {
 			t.Fatal("a plain file of one link is not replaced by a rename")
 		}
+		if st, err := o.Stat(); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("the temporary file while the pull runs: %v, %v; want 0600", st, err)
+		}
 		o.WriteString("today\n")
 		if !commit {
 			o.abort()
