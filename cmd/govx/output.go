@@ -35,7 +35,8 @@ type outputFile struct {
 	path     string      // the path asked for
 	target   *os.File    // the existing file; nil for a new one
 	replace  bool        // the existing file is replaced by a rename, not rewritten
-	mode     fs.FileMode // the existing file's, given to the temporary one as it replaces it
+	mode     fs.FileMode // the existing file's, given to the temporary one once it replaced it
+	replaced bool        // the rename happened (not the fallback to a rewrite)
 	direct   bool        // writing straight to a device or pipe
 	unnamed  bool        // the temporary file has no name (O_TMPFILE)
 	done     bool
@@ -126,13 +127,19 @@ func (o *outputFile) commit() error {
 	// A new file must be on disk before its name is; an existing one is synced once
 	// rewritten, and the temporary file then goes.
 	var err error
+	if o.target != nil && !o.samePath() {
+		o.abort()
+		return fmt.Errorf("%s was replaced or removed during the pull: nothing was written; pull again", o.path)
+	}
 	switch {
 	case o.replace:
-		if err = o.Chmod(o.mode); err == nil {
-			err = o.Sync()
-		}
-		if err == nil {
+		// The mode comes last: until the rename, and if the command is killed between
+		// link and rename, the rows are the caller's alone.
+		if err = o.Sync(); err == nil {
 			err = o.name()
+		}
+		if err == nil && o.replaced {
+			err = o.Chmod(o.mode)
 		}
 		o.target.Close() // (closed already if name fell back to rewriting it)
 	case o.target != nil:
@@ -155,6 +162,12 @@ func (o *outputFile) commit() error {
 	return nil
 }
 
+// samePath reports whether path still names the existing file opened at the start.
+func (o *outputFile) samePath() bool {
+	var a, b unix.Stat_t
+	return unix.Stat(o.path, &a) == nil && unix.Fstat(int(o.target.Fd()), &b) == nil && a.Dev == b.Dev && a.Ino == b.Ino
+}
+
 // procFD names an open file by its descriptor (a variable for tests: a system without
 // /proc).
 var procFD = "/proc/self/fd/%d"
@@ -164,7 +177,9 @@ var procFD = "/proc/self/fd/%d"
 // replaced is renamed over, the unnamed one through a hidden name it has for a moment.
 func (o *outputFile) name() error {
 	if !o.unnamed {
-		return os.Rename(o.Name(), o.path)
+		err := os.Rename(o.Name(), o.path)
+		o.replaced = err == nil && o.replace
+		return err
 	}
 	if o.replace {
 		hidden := filepath.Join(filepath.Dir(o.path), fmt.Sprintf(".%s.%d.partial", filepath.Base(o.path), os.Getpid()))
@@ -175,6 +190,7 @@ func (o *outputFile) name() error {
 			os.Remove(hidden)
 			return err
 		}
+		o.replaced = true
 		return nil
 	}
 	err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf(procFD, o.Fd()), unix.AT_FDCWD, o.path, unix.AT_SYMLINK_FOLLOW)
@@ -203,18 +219,57 @@ func (o *outputFile) name() error {
 }
 
 // rewrite copies the temporary file over the existing one, in place.
+//
+// The space it needs is claimed first, while the file is still as it was, and the file
+// is then written over and cut to its new length (not emptied first, which would give
+// the claimed space back): a disk that fills refuses the pull, not half the file. (A
+// kill -9 or a power cut during the copy can still leave it mixed: only a rename is
+// atomic.) The kernel clears setuid and setgid bits on a write by their owner; they are
+// put back.
 func (o *outputFile) rewrite() error {
 	defer o.target.Close()
-	if _, err := o.Seek(0, io.SeekStart); err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(o.target.Fd()), &st); err != nil {
 		return err
 	}
-	if err := o.target.Truncate(0); err != nil {
+	size, err := o.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	if size > 0 {
+		err := unix.Fallocate(int(o.target.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, size)
+		if err != nil && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("%w (the file is left as it was)", err)
+		}
+	}
+	if _, err := o.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
 	if _, err := io.Copy(o.target, o.File); err != nil {
 		return err
 	}
+	if err := o.target.Truncate(size); err != nil {
+		return err
+	}
+	if st.Mode&0o6000 != 0 {
+		_ = o.target.Chmod(fs.FileMode(st.Mode&0o777) | unixModeBits(st.Mode))
+	}
 	return o.target.Sync()
+}
+
+// unixModeBits are a stat mode's setuid, setgid and sticky bits as fs.FileMode's.
+func unixModeBits(m uint32) fs.FileMode {
+	var b fs.FileMode
+	if m&unix.S_ISUID != 0 {
+		b |= fs.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		b |= fs.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		b |= fs.ModeSticky
+	}
+	return b
 }
 
 // abort drops the output, leaving the path as it was; after commit it does nothing.

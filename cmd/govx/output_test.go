@@ -122,6 +122,23 @@ func TestOutputFile(t *testing.T) {
 		t.Errorf("files left beside: %v", m)
 	}
 
+	// A file replaced while the pull runs is left to whoever replaced it.
+	if o, err = createOutput(plain); err != nil {
+		t.Fatal(err)
+	}
+	o.WriteString("tomorrow\n")
+	swapped := filepath.Join(dir, "swapped.csv")
+	os.WriteFile(swapped, []byte("theirs\n"), 0o600)
+	if err := os.Rename(swapped, plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.commit(); err == nil || !strings.Contains(err.Error(), "replaced or removed during the pull") {
+		t.Errorf("commit over a file replaced meanwhile: %v", err)
+	}
+	if b, _ := os.ReadFile(plain); string(b) != "theirs\n" {
+		t.Errorf("the file replaced meanwhile reads %q", b)
+	}
+
 	if os.Geteuid() != 0 { // root writes read-only files
 		ro := filepath.Join(dir, "ro.csv")
 		os.WriteFile(ro, []byte("frozen\n"), 0o444)
@@ -190,5 +207,43 @@ func TestPullInterrupted(t *testing.T) {
 		if m, _ := filepath.Glob(filepath.Join(dir, "*")); len(m) != 2 {
 			t.Errorf("%v: the directory holds %v; want the CLI and the export alone", sig, m)
 		}
+	}
+}
+
+// TestOutputFileDiskFull: a file rewritten in place (it has another link) on a disk
+// with room for the pull's temporary file but not for a second copy is left as it was,
+// and the pull fails saying so; it is not emptied or cut short. It needs a small
+// filesystem of its own, a tmpfs, which only root may mount (make test runs as root).
+func TestOutputFileDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		return // no way to fill a disk of its own: the rest of TestOutputFile holds
+	}
+	dir := filepath.Join(t.TempDir(), "small")
+	os.Mkdir(dir, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a 1 MB tmpfs: %v %s", err, out)
+	}
+	defer exec.Command("umount", dir).Run()
+	old := strings.Repeat("yesterday\n", 10_000) // 100 KB
+	path := filepath.Join(dir, "export.csv")
+	os.WriteFile(path, []byte(old), 0o640)
+	if err := os.Link(path, filepath.Join(dir, "link.csv")); err != nil { // rewritten in place
+		t.Fatal(err)
+	}
+	o, err := createOutput(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.replace {
+		t.Fatal("a file with another link is replaced by a rename")
+	}
+	if _, err := o.WriteString(strings.Repeat("today\n", 120_000)); err != nil { // 720 KB
+		t.Fatalf("the temporary file does not fit: %v", err)
+	}
+	if err := o.commit(); err == nil || !strings.Contains(err.Error(), "left as it was") {
+		t.Errorf("commit with no room for the copy: %v, want an error saying the file is left as it was", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != old {
+		t.Errorf("the file after a failed rewrite holds %d bytes, want the %d it had", len(b), len(old))
 	}
 }
