@@ -28,8 +28,8 @@ import (
 // file, given the existing one's mode, would differ in none of these (a plain file of
 // one link, the caller's own, in the same group, without extended attributes) it
 // replaces the file by a rename, as a scheduled export's file usually is; otherwise the
-// file is rewritten in place from the temporary one, a second copy of the pull. A path that is not a regular file (a device, a
-// pipe) is written directly.
+// file is rewritten in place from the temporary one, a second copy of the pull. A path
+// that is not a regular file (a device, a pipe) is written directly.
 type outputFile struct {
 	*os.File             // where the data goes first
 	path     string      // the path asked for

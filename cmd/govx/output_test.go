@@ -138,6 +138,18 @@ func TestOutputFile(t *testing.T) {
 	if b, _ := os.ReadFile(plain); string(b) != "theirs\n" {
 		t.Errorf("the file replaced meanwhile reads %q", b)
 	}
+	// One removed while the pull runs stays removed.
+	if o, err = createOutput(plain); err != nil {
+		t.Fatal(err)
+	}
+	o.WriteString("tomorrow\n")
+	os.Remove(plain)
+	if err := o.commit(); err == nil || !strings.Contains(err.Error(), "replaced or removed during the pull") {
+		t.Errorf("commit over a file removed meanwhile: %v", err)
+	}
+	if _, err := os.Stat(plain); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the file removed meanwhile: %v", err)
+	}
 
 	if os.Geteuid() != 0 { // root writes read-only files
 		ro := filepath.Join(dir, "ro.csv")

@@ -202,7 +202,8 @@ func (p *parquetWriter) eachColumn(f func(i int, cw file.ColumnChunkWriter) erro
 	for i := range p.dicts {
 		cw, err := p.rg.Column(i)
 		if err != nil {
-			return err
+			errs[i] = err
+			break // after the columns already started have ended
 		}
 		wg.Go(func() { errs[i] = f(i, cw) })
 	}

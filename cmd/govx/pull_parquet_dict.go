@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -98,10 +99,7 @@ func fixedData(dt arrow.DataType, b []byte, n int) arrow.ArrayData {
 func addValues[K comparable](d *dictColumn, m *memo[K], col arrow.Array, value func(i int) K, own func(K) (K, int)) {
 	n := col.Len()
 	base := len(d.indices)
-	if cap(d.indices) < base+n {
-		d.indices = append(make([]int32, 0, max(2*cap(d.indices), base+n)), d.indices...)
-	}
-	d.indices = d.indices[:base+n]
+	d.indices = slices.Grow(d.indices, n)[:base+n]
 	idx := d.indices[base:]
 	nulls := col.NullN() > 0
 	for i := range n {

@@ -79,14 +79,14 @@ type Client struct {
 	at map[string]flight.Client
 }
 
-// reconnectBackoff paces reconnection to an exchange that went away: quickly at first,
-// at most every 3 seconds.
 // keepaliveTime is how long a call's connection may be silent before the client pings
 // the exchange, and keepaliveTimeout how long the ping may go unanswered before the
 // connection is taken for broken (variables for tests; gRPC allows a time of no less
 // than 10 s).
 var keepaliveTime, keepaliveTimeout = 30 * time.Second, 20 * time.Second
 
+// reconnectBackoff paces reconnection to an exchange that went away: quickly at first,
+// at most every 3 seconds.
 var reconnectBackoff = grpcbackoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}
 
 // MaxMessageSize is the gRPC receive limit: 64k-row batches are over gRPC's 4 MiB

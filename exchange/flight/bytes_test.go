@@ -15,10 +15,7 @@ import (
 func TestCompleteCountsSentBytes(t *testing.T) {
 	f := servicetest.New(t, servicetest.Config{Persons: 60000})
 	lis := &countingListener{Listener: servicetest.Listen(t, "127.0.0.1:0")}
-	srv := New(f.Svc, f.Tokens, nil, f.Mem)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Shutdown(); <-done })
+	serveOn(t, f, lis)
 	tok := f.Token(t, "rs-33/pension")
 	sent := func(cmd exchange.PullCmd) (recorded, wire int64) {
 		t.Helper()

@@ -88,7 +88,6 @@ type batchWriter struct {
 	// stall is how long the client may take nothing before the pull is ended
 	// (service.WithPullStallTimeout).
 	stall time.Duration
-	timer *time.Timer // of stall, made at the first wait
 	// progress is when gRPC last took a piece of a batch (UnixNano): a client that
 	// reads slowly takes pieces while a whole batch is still on its way. Its own
 	// allocation, shared with the batches' holds: a hold must not reach the writer
@@ -138,7 +137,6 @@ func (w *batchWriter) wait() error {
 	if w.queued == nil {
 		return nil
 	}
-	defer w.stopTimer()
 	for range cap(w.queued) {
 		if err := w.room(); err != nil {
 			return err
@@ -160,12 +158,9 @@ func (w *batchWriter) room() error {
 	start := time.Now().UnixNano()
 	var stalled <-chan time.Time
 	if w.stall > 0 {
-		if w.timer == nil {
-			w.timer = time.NewTimer(w.stall)
-		} else {
-			w.timer.Reset(w.stall)
-		}
-		stalled = w.timer.C
+		t := time.NewTimer(w.stall)
+		defer t.Stop()
+		stalled = t.C
 	}
 	for {
 		select {
@@ -178,14 +173,8 @@ func (w *batchWriter) room() error {
 			if idle >= w.stall {
 				return exchange.ClientStalled(w.stall)
 			}
-			w.timer.Reset(w.stall - idle)
+			stalled = time.After(w.stall - idle)
 		}
-	}
-}
-
-func (w *batchWriter) stopTimer() {
-	if w.timer != nil {
-		w.timer.Stop()
 	}
 }
 
@@ -193,7 +182,6 @@ func (w *batchWriter) stopTimer() {
 func (w *batchWriter) write(enc *ipc.Writer, rec arrow.Record) error {
 	if w.queued != nil {
 		if err := w.room(); err != nil {
-			w.stopTimer()
 			return err
 		}
 	}
@@ -285,7 +273,7 @@ type held struct {
 	mem    memory.Allocator
 	frees  [][]byte
 	queued chan struct{} // its writer's, which holds a token for it; nil: none
-	// progress is its writer's: when gRPC last took a piece (UnixNano); nil: not kept.
+	// progress is its writer's: when gRPC last took a piece (UnixNano).
 	progress *atomic.Int64
 }
 
@@ -332,9 +320,7 @@ func (s *sharedBytes) Get(n int) *[]byte {
 
 func (s *sharedBytes) Put(*[]byte) {
 	s.cleanup.Stop()
-	if s.h.progress != nil {
-		s.h.progress.Store(time.Now().UnixNano())
-	}
+	s.h.progress.Store(time.Now().UnixNano())
 	s.h.release()
 }
 

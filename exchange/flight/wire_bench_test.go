@@ -23,10 +23,7 @@ import (
 func BenchmarkPull(b *testing.B) {
 	f := servicetest.New(b, servicetest.Config{Persons: 60000, NamePad: 100})
 	lis := &countingListener{Listener: servicetest.Listen(b, "127.0.0.1:0")}
-	srv := New(f.Svc, f.Tokens, nil, f.Mem)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lis) }()
-	b.Cleanup(func() { srv.Shutdown(); <-done })
+	serveOn(b, f, lis)
 	token := f.Token(b, "rs-33/pension")
 	cmd := exchange.PullCmd{Dataset: "population.person", Purpose: "pension-qualification-review"}
 	pullOnce := func() int64 {

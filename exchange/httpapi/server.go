@@ -336,20 +336,15 @@ type countWriter struct {
 const maxPiece = 128 << 10
 
 func (c *countWriter) Write(p []byte) (int, error) {
-	if c.stall <= 0 {
-		n, err := c.w.Write(p)
-		c.n += int64(n)
-		if err != nil {
-			err = c.gone(err)
-		}
-		return n, err
-	}
 	written := 0
 	for written < len(p) {
-		piece := p[written:min(len(p), written+maxPiece)]
-		// Not every ResponseWriter has a connection to bound (tests' recorders): then
-		// nothing is.
-		_ = c.rc.SetWriteDeadline(time.Now().Add(c.stall))
+		piece := p[written:]
+		if c.stall > 0 {
+			piece = piece[:min(len(piece), maxPiece)]
+			// Not every ResponseWriter has a connection to bound (tests' recorders):
+			// then nothing is.
+			_ = c.rc.SetWriteDeadline(time.Now().Add(c.stall))
+		}
 		n, err := c.w.Write(piece)
 		written += n
 		c.n += int64(n)

@@ -6,8 +6,7 @@ import (
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"govx/exchange"
 	"govx/exchange/audit"
@@ -55,7 +54,7 @@ func TestStalledPullsAreBounded(t *testing.T) {
 	if _, err := f.svc.Stream(ctx, refused, &countSink{}); !errors.As(err, &xe) || xe.Code != "pulls_in_progress" || xe.Kind != exchange.ResourceExhausted {
 		t.Fatalf("a third pull with two stalled: %v, want pulls_in_progress", err)
 	}
-	if streaming, refusals := value(f.svc.slots.streaming), value(f.svc.slots.refused); streaming != 2 || refusals != 1 {
+	if streaming, refusals := testutil.ToFloat64(f.svc.slots.streaming), testutil.ToFloat64(f.svc.slots.refused); streaming != 2 || refusals != 1 {
 		t.Errorf("metrics: %v pulls streaming, %v refused; want 2 and 1", streaming, refusals)
 	}
 	other := Caller{Subject: exchange.Subject{Department: "rs-33", System: "pension"}, ClientAddr: "127.0.0.1:2"}
@@ -74,7 +73,7 @@ func TestStalledPullsAreBounded(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if streaming := value(f.svc.slots.streaming); streaming != 0 {
+	if streaming := testutil.ToFloat64(f.svc.slots.streaming); streaming != 0 {
 		t.Errorf("%v pulls streaming after every pull ended", streaming)
 	}
 
@@ -87,16 +86,4 @@ func TestStalledPullsAreBounded(t *testing.T) {
 	if complete == nil || complete.Status != audit.StatusError || complete.Error != "pulls_in_progress" {
 		t.Fatalf("the refused pull's complete event: %+v, want status error, pulls_in_progress", complete)
 	}
-}
-
-// value reads a gauge's or a counter's value.
-func value(c prometheus.Metric) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return -1
-	}
-	if m.Gauge != nil {
-		return m.Gauge.GetValue()
-	}
-	return m.Counter.GetValue()
 }
