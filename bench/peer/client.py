@@ -5,14 +5,16 @@ in one run, and prints the times as one JSON object on stdout.
 Each timed pull opens a new connection, asks GetFlightInfo, reads every endpoint with
 DoGet into a table (read_all) and closes: what `python pull.py` costs a user.
 
-    client.py pull --exchange grpc://H:P --token-file F --peer grpc://H:P --runs 5 \
-        [--check]      # the first exchange pull, then alternating warm pulls
+    client.py pull --exchange grpc://H:P --token-file F --peer grpc://H:P \
+        [--bare grpc://H:P] --runs 5 [--check]
+                       # the first exchange pull, then alternating warm pulls
     client.py filter --exchange grpc://H:P --token-file F --column C --value V \
         --psql URL --sql "COPY (...) TO STDOUT (FORMAT binary)" --runs 5
 
 pull: the peer's first pull (also the client's first: it pays the client's own start),
-the exchange's first pull (the first after it started: cold, graded), then --runs
-alternating pulls of each (warm). With --check, the exchange's table must
+the exchange's first pull (the first after it started: cold, graded), the bare Go
+server's first pull (the first after it started), then --runs alternating pulls of each
+(warm). With --check, the exchange's table must
 equal the peer's (same rows in any order, same columns and types), or it exits 1.
 filter: the exchange's first filtered pull, then the first psql COPY, then --runs
 alternating runs of each. psql runs as a user types it, output to /dev/null.
@@ -58,6 +60,7 @@ def main():
     ap.add_argument("--purpose", default="benchmark-measurement")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--peer", help="pull: grpc://host:port of the peer")
+    ap.add_argument("--bare", help="pull: grpc://host:port of the bare Go Flight server")
     ap.add_argument("--check", action="store_true", help="pull: the exchange's table must equal the peer's")
     ap.add_argument("--column", help="filter: column of the eq filter")
     ap.add_argument("--value", help="filter: its value")
@@ -103,10 +106,16 @@ def main():
             del peer_sorted
             kept.close()
         del xt
-        out["exchange"], out["peer"] = [], []
+        if args.bare:
+            t, bt = pull(args.bare, b"all", [])
+            out["bare_first"], out["bare_rows"] = t, bt.num_rows
+            del bt
+        out["exchange"], out["peer"], out["bare"] = [], [], []
         for _ in range(args.runs):
             out["exchange"].append(pull(args.exchange, command, headers)[0])
             out["peer"].append(pull(args.peer, b"all", [])[0])
+            if args.bare:
+                out["bare"].append(pull(args.bare, b"all", [])[0])
     else:
         cmd["filter"] = [{"column": args.column, "op": "eq", "value": args.value}]
         command = json.dumps(cmd).encode()

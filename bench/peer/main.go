@@ -67,15 +67,23 @@ func main() {
 	pgURL := flag.String("postgres", os.Getenv("GOVX_TEST_POSTGRES"), "PostgreSQL URL for psql (the baseline of the filtered pull)")
 	python := flag.String("python", os.Getenv("GOVX_TEST_PYTHON"), "Python with pyarrow (the peer and the client)")
 	prefix := flag.String("prefix", "", "read an existing topic PREFIXpopulation.person holding -rows persons (bench/ingest -keep) instead of producing one")
+	cold := flag.Int("cold", 3, "exchanges started afresh whose first pull is timed (the cold row is their median)")
+	bareTable := flag.String("serve-bare", "", "run as the bare Go Flight server of this Arrow IPC file instead (bench/peer starts itself so)")
 	flag.Parse()
+	if *bareTable != "" {
+		if err := serveBare(*bareTable); err != nil {
+			log.Fatal("bench/peer -serve-bare: ", err)
+		}
+		return
+	}
 	if *broker == "" || *pgURL == "" || *python == "" {
 		log.Fatal("bench/peer: need -kafka, -postgres and -python (or source .local/env.sh)")
 	}
 	if _, err := exec.LookPath("psql"); err != nil {
 		log.Fatal("bench/peer: psql is not on PATH (apt-get install postgresql-client-15)")
 	}
-	cmd := feed.Command("bench/peer", []string{"-rows", strconv.Itoa(*rows), "-runs", strconv.Itoa(*runs)})
-	b := &bench{rows: *rows, runs: *runs, broker: *broker, chAddr: *chAddr, pgURL: *pgURL, python: *python, prefix: *prefix, cmd: cmd}
+	cmd := feed.Command("bench/peer", []string{"-rows", strconv.Itoa(*rows), "-runs", strconv.Itoa(*runs), "-cold", strconv.Itoa(*cold)})
+	b := &bench{rows: *rows, runs: *runs, cold: max(*cold, 1), broker: *broker, chAddr: *chAddr, pgURL: *pgURL, python: *python, prefix: *prefix, cmd: cmd}
 	if err := b.run(context.Background()); err != nil {
 		log.Fatal("bench/peer: ", err)
 	}
@@ -89,7 +97,7 @@ func envInt(name string, def int) int {
 }
 
 type bench struct {
-	rows, runs                                 int
+	rows, runs, cold                           int
 	broker, chAddr, pgURL, python, prefix, cmd string
 	dir                                        string
 }
@@ -102,9 +110,12 @@ type pullTimes struct {
 	PeerFirst     float64   `json:"peer_first"`
 	PeerRows      int       `json:"peer_rows"`
 	PeerBytes     int64     `json:"peer_bytes"`
+	BareFirst     float64   `json:"bare_first"`
+	BareRows      int       `json:"bare_rows"`
 	Checked       bool      `json:"checked"`
 	Exchange      []float64 `json:"exchange"`
 	Peer          []float64 `json:"peer"`
+	Bare          []float64 `json:"bare"`
 }
 
 // filterTimes is what client.py prints for `filter`.
@@ -138,11 +149,15 @@ func (b *bench) run(ctx context.Context) error {
 	if err := writePeerTable(table, b.rows); err != nil {
 		return err
 	}
-	peerAddr, stopPeer, err := b.startPeer(table)
+	peerAddr, stopPeer, err := startServer(exec.Command(b.python, filepath.Join(b.dir, "peer.py"), "--table", table))
+	if err != nil {
+		return fmt.Errorf("peer.py: %w", err)
+	}
+	defer stopPeer()
+	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	defer stopPeer()
 
 	log.Printf("psql: loading %d persons", b.rows)
 	pgTable := "govx_bench_peer_" + feed.RandomSuffix()
@@ -155,18 +170,42 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 
-	log.Printf("phase 1: every row, exchange started afresh")
+	// Phase 1 runs -cold times, the exchange and the bare Go server started afresh each
+	// time, so that the graded first pull is a median and not one sample; the warm pulls
+	// are those of the last round.
 	var all pullTimes
-	readyAll, err := b.withExchange(ctx, "all", func(flightAddr, tokenFile string) error {
-		return b.client(&all, "pull", "--exchange", "grpc://"+flightAddr, "--token-file", tokenFile,
-			"--peer", "grpc://"+peerAddr, "--runs", strconv.Itoa(b.runs), "--check")
-	})
-	if err != nil {
-		return err
+	var firsts, bareFirsts, peerFirsts []float64
+	var readyAll time.Duration
+	for i := range b.cold {
+		log.Printf("phase 1 (%d of %d): every row, exchange and bare Go server started afresh", i+1, b.cold)
+		bareAddr, stopBare, err := startServer(exec.Command(self, "-serve-bare", table))
+		if err != nil {
+			return fmt.Errorf("bare Go Flight server: %w", err)
+		}
+		runs := 0
+		if i == b.cold-1 {
+			runs = b.runs
+		}
+		args := []string{"--peer", "grpc://" + peerAddr, "--bare", "grpc://" + bareAddr, "--runs", strconv.Itoa(runs)}
+		if i == 0 {
+			args = append(args, "--check")
+		}
+		var round pullTimes
+		readyAll, err = b.withExchange(ctx, "all-"+strconv.Itoa(i), func(flightAddr, tokenFile string) error {
+			return b.client(&round, append([]string{"pull", "--exchange", "grpc://" + flightAddr, "--token-file", tokenFile}, args...)...)
+		})
+		stopBare()
+		if err != nil {
+			return err
+		}
+		if round.ExchangeRows != b.rows || round.PeerRows != b.rows || round.BareRows != b.rows || (i == 0 && !round.Checked) {
+			return fmt.Errorf("rows: exchange %d, peer %d, bare Go %d (want %d each), checked %v", round.ExchangeRows, round.PeerRows, round.BareRows, b.rows, round.Checked)
+		}
+		firsts, bareFirsts = append(firsts, round.ExchangeFirst), append(bareFirsts, round.BareFirst)
+		peerFirsts = append(peerFirsts, round.PeerFirst)
+		all = round
 	}
-	if all.ExchangeRows != b.rows || all.PeerRows != b.rows || !all.Checked {
-		return fmt.Errorf("rows: exchange %d, peer %d (want %d each), checked %v", all.ExchangeRows, all.PeerRows, b.rows, all.Checked)
-	}
+	all.ExchangeFirst, all.BareFirst, all.PeerFirst = median(firsts), median(bareFirsts), median(peerFirsts)
 
 	log.Printf("phase 2: filter 1 in 8, exchange started afresh")
 	var filt filterTimes
@@ -181,8 +220,17 @@ func (b *bench) run(ctx context.Context) error {
 	if strconv.Itoa(filt.ExchangeRows) != pgRows {
 		return fmt.Errorf("filtered rows: exchange %d, PostgreSQL %s; they must agree", filt.ExchangeRows, pgRows)
 	}
-	b.report(all, filt, readyAll, readyFilt)
+	b.report(all, firsts, bareFirsts, filt, readyAll, readyFilt)
 	return nil
+}
+
+// seconds lists times in seconds, "0.052 s, 0.041 s".
+func seconds(s []float64) string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = fmt.Sprintf("%.3f s", v)
+	}
+	return strings.Join(out, ", ")
 }
 
 func median(s []float64) float64 {
@@ -190,19 +238,22 @@ func median(s []float64) float64 {
 	return s[len(s)/2]
 }
 
-func (b *bench) report(all pullTimes, filt filterTimes, readyAll, readyFilt time.Duration) {
+func (b *bench) report(all pullTimes, firsts, bareFirsts []float64, filt filterTimes, readyAll, readyFilt time.Duration) {
 	peer := median(all.Peer)
 	xWarm := median(all.Exchange)
+	bWarm := median(all.Bare)
 	psql := median(filt.Psql)
 	fWarm := median(filt.Exchange)
 	fmt.Printf("`%s` — %d persons; 6 of 10 columns, masks id_card + name, national agreement; client pyarrow %s (Arrow C++) in its own process, "+
 		"a new connection per pull, read_all; the exchange started afresh before each phase (ready in %.1f s and %.1f s), audit shipped to ClickHouse; "+
-		"first pull, then the median (best) of %d alternating runs; %s\n\n",
-		b.cmd, b.rows, all.Pyarrow, readyAll.Seconds(), readyFilt.Seconds(), b.runs, feed.Machine())
+		"the first pull after start the median of %d starts of the exchange (and of the bare Go server), then the median (best) of %d alternating warm runs; %s\n\n",
+		b.cmd, b.rows, all.Pyarrow, readyAll.Seconds(), readyFilt.Seconds(), b.cold, b.runs, feed.Machine())
 	fmt.Println("| pull | rows out | first s | warm median s | warm best s | ratio (baseline median / ours) |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	fmt.Printf("| C++ Flight peer (pyarrow FlightServerBase, same table in memory, no policy; baseline; %.0f MB) | %d | %.3f | %.3f | %.3f | 1.00× |\n",
 		float64(all.PeerBytes)/1e6, all.PeerRows, all.PeerFirst, peer, slices.Min(all.Peer))
+	fmt.Printf("| bare Go Flight server (arrow-go's stock server and writer, same table in memory, no policy, its own process; for comparison) | %d | %.3f | %.3f | %.3f | %.2f× |\n",
+		all.BareRows, all.BareFirst, bWarm, slices.Min(all.Bare), peer/bWarm)
 	fmt.Printf("| exchange, every row, first pull after start (cold) | %d | %.3f | — | — | %.2f× |\n", all.ExchangeRows, all.ExchangeFirst, peer/all.ExchangeFirst)
 	fmt.Printf("| exchange, every row, warm | %d | — | %.3f | %.3f | %.2f× |\n", all.ExchangeRows, xWarm, slices.Min(all.Exchange), peer/xWarm)
 	fmt.Printf("| psql COPY (SELECT …) TO STDOUT (FORMAT binary), filter 1 in 8 (baseline) | %d | %.3f | %.3f | %.3f | 1.00× |\n",
@@ -210,8 +261,10 @@ func (b *bench) report(all pullTimes, filt filterTimes, readyAll, readyFilt time
 	fmt.Printf("| exchange, filter 1 in 8, first pull after start (cold) | %d | %.3f | — | — | %.2f× |\n", filt.ExchangeRows, filt.ExchangeFirst, psql/filt.ExchangeFirst)
 	fmt.Printf("| exchange, filter 1 in 8, warm | %d | — | %.3f | %.3f | %.2f× |\n", filt.ExchangeRows, fWarm, slices.Min(filt.Exchange), psql/fWarm)
 	fmt.Println()
-	fmt.Printf("The first pull took %.2f× the warm one. The peer's first pull (%.3f s) was the client process's first too, so it carries the client's own start.\n\n",
-		all.ExchangeFirst/xWarm, all.PeerFirst)
+	fmt.Printf("The first pull took %.2f× the warm one. The peer's first pull (%.3f s, median) was each client process's first too, so it carries the client's own start. "+
+		"First pulls after start, in the order of the starts: the exchange %s; the bare Go server %s. "+
+		"Against the bare Go Flight server in the same run: first %.2f×, warm %.2f×.\n\n",
+		all.ExchangeFirst/xWarm, all.PeerFirst, seconds(firsts), seconds(bareFirsts), all.BareFirst/all.ExchangeFirst, bWarm/xWarm)
 
 	ms := func(s float64) string { return fmt.Sprintf("%.0f ms", s*1e3) }
 	r := peer / all.ExchangeFirst
@@ -265,9 +318,10 @@ func (b *bench) client(v any, args ...string) error {
 	return json.Unmarshal(out, v)
 }
 
-// startPeer starts peer.py on table and returns its address and how to stop it.
-func (b *bench) startPeer(table string) (string, func(), error) {
-	c := exec.Command(b.python, filepath.Join(b.dir, "peer.py"), "--table", table)
+// startServer starts a Flight server that prints "listening PORT" once it serves and
+// stops when its stdin closes (peer.py, or this command with -serve-bare), and returns
+// its address and how to stop it.
+func startServer(c *exec.Cmd) (string, func(), error) {
 	c.Stderr = os.Stderr
 	stdin, err := c.StdinPipe()
 	if err != nil {
@@ -286,7 +340,7 @@ func (b *bench) startPeer(table string) (string, func(), error) {
 	if err != nil || !ok {
 		c.Process.Kill()
 		stop()
-		return "", nil, fmt.Errorf("peer.py did not start (said %q): %v", line, err)
+		return "", nil, fmt.Errorf("did not start (said %q): %v", line, err)
 	}
 	return "127.0.0.1:" + port, stop, nil
 }

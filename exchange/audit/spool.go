@@ -195,6 +195,13 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		s.reserve = defaultReserve(dir)
 	}
 	s.refreshSpace()
+	if s.seg == nil && s.reserve >= 0 && s.freeSpace.Load() >= s.reserve {
+		// A new spool's first segment is made now, not by the first request: creating
+		// it takes three fsyncs (file, header, directory) that request would wait for.
+		// If it cannot be made, the first append tries again and fails as it always
+		// has (refused, then healed once the disk is writable).
+		_ = s.rotate(s.seq + 1)
+	}
 	s.committed.Store(s.seq)
 	if o.key != nil && o.ckptFile != "" {
 		s.lastCkpt = ^uint64(0) // none yet: sign the head at once, below
