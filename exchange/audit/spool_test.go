@@ -418,3 +418,46 @@ func mustRecord(t *testing.T, e *Event) []byte {
 	}
 	return b
 }
+
+// TestFirstSegmentMadeAtOpen: a new spool makes its first segment when it opens, so the
+// first request does not wait for it; the empty segment is appended to after a restart,
+// and the chain through it verifies.
+func TestFirstSegmentMadeAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenSpool(dir, WithInstance("ex-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, segName(1)))
+	if err != nil || st.Size() != int64(len(segMagic)) {
+		t.Fatalf("no empty first segment after open: %v, %v", st, err)
+	}
+	s.Close()
+	var all []*Event
+	for round := range 2 {
+		s, err := OpenSpool(dir, WithInstance("ex-1"))
+		if err != nil {
+			t.Fatalf("reopen %d: %v", round, err)
+		}
+		all = append(all, appendN(t, s, 3)...)
+		s.Close()
+	}
+	got := chainOf(t, dir)
+	if len(got) != len(all) {
+		t.Fatalf("chain holds %d events, want %d", len(got), len(all))
+	}
+	for i, e := range got {
+		if e.Seq != uint64(i+1) || e.EventID != all[i].EventID {
+			t.Fatalf("event %d: seq %d id %s, want seq %d id %s", i, e.Seq, e.EventID, i+1, all[i].EventID)
+		}
+	}
+	store, _ := OpenSpoolStore(dir)
+	it, _ := store.Chain(context.Background())
+	res, err := Verify(context.Background(), it, VerifyOptions{})
+	if err != nil || !res.OK() {
+		t.Fatalf("verify: %v\n%s", err, res.Summary())
+	}
+	if segs, _ := listSegments(dir); len(segs) != 1 {
+		t.Fatalf("segments %v: the restarts should have appended to the first", segs)
+	}
+}
