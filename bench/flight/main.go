@@ -185,6 +185,13 @@ func run(broker, pgURL, chAddr, prefix string, rows, runs, cold int, cmd string)
 		return err
 	}
 	defer bc.Close()
+	// The bare server's own first pull after its start, on a new connection, for the
+	// cold-against-cold comparison (the graded one is against its warm median).
+	t0 := time.Now()
+	if _, err := bc.Pull(ctx, all, nil, func(arrow.Record) error { return nil }); err != nil {
+		return fmt.Errorf("bare Flight, first pull: %w", err)
+	}
+	bareFirst := time.Since(t0)
 
 	log.Printf("pg: loading %d persons", rows)
 	pg, table, err := loadPostgres(ctx, pgURL, rows)
@@ -266,7 +273,8 @@ func run(broker, pgURL, chAddr, prefix string, rows, runs, cold int, cmd string)
 	row(xFilt, pgFilt, "")
 	row(pgEvery, nil, " (for reference)")
 	fmt.Println()
-	fmt.Printf("First pulls after start, in the order of the starts: %s.\n\n", seconds(firsts))
+	fmt.Printf("First pulls after start, in the order of the starts: %s. The bare server's first pull after its start: %.3f s; the exchange's median first against it: %.2f×.\n\n",
+		seconds(firsts), bareFirst.Seconds(), bareFirst.Seconds()/first.Seconds())
 
 	r1 := bareAll.median().Seconds() / xAll.median().Seconds()
 	feed.Target("pull-all", fmt.Sprintf("%.2fM rows/s", float64(rows)/xAll.median().Seconds()/1e6),
