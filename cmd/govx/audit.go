@@ -497,6 +497,10 @@ is evidence too. Give the damaged-<time> directory to the auditors.`,
 				fmt.Fprintf(out, "nothing to repair: spool %s has no damage and no gap (a torn final frame, if any, is cut by the exchange when it opens the spool)\n", a.spool)
 				return nil
 			}
+			if res.Gap == nil {
+				fmt.Fprintf(out, "repaired spool %s\n  damage: %s\n  nothing lost: the segment held no event\n  set aside in: %s\n", a.spool, res.Problem, res.MovedTo)
+				return nil
+			}
 			fmt.Fprintf(out, "repaired spool %s\n  damage: %s\n  lost from the live chain: seq %d..%d\n  set aside intact in: %s\n  gap event: %s (seq %d)\n",
 				a.spool, res.Problem, res.LostFrom, res.LostTo, res.MovedTo, res.Gap.EventID, res.Gap.Seq)
 			if opt.Key == nil {

@@ -26,7 +26,7 @@ type RepairResult struct {
 	LostFrom uint64 // the first seq no longer in the live chain
 	LostTo   uint64 // the last one
 	MovedTo  string // directory holding the set-aside segments, untouched
-	Gap      *Event // the gap event written
+	Gap      *Event // the gap event written; nil when nothing was lost (an empty segment set aside)
 }
 
 // Repair makes a spool that OpenSpool refuses usable again without destroying anything:
@@ -79,10 +79,13 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 			lastHash = GenesisHash
 		}
 	}
+	newestEmpty := false // the newest segment holds no event
 	for i, first := range segs {
 		p := filepath.Join(dir, segName(first))
 		firstInSeg := true
+		newestEmpty = i == len(segs)-1
 		err := walkSegment(p, want-1, func(it segItem) error {
+			newestEmpty = false
 			if it.ev != nil {
 				highest = max(highest, it.ev.Seq)
 			}
@@ -134,6 +137,24 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 	if badSeg < 0 && signed > want-1 {
 		problem = fmt.Sprintf("the spool ends at seq %d but a checkpoint covers seq %d", want-1, signed)
 		badSeg, badOff = len(segs), 0
+	}
+	if badSeg < 0 && newestEmpty && segs[len(segs)-1] != want {
+		// An empty segment the spool did not make (it names every segment for the event
+		// it starts with): the next event would go into it under the wrong name. It
+		// holds nothing, so nothing is lost: it is only set aside.
+		name := segName(segs[len(segs)-1])
+		aside := filepath.Join(dir, "damaged-"+opt.Now.UTC().Format("20060102T150405Z"))
+		if err := os.Mkdir(aside, 0o700); err != nil {
+			return nil, fmt.Errorf("audit: cannot create %s to set the segment aside: %w", aside, err)
+		}
+		if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {
+			return nil, fmt.Errorf("audit: cannot move %s aside: %w", name, err)
+		}
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
+		return &RepairResult{Repaired: true, MovedTo: aside,
+			Problem: fmt.Sprintf("segment %s holds no event but is named for seq %d, while the next event is seq %d", name, segs[len(segs)-1], want)}, nil
 	}
 	if badSeg < 0 {
 		return &RepairResult{}, nil

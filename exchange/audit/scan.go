@@ -238,8 +238,17 @@ func readSpoolState(dir string, after uint64, afterHash string, ck *Checkpoint) 
 			st.good = lastEnd
 		}
 	}
-	if after > 0 && (st.last == nil || st.last.Seq < after) {
+	// Everything shipped and trimmed leaves one segment, with no event yet, named for the
+	// event after the marker's: the segment a healed write or a new spool opened.
+	drained := st.last == nil && len(segs) > 0 && segs[len(segs)-1] == after+1
+	if after > 0 && !drained && (st.last == nil || st.last.Seq < after) {
 		st.gaps = append(st.gaps, fmt.Sprintf("the shipped marker says events up to seq %d were shipped, but the spool ends before it (at seq %d): spool segments were removed", after, want-1))
+	}
+	if n := len(segs); n > 0 && st.good == int64(len(segMagic)) && len(st.damage) == 0 && segs[n-1] != want {
+		// The newest segment holds no event, so the next one would be written into it;
+		// the spool only ever names a segment for the event it starts with.
+		st.gaps = append(st.gaps, fmt.Sprintf("segment %s holds no event but is named for seq %d, while the next event is seq %d: the spool did not make it; move it out of %s",
+			filepath.Join(dir, segName(segs[n-1])), segs[n-1], want, dir))
 	}
 	return st, nil
 }

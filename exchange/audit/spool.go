@@ -23,8 +23,11 @@ var ErrClosed = errors.New("audit: spool is closed")
 // It is safe for concurrent use. Open it with [OpenSpool]; with [WithSink] it also ships
 // events to their final store (ClickHouse) in the background.
 type Spool struct {
-	dir  string
-	opts options
+	ckptFailures atomic.Uint64 // periodic checkpoints that could not be written
+
+	dir   string
+	dirID os.FileInfo // the directory opened: one put in its place is not this spool
+	opts  options
 
 	reqs   chan *appendReq
 	closed chan struct{} // closed by Close: no new appends
@@ -177,6 +180,11 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		writerDone: make(chan struct{}),
 	}
 	s.shipWake = make(chan struct{})
+	dirID, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("audit: cannot read spool directory %s: %w", dir, err)
+	}
+	s.dirID = dirID
 	lock, err := lockSpool(dir)
 	if err != nil {
 		return nil, err
@@ -195,6 +203,9 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		s.reserve = defaultReserve(dir)
 	}
 	s.refreshSpace()
+	if fs := inMemory(dir); fs != "" {
+		o.logger.Warn("audit: the spool is on "+fs+", which keeps files in memory only: its events are lost with the machine, and without a ClickHouse it is their only copy; put the spool directory on a disk", "dir", dir)
+	}
 	if s.seg == nil && s.reserve >= 0 && s.freeSpace.Load() >= s.reserve {
 		// A new spool's first segment is made now, not by the first request: creating
 		// it takes three fsyncs (file, header, directory) that request would wait for.
@@ -247,6 +258,17 @@ func (s *Spool) loadInstance() error {
 				return fmt.Errorf("audit: no instance name given and no host name: use WithInstance")
 			}
 		}
+		// No instance file, but events or a shipped marker may still say whose chain this
+		// is (the file lost, or only the segments restored): continuing another
+		// instance's chain under this name would break both.
+		held, err := heldInstance(s.dir)
+		if err != nil {
+			return err
+		}
+		if held != "" && held != name {
+			return fmt.Errorf("audit: spool %s has no %s file but holds the chain of instance %q, not %q: put the file back (one line: %s) and run as that instance, or give %q its own spool directory",
+				s.dir, instanceName, held, name, held, name)
+		}
 		s.instance = name
 		return writeFileSync(s.dir, instanceName, []byte(name+"\n"))
 	default:
@@ -254,8 +276,43 @@ func (s *Spool) loadInstance() error {
 	}
 }
 
+// heldInstance returns the instance named by the spool's first event, else by its
+// shipped marker; "" for a spool that holds neither.
+func heldInstance(dir string) (string, error) {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return "", err
+	}
+	errFound := errors.New("found")
+	held := ""
+	for _, first := range segs {
+		err := walkSegment(filepath.Join(dir, segName(first)), 0, func(it segItem) error {
+			if it.ev == nil {
+				return nil
+			}
+			held = it.ev.Instance
+			return errFound
+		})
+		if errors.Is(err, errFound) {
+			return held, nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	m, err := ReadShippedMarker(dir)
+	if err != nil || m == nil {
+		return "", err
+	}
+	return m.Instance, nil
+}
+
 // Instance returns the name of the instance whose chain the spool holds.
 func (s *Spool) Instance() string { return s.instance }
+
+// CheckpointFailures counts the periodic checkpoints that could not be written: while it
+// rises, events after the last signed checkpoint are covered by no signature.
+func (s *Spool) CheckpointFailures() uint64 { return s.ckptFailures.Load() }
 
 // Stats reports how many events were appended and how many fsyncs made them durable:
 // with concurrent appenders the second is much smaller than the first (group commit).
@@ -348,6 +405,12 @@ func (s *Spool) writeLoop() {
 			batch = append(batch, r)
 		case <-tick.C:
 			s.refreshSpace()
+			if s.seg != nil && s.Writable() == nil {
+				// Found between requests too, so readiness says so before one is refused.
+				if err := s.segInPlace(); err != nil {
+					s.fail(err)
+				}
+			}
 			if free := s.freeSpace.Load(); s.reserve > 0 && free < s.reserve {
 				// Say so before the next append is refused: readiness follows at once.
 				s.mu.Lock()
@@ -479,11 +542,7 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 		err = s.writeDurably(buf, batch[0].ev.Seq)
 	}
 	if err != nil {
-		err = fmt.Errorf("audit: spool %s cannot be written: %w; no access is allowed without audit — the spool retries by itself and serves again once the disk is writable (free space or fix the disk)", s.dir, err)
-		s.mu.Lock()
-		s.failed = err
-		s.mu.Unlock()
-		s.opts.logger.Error("audit: spool not writable; refusing requests until it is", "dir", s.dir, "err", err)
+		err = s.fail(err)
 		for _, r := range batch {
 			r.done <- err
 		}
@@ -527,8 +586,39 @@ func (s *Spool) writeDurably(buf []byte, first uint64) error {
 	if err := s.seg.Sync(); err != nil {
 		return err
 	}
+	if err := s.segInPlace(); err != nil {
+		return err
+	}
 	s.segSize += int64(len(buf))
 	s.spoolSize.Add(int64(len(buf)))
+	return nil
+}
+
+// fail records why the spool cannot be written, so that every append is refused until
+// heal succeeds, and returns the error appends get.
+func (s *Spool) fail(cause error) error {
+	err := fmt.Errorf("audit: spool %s cannot be written: %w; no access is allowed without audit — the spool retries by itself and serves again once the disk is writable (free space or fix the disk)", s.dir, cause)
+	s.mu.Lock()
+	s.failed = err
+	s.mu.Unlock()
+	s.opts.logger.Error("audit: spool not writable; refusing requests until it is", "dir", s.dir, "err", err)
+	return err
+}
+
+// segInPlace checks that the open segment is still the file its name in the spool
+// directory leads to. A segment deleted, renamed or replaced while open (its directory
+// removed or moved, say) would take events that no reader of the directory ever finds:
+// durable to the fsync, gone to the audit. Checked after each group commit's fsync, so
+// those events are refused, not acknowledged; a path lookup beside an fsync costs little.
+func (s *Spool) segInPlace() error {
+	open, err := s.seg.Stat()
+	if err != nil {
+		return err
+	}
+	named, err := os.Stat(s.seg.Name())
+	if err != nil || !os.SameFile(open, named) {
+		return fmt.Errorf("segment %s was removed or replaced while in use (is the spool directory still there?)", s.seg.Name())
+	}
 	return nil
 }
 
@@ -540,6 +630,12 @@ func (s *Spool) heal() {
 	if s.reserve > 0 && s.freeSpace.Load() < s.reserve {
 		return
 	}
+	if cur, err := os.Stat(s.dir); err != nil || !os.SameFile(cur, s.dirID) {
+		// The directory is gone or another one took its place: whatever happened to the
+		// events in it is for a restart to find (it refuses a spool missing signed
+		// events), not for this process to paper over with a fresh segment.
+		return
+	}
 	if s.seg != nil {
 		name := s.seg.Name()
 		if err := s.seg.Truncate(s.segSize); err != nil {
@@ -548,9 +644,11 @@ func (s *Spool) heal() {
 		if err := s.seg.Sync(); err != nil {
 			return
 		}
+		open, _ := s.seg.Stat()
+		named, serr := os.Stat(name)
 		s.seg.Close()
 		s.seg = nil
-		if s.segSize <= int64(len(segMagic)) {
+		if s.segSize <= int64(len(segMagic)) && serr == nil && os.SameFile(open, named) {
 			// It holds no event: the new segment takes its name.
 			if err := os.Remove(name); err != nil {
 				return
@@ -607,6 +705,22 @@ var diskSpace = func(dir string) (free, total int64, err error) {
 		return 0, 0, err
 	}
 	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
+}
+
+// inMemory names the file system dir is on when it keeps files only in memory (tmpfs,
+// ramfs), where a spool's events do not survive the machine.
+func inMemory(dir string) string {
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) != nil {
+		return ""
+	}
+	switch st.Type {
+	case 0x01021994:
+		return "tmpfs"
+	case 0x858458f6:
+		return "ramfs"
+	}
+	return ""
 }
 
 func defaultReserve(dir string) int64 {
@@ -708,6 +822,7 @@ func (s *Spool) checkpointLoop() {
 		select {
 		case <-t.C:
 			if err := s.checkpoint(); err != nil {
+				s.ckptFailures.Add(1)
 				s.opts.logger.Error("audit: cannot write checkpoint", "file", s.opts.ckptFile, "err", err)
 			}
 		case <-s.closed:

@@ -151,7 +151,8 @@ type spoolIter struct {
 	ev     *Event
 	err    error
 	warn   []string
-	// asideWarn is written by the producer before it closes items, read after.
+	// asideWarn is written by the producer before it closes items, read after: set-aside
+	// segments read, and segments misnamed.
 	asideWarn []string
 }
 
@@ -171,7 +172,13 @@ func (it *spoolIter) produce(dir, instance string, withSetAside bool) {
 	var maxSeq, after uint64
 	for i, first := range segs {
 		lastSeg := i == len(segs)-1
-		err := walkSegment(filepath.Join(dir, segName(first)), after, func(x segItem) error {
+		p := filepath.Join(dir, segName(first))
+		seen := false
+		err := walkSegment(p, after, func(x segItem) error {
+			if x.ev != nil && !seen && x.ev.Seq != first {
+				it.asideWarn = append(it.asideWarn, fmt.Sprintf("segment %s is named for seq %d but starts with seq %d: the exchange refuses to open the spool until it has its name back", p, first, x.ev.Seq))
+			}
+			seen = true
 			ev := x.ev
 			if ev == nil {
 				ev = &Event{Instance: instance, Seq: x.damage.AfterSeq}
@@ -200,6 +207,9 @@ func (it *spoolIter) produce(dir, instance string, withSetAside bool) {
 				it.errc = err
 			}
 			return
+		}
+		if lastSeg && !seen && len(segs) > 1 && first != after+1 {
+			it.asideWarn = append(it.asideWarn, fmt.Sprintf("segment %s holds no event but is named for seq %d, while the next event is seq %d: the exchange refuses to open the spool until it is moved out (`govx audit repair` sets it aside)", p, first, after+1))
 		}
 	}
 }

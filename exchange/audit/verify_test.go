@@ -12,9 +12,8 @@ import (
 
 const tamperEvents = 50
 
-// signedSpool writes tamperEvents events through a spool that signs checkpoints, and
-// returns the events, the checkpoints and the public key.
-func signedSpool(t *testing.T, dir string, opts ...Option) ([]*Event, []Checkpoint, ed25519.PublicKey) {
+// testKey generates a checkpoint key pair through the files the exchange reads it from.
+func testKey(t *testing.T) (ed25519.PrivateKey, ed25519.PublicKey) {
 	t.Helper()
 	kd := t.TempDir()
 	if err := GenerateKey(filepath.Join(kd, "k"), filepath.Join(kd, "k.pub")); err != nil {
@@ -28,7 +27,15 @@ func signedSpool(t *testing.T, dir string, opts ...Option) ([]*Event, []Checkpoi
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck := filepath.Join(kd, "checkpoints.jsonl")
+	return priv, pub
+}
+
+// signedSpool writes tamperEvents events through a spool that signs checkpoints, and
+// returns the events, the checkpoints and the public key.
+func signedSpool(t *testing.T, dir string, opts ...Option) ([]*Event, []Checkpoint, ed25519.PublicKey) {
+	t.Helper()
+	priv, pub := testKey(t)
+	ck := filepath.Join(t.TempDir(), "checkpoints.jsonl")
 	s, err := OpenSpool(dir, append([]Option{WithInstance("ex-tamper"), WithCheckpoints(priv, ck, 0), WithLogger(quiet)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)

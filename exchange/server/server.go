@@ -554,6 +554,8 @@ func auditCollectors(sp *audit.Spool, shipping bool) []prometheus.Collector {
 				}
 				return 1
 			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "govx_audit_checkpoint_failures_total", Help: "Periodic audit checkpoints that could not be written to the checkpoint file; while it rises, new events are covered by no signature."},
+			func() float64 { return float64(sp.CheckpointFailures()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_audit_spool_bytes", Help: "Bytes held in the audit spool's segment files."},
 			func() float64 { return float64(sp.SpoolBytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "govx_audit_free_space_margin_bytes", Help: "Free bytes on the spool's file system above the reserve; at or below 0 requests are refused."},
