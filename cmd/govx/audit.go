@@ -343,6 +343,7 @@ Exit status: 0 intact, 2 verification failed, 1 the tool could not run.`,
 			if err != nil {
 				return err
 			}
+			warnDamage(cmd, it) // and misnamed segments, which the chain alone does not show
 			switch format {
 			case "json":
 				if err := printJSON(cmd, res); err != nil {

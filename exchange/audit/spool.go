@@ -24,6 +24,7 @@ var ErrClosed = errors.New("audit: spool is closed")
 // events to their final store (ClickHouse) in the background.
 type Spool struct {
 	ckptFailures atomic.Uint64 // periodic checkpoints that could not be written
+	ckptNow      chan struct{} // sign the head now, not at the next interval
 
 	dir   string
 	dirID os.FileInfo // the directory opened: one put in its place is not this spool
@@ -177,6 +178,7 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		closed:     make(chan struct{}),
 		wake:       make(chan struct{}, 1),
 		flushReq:   make(chan struct{}, 1),
+		ckptNow:    make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
 	s.shipWake = make(chan struct{})
@@ -243,37 +245,38 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 func (s *Spool) loadInstance() error {
 	p := filepath.Join(s.dir, instanceName)
 	b, err := os.ReadFile(p)
-	switch {
-	case err == nil:
-		stored := strings.TrimSpace(string(b))
-		if s.opts.instance != "" && s.opts.instance != stored {
-			return fmt.Errorf("audit: spool %s belongs to instance %q, not %q: give each instance its own spool directory", s.dir, stored, s.opts.instance)
-		}
-		s.instance = stored
-		return nil
-	case errors.Is(err, os.ErrNotExist):
-		name := s.opts.instance
-		if name == "" {
-			if name, err = os.Hostname(); err != nil || name == "" {
-				return fmt.Errorf("audit: no instance name given and no host name: use WithInstance")
-			}
-		}
-		// No instance file, but events or a shipped marker may still say whose chain this
-		// is (the file lost, or only the segments restored): continuing another
-		// instance's chain under this name would break both.
-		held, err := heldInstance(s.dir)
-		if err != nil {
-			return err
-		}
-		if held != "" && held != name {
-			return fmt.Errorf("audit: spool %s has no %s file but holds the chain of instance %q, not %q: put the file back (one line: %s) and run as that instance, or give %q its own spool directory",
-				s.dir, instanceName, held, name, held, name)
-		}
-		s.instance = name
-		return writeFileSync(s.dir, instanceName, []byte(name+"\n"))
-	default:
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("audit: cannot read %s: %w", p, err)
 	}
+	stored := strings.TrimSpace(string(b))
+	name := s.opts.instance
+	if stored != "" && name != "" && name != stored {
+		return fmt.Errorf("audit: spool %s belongs to instance %q, not %q: give each instance its own spool directory", s.dir, stored, name)
+	}
+	if name == "" {
+		name = stored
+	}
+	if name == "" {
+		if name, err = os.Hostname(); err != nil || name == "" {
+			return fmt.Errorf("audit: no instance name given and no host name: use WithInstance")
+		}
+	}
+	// The instance file can be lost or edited (or only the segments restored); the
+	// events, else the shipped marker, say whose chain this is, and continuing another
+	// instance's chain under this name would break both.
+	held, err := heldInstance(s.dir)
+	if err != nil {
+		return err
+	}
+	if held != "" && held != name {
+		return fmt.Errorf("audit: spool %s holds the chain of instance %q, not %q (its %s file says %q): put the file back (one line: %s) and run as that instance, or give %q its own spool directory",
+			s.dir, held, name, instanceName, stored, held, name)
+	}
+	s.instance = name
+	if stored == name {
+		return nil
+	}
+	return writeFileSync(s.dir, instanceName, []byte(name+"\n"))
 }
 
 // heldInstance returns the instance named by the spool's first event, else by its
@@ -602,6 +605,10 @@ func (s *Spool) fail(cause error) error {
 	s.failed = err
 	s.mu.Unlock()
 	s.opts.logger.Error("audit: spool not writable; refusing requests until it is", "dir", s.dir, "err", err)
+	select { // sign what was acknowledged before it failed
+	case s.ckptNow <- struct{}{}:
+	default:
+	}
 	return err
 }
 
@@ -821,12 +828,13 @@ func (s *Spool) checkpointLoop() {
 	for {
 		select {
 		case <-t.C:
-			if err := s.checkpoint(); err != nil {
-				s.ckptFailures.Add(1)
-				s.opts.logger.Error("audit: cannot write checkpoint", "file", s.opts.ckptFile, "err", err)
-			}
+		case <-s.ckptNow:
 		case <-s.closed:
 			return
+		}
+		if err := s.checkpoint(); err != nil {
+			s.ckptFailures.Add(1)
+			s.opts.logger.Error("audit: cannot write checkpoint", "file", s.opts.ckptFile, "err", err)
 		}
 	}
 }
@@ -836,10 +844,13 @@ func (s *Spool) checkpoint() error {
 	if s.opts.key == nil || s.opts.ckptFile == "" {
 		return nil
 	}
+	// The head is the last acknowledged event, so it is signed while the spool cannot
+	// write too: above all then, since whatever took the spool's disk or directory may
+	// have taken acknowledged events with it, and a restart must be able to tell.
 	s.mu.Lock()
-	seq, head, failed := s.seq, s.head, s.failed
+	seq, head := s.seq, s.head
 	s.mu.Unlock()
-	if failed != nil || seq == s.lastCkpt {
+	if seq == s.lastCkpt {
 		return nil
 	}
 	c := Checkpoint{Instance: s.instance, Seq: seq, Hash: head, Time: time.Now().UTC().Truncate(time.Millisecond)}
@@ -1095,6 +1106,9 @@ func listSegments(dir string) ([]uint64, error) {
 		var first uint64
 		if _, err := fmt.Sscanf(strings.TrimSuffix(name, segSuffix), "%d", &first); err != nil {
 			continue
+		}
+		if first == 0 || name != segName(first) {
+			continue // not a name the spool gives (it starts at seq 1, zero-padded)
 		}
 		out = append(out, first)
 	}

@@ -164,6 +164,16 @@ func TestSpoolWithoutInstanceFile(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, instanceName)); err == nil {
 		t.Fatalf("the refusal wrote an instance file: %q", b)
 	}
+	// Nor under a name written into the instance file by hand.
+	if err := os.WriteFile(filepath.Join(dir, instanceName), []byte("ex-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenSpool(dir, WithInstance("ex-2"), WithLogger(quiet)); err == nil || !strings.Contains(err.Error(), `holds the chain of instance "ex-1"`) {
+		t.Fatalf("opened under an edited instance file: %v, want a refusal naming ex-1", err)
+	}
+	if err := os.Remove(filepath.Join(dir, instanceName)); err != nil {
+		t.Fatal(err)
+	}
 	s, err = OpenSpool(dir, WithInstance("ex-1"), WithLogger(quiet))
 	if err != nil {
 		t.Fatalf("reopened under its own instance: %v", err)
@@ -237,4 +247,32 @@ func TestCheckpointFailuresCounted(t *testing.T) {
 	testenv.WaitForState(t, 5*time.Second, "a failed checkpoint counted", func() (bool, string) {
 		return s.CheckpointFailures() > 0, ""
 	})
+}
+
+// TestCheckpointSignedWhenSpoolGoes: when the spool stops being writable (its directory
+// removed under the running exchange) the head acknowledged so far is signed at once,
+// and again at close: the restart then refuses the emptied spool, naming the events that
+// were removed, instead of starting a new chain over their seq numbers.
+func TestCheckpointSignedWhenSpoolGoes(t *testing.T) {
+	priv, _ := testKey(t)
+	ck := filepath.Join(t.TempDir(), "checkpoints.jsonl")
+	dir := filepath.Join(t.TempDir(), "spool")
+	opts := []Option{WithInstance("ex-1"), WithCheckpoints(priv, ck, time.Hour), WithLogger(quiet), WithFreeSpaceReserve(0)}
+	s, err := OpenSpool(dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 3)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitForState(t, 5*time.Second, "the acknowledged head signed", func() (bool, string) {
+		cps, err := ReadCheckpoints(ck)
+		return err == nil && len(cps) > 0 && cps[len(cps)-1].Seq == 3, ""
+	})
+	s.Close()
+	_, err = OpenSpool(dir, opts...)
+	if err == nil || !strings.Contains(err.Error(), "events 1..3 were removed") {
+		t.Fatalf("restart on the emptied spool: %v, want a refusal naming events 1..3", err)
+	}
 }

@@ -167,6 +167,10 @@ func (s *Service) RedeemAggregate(ctx context.Context, c Caller, ticket []byte) 
 		return nil, s.auditTicketRefused(ctx, c, oerr == nil, req, g.Subject, g.RequestID, err)
 	}
 	g.ClientAddr = c.ClientAddr
+	if err := s.redeemable(); err != nil {
+		s.auditAggregateComplete(ctx, &g, 0, 0, s.now(), 0, err)
+		return nil, err
+	}
 	// Planned again against the policy as it is now: an agreement may have lapsed since
 	// the ticket was issued. The answer is served only on the terms audited then.
 	ng, dec, err := s.planAggregate(ctx, Caller{Subject: c.Subject, ClientAddr: c.ClientAddr}, AggregateCmd{SQL: g.SQL, Purpose: g.Purpose, CaseRef: g.CaseRef}, g.RequestID, false)

@@ -19,6 +19,7 @@ import (
 	"govx/exchange"
 	"govx/exchange/audit"
 	"govx/exchange/audit/review"
+	"govx/internal/testenv"
 	"govx/policies"
 	"govx/schemas/ident"
 )
@@ -407,5 +408,23 @@ func TestBoundEventsOfRequests(t *testing.T) {
 	}
 	if n := len(evs[1].Canonical()); n > audit.MaxUnauthenticatedEventBytes || !strings.Contains(evs[1].Dataset, "[cut: 900000 bytes") {
 		t.Errorf("unauthenticated event: %d bytes (cap %d), dataset %.60q…", n, audit.MaxUnauthenticatedEventBytes, evs[1].Dataset)
+	}
+}
+
+// TestTicketRefusedWhileAuditDown: a Flight ticket issued while the audit log worked is
+// not served once the log cannot record (its spool directory removed here): no data
+// leaves that no complete event could close, nor after the log holding its decision may
+// have gone.
+func TestTicketRefusedWhileAuditDown(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tkt := f.pullTicket(t)
+	if err := os.RemoveAll(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitForState(t, 5*time.Second, "the spool says it cannot write", func() (bool, string) { return f.spool.Writable() != nil, "" })
+	_, err := f.svc.Redeem(ctx, hz, tkt)
+	if xe, ok := errors.AsType[*exchange.Error](err); !ok || xe.Code != "audit_unavailable" {
+		t.Fatalf("ticket redeemed while the audit log cannot record: %v, want audit_unavailable", err)
 	}
 }

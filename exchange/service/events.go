@@ -96,10 +96,15 @@ func (s *Service) auditDecisionLimited(ctx context.Context, c Caller, requestID 
 			// close the request, so that it can never read as data served.
 			s.recordComplete(ctx, ev, 0, 0, 0, audit.StatusError, "audit_unavailable")
 		}
-		return &exchange.Error{Kind: exchange.Unavailable, Code: "audit_unavailable",
-			Message: "the exchange cannot record this access in its audit log, so it refuses it; retry later", Err: err}
+		return auditUnavailable(err)
 	}
 	return nil
+}
+
+// auditUnavailable is the refusal of a request the audit log cannot record.
+func auditUnavailable(err error) *exchange.Error {
+	return &exchange.Error{Kind: exchange.Unavailable, Code: "audit_unavailable",
+		Message: "the exchange cannot record this access in its audit log, so it refuses it; retry later", Err: err}
 }
 
 // dataBearing reports whether an action's allowed request is followed by a complete

@@ -279,12 +279,26 @@ func (s *Service) Redeem(ctx context.Context, c Caller, ticket []byte) (*Grant, 
 		return nil, s.auditTicketRefused(ctx, c, oerr == nil, req, g.Subject, g.RequestID, err)
 	}
 	g.ClientAddr = c.ClientAddr
+	if err := s.redeemable(); err != nil {
+		s.auditComplete(ctx, &g, 0, 0, s.now(), err) // tried: the spool may be back by now
+		return nil, err
+	}
 	if err := s.stillGranted(ctx, &g); err != nil {
 		// The decision was recorded as allow; its complete event says why nothing came.
 		s.auditComplete(ctx, &g, 0, 0, s.now(), err)
 		return nil, err
 	}
 	return &g, nil
+}
+
+// redeemable refuses a ticket while the audit log cannot record: its decision was
+// recorded when it was issued, but no data leaves that the log could not close with a
+// complete event, nor while the log that holds its decision may have been lost.
+func (s *Service) redeemable() error {
+	if err := s.audit.Writable(); err != nil {
+		return auditUnavailable(err)
+	}
+	return nil
 }
 
 // stillGranted asks the policy again when a ticket is redeemed: a ticket carries the

@@ -36,9 +36,12 @@ type Decider interface {
 }
 
 // Auditor durably records audit events; exchange/audit's spool is the real one. Append
-// must copy what it keeps of ev: the service reuses its events.
+// must copy what it keeps of ev: the service reuses its events. Writable says why events
+// cannot be recorded now (nil when they can): a Flight ticket, whose decision was
+// recorded when it was issued, is not served while it says no.
 type Auditor interface {
 	Append(ctx context.Context, ev *audit.Event) error
+	Writable() error
 }
 
 // Service answers requests against the store.

@@ -204,11 +204,10 @@ func TestLimitIsHonouredNotTruncatedSilently(t *testing.T) {
 	}
 }
 
-func TestTicketRoundTripAndExpiry(t *testing.T) {
-	now := time.Now()
-	f := newFixture(t, WithClock(func() time.Time { return now }), WithTicketTTL(time.Minute))
-	ctx := context.Background()
-	g, err := f.svc.Open(ctx, hz, pullCmd())
+// pullTicket opens the fixture's usual pull for hz and returns its Flight ticket.
+func (f *fixture) pullTicket(t *testing.T) []byte {
+	t.Helper()
+	g, err := f.svc.Open(context.Background(), hz, pullCmd())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +215,14 @@ func TestTicketRoundTripAndExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tkt
+}
+
+func TestTicketRoundTripAndExpiry(t *testing.T) {
+	now := time.Now()
+	f := newFixture(t, WithClock(func() time.Time { return now }), WithTicketTTL(time.Minute))
+	ctx := context.Background()
+	tkt := f.pullTicket(t)
 	if _, err := f.svc.Redeem(ctx, hz, tkt); err != nil {
 		t.Fatalf("own fresh ticket: %v", err)
 	}
