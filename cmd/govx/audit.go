@@ -495,11 +495,15 @@ is evidence too. Give the damaged-<time> directory to the auditors.`,
 			}
 			out := cmd.OutOrStdout()
 			if !res.Repaired {
+				if opt.CheckpointFile == "" {
+					fmt.Fprintf(out, "nothing to repair that the spool alone shows: %s has no damage and no gap. Events removed from its end show only against the exchange's checkpoint file: if the exchange still refuses the spool, run this again with --checkpoints FILE (its audit.checkpoints)\n", a.spool)
+					return nil
+				}
 				fmt.Fprintf(out, "nothing to repair: spool %s has no damage and no gap (a torn final frame, if any, is cut by the exchange when it opens the spool)\n", a.spool)
 				return nil
 			}
 			if res.Gap == nil {
-				fmt.Fprintf(out, "repaired spool %s\n  damage: %s\n  nothing lost: the segment held no event\n  set aside in: %s\n", a.spool, res.Problem, res.MovedTo)
+				fmt.Fprintf(out, "repaired spool %s\n  damage: %s\n  nothing lost: %s\n", a.spool, res.Problem, res.Fixed)
 				return nil
 			}
 			fmt.Fprintf(out, "repaired spool %s\n  damage: %s\n  lost from the live chain: seq %d..%d\n  set aside intact in: %s\n  gap event: %s (seq %d)\n",

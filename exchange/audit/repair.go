@@ -26,7 +26,8 @@ type RepairResult struct {
 	LostFrom uint64 // the first seq no longer in the live chain
 	LostTo   uint64 // the last one
 	MovedTo  string // directory holding the set-aside segments, untouched
-	Gap      *Event // the gap event written; nil when nothing was lost (an empty segment set aside)
+	Gap      *Event // the gap event written; nil when nothing was lost
+	Fixed    string // when nothing was lost: what was done instead of recording a gap
 }
 
 // Repair makes a spool that OpenSpool refuses usable again without destroying anything:
@@ -79,7 +80,8 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 			lastHash = GenesisHash
 		}
 	}
-	newestEmpty := false // the newest segment holds no event
+	newestEmpty := false   // the newest segment holds no event
+	var misnamed *[2]uint64 // a segment's name and the seq it starts with
 	for i, first := range segs {
 		p := filepath.Join(dir, segName(first))
 		firstInSeg := true
@@ -103,6 +105,12 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 			ev := it.ev
 			named := !firstInSeg || ev.Seq == first
 			firstInSeg = false
+			if !named && misnamed == nil && continues(ev, want, lastHash) {
+				// Whole and in order, only under another name: the name is put back below,
+				// nothing is recorded as lost.
+				misnamed = &[2]uint64{first, ev.Seq}
+				named = true
+			}
 			if !named || !continues(ev, want, lastHash) || (ev.Seq == shippedSeq && ev.Hash != shippedHash) {
 				badSeg, badOff = i, it.off
 				problem = fmt.Sprintf("%s offset %d holds seq %d where seq %d, linked to the event before it, was expected", p, it.off, ev.Seq, want)
@@ -138,6 +146,20 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 		problem = fmt.Sprintf("the spool ends at seq %d but a checkpoint covers seq %d", want-1, signed)
 		badSeg, badOff = len(segs), 0
 	}
+	if badSeg < 0 && misnamed != nil {
+		from, to := filepath.Join(dir, segName(misnamed[0])), filepath.Join(dir, segName(misnamed[1]))
+		if _, err := os.Lstat(to); err == nil {
+			return nil, fmt.Errorf("audit: segment %s starts with seq %d, but %s exists too: move one of them out of the spool and run repair again", from, misnamed[1], to)
+		}
+		if err := os.Rename(from, to); err != nil {
+			return nil, fmt.Errorf("audit: cannot give %s its name back: %w", from, err)
+		}
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
+		return &RepairResult{Repaired: true, Fixed: "its events are whole and in order; renamed " + filepath.Base(from) + " to " + filepath.Base(to),
+			Problem: fmt.Sprintf("segment %s is named for seq %d but starts with seq %d", from, misnamed[0], misnamed[1])}, nil
+	}
 	if badSeg < 0 && newestEmpty && segs[len(segs)-1] != want {
 		// An empty segment the spool did not make (it names every segment for the event
 		// it starts with): the next event would go into it under the wrong name. It
@@ -153,7 +175,7 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 		if err := syncDir(dir); err != nil {
 			return nil, err
 		}
-		return &RepairResult{Repaired: true, MovedTo: aside,
+		return &RepairResult{Repaired: true, MovedTo: aside, Fixed: "the segment held no event; set aside in " + aside,
 			Problem: fmt.Sprintf("segment %s holds no event but is named for seq %d, while the next event is seq %d", name, segs[len(segs)-1], want)}, nil
 	}
 	if badSeg < 0 {

@@ -917,9 +917,10 @@ func (s *Spool) writeMarker(seq uint64, hash string) error {
 // frame, or a gap in its sequence numbers. Nothing was changed; `govx audit repair`
 // ([Repair]) moves the damage aside and records the gap in the chain.
 type DamagedError struct {
-	Dir    string
-	Damage []Damage
-	Gaps   []string
+	Dir         string
+	Checkpoints string // the exchange's checkpoint file, which repair needs to count what is missing
+	Damage      []Damage
+	Gaps        []string
 }
 
 func (e *DamagedError) Error() string {
@@ -933,8 +934,12 @@ func (e *DamagedError) Error() string {
 	if n := len(e.Damage) + len(e.Gaps); n > 1 {
 		what += fmt.Sprintf(" (and %d more problem(s))", n-1)
 	}
+	repair := "govx audit repair --spool " + e.Dir
+	if e.Checkpoints != "" {
+		repair += " --checkpoints " + e.Checkpoints
+	}
 	return fmt.Sprintf("audit: spool %s %s; the exchange does not start on a damaged audit log, so that no evidence is overwritten. "+
-		"Keep a copy of the directory, then run `govx audit repair --spool %s`: it moves the damage aside intact and records the gap in the chain", e.Dir, what, e.Dir)
+		"Keep a copy of the directory, then run `%s` (add --key with the checkpoint signing key to sign the gap at once): it moves the damage aside intact and records the gap in the chain", e.Dir, what, repair)
 }
 
 // recover reads the whole spool. A torn final frame (a crash in the middle of a write,
@@ -958,7 +963,7 @@ func (s *Spool) recover() error {
 	}
 	var shipped uint64
 	prev := GenesisHash
-	bad := &DamagedError{Dir: s.dir}
+	bad := &DamagedError{Dir: s.dir, Checkpoints: s.opts.ckptFile}
 	if m != nil {
 		shipped, prev = m.Seq, m.Hash
 		if pub != nil && (m.Instance != s.instance || !m.Valid(pub)) {

@@ -272,7 +272,42 @@ func TestCheckpointSignedWhenSpoolGoes(t *testing.T) {
 	})
 	s.Close()
 	_, err = OpenSpool(dir, opts...)
-	if err == nil || !strings.Contains(err.Error(), "events 1..3 were removed") {
-		t.Fatalf("restart on the emptied spool: %v, want a refusal naming events 1..3", err)
+	if err == nil || !strings.Contains(err.Error(), "events 1..3 were removed") || !strings.Contains(err.Error(), "--checkpoints "+ck) {
+		t.Fatalf("restart on the emptied spool: %v, want a refusal naming events 1..3 and the repair to run with the checkpoint file", err)
+	}
+}
+
+// TestRepairRenamesMisnamedSegment: a whole segment under another name is refused at
+// open, and repair gives it its name back instead of recording its events as lost.
+func TestRepairRenamesMisnamedSegment(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenSpool(dir, WithInstance("ex-1"), WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 6)
+	s.Close()
+	if err := os.Rename(filepath.Join(dir, segName(1)), filepath.Join(dir, segName(2))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenSpool(dir, WithInstance("ex-1"), WithLogger(quiet)); err == nil {
+		t.Fatal("a misnamed segment was opened")
+	}
+	res, err := Repair(dir, RepairOptions{})
+	if err != nil || !res.Repaired || res.Gap != nil || !strings.Contains(res.Fixed, "renamed") {
+		t.Fatalf("repair of a misnamed segment: %+v, %v; want it renamed, nothing lost", res, err)
+	}
+	s, err = OpenSpool(dir, WithInstance("ex-1"), WithLogger(quiet))
+	if err != nil {
+		t.Fatalf("after repair: %v", err)
+	}
+	if ev := appendN(t, s, 1)[0]; ev.Seq != 7 {
+		t.Fatalf("after repair the chain runs on at seq %d, want 7", ev.Seq)
+	}
+	s.Close()
+	st, _ := OpenSpoolStore(dir)
+	it, _ := st.Chain(context.Background())
+	if res, err := Verify(context.Background(), it, VerifyOptions{}); err != nil || !res.OK() || res.Chains[0].Events != 7 {
+		t.Fatalf("verify after the rename: %v\n%s", err, res.Summary())
 	}
 }
