@@ -80,7 +80,7 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 			lastHash = GenesisHash
 		}
 	}
-	newestEmpty := false   // the newest segment holds no event
+	newestEmpty := false    // the newest segment holds no event
 	var misnamed *[2]uint64 // a segment's name and the seq it starts with
 	for i, first := range segs {
 		p := filepath.Join(dir, segName(first))
