@@ -266,7 +266,7 @@ func run(broker, pgURL, chAddr, prefix string, rows, runs, cold int, cmd string)
 	}
 	row(bareAll, nil, fmt.Sprintf(" (baseline; %.0f MB of Arrow buffers, %.0f MB/s)", float64(wireBytes)/1e6, float64(wireBytes)/1e6/bareAll.median().Seconds()))
 	row(xAll, bareAll, " (auth, decision, audit, scan, masks)")
-	first := slices.Sorted(slices.Values(firsts))[len(firsts)/2]
+	first := feed.Percentile(feed.Sorted(firsts), 50)
 	fmt.Printf("| exchange, every row, first pull after start (median of %d starts; each a new exchange and connection) | %d | %.3f | %.3f | %.0f | %.2f× |\n",
 		len(firsts), res.Rows, first.Seconds(), slices.Min(firsts).Seconds(), float64(rows)/first.Seconds(), bareAll.median().Seconds()/first.Seconds())
 	row(pgFilt, nil, " (baseline)")

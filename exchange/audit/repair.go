@@ -165,14 +165,8 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 		// it starts with): the next event would go into it under the wrong name. It
 		// holds nothing, so nothing is lost: it is only set aside.
 		name := segName(segs[len(segs)-1])
-		aside := filepath.Join(dir, "damaged-"+opt.Now.UTC().Format("20060102T150405Z"))
-		if err := os.Mkdir(aside, 0o700); err != nil {
-			return nil, fmt.Errorf("audit: cannot create %s to set the segment aside: %w", aside, err)
-		}
-		if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {
-			return nil, fmt.Errorf("audit: cannot move %s aside: %w", name, err)
-		}
-		if err := syncDir(dir); err != nil {
+		aside, err := setAside(dir, opt.Now, []string{name})
+		if err != nil {
 			return nil, err
 		}
 		return &RepairResult{Repaired: true, MovedTo: aside, Fixed: "the segment held no event; set aside in " + aside,
@@ -189,23 +183,16 @@ func Repair(dir string, opt RepairOptions) (*RepairResult, error) {
 	res := &RepairResult{Repaired: true, Problem: problem, LostFrom: lastSeq + 1, LostTo: highest}
 
 	// Set aside the damaged segment and everything after it, renamed, never rewritten.
-	aside := filepath.Join(dir, "damaged-"+opt.Now.UTC().Format("20060102T150405Z"))
+	aside := "(nothing left in the spool to set aside)"
 	if badSeg < len(segs) {
-		if err := os.Mkdir(aside, 0o700); err != nil {
-			return nil, fmt.Errorf("audit: cannot create %s to set the damaged segments aside: %w", aside, err)
+		var names []string
+		for _, first := range segs[badSeg:] {
+			names = append(names, segName(first))
+		}
+		if aside, err = setAside(dir, opt.Now, names); err != nil {
+			return nil, err
 		}
 		res.MovedTo = aside
-	} else {
-		aside = "(nothing left in the spool to set aside)"
-	}
-	for _, first := range segs[min(badSeg, len(segs)):] {
-		name := segName(first)
-		if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {
-			return nil, fmt.Errorf("audit: cannot move %s aside: %w", name, err)
-		}
-	}
-	if err := syncDir(dir); err != nil {
-		return nil, err
 	}
 	// The intact frames before the damage stay in the live chain: copy them back.
 	if badSeg < len(segs) && badOff > int64(len(segMagic)) {
@@ -264,4 +251,19 @@ func continues(ev *Event, want uint64, prev string) bool {
 		return true
 	}
 	return ev.Kind == KindGap && ev.Rows > 0 && ev.Rows < ev.Seq && ev.Seq-ev.Rows == want
+}
+
+// setAside moves the named segments of dir, renamed and never rewritten, into a new
+// directory damaged-<now> beside them, and returns it.
+func setAside(dir string, now time.Time, names []string) (string, error) {
+	aside := filepath.Join(dir, "damaged-"+now.UTC().Format("20060102T150405Z"))
+	if err := os.Mkdir(aside, 0o700); err != nil {
+		return "", fmt.Errorf("audit: cannot create %s to set segments aside: %w", aside, err)
+	}
+	for _, name := range names {
+		if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {
+			return "", fmt.Errorf("audit: cannot move %s aside: %w", name, err)
+		}
+	}
+	return aside, syncDir(dir)
 }

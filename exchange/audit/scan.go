@@ -171,11 +171,12 @@ func allZero(b []byte) bool {
 
 // spoolState is what a full read of a spool directory found.
 type spoolState struct {
-	segs   []uint64 // first seq of each segment, in order
-	last   *Event   // last intact event
-	good   int64    // offset just after the last intact frame of the last segment
-	damage []Damage // every damaged stretch, in order
-	gaps   []string // seq discontinuities between intact events
+	segs     []uint64 // first seq of each segment, in order
+	last     *Event   // last intact event
+	instance string   // the instance of the first intact event
+	good     int64    // offset just after the last intact frame of the last segment
+	damage   []Damage // every damaged stretch, in order
+	gaps     []string // seq discontinuities between intact events
 }
 
 // readSpoolState reads every segment of dir, checking that frames are intact and that
@@ -225,6 +226,9 @@ func readSpoolState(dir string, after uint64, afterHash string, ck *Checkpoint) 
 			}
 			if ev.Seq == after && afterHash != "" && ev.Hash != afterHash {
 				st.gaps = append(st.gaps, fmt.Sprintf("%s offset %d: seq %d is not the event the shipped marker names", p, it.off, ev.Seq))
+			}
+			if st.last == nil {
+				st.instance = ev.Instance
 			}
 			st.last = ev
 			want, wantPrev = ev.Seq+1, ev.Hash

@@ -25,6 +25,7 @@ var ErrClosed = errors.New("audit: spool is closed")
 type Spool struct {
 	ckptFailures atomic.Uint64 // periodic checkpoints that could not be written
 	ckptNow      chan struct{} // sign the head now, not at the next interval
+	heals        atomic.Uint64 // heal attempts, for tests that a fault outlasts them
 
 	dir   string
 	dirID os.FileInfo // the directory opened: one put in its place is not this spool
@@ -192,13 +193,20 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 		return nil, err
 	}
 	s.lock = lock
-	if err := s.loadInstance(); err != nil {
+	writeInstance, err := s.loadInstance()
+	if err != nil {
 		s.lock.Close()
 		return nil, err
 	}
 	if err := s.recover(); err != nil {
 		s.lock.Close()
 		return nil, err
+	}
+	if writeInstance { // only once the events agree it is this instance's chain
+		if err := writeFileSync(dir, instanceName, []byte(s.instance+"\n")); err != nil {
+			s.lock.Close()
+			return nil, err
+		}
 	}
 	s.reserve = o.reserve
 	if s.reserve < 0 {
@@ -208,7 +216,7 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 	if fs := inMemory(dir); fs != "" {
 		o.logger.Warn("audit: the spool is on "+fs+", which keeps files in memory only: its events are lost with the machine, and without a ClickHouse it is their only copy; put the spool directory on a disk", "dir", dir)
 	}
-	if s.seg == nil && s.reserve >= 0 && s.freeSpace.Load() >= s.reserve {
+	if s.seg == nil && s.freeSpace.Load() >= s.reserve {
 		// A new spool's first segment is made now, not by the first request: creating
 		// it takes three fsyncs (file, header, directory) that request would wait for.
 		// If it cannot be made, the first append tries again and fails as it always
@@ -242,72 +250,27 @@ func OpenSpool(dir string, opt ...Option) (*Spool, error) {
 	return s, nil
 }
 
-func (s *Spool) loadInstance() error {
+func (s *Spool) loadInstance() (write bool, err error) {
 	p := filepath.Join(s.dir, instanceName)
 	b, err := os.ReadFile(p)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("audit: cannot read %s: %w", p, err)
+		return false, fmt.Errorf("audit: cannot read %s: %w", p, err)
 	}
 	stored := strings.TrimSpace(string(b))
 	name := s.opts.instance
 	if stored != "" && name != "" && name != stored {
-		return fmt.Errorf("audit: spool %s belongs to instance %q, not %q: give each instance its own spool directory", s.dir, stored, name)
+		return false, fmt.Errorf("audit: spool %s belongs to instance %q, not %q: give each instance its own spool directory", s.dir, stored, name)
 	}
 	if name == "" {
 		name = stored
 	}
 	if name == "" {
 		if name, err = os.Hostname(); err != nil || name == "" {
-			return fmt.Errorf("audit: no instance name given and no host name: use WithInstance")
+			return false, fmt.Errorf("audit: no instance name given and no host name: use WithInstance")
 		}
-	}
-	// The instance file can be lost or edited (or only the segments restored); the
-	// events, else the shipped marker, say whose chain this is, and continuing another
-	// instance's chain under this name would break both.
-	held, err := heldInstance(s.dir)
-	if err != nil {
-		return err
-	}
-	if held != "" && held != name {
-		return fmt.Errorf("audit: spool %s holds the chain of instance %q, not %q (its %s file says %q): put the file back (one line: %s) and run as that instance, or give %q its own spool directory",
-			s.dir, held, name, instanceName, stored, held, name)
 	}
 	s.instance = name
-	if stored == name {
-		return nil
-	}
-	return writeFileSync(s.dir, instanceName, []byte(name+"\n"))
-}
-
-// heldInstance returns the instance named by the spool's first event, else by its
-// shipped marker; "" for a spool that holds neither.
-func heldInstance(dir string) (string, error) {
-	segs, err := listSegments(dir)
-	if err != nil {
-		return "", err
-	}
-	errFound := errors.New("found")
-	held := ""
-	for _, first := range segs {
-		err := walkSegment(filepath.Join(dir, segName(first)), 0, func(it segItem) error {
-			if it.ev == nil {
-				return nil
-			}
-			held = it.ev.Instance
-			return errFound
-		})
-		if errors.Is(err, errFound) {
-			return held, nil
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	m, err := ReadShippedMarker(dir)
-	if err != nil || m == nil {
-		return "", err
-	}
-	return m.Instance, nil
+	return stored != name, nil
 }
 
 // Instance returns the name of the instance whose chain the spool holds.
@@ -408,19 +371,15 @@ func (s *Spool) writeLoop() {
 			batch = append(batch, r)
 		case <-tick.C:
 			s.refreshSpace()
-			if s.seg != nil && s.Writable() == nil {
-				// Found between requests too, so readiness says so before one is refused.
-				if err := s.segInPlace(); err != nil {
-					s.fail(err)
+			// Found between requests too, so readiness says so before one is refused.
+			if s.Writable() == nil {
+				if free := s.freeSpace.Load(); s.reserve > 0 && free < s.reserve {
+					s.fail(fmt.Errorf("%w: %d bytes free, %d reserved", ErrReserve, free, s.reserve))
+				} else if s.seg != nil {
+					if err := s.segInPlace(); err != nil {
+						s.fail(err)
+					}
 				}
-			}
-			if free := s.freeSpace.Load(); s.reserve > 0 && free < s.reserve {
-				// Say so before the next append is refused: readiness follows at once.
-				s.mu.Lock()
-				if s.failed == nil {
-					s.failed = fmt.Errorf("audit: spool %s cannot be written: %w: %d bytes free, %d reserved; no access is allowed without audit — free space and the spool serves again by itself", s.dir, ErrReserve, free, s.reserve)
-				}
-				s.mu.Unlock()
 			}
 			if s.Writable() != nil {
 				s.heal()
@@ -634,6 +593,7 @@ func (s *Spool) segInPlace() error {
 // write, fsync). On success appends are accepted again; the chain continues from the last
 // durable event, so nothing acknowledged is lost and nothing unacknowledged remains.
 func (s *Spool) heal() {
+	s.heals.Add(1)
 	if s.reserve > 0 && s.freeSpace.Load() < s.reserve {
 		return
 	}
@@ -973,6 +933,17 @@ func (s *Spool) recover() error {
 	st, err := readSpoolState(s.dir, shipped, prev, ck)
 	if err != nil {
 		return err
+	}
+	// The instance file can be lost or edited (or only the segments restored); the
+	// events, else the shipped marker, say whose chain this is, and continuing another
+	// instance's chain under this name would break both.
+	held := st.instance
+	if held == "" && m != nil {
+		held = m.Instance
+	}
+	if held != "" && held != s.instance {
+		return fmt.Errorf("audit: spool %s holds the chain of instance %q, not %q: put its %s file back (one line: %s) and run as that instance, or give %q its own spool directory",
+			s.dir, held, s.instance, instanceName, held, s.instance)
 	}
 	bad.Gaps = append(bad.Gaps, st.gaps...)
 	var torn *Damage
